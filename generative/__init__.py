@@ -1,0 +1,1 @@
+"""Workloads Assay tunes and dispatches as jobs (flow matching and friends)."""

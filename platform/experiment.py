@@ -1,0 +1,537 @@
+"""Experiment domain objects: objectives, outcome constraints, observations, arms, trials.
+
+Pure Python, no I/O. Storage backends turn rows into these objects and back; the service
+validates requests with them before anything is written, so a rejected request changes nothing.
+
+Noisy observations are first class (Letham et al. 2019): an observation is a mean, its
+standard error (``sem``; ``None`` when unknown, then the model infers the noise) and optionally
+the number of units ``n`` it averages.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from assay.platform.errors import (
+    ConstraintParseError,
+    InvalidTransitionError,
+    ObservationError,
+    ValidationError,
+)
+from assay.platform.space import SearchSpace
+
+_METRIC_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:/-]*$")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def check_metric_name(name: Any, where: str) -> str:
+    if not isinstance(name, str) or not _METRIC_RE.match(name):
+        raise ValidationError(
+            f"{where}: metric name {name!r} must start with a letter or '_' and contain only "
+            "letters, digits and _ . : / -",
+            field=where,
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A metric to maximize (default) or minimize."""
+
+    name: str
+    minimize: bool = False
+
+    def __post_init__(self) -> None:
+        check_metric_name(self.name, "objective")
+
+    @classmethod
+    def parse(
+        cls, spec: str | Mapping[str, Any] | Objective, where: str = "objective"
+    ) -> Objective:
+        """``"accuracy"`` (maximize), ``{"name": "loss", "minimize": true}`` or an Objective."""
+        if isinstance(spec, Objective):
+            return spec
+        if isinstance(spec, str):
+            return cls(check_metric_name(spec, where))
+        if isinstance(spec, Mapping):
+            unknown = set(spec) - {"name", "minimize"}
+            if unknown:
+                raise ValidationError(
+                    f"{where}: unknown field(s) {sorted(unknown)}", field=f"{where}.{min(unknown)}"
+                )
+            minimize = spec.get("minimize", False)
+            if not isinstance(minimize, bool):
+                raise ValidationError(
+                    f"{where}.minimize must be true or false", field=f"{where}.minimize"
+                )
+            return cls(check_metric_name(spec.get("name"), f"{where}.name"), minimize)
+        raise ValidationError(
+            f"{where}: expected a metric name or object, got {spec!r}", field=where
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "minimize": self.minimize}
+
+
+_OC_RE = re.compile(
+    r"^\s*(?P<metric>[A-Za-z_][A-Za-z0-9_.:/-]*)\s*(?P<op><=|>=)\s*"
+    r"(?P<bound>[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*(?P<pct>%)?\s*$"
+)
+
+
+@dataclass(frozen=True)
+class OutcomeConstraint:
+    """``metric <= bound`` or ``metric >= bound``; ``relative`` bounds are % vs. control.
+
+    In a model a constraint becomes the callable ``c(Y) <= 0``: ``Y_m - bound`` for ``<=``
+    and ``bound - Y_m`` for ``>=`` (BoTorch's convention for constrained acquisition).
+    """
+
+    metric: str
+    op: str
+    bound: float
+    relative: bool = False
+
+    def __post_init__(self) -> None:
+        check_metric_name(self.metric, "outcome_constraints")
+        if self.op not in ("<=", ">="):
+            raise ConstraintParseError(
+                f"outcome constraint operator must be <= or >=, not {self.op!r}"
+            )
+        if not math.isfinite(self.bound):
+            raise ConstraintParseError("outcome constraint bound must be finite")
+
+    @classmethod
+    def parse(
+        cls, spec: str | OutcomeConstraint, where: str = "outcome_constraints"
+    ) -> OutcomeConstraint:
+        """Parse ``"latency_ms <= 20"``, ``"ctr >= 0.01"`` or ``"revenue >= -1%"``."""
+        if isinstance(spec, OutcomeConstraint):
+            return spec
+        if not isinstance(spec, str):
+            raise ConstraintParseError(
+                f"{where}: expected a string like 'latency_ms <= 20', got {spec!r}", field=where
+            )
+        m = _OC_RE.match(spec)
+        if m is None:
+            raise ConstraintParseError(
+                f"{where}: cannot parse {spec!r}; write 'metric <= number' or 'metric >= number' "
+                "(append % for a bound relative to the control arm)",
+                field=where,
+            )
+        return cls(m["metric"], m["op"], float(m["bound"]), relative=m["pct"] is not None)
+
+    def is_satisfied(self, value: float) -> bool:
+        return value <= self.bound if self.op == "<=" else value >= self.bound
+
+    @property
+    def expression(self) -> str:
+        bound = f"{self.bound:+g}%" if self.relative else f"{self.bound:g}"
+        return f"{self.metric} {self.op} {bound}"
+
+    def __str__(self) -> str:
+        return self.expression
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One measured metric of one arm: ``mean``, standard error ``sem`` (``None`` = unknown)
+    and the sample size ``n`` behind it (optional)."""
+
+    metric: str
+    mean: float
+    sem: float | None = None
+    n: int | None = None
+
+    def __post_init__(self) -> None:
+        where = f"observations.{self.metric}"
+        if not isinstance(self.mean, int | float) or isinstance(self.mean, bool):
+            raise ObservationError(
+                f"{where}: mean must be a number, got {self.mean!r}", field=where
+            )
+        if not math.isfinite(self.mean):
+            raise ObservationError(f"{where}: mean must be finite, got {self.mean!r}", field=where)
+        if self.sem is not None:
+            if not isinstance(self.sem, int | float) or isinstance(self.sem, bool):
+                raise ObservationError(
+                    f"{where}: sem must be a number, got {self.sem!r}", field=where
+                )
+            if not math.isfinite(self.sem) or self.sem < 0:
+                raise ObservationError(
+                    f"{where}: sem must be finite and >= 0, got {self.sem!r}", field=where
+                )
+        if self.n is not None and (
+            not isinstance(self.n, int) or isinstance(self.n, bool) or self.n < 1
+        ):
+            raise ObservationError(
+                f"{where}: n must be a positive integer, got {self.n!r}", field=where
+            )
+        object.__setattr__(self, "mean", float(self.mean))
+        if self.sem is not None:
+            object.__setattr__(self, "sem", float(self.sem))
+
+    @classmethod
+    def parse(cls, metric: str, value: Any) -> Observation:
+        """Accept ``0.9``, ``(0.9, 0.01)``, ``(0.9, 0.01, 1000)``, ``(0.9, None)`` or
+        ``{"mean": 0.9, "sem": 0.01, "n": 1000}``."""
+        where = f"observations.{metric}"
+        if isinstance(value, Observation):
+            return value
+        if isinstance(value, Mapping):
+            unknown = set(value) - {"mean", "sem", "n"}
+            if unknown or "mean" not in value:
+                raise ObservationError(
+                    f"{where}: expected {{mean, sem?, n?}}, got keys {sorted(value)}", field=where
+                )
+            return cls(metric, value["mean"], value.get("sem"), value.get("n"))
+        if isinstance(value, list | tuple):
+            if not 1 <= len(value) <= 3:
+                raise ObservationError(
+                    f"{where}: expected (mean, sem) or (mean, sem, n), got {value!r}", field=where
+                )
+            return cls(metric, *value)
+        return cls(metric, value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "mean": self.mean, "sem": self.sem, "n": self.n}
+
+
+class TrialState(StrEnum):
+    CANDIDATE = "candidate"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    ABANDONED = "abandoned"
+    EARLY_STOPPED = "early_stopped"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self not in (TrialState.CANDIDATE, TrialState.RUNNING)
+
+    @property
+    def is_pending(self) -> bool:
+        """Asked but not yet evaluated: passed to acquisition functions as ``X_pending``."""
+        return not self.is_terminal
+
+
+#: The trial life cycle: ``candidate -> running -> completed | failed | abandoned |
+#: early_stopped``. A candidate may also be completed, failed or abandoned directly.
+TRANSITIONS: dict[TrialState, frozenset[TrialState]] = {
+    TrialState.CANDIDATE: frozenset(
+        {TrialState.RUNNING, TrialState.COMPLETED, TrialState.FAILED, TrialState.ABANDONED}
+    ),
+    TrialState.RUNNING: frozenset(
+        {
+            TrialState.COMPLETED,
+            TrialState.FAILED,
+            TrialState.ABANDONED,
+            TrialState.EARLY_STOPPED,
+        }
+    ),
+    TrialState.COMPLETED: frozenset(),
+    TrialState.FAILED: frozenset(),
+    TrialState.ABANDONED: frozenset(),
+    TrialState.EARLY_STOPPED: frozenset(),
+}
+
+
+def check_transition(trial_id: Any, old: TrialState, new: TrialState) -> None:
+    """Raise :class:`InvalidTransitionError` unless ``old -> new`` is allowed."""
+    if new not in TRANSITIONS[old]:
+        hint = " (it was already told)" if old is TrialState.COMPLETED else ""
+        raise InvalidTransitionError(
+            f"trial {trial_id} is {old.value}{hint}; it cannot become {new.value}",
+            details={"trial_id": trial_id, "state": old.value, "requested": new.value},
+        )
+
+
+class ExperimentStatus(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILING = "failing"
+    ARCHIVED = "archived"
+
+
+@dataclass
+class Arm:
+    """A named parameter assignment. Arms are per experiment and reused across trials."""
+
+    name: str
+    parameters: dict[str, Any]
+
+
+@dataclass
+class Trial:
+    """One evaluation: usually one arm; a batch trial (A/B test) deploys several at once."""
+
+    id: int
+    experiment_id: int
+    index: int
+    arms: list[Arm]
+    state: TrialState = TrialState.CANDIDATE
+    generator: str = "manual"
+    #: ``{arm_name: {metric: Observation}}`` (final observations).
+    observations: dict[str, dict[str, Observation]] = field(default_factory=dict)
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+    lease_expires_at: datetime | None = None
+    reason: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def arm(self) -> Arm:
+        return self.arms[0]
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """The parameters of a single-arm trial."""
+        return self.arms[0].parameters
+
+    @property
+    def values(self) -> dict[str, Observation]:
+        """The observations of a single-arm trial, by metric."""
+        return self.observations.get(self.arms[0].name, {})
+
+
+@dataclass
+class ExperimentConfig:
+    """Everything that defines an experiment, validated on construction.
+
+    Args:
+        name: Human name (unique per project in the service).
+        search_space: The parameters and linear parameter constraints.
+        objectives: One objective now (the list is ready for several).
+        outcome_constraints: Constraints on other metrics, e.g. ``latency_ms <= 20``.
+        tracking_metrics: Further metrics that may be reported but are not optimized.
+        generator: ``"noisy_ei"`` (default) or ``"sobol"`` (more may be registered).
+        generator_settings: Generator options (e.g. ``{"n_initial": 8}``).
+        seed: Makes proposals reproducible for the same data.
+        max_trials: Optional budget (generators may use it, e.g. to shorten lookahead).
+        status_quo: Optional control arm parameters.
+    """
+
+    name: str
+    search_space: SearchSpace
+    objectives: list[Objective]
+    outcome_constraints: list[OutcomeConstraint] = field(default_factory=list)
+    tracking_metrics: list[str] = field(default_factory=list)
+    generator: str = "noisy_ei"
+    generator_settings: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+    max_trials: int | None = None
+    status_quo: dict[str, Any] | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip() or len(self.name) > 200:
+            raise ValidationError("name must be a non-empty string (<= 200 chars)", field="name")
+        if not self.objectives:
+            raise ValidationError("an experiment needs an objective", field="objective")
+        if len(self.objectives) > 1:
+            from assay.platform.errors import UnsupportedError
+
+            raise UnsupportedError(
+                "multi-objective optimization is not supported yet; give one objective",
+                field="objectives",
+            )
+        names = [o.name for o in self.objectives]
+        for i, m in enumerate(self.tracking_metrics):
+            check_metric_name(m, f"tracking_metrics[{i}]")
+        for i, c in enumerate(self.outcome_constraints):
+            if c.metric in names:
+                raise ConstraintParseError(
+                    f"outcome_constraints[{i}]: {c.metric!r} is the objective; it cannot also "
+                    "be an outcome constraint",
+                    field=f"outcome_constraints[{i}]",
+                )
+            if c.relative and self.status_quo is None:
+                raise ConstraintParseError(
+                    f"outcome_constraints[{i}] {c.expression!r} is relative (%): the experiment "
+                    "needs a status_quo (control arm) to compare against",
+                    field=f"outcome_constraints[{i}]",
+                )
+        if self.seed is not None and (
+            not isinstance(self.seed, int) or isinstance(self.seed, bool)
+        ):
+            raise ValidationError("seed must be an integer", field="seed")
+        if self.max_trials is not None and (
+            not isinstance(self.max_trials, int) or self.max_trials < 1
+        ):
+            raise ValidationError("max_trials must be a positive integer", field="max_trials")
+        if self.status_quo is not None:
+            self.status_quo = self.search_space.validate(self.status_quo)
+
+    @property
+    def objective(self) -> Objective:
+        return self.objectives[0]
+
+    @property
+    def metric_names(self) -> list[str]:
+        """Objective first, then constrained, then tracking metrics (no duplicates)."""
+        out: list[str] = []
+        for m in (
+            [o.name for o in self.objectives]
+            + [c.metric for c in self.outcome_constraints]
+            + list(self.tracking_metrics)
+        ):
+            if m not in out:
+                out.append(m)
+        return out
+
+    @property
+    def modelled_metrics(self) -> list[str]:
+        """Objective then constrained metrics: the outcomes the generator models."""
+        names = [o.name for o in self.objectives] + [c.metric for c in self.outcome_constraints]
+        return list(dict.fromkeys(names))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ExperimentConfig:
+        """Build from the JSON form the REST API and the client accept.
+
+        Keys: ``name``, ``parameters``, ``parameter_constraints``, ``objective`` (or
+        ``objectives``), ``outcome_constraints``, ``tracking_metrics``, ``generator``,
+        ``generator_settings``, ``seed``, ``max_trials``, ``status_quo``, ``description``.
+        """
+        known = {
+            "name", "parameters", "parameter_constraints", "objective", "objectives",
+            "outcome_constraints", "tracking_metrics", "generator", "generator_settings",
+            "seed", "max_trials", "status_quo", "description",
+        }  # fmt: skip
+        unknown = set(d) - known
+        if unknown:
+            raise ValidationError(
+                f"unknown experiment field(s) {sorted(unknown)}", field=sorted(unknown)[0]
+            )
+        if "parameters" not in d:
+            raise ValidationError("parameters are required", field="parameters")
+        constraints = d.get("parameter_constraints") or []
+        if not isinstance(constraints, Sequence) or isinstance(constraints, str):
+            raise ValidationError(
+                "parameter_constraints must be a list of strings", field="parameter_constraints"
+            )
+        space = SearchSpace(d["parameters"], constraints)
+        if "objectives" in d and "objective" in d:
+            raise ValidationError("give objective or objectives, not both", field="objectives")
+        raw_obj = d.get("objectives", [d["objective"]] if "objective" in d else [])
+        if not isinstance(raw_obj, list):
+            raise ValidationError("objectives must be a list", field="objectives")
+        objectives = [Objective.parse(o, f"objectives[{i}]") for i, o in enumerate(raw_obj)]
+        raw_oc = d.get("outcome_constraints") or []
+        if not isinstance(raw_oc, list):
+            raise ValidationError("outcome_constraints must be a list", field="outcome_constraints")
+        ocs = [
+            OutcomeConstraint.parse(c, f"outcome_constraints[{i}]") for i, c in enumerate(raw_oc)
+        ]
+        tracking = d.get("tracking_metrics") or []
+        if not isinstance(tracking, list):
+            raise ValidationError("tracking_metrics must be a list", field="tracking_metrics")
+        settings = d.get("generator_settings") or {}
+        if not isinstance(settings, Mapping):
+            raise ValidationError(
+                "generator_settings must be an object", field="generator_settings"
+            )
+        generator = d.get("generator", "noisy_ei")
+        if not isinstance(generator, str):
+            raise ValidationError("generator must be a string", field="generator")
+        return cls(
+            name=d.get("name", ""),
+            search_space=space,
+            objectives=objectives,
+            outcome_constraints=ocs,
+            tracking_metrics=list(tracking),
+            generator=generator,
+            generator_settings=dict(settings),
+            seed=d.get("seed"),
+            max_trials=d.get("max_trials"),
+            status_quo=d.get("status_quo"),
+            description=d.get("description", "") or "",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            **self.search_space.to_dict(),
+            "objectives": [o.to_dict() for o in self.objectives],
+            "outcome_constraints": [c.expression for c in self.outcome_constraints],
+            "tracking_metrics": list(self.tracking_metrics),
+            "generator": self.generator,
+            "generator_settings": dict(self.generator_settings),
+            "seed": self.seed,
+            "max_trials": self.max_trials,
+            "status_quo": self.status_quo,
+            "description": self.description,
+        }
+
+    def parse_observations(self, raw: Mapping[str, Any]) -> dict[str, Observation]:
+        """Validate ``{metric: value}`` for one arm (see :meth:`Observation.parse`).
+
+        Raises :class:`ObservationError` naming the metric for an unknown metric or bad value.
+        """
+        if not isinstance(raw, Mapping) or not raw:
+            raise ObservationError(
+                "observations must be a non-empty object {metric: value}", field="observations"
+            )
+        known = set(self.metric_names)
+        out = {}
+        for metric, value in raw.items():
+            if metric not in known:
+                raise ObservationError(
+                    f"unknown metric {metric!r}; this experiment knows {sorted(known)} "
+                    "(declare extra metrics as tracking_metrics)",
+                    field=f"observations.{metric}",
+                )
+            out[metric] = Observation.parse(metric, value)
+        return out
+
+
+@dataclass
+class Experiment:
+    """An experiment and its trials (a snapshot; storage owns persistence)."""
+
+    id: int
+    config: ExperimentConfig
+    trials: list[Trial] = field(default_factory=list)
+    status: ExperimentStatus = ExperimentStatus.ACTIVE
+    project: str = "default"
+    #: Generator-private JSON state (e.g. Sobol position, a warm-start tree).
+    generator_state: dict[str, Any] = field(default_factory=dict)
+    #: Fitted model hyperparameters per metric, JSON (for warm starts).
+    model_state: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime = field(default_factory=utcnow)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def search_space(self) -> SearchSpace:
+        return self.config.search_space
+
+    def arms_by_name(self) -> dict[str, Arm]:
+        return {a.name: a for t in self.trials for a in t.arms}
+
+    def pending_arms(self) -> list[Arm]:
+        """Arms of trials asked but not yet finished (``X_pending`` for generation)."""
+        return [a for t in self.trials if t.state.is_pending for a in t.arms]
+
+    def observed(self) -> list[tuple[Trial, Arm, dict[str, Observation]]]:
+        """``(trial, arm, {metric: obs})`` for every completed arm with data."""
+        out = []
+        for t in self.trials:
+            if t.state is TrialState.COMPLETED:
+                for a in t.arms:
+                    obs = t.observations.get(a.name)
+                    if obs:
+                        out.append((t, a, obs))
+        return out

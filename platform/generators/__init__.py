@@ -1,0 +1,48 @@
+"""Candidate generators and their registry.
+
+``get_generator(name, settings)`` builds one by name; new generators register themselves with
+:func:`register_generator`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from assay.platform.errors import ValidationError
+from assay.platform.generators.base import Candidate, GenerationResult, Generator
+from assay.platform.generators.noisy_ei import NoisyEIGenerator
+from assay.platform.generators.sobol import SobolGenerator
+
+GENERATORS: dict[str, type[Generator]] = {}
+
+
+def register_generator(cls: type[Generator]) -> type[Generator]:
+    """Make ``cls`` available under ``cls.name`` (usable as a class decorator)."""
+    GENERATORS[cls.name] = cls
+    return cls
+
+
+def get_generator(name: str, settings: Mapping[str, Any] | None = None) -> Generator:
+    """Instantiate the generator called ``name`` with validated ``settings``."""
+    cls = GENERATORS.get(name)
+    if cls is None:
+        raise ValidationError(
+            f"unknown generator {name!r}; available: {sorted(GENERATORS)}", field="generator"
+        )
+    return cls(settings)
+
+
+register_generator(SobolGenerator)
+register_generator(NoisyEIGenerator)
+
+__all__ = [
+    "GENERATORS",
+    "Candidate",
+    "GenerationResult",
+    "Generator",
+    "NoisyEIGenerator",
+    "SobolGenerator",
+    "get_generator",
+    "register_generator",
+]

@@ -1,0 +1,120 @@
+"""The generator protocol: turn an experiment snapshot into new candidate arms.
+
+A generator is stateless between calls except for the JSON ``generator_state`` and
+``model_state`` it returns, which storage persists with the experiment and hands back on the
+next ask (stateless generation: any server process can serve the next ask).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import pydantic
+
+from assay.platform.errors import GenerationError, ValidationError
+from assay.platform.experiment import Experiment, TrialState
+from assay.platform.space import SearchSpace
+
+
+@dataclass
+class Candidate:
+    """A proposed assignment with how it was produced."""
+
+    parameters: dict[str, Any]
+    generator: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class GenerationResult:
+    """What one ask produced, plus state for the next ask.
+
+    Args:
+        candidates: The proposals, in order.
+        generator_state: JSON generator state to persist (replaces the old one).
+        model_state: JSON model hyperparameters to persist (``{}`` keeps the old one).
+        info: Timings and decisions (fit seconds, acquisition used, fallbacks) for logs/UI.
+    """
+
+    candidates: list[Candidate]
+    generator_state: dict[str, Any]
+    model_state: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class GeneratorSettings(pydantic.BaseModel):
+    """Base of every generator's settings; unknown keys are rejected."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+
+class Generator(ABC):
+    """Proposes new arms for an experiment.
+
+    Subclasses set ``name`` and ``Settings`` and implement :meth:`generate`.
+    """
+
+    name: ClassVar[str]
+    Settings: ClassVar[type[GeneratorSettings]] = GeneratorSettings
+
+    def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
+        try:
+            self.settings = self.Settings(**dict(settings or {}))
+        except pydantic.ValidationError as e:
+            err = e.errors()[0]
+            loc = ".".join(str(x) for x in err["loc"])
+            raise ValidationError(
+                f"generator_settings.{loc}: {err['msg']} (generator {self.name!r})",
+                field=f"generator_settings.{loc}",
+            ) from None
+
+    @abstractmethod
+    def generate(self, experiment: Experiment, n: int, *, seed: int) -> GenerationResult:
+        """Propose ``n`` new arms, avoiding every arm the experiment already has."""
+
+    def validate_experiment(self, experiment_config: Any) -> None:  # noqa: B027
+        """Reject configurations this generator cannot handle (called at creation)."""
+
+
+def existing_signatures(experiment: Experiment) -> set[tuple]:
+    """Signatures of arms already in the experiment (except failed-before-running ones)."""
+    return {
+        SearchSpace.signature(a.parameters)
+        for t in experiment.trials
+        if t.state is not TrialState.ABANDONED
+        for a in t.arms
+    }
+
+
+def sobol_candidates(
+    space: SearchSpace,
+    n: int,
+    *,
+    seed: int,
+    consumed: int,
+    avoid: set[tuple],
+    generator: str = "sobol",
+) -> tuple[list[Candidate], int]:
+    """``n`` new scrambled-Sobol points not in ``avoid``; returns them and the new position.
+
+    Raises:
+        GenerationError: when the (discrete) space has no unused point left.
+    """
+    out: list[Candidate] = []
+    seen = set(avoid)
+    for _ in range(64):
+        points, consumed = space.sobol(n - len(out), seed=seed, skip=consumed)
+        for p in points:
+            sig = SearchSpace.signature(p)
+            if sig not in seen:
+                seen.add(sig)
+                out.append(Candidate(p, generator, {"sobol_index": consumed}))
+        if len(out) >= n:
+            return out[:n], consumed
+    raise GenerationError(
+        f"could only find {len(out)} of {n} new points: the search space looks exhausted",
+        details={"found": len(out), "requested": n},
+    )

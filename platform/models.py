@@ -1,0 +1,217 @@
+"""Surrogate models: one Gaussian process per outcome, fitted on noisy observations.
+
+Each metric gets a BoTorch ``SingleTaskGP`` on model-space inputs (already in the unit cube, see
+:mod:`assay.platform.space`) with a ``Standardize`` outcome transform. When every observation of
+a metric carries a standard error the GP uses them as *fixed, heteroskedastic* noise
+(``train_Yvar = sem**2``), as Letham et al. (2019) prescribe for A/B-test data; otherwise the
+noise level is inferred. Outcomes are combined in a ``ModelListGP`` (independent outputs that
+may be observed at different points).
+
+Hyperparameters are fitted by maximising the exact marginal log likelihood with
+``fit_gpytorch_mll`` and are returned as JSON so the next fit can start from them (a warm start:
+the optimizer begins at the previous optimum, which usually needs far fewer iterations). A fit
+that fails is retried from the prior defaults; only then is :class:`ModelFitError` raised, which
+generators turn into a quasi-random fallback rather than a failed ask.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from botorch.exceptions.errors import ModelFittingError
+from botorch.fit import fit_gpytorch_mll
+from botorch.models import ModelListGP, SingleTaskGP
+from botorch.models.transforms.outcome import Standardize
+from gpytorch.mlls import ExactMarginalLogLikelihood
+from torch import Tensor
+
+from assay.platform.errors import ModelFitError
+from assay.platform.experiment import Experiment
+from assay.platform.space import DTYPE
+
+#: Smallest noise variance given to a fixed-noise GP, relative to the metric's variance.
+MIN_RELATIVE_YVAR = 1e-6
+
+
+@dataclass
+class MetricData:
+    """Training data of one metric.
+
+    Args:
+        X: ``n x d`` model-space inputs.
+        Y: ``n x 1`` observed means (in the metric's own units and sign).
+        Yvar: ``n x 1`` squared standard errors, or ``None`` when any SEM is unknown.
+        arm_names: The arm behind each row.
+    """
+
+    X: Tensor
+    Y: Tensor
+    Yvar: Tensor | None
+    arm_names: list[str] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return int(self.Y.shape[0])
+
+
+def training_data(
+    experiment: Experiment,
+    metrics: Sequence[str] | None = None,
+    transform: Any | None = None,
+) -> dict[str, MetricData]:
+    """Collect completed observations per metric, encoded into model space.
+
+    Args:
+        experiment: The experiment snapshot.
+        metrics: Which metrics (default: the modelled ones: objective and constraints).
+        transform: Optional callable ``(experiment, rows) -> rows`` applied to the
+            ``(arm, trial, metric, Observation)`` rows before encoding (e.g. relativization
+            against a control arm).
+    """
+    metrics = list(metrics or experiment.config.modelled_metrics)
+    space = experiment.search_space
+    rows: dict[str, list[tuple[Any, float, float | None]]] = {m: [] for m in metrics}
+    for trial, arm, obs in experiment.observed():
+        for m in metrics:
+            o = obs.get(m)
+            if o is not None:
+                rows[m].append((arm, o.mean, o.sem, trial))
+    if transform is not None:
+        rows = transform(experiment, rows)
+    out: dict[str, MetricData] = {}
+    for m, r in rows.items():
+        if not r:
+            continue
+        X = space.encode_many([arm.parameters for arm, *_ in r])
+        Y = torch.tensor([[mean] for _, mean, _, _ in r], dtype=DTYPE)
+        sems = [sem for _, _, sem, _ in r]
+        Yvar = (
+            torch.tensor([[s * s] for s in sems], dtype=DTYPE)
+            if all(s is not None for s in sems)
+            else None
+        )
+        out[m] = MetricData(X, Y, Yvar, [arm.name for arm, *_ in r])
+    return out
+
+
+@dataclass
+class FittedModel:
+    """A fitted ``ModelListGP`` with one output per metric, in ``metrics`` order."""
+
+    model: ModelListGP
+    metrics: list[str]
+    state: dict[str, Any]
+    fit_seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+    def output_index(self, metric: str) -> int:
+        return self.metrics.index(metric)
+
+    def predict(self, X: Tensor) -> tuple[Tensor, Tensor]:
+        """Posterior mean and variance of the latent functions at ``n x d`` points.
+
+        Returns:
+            Two ``n x m`` tensors (``m = len(metrics)``), no observation noise included.
+        """
+        with torch.no_grad():
+            post = self.model.posterior(X.to(DTYPE))
+            return post.mean, post.variance.clamp_min(0.0)
+
+
+def _hyperparameters(model: SingleTaskGP) -> dict[str, list]:
+    return {n: p.detach().tolist() for n, p in model.named_parameters()}
+
+
+def _load_hyperparameters(model: SingleTaskGP, saved: Mapping[str, Any]) -> bool:
+    params = dict(model.named_parameters())
+    loaded = False
+    with torch.no_grad():
+        for name, value in saved.items():
+            p = params.get(name)
+            if p is None:
+                continue
+            t = torch.as_tensor(value, dtype=p.dtype)
+            if t.shape == p.shape and torch.isfinite(t).all():
+                p.copy_(t)
+                loaded = True
+    return loaded
+
+
+def _build_gp(data: MetricData) -> SingleTaskGP:
+    Yvar = data.Yvar
+    if Yvar is not None:
+        scale = data.Y.var().item() if data.n > 1 else 1.0
+        floor = MIN_RELATIVE_YVAR * (scale if math.isfinite(scale) and scale > 0 else 1.0)
+        Yvar = Yvar.clamp_min(floor)
+    return SingleTaskGP(
+        train_X=data.X,
+        train_Y=data.Y,
+        train_Yvar=Yvar,
+        outcome_transform=Standardize(m=1),
+    )
+
+
+def fit_metric_model(
+    data: MetricData, warm_start: Mapping[str, Any] | None = None, *, seed: int = 0
+) -> tuple[SingleTaskGP, list[str]]:
+    """Fit one GP by maximum marginal likelihood (MAP under BoTorch's default priors).
+
+    Tries the warm start (if shapes match), then a cold start. Raises :class:`ModelFitError`
+    only when both fail.
+    """
+    notes: list[str] = []
+    attempts = [warm_start, None] if warm_start else [None]
+    last_error: Exception | None = None
+    for attempt, start in enumerate(attempts):
+        gp = _build_gp(data)
+        if start is not None and not _load_hyperparameters(gp, start.get("params", {})):
+            continue
+        mll = ExactMarginalLogLikelihood(gp.likelihood, gp)
+        try:
+            with torch.random.fork_rng(), warnings.catch_warnings():
+                torch.manual_seed(seed + attempt)
+                warnings.simplefilter("ignore")
+                fit_gpytorch_mll(mll)
+            gp.eval()
+            return gp, notes
+        except (ModelFittingError, RuntimeError, ValueError) as e:  # NotPSD, NaN, ...
+            last_error = e
+            notes.append(f"fit attempt {attempt + 1} failed: {type(e).__name__}: {e}")
+    raise ModelFitError(
+        f"could not fit a model: {last_error}", details={"attempts": notes}
+    ) from last_error
+
+
+def fit_outcome_models(
+    data: Mapping[str, MetricData],
+    metrics: Sequence[str],
+    *,
+    warm_start: Mapping[str, Any] | None = None,
+    seed: int = 0,
+) -> FittedModel:
+    """Fit one GP per metric and combine them in a ``ModelListGP``.
+
+    Args:
+        data: Training data per metric (see :func:`training_data`).
+        metrics: The output order; each must have data.
+        warm_start: A previous :attr:`FittedModel.state` (``{metric: {"d", "params"}}``).
+        seed: Seeds the fit's random restarts so fits are reproducible.
+    """
+    t0 = time.perf_counter()
+    models, state, notes = [], {}, []
+    for i, m in enumerate(metrics):
+        d = data[m]
+        start = (warm_start or {}).get(m)
+        if start is not None and start.get("d") != d.X.shape[-1]:
+            start = None
+        gp, n = fit_metric_model(d, start, seed=seed + 7919 * i)
+        notes += [f"{m}: {x}" for x in n]
+        models.append(gp)
+        state[m] = {"d": int(d.X.shape[-1]), "params": _hyperparameters(gp)}
+    return FittedModel(ModelListGP(*models), list(metrics), state, time.perf_counter() - t0, notes)

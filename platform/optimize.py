@@ -1,0 +1,114 @@
+"""Acquisition optimization over continuous, integer and categorical parameters.
+
+* All-continuous spaces: multi-start L-BFGS-B via BoTorch ``optimize_acqf`` on the unit cube,
+  with the linear parameter constraints, greedy-sequential for ``q > 1``.
+* Spaces with integer or choice parameters: BoTorch ``optimize_acqf_mixed_alternating``
+  (alternating discrete local search and continuous L-BFGS steps) over the *compact* space,
+  where each unordered choice is one categorical column. The acquisition function is wrapped so
+  that every compact point is expanded to its one-hot model-space encoding before evaluation;
+  pending points added during greedy batch construction are expanded the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from botorch.acquisition import AcquisitionFunction
+from botorch.optim import optimize_acqf
+from botorch.optim.optimize_mixed import optimize_acqf_mixed_alternating
+from torch import Tensor
+
+from assay.platform.space import DTYPE, SearchSpace
+
+
+@dataclass(frozen=True)
+class OptimizerOptions:
+    """Effort of the acquisition optimizer.
+
+    Args:
+        num_restarts: Starting points refined by the local optimizer.
+        raw_samples: Quasi-random points scored to choose the starting points.
+        maxiter: Iterations of L-BFGS-B per restart (continuous case).
+    """
+
+    num_restarts: int = 10
+    raw_samples: int = 512
+    maxiter: int = 200
+
+
+class CompactAcquisition(AcquisitionFunction):
+    """Evaluate a model-space acquisition function at compact-space points.
+
+    Args:
+        inner: The acquisition function defined on model space (``... x q x d``).
+        space: The search space that defines the compact -> model expansion.
+    """
+
+    def __init__(self, inner: AcquisitionFunction, space: SearchSpace) -> None:
+        super().__init__(model=inner.model)
+        self.inner = inner
+        self.space = space
+        self._base_pending = inner.X_pending
+        self.X_pending = None
+        baseline = getattr(inner, "X_baseline", None)
+        if baseline is not None:
+            self.X_baseline = space.model_to_compact(baseline)
+
+    def set_X_pending(self, X_pending: Tensor | None = None) -> None:
+        self.X_pending = X_pending
+        parts = [p for p in (self._base_pending,) if p is not None]
+        if X_pending is not None:
+            parts.append(self.space.compact_to_model(X_pending.detach()))
+        self.inner.set_X_pending(torch.cat(parts, dim=-2) if parts else None)
+
+    def forward(self, X: Tensor) -> Tensor:
+        return self.inner(self.space.compact_to_model(X))
+
+
+def optimize_acquisition(
+    acqf: AcquisitionFunction,
+    space: SearchSpace,
+    q: int,
+    options: OptimizerOptions | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Maximise ``acqf`` over the search space.
+
+    Args:
+        acqf: An acquisition function on model space.
+        space: The search space (bounds, discrete structure, linear constraints).
+        q: Number of points, built greedily (each conditioned on the previous as pending).
+        options: Optimizer effort.
+
+    Returns:
+        ``q x d`` model-space candidates and their ``q`` acquisition values.
+    """
+    options = options or OptimizerOptions()
+    if not space.has_discrete:
+        X, values = optimize_acqf(
+            acqf,
+            bounds=space.model_bounds(),
+            q=q,
+            num_restarts=options.num_restarts,
+            raw_samples=options.raw_samples,
+            inequality_constraints=space.inequality_constraints(),
+            sequential=True,
+            options={"maxiter": options.maxiter, "batch_limit": 32},
+        )
+        return X.detach(), values.detach().reshape(-1)
+    wrapped = CompactAcquisition(acqf, space) if space.has_one_hot else acqf
+    Xc, values = optimize_acqf_mixed_alternating(
+        wrapped,
+        bounds=space.compact_bounds(),
+        discrete_dims=space.compact_discrete_dims() or None,
+        cat_dims=space.compact_cat_dims() or None,
+        q=q,
+        num_restarts=options.num_restarts,
+        raw_samples=options.raw_samples,
+        inequality_constraints=space.inequality_constraints(compact=True),
+        options={"num_spray_points": 0},
+    )
+    if wrapped is not acqf:
+        wrapped.set_X_pending(None)  # leave the inner function's pending points as given
+    X = space.compact_to_model(Xc.detach().to(DTYPE))
+    return X, values.detach().reshape(-1) if values is not None else torch.zeros(q)

@@ -1,0 +1,161 @@
+"""The Python client: the experiment verbs people already know, in one object.
+
+``Client()`` keeps everything in memory (notebooks, tests). The same verbs work against a
+database or a server (see :class:`Client`'s ``url``).
+
+Example:
+    >>> import assay
+    >>> client = assay.Client()
+    >>> exp = client.create_experiment(
+    ...     name="demo",
+    ...     parameters=[{"name": "x", "type": "float", "bounds": [0, 1]}],
+    ...     objective="y",
+    ... )
+    >>> [trial] = client.ask(exp.id)
+    >>> client.tell(trial.id, {"y": (0.5, 0.1)}).state.value
+    'completed'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from assay.platform.analysis import BestArm
+from assay.platform.errors import ValidationError
+from assay.platform.experiment import Experiment, ExperimentStatus, Trial, TrialState
+from assay.service.engine import Engine
+from assay.storage.base import ExperimentSummary, Store, TrialEvent
+
+
+class Client:
+    """Ask/tell client.
+
+    Args:
+        url: ``None`` or ``"memory://"`` for an in-process store.
+        store: Use this store directly (overrides ``url``).
+        project: Project the client works in.
+    """
+
+    def __init__(
+        self, url: str | None = None, *, store: Store | None = None, project: str = "default"
+    ) -> None:
+        if store is None:
+            if url in (None, "memory://", ":memory:"):
+                from assay.storage.memory import MemoryStore
+
+                store = MemoryStore()
+            else:
+                raise ValidationError(
+                    f"unsupported client url {url!r}; use None for an in-memory client",
+                    field="url",
+                )
+        self.project = project
+        self._engine = Engine(store, actor="client")
+
+    # -- experiments -------------------------------------------------------------------------
+    def create_experiment(
+        self,
+        name: str,
+        parameters: Sequence[Mapping[str, Any] | Any],
+        objective: str | Mapping[str, Any],
+        *,
+        outcome_constraints: Sequence[str] = (),
+        parameter_constraints: Sequence[str] = (),
+        tracking_metrics: Sequence[str] = (),
+        generator: str = "noisy_ei",
+        generator_settings: Mapping[str, Any] | None = None,
+        seed: int | None = None,
+        max_trials: int | None = None,
+        status_quo: Mapping[str, Any] | None = None,
+        description: str = "",
+    ) -> Experiment:
+        """Create an experiment (the dict form of parameters is the REST API's JSON)."""
+        spec = {
+            "name": name,
+            "parameters": list(parameters),
+            "parameter_constraints": list(parameter_constraints),
+            "objective": objective,
+            "outcome_constraints": list(outcome_constraints),
+            "tracking_metrics": list(tracking_metrics),
+            "generator": generator,
+            "generator_settings": dict(generator_settings or {}),
+            "seed": seed,
+            "max_trials": max_trials,
+            "status_quo": dict(status_quo) if status_quo is not None else None,
+            "description": description,
+        }
+        return self._engine.create_experiment(spec, project=self.project)
+
+    def get_experiment(self, experiment_id: int) -> Experiment:
+        return self._engine.get_experiment(experiment_id, project=self.project)
+
+    def list_experiments(
+        self, status: ExperimentStatus | str | None = None
+    ) -> list[ExperimentSummary]:
+        return self._engine.list_experiments(
+            project=self.project, status=ExperimentStatus(status) if status else None
+        )
+
+    def set_status(self, experiment_id: int, status: ExperimentStatus | str) -> Experiment:
+        return self._engine.set_status(experiment_id, status, project=self.project)
+
+    # -- trials ------------------------------------------------------------------------------
+    def ask(
+        self,
+        experiment_id: int,
+        n: int = 1,
+        *,
+        idempotency_key: str | None = None,
+        lease_seconds: float | None = None,
+    ) -> list[Trial]:
+        """Get ``n`` new trials to evaluate (marked running)."""
+        return self._engine.ask(
+            experiment_id,
+            n,
+            project=self.project,
+            idempotency_key=idempotency_key,
+            lease_seconds=lease_seconds,
+        )
+
+    def tell(self, trial_id: int, observations: Mapping[str, Any]) -> Trial:
+        """Complete a trial: ``{metric: value | (mean, sem) | (mean, sem, n)}``."""
+        return self._engine.tell(trial_id, observations, project=self.project)
+
+    def tell_batch(self, trial_id: int, observations: Mapping[str, Mapping[str, Any]]) -> Trial:
+        """Complete a batch trial: ``{arm_name: {metric: (mean, sem, n)}}``."""
+        return self._engine.tell_batch(trial_id, observations, project=self.project)
+
+    def fail(self, trial_id: int, reason: str | None = None) -> Trial:
+        return self._engine.fail(trial_id, reason, project=self.project)
+
+    def abandon(self, trial_id: int, reason: str | None = None) -> Trial:
+        return self._engine.abandon(trial_id, reason, project=self.project)
+
+    def attach_trial(self, experiment_id: int, parameters: Mapping[str, Any]) -> Trial:
+        """Add a trial with your own parameters (e.g. a known-good baseline)."""
+        return self._engine.attach_trial(experiment_id, parameters, project=self.project)
+
+    def heartbeat(self, trial_id: int, lease_seconds: float = 60.0) -> Trial:
+        return self._engine.heartbeat(trial_id, lease_seconds, project=self.project)
+
+    def get_trial(self, trial_id: int) -> Trial:
+        return self._engine.get_trial(trial_id, project=self.project)
+
+    def trials(
+        self, experiment_id: int, states: Sequence[TrialState | str] | None = None
+    ) -> list[Trial]:
+        return self._engine.list_trials(
+            experiment_id,
+            project=self.project,
+            states=[TrialState(s) for s in states] if states else None,
+        )
+
+    def events(self, experiment_id: int) -> list[TrialEvent]:
+        self._engine.get_experiment(experiment_id, project=self.project)
+        return self._engine.events(experiment_id=experiment_id)
+
+    # -- analysis ----------------------------------------------------------------------------
+    def best(self, experiment_id: int) -> BestArm:
+        """The model's recommended arm with predicted metrics and intervals."""
+        return self._engine.best(experiment_id, project=self.project)

@@ -1,0 +1,368 @@
+"""The experiment engine: the verbs (create, ask, tell, fail, best, ...) over any store.
+
+Stateless generation: an ask takes the experiment's lock, loads a fresh snapshot (trials,
+observations, generator and model state), runs the generator, and writes the new trials and
+the updated state before releasing the lock. So any number of threads, processes or servers
+can share one database without creating duplicate trials, and pending trials are always
+known to the generator. Every request is validated in full before anything is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from assay.platform.analysis import BestArm, best_arm
+from assay.platform.errors import (
+    ConflictError,
+    InvalidTransitionError,
+    ObservationError,
+    ValidationError,
+)
+from assay.platform.experiment import (
+    Experiment,
+    ExperimentConfig,
+    ExperimentStatus,
+    Observation,
+    Trial,
+    TrialState,
+)
+from assay.platform.generators import get_generator
+from assay.storage.base import ExperimentSummary, NewTrial, Store, TrialEvent, name_arms
+
+log = logging.getLogger("assay.engine")
+
+MAX_ASK = 100
+
+
+def _derive_seed(base: int, salt: int) -> int:
+    return (base * 1_000_003 + salt * 7919 + 17) % (2**31 - 1)
+
+
+class Engine:
+    """The experiment verbs over a :class:`~assay.storage.base.Store`.
+
+    Args:
+        store: The backend.
+        actor: Default actor recorded in the audit trail.
+    """
+
+    def __init__(self, store: Store, *, actor: str | None = None) -> None:
+        self.store = store
+        self.actor = actor
+
+    # -- experiments -------------------------------------------------------------------------
+    def create_experiment(
+        self, spec: ExperimentConfig | Mapping[str, Any], *, project: str = "default"
+    ) -> Experiment:
+        """Validate and store an experiment (see :meth:`ExperimentConfig.from_dict`)."""
+        config = spec if isinstance(spec, ExperimentConfig) else ExperimentConfig.from_dict(spec)
+        generator = get_generator(config.generator, config.generator_settings)
+        generator.validate_experiment(config)
+        if config.seed is None:
+            config.seed = secrets.randbelow(2**31 - 1)
+        return self.store.create_experiment(config, project=project)
+
+    def get_experiment(self, experiment_id: int, *, project: str | None = None) -> Experiment:
+        return self.store.get_experiment(experiment_id, project=project)
+
+    def list_experiments(
+        self, *, project: str | None = None, status: ExperimentStatus | None = None
+    ) -> list[ExperimentSummary]:
+        return self.store.list_experiments(project=project, status=status)
+
+    def set_status(
+        self, experiment_id: int, status: ExperimentStatus | str, *, project: str | None = None
+    ) -> Experiment:
+        try:
+            status = ExperimentStatus(status)
+        except ValueError:
+            raise ValidationError(
+                f"status must be one of {[s.value for s in ExperimentStatus]}", field="status"
+            ) from None
+        return self.store.set_experiment_status(experiment_id, status, project=project)
+
+    # -- ask ---------------------------------------------------------------------------------
+    def ask(
+        self,
+        experiment_id: int,
+        n: int = 1,
+        *,
+        project: str | None = None,
+        idempotency_key: str | None = None,
+        start: bool = True,
+        lease_seconds: float | None = None,
+        actor: str | None = None,
+    ) -> list[Trial]:
+        """Generate ``n`` new single-arm trials.
+
+        Args:
+            experiment_id: The experiment.
+            n: How many trials (each built with the previous ones pending).
+            idempotency_key: A retried ask with the same key returns the same trials.
+            start: Create them ``running`` (the caller evaluates them now) rather than
+                ``candidate`` (queued for a worker to claim).
+            lease_seconds: Heartbeat deadline for running trials (``None``: no lease).
+        """
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_ASK:
+            raise ValidationError(f"n must be an integer in [1, {MAX_ASK}], got {n!r}", field="n")
+        if idempotency_key is not None and (
+            not isinstance(idempotency_key, str) or not 1 <= len(idempotency_key) <= 200
+        ):
+            raise ValidationError(
+                "idempotency_key must be 1-200 characters", field="idempotency_key"
+            )
+        if lease_seconds is not None and not 0 < lease_seconds <= 7 * 86400:
+            raise ValidationError("lease_seconds must be in (0, 604800]", field="lease_seconds")
+        with self.store.lock_experiment(experiment_id, project=project) as lock:
+            if idempotency_key is not None:
+                previous = lock.trials_for_key(idempotency_key)
+                if previous is not None:
+                    return previous
+            exp = lock.experiment
+            if exp.status is not ExperimentStatus.ACTIVE:
+                raise ConflictError(
+                    f"experiment {experiment_id} is {exp.status.value}; only active experiments "
+                    "take asks",
+                    details={"status": exp.status.value},
+                )
+            n = self._within_budget(exp, n)
+            generator = get_generator(exp.config.generator, exp.config.generator_settings)
+            seed = _derive_seed(exp.config.seed or 0, len(exp.trials))
+            t0 = time.perf_counter()
+            result = generator.generate(exp, n, seed=seed)
+            info = {**result.info, "ask_seconds": round(time.perf_counter() - t0, 4)}
+            log.info("experiment %s: generated %d candidate(s) %s", experiment_id, n, info)
+            state = TrialState.RUNNING if start else TrialState.CANDIDATE
+            lease = (
+                datetime.now(UTC) + timedelta(seconds=lease_seconds)
+                if lease_seconds and start
+                else None
+            )
+            new = []
+            index = len(exp.trials)
+            for k, cand in enumerate(result.candidates):
+                new.append(
+                    NewTrial(
+                        arms=name_arms(exp, index + k, [cand.parameters]),
+                        generator=cand.generator,
+                        state=state,
+                        lease_expires_at=lease,
+                        metadata={**cand.metadata, "generation": info} if k == 0 else cand.metadata,
+                    )
+                )
+            trials = lock.add_trials(
+                new, idempotency_key=idempotency_key, actor=actor or self.actor
+            )
+            lock.save_state(result.generator_state, result.model_state or None)
+            return trials
+
+    @staticmethod
+    def _within_budget(exp: Experiment, n: int) -> int:
+        budget = exp.config.max_trials
+        if budget is None:
+            return n
+        used = sum(
+            1 for t in exp.trials if t.state not in (TrialState.FAILED, TrialState.ABANDONED)
+        )
+        if used >= budget:
+            raise ConflictError(
+                f"experiment {exp.id} has used its budget of {budget} trials",
+                details={"max_trials": budget, "used": used},
+            )
+        return min(n, budget - used)
+
+    def attach_trial(
+        self,
+        experiment_id: int,
+        parameters: Mapping[str, Any],
+        *,
+        project: str | None = None,
+        start: bool = True,
+        actor: str | None = None,
+    ) -> Trial:
+        """Add a trial with user-chosen parameters (validated against the search space)."""
+        with self.store.lock_experiment(experiment_id, project=project) as lock:
+            exp = lock.experiment
+            params = exp.search_space.validate(parameters)
+            index = len(exp.trials)
+            spec = NewTrial(
+                arms=name_arms(exp, index, [params]),
+                generator="manual",
+                state=TrialState.RUNNING if start else TrialState.CANDIDATE,
+            )
+            return lock.add_trials([spec], actor=actor or self.actor)[0]
+
+    # -- trial life cycle --------------------------------------------------------------------
+    def get_trial(self, trial_id: int, *, project: str | None = None) -> Trial:
+        return self.store.get_trial(trial_id, project=project)
+
+    def list_trials(self, experiment_id: int, **kwargs: Any) -> list[Trial]:
+        return self.store.list_trials(experiment_id, **kwargs)
+
+    def _validate_observations(
+        self, trial: Trial, raw: Mapping[str, Any], *, batch: bool, project: str | None
+    ) -> dict[str, dict[str, Observation]]:
+        config = self.store.get_experiment(trial.experiment_id, project=project).config
+        if not batch:
+            if len(trial.arms) != 1:
+                raise ObservationError(
+                    f"trial {trial.id} has {len(trial.arms)} arms; use tell_batch with "
+                    "{arm_name: {metric: value}}",
+                    field="observations",
+                )
+            return {trial.arms[0].name: config.parse_observations(raw)}
+        if not isinstance(raw, Mapping) or not raw:
+            raise ObservationError(
+                "observations must be {arm_name: {metric: value}}", field="observations"
+            )
+        names = {a.name for a in trial.arms}
+        out = {}
+        for arm_name, obs in raw.items():
+            if arm_name not in names:
+                raise ObservationError(
+                    f"trial {trial.id} has no arm {arm_name!r}; its arms are {sorted(names)}",
+                    field=f"observations.{arm_name}",
+                )
+            out[arm_name] = config.parse_observations(obs)
+        return out
+
+    def tell(
+        self,
+        trial_id: int,
+        observations: Mapping[str, Any],
+        *,
+        project: str | None = None,
+        actor: str | None = None,
+    ) -> Trial:
+        """Complete a single-arm trial with ``{metric: value}`` (see ``Observation.parse``).
+
+        Raises ``ObservationError`` (unknown metric, non-finite value, negative SEM) or
+        ``InvalidTransitionError`` (already told/failed); nothing is stored then.
+        """
+        trial = self.store.get_trial(trial_id, project=project)
+        parsed = self._validate_observations(trial, observations, batch=False, project=project)
+        return self._complete(trial, parsed, project, actor)
+
+    def tell_batch(
+        self,
+        trial_id: int,
+        observations: Mapping[str, Mapping[str, Any]],
+        *,
+        project: str | None = None,
+        actor: str | None = None,
+    ) -> Trial:
+        """Complete a (batch) trial with ``{arm_name: {metric: value}}``."""
+        trial = self.store.get_trial(trial_id, project=project)
+        parsed = self._validate_observations(trial, observations, batch=True, project=project)
+        return self._complete(trial, parsed, project, actor)
+
+    def _complete(
+        self,
+        trial: Trial,
+        parsed: dict[str, dict[str, Observation]],
+        project: str | None,
+        actor: str | None,
+    ) -> Trial:
+        if not trial.state.is_pending:
+            raise InvalidTransitionError(
+                f"trial {trial.id} is {trial.state.value}"
+                + (" (it was already told)" if trial.state is TrialState.COMPLETED else "")
+                + "; it cannot be completed",
+                details={"trial_id": trial.id, "state": trial.state.value},
+            )
+        return self.store.transition_trial(
+            trial.id,
+            TrialState.COMPLETED,
+            project=project,
+            observations=parsed,
+            actor=actor or self.actor,
+        )
+
+    def start(
+        self,
+        trial_id: int,
+        *,
+        project: str | None = None,
+        lease_seconds: float | None = None,
+        actor: str | None = None,
+    ) -> Trial:
+        """Mark a candidate trial running (a compare-and-set claim)."""
+        lease = datetime.now(UTC) + timedelta(seconds=lease_seconds) if lease_seconds else None
+        return self.store.transition_trial(
+            trial_id,
+            TrialState.RUNNING,
+            project=project,
+            lease_expires_at=lease,
+            actor=actor or self.actor,
+            expected_states=[TrialState.CANDIDATE],
+        )
+
+    def fail(
+        self,
+        trial_id: int,
+        reason: str | None = None,
+        *,
+        project: str | None = None,
+        actor: str | None = None,
+    ) -> Trial:
+        """Mark a trial failed (its parameters stay known, so they are not proposed again)."""
+        return self._end(trial_id, TrialState.FAILED, reason, project, actor)
+
+    def abandon(
+        self,
+        trial_id: int,
+        reason: str | None = None,
+        *,
+        project: str | None = None,
+        actor: str | None = None,
+    ) -> Trial:
+        """Mark a trial abandoned (never evaluated; its arm may be proposed again)."""
+        return self._end(trial_id, TrialState.ABANDONED, reason, project, actor)
+
+    def early_stop(
+        self,
+        trial_id: int,
+        reason: str | None = None,
+        *,
+        project: str | None = None,
+        actor: str | None = None,
+    ) -> Trial:
+        return self._end(trial_id, TrialState.EARLY_STOPPED, reason, project, actor)
+
+    def _end(
+        self,
+        trial_id: int,
+        state: TrialState,
+        reason: str | None,
+        project: str | None,
+        actor: str | None,
+    ) -> Trial:
+        if reason is not None and (not isinstance(reason, str) or len(reason) > 10_000):
+            raise ValidationError("reason must be a string of at most 10000 chars", field="reason")
+        return self.store.transition_trial(
+            trial_id, state, project=project, reason=reason, actor=actor or self.actor
+        )
+
+    def heartbeat(
+        self, trial_id: int, lease_seconds: float = 60.0, *, project: str | None = None
+    ) -> Trial:
+        if not 0 < lease_seconds <= 7 * 86400:
+            raise ValidationError("lease_seconds must be in (0, 604800]", field="lease_seconds")
+        return self.store.heartbeat(
+            trial_id, datetime.now(UTC) + timedelta(seconds=lease_seconds), project=project
+        )
+
+    def events(
+        self, *, experiment_id: int | None = None, trial_id: int | None = None, after: int = 0
+    ) -> list[TrialEvent]:
+        return self.store.list_events(experiment_id=experiment_id, trial_id=trial_id, after=after)
+
+    # -- analysis ----------------------------------------------------------------------------
+    def best(self, experiment_id: int, *, project: str | None = None) -> BestArm:
+        """The model-based recommendation (see :func:`assay.platform.analysis.best_arm`)."""
+        return best_arm(self.store.get_experiment(experiment_id, project=project))

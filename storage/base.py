@@ -1,0 +1,213 @@
+"""The storage interface every backend implements (in-memory, SQLite, PostgreSQL).
+
+Backends turn their rows into :mod:`assay.platform.experiment` domain objects and back. They
+never decide optimization questions; they *do* own atomicity: each method is one transaction,
+state changes are compare-and-set (so two callers cannot both complete a trial), and
+:meth:`Store.lock_experiment` serialises asks on one experiment so concurrent asks never
+create duplicate trials.
+
+One behavioural test suite (``tests/storage/``) runs against every backend.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from assay.platform.experiment import (
+    Experiment,
+    ExperimentConfig,
+    ExperimentStatus,
+    Observation,
+    Trial,
+    TrialState,
+)
+
+
+@dataclass
+class NewTrial:
+    """A trial to create under an experiment lock.
+
+    Args:
+        arms: ``[(arm_name, parameters)]``; names come from :func:`name_arms`.
+        generator: What produced it (``"sobol"``, ``"noisy_ei"``, ``"manual"``, ...).
+        state: Initial state (``candidate`` or ``running``).
+        lease_expires_at: Optional heartbeat deadline for a running trial.
+        metadata: JSON facts about the generation (acquisition value, ...).
+    """
+
+    arms: list[tuple[str, dict[str, Any]]]
+    generator: str
+    state: TrialState = TrialState.CANDIDATE
+    lease_expires_at: datetime | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrialEvent:
+    """One row of a trial's append-only audit trail."""
+
+    id: int
+    trial_id: int
+    experiment_id: int
+    from_state: TrialState | None
+    to_state: TrialState
+    at: datetime
+    actor: str | None = None
+    reason: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ExperimentSummary:
+    """A list-view row: the experiment without its trials, plus counts."""
+
+    id: int
+    name: str
+    project: str
+    status: ExperimentStatus
+    generator: str
+    objective: str
+    minimize: bool
+    trial_counts: dict[str, int]
+    created_at: datetime
+    updated_at: datetime
+
+
+class ExperimentLock(ABC):
+    """The unit of work of one ask: a locked, fresh snapshot of the experiment."""
+
+    experiment: Experiment
+
+    @abstractmethod
+    def trials_for_key(self, idempotency_key: str) -> list[Trial] | None:
+        """Trials created earlier under this idempotency key, if any."""
+
+    @abstractmethod
+    def add_trials(
+        self,
+        trials: Sequence[NewTrial],
+        *,
+        idempotency_key: str | None = None,
+        actor: str | None = None,
+    ) -> list[Trial]:
+        """Create trials with the next indices; records a creation event for each."""
+
+    @abstractmethod
+    def save_state(
+        self, generator_state: Mapping[str, Any], model_state: Mapping[str, Any] | None
+    ) -> None:
+        """Persist generator state (and model hyperparameters when given)."""
+
+
+class Store(ABC):
+    """Persistence for projects, experiments, trials, observations and events."""
+
+    # -- experiments -------------------------------------------------------------------------
+    @abstractmethod
+    def create_experiment(
+        self, config: ExperimentConfig, *, project: str = "default"
+    ) -> Experiment:
+        """Store a new experiment. Raises ``ConflictError`` if the name exists in the project."""
+
+    @abstractmethod
+    def get_experiment(self, experiment_id: int, *, project: str | None = None) -> Experiment:
+        """The experiment with all its trials. ``NotFoundError`` if absent or in another project."""
+
+    @abstractmethod
+    def list_experiments(
+        self, *, project: str | None = None, status: ExperimentStatus | None = None
+    ) -> list[ExperimentSummary]:
+        """Summaries, newest first."""
+
+    @abstractmethod
+    def set_experiment_status(
+        self, experiment_id: int, status: ExperimentStatus, *, project: str | None = None
+    ) -> Experiment:
+        """Change the experiment's status."""
+
+    @abstractmethod
+    def lock_experiment(
+        self, experiment_id: int, *, project: str | None = None
+    ) -> AbstractContextManager[ExperimentLock]:
+        """Exclusive access to one experiment for the duration of an ask."""
+
+    # -- trials ------------------------------------------------------------------------------
+    @abstractmethod
+    def get_trial(self, trial_id: int, *, project: str | None = None) -> Trial:
+        """One trial. ``NotFoundError`` if absent or in another project."""
+
+    @abstractmethod
+    def list_trials(
+        self,
+        experiment_id: int,
+        *,
+        project: str | None = None,
+        states: Sequence[TrialState] | None = None,
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> list[Trial]:
+        """Trials of one experiment by index."""
+
+    @abstractmethod
+    def transition_trial(
+        self,
+        trial_id: int,
+        to_state: TrialState,
+        *,
+        project: str | None = None,
+        observations: Mapping[str, Mapping[str, Observation]] | None = None,
+        reason: str | None = None,
+        actor: str | None = None,
+        lease_expires_at: datetime | None = None,
+        expected_states: Sequence[TrialState] | None = None,
+    ) -> Trial:
+        """Compare-and-set a trial's state, storing observations with a completion.
+
+        Raises ``InvalidTransitionError`` (nothing stored) when the trial's current state does
+        not allow ``to_state`` (or is not in ``expected_states``).
+        """
+
+    @abstractmethod
+    def heartbeat(
+        self, trial_id: int, lease_expires_at: datetime, *, project: str | None = None
+    ) -> Trial:
+        """Extend a running trial's lease."""
+
+    @abstractmethod
+    def list_events(
+        self, *, experiment_id: int | None = None, trial_id: int | None = None, after: int = 0
+    ) -> list[TrialEvent]:
+        """Audit events in order, optionally only those with ``id > after``."""
+
+    def close(self) -> None:  # noqa: B027
+        """Release connections."""
+
+
+def name_arms(
+    experiment: Experiment, index: int, assignments: Sequence[Mapping[str, Any]]
+) -> list[tuple[str, dict[str, Any]]]:
+    """Name the arms of a new trial number ``index``: an assignment equal to an existing arm
+    reuses that arm's name (arms are stable across trials); new ones are ``"{index}_{k}"``."""
+    from assay.platform.space import SearchSpace
+
+    by_sig = {
+        SearchSpace.signature(a.parameters): a.name for t in experiment.trials for a in t.arms
+    }
+    if experiment.config.status_quo is not None:
+        by_sig.setdefault(SearchSpace.signature(experiment.config.status_quo), "status_quo")
+    out = []
+    for k, params in enumerate(assignments):
+        sig = SearchSpace.signature(params)
+        name = by_sig.get(sig) or f"{index}_{k}"
+        by_sig[sig] = name
+        out.append((name, dict(params)))
+    return out
+
+
+def iter_pending(experiment: Experiment) -> Iterator[Trial]:
+    return (t for t in experiment.trials if t.state.is_pending)

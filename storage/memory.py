@@ -1,0 +1,285 @@
+"""In-memory store: the reference implementation of :class:`~assay.storage.base.Store`.
+
+Thread-safe (one re-entrant lock for reads/writes, one lock per experiment for asks) and
+copy-on-read: callers get deep copies, so mutating a returned object never changes what is
+stored. Useful for notebooks, tests and the in-process client; nothing survives the process.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from assay.platform.errors import ConflictError, InvalidTransitionError, NotFoundError
+from assay.platform.experiment import (
+    Arm,
+    Experiment,
+    ExperimentConfig,
+    ExperimentStatus,
+    Observation,
+    Trial,
+    TrialState,
+    check_transition,
+    utcnow,
+)
+from assay.storage.base import (
+    ExperimentLock,
+    ExperimentSummary,
+    NewTrial,
+    Store,
+    TrialEvent,
+)
+
+
+class _MemoryLock(ExperimentLock):
+    def __init__(self, store: MemoryStore, experiment_id: int) -> None:
+        self._store = store
+        self._id = experiment_id
+        self.experiment = store._snapshot(experiment_id)
+
+    def trials_for_key(self, idempotency_key: str) -> list[Trial] | None:
+        with self._store._lock:
+            ids = self._store._keys.get((self._id, idempotency_key))
+            return [copy.deepcopy(self._store._trials[i]) for i in ids] if ids else None
+
+    def add_trials(
+        self,
+        trials: Sequence[NewTrial],
+        *,
+        idempotency_key: str | None = None,
+        actor: str | None = None,
+    ) -> list[Trial]:
+        s = self._store
+        with s._lock:
+            exp = s._experiments[self._id]
+            out = []
+            for spec in trials:
+                index = len(exp.trials)
+                now = utcnow()
+                t = Trial(
+                    id=next(s._trial_ids),
+                    experiment_id=self._id,
+                    index=index,
+                    arms=[Arm(n, dict(p)) for n, p in spec.arms],
+                    state=spec.state,
+                    generator=spec.generator,
+                    created_at=now,
+                    updated_at=now,
+                    lease_expires_at=spec.lease_expires_at,
+                    metadata=copy.deepcopy(spec.metadata),
+                )
+                exp.trials.append(t)
+                s._trials[t.id] = t
+                s._event(t, None, t.state, actor, "created")
+                out.append(copy.deepcopy(t))
+            exp.updated_at = utcnow()
+            if idempotency_key is not None:
+                s._keys[(self._id, idempotency_key)] = [t.id for t in out]
+            return out
+
+    def save_state(
+        self, generator_state: Mapping[str, Any], model_state: Mapping[str, Any] | None
+    ) -> None:
+        with self._store._lock:
+            exp = self._store._experiments[self._id]
+            exp.generator_state = copy.deepcopy(dict(generator_state))
+            if model_state:
+                exp.model_state = copy.deepcopy(dict(model_state))
+
+
+class MemoryStore(Store):
+    """Everything in Python dicts. See the module docstring."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._experiments: dict[int, Experiment] = {}
+        self._trials: dict[int, Trial] = {}
+        self._events: list[TrialEvent] = []
+        self._keys: dict[tuple[int, str], list[int]] = {}
+        self._ask_locks: dict[int, threading.Lock] = {}
+        self._experiment_ids = itertools.count(1)
+        self._trial_ids = itertools.count(1)
+        self._event_ids = itertools.count(1)
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _get(self, experiment_id: int, project: str | None) -> Experiment:
+        exp = self._experiments.get(experiment_id)
+        if exp is None or (project is not None and exp.project != project):
+            raise NotFoundError(
+                f"experiment {experiment_id} not found", details={"experiment_id": experiment_id}
+            )
+        return exp
+
+    def _snapshot(self, experiment_id: int, project: str | None = None) -> Experiment:
+        with self._lock:
+            return copy.deepcopy(self._get(experiment_id, project))
+
+    def _trial(self, trial_id: int, project: str | None) -> Trial:
+        t = self._trials.get(trial_id)
+        if t is None or (
+            project is not None and self._experiments[t.experiment_id].project != project
+        ):
+            raise NotFoundError(f"trial {trial_id} not found", details={"trial_id": trial_id})
+        return t
+
+    def _event(
+        self,
+        t: Trial,
+        old: TrialState | None,
+        new: TrialState,
+        actor: str | None,
+        reason: str | None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        self._events.append(
+            TrialEvent(
+                next(self._event_ids), t.id, t.experiment_id, old, new, utcnow(), actor, reason,
+                dict(details or {}),
+            )
+        )  # fmt: skip
+
+    # -- experiments -------------------------------------------------------------------------
+    def create_experiment(
+        self, config: ExperimentConfig, *, project: str = "default"
+    ) -> Experiment:
+        with self._lock:
+            if any(
+                e.project == project and e.name == config.name for e in self._experiments.values()
+            ):
+                raise ConflictError(
+                    f"an experiment named {config.name!r} already exists in project {project!r}",
+                    field="name",
+                )
+            exp = Experiment(
+                id=next(self._experiment_ids), config=copy.deepcopy(config), project=project
+            )
+            self._experiments[exp.id] = exp
+            self._ask_locks[exp.id] = threading.Lock()
+            return copy.deepcopy(exp)
+
+    def get_experiment(self, experiment_id: int, *, project: str | None = None) -> Experiment:
+        return self._snapshot(experiment_id, project)
+
+    def list_experiments(
+        self, *, project: str | None = None, status: ExperimentStatus | None = None
+    ) -> list[ExperimentSummary]:
+        with self._lock:
+            out = []
+            for e in sorted(self._experiments.values(), key=lambda e: e.id, reverse=True):
+                if (project is not None and e.project != project) or (
+                    status is not None and e.status != status
+                ):
+                    continue
+                counts: dict[str, int] = {}
+                for t in e.trials:
+                    counts[t.state.value] = counts.get(t.state.value, 0) + 1
+                out.append(
+                    ExperimentSummary(
+                        e.id, e.name, e.project, e.status, e.config.generator,
+                        e.config.objective.name, e.config.objective.minimize, counts,
+                        e.created_at, e.updated_at,
+                    )
+                )  # fmt: skip
+            return out
+
+    def set_experiment_status(
+        self, experiment_id: int, status: ExperimentStatus, *, project: str | None = None
+    ) -> Experiment:
+        with self._lock:
+            exp = self._get(experiment_id, project)
+            exp.status = ExperimentStatus(status)
+            exp.updated_at = utcnow()
+            return copy.deepcopy(exp)
+
+    @contextmanager
+    def lock_experiment(
+        self, experiment_id: int, *, project: str | None = None
+    ) -> Iterator[ExperimentLock]:
+        with self._lock:
+            self._get(experiment_id, project)
+            ask_lock = self._ask_locks[experiment_id]
+        with ask_lock:
+            yield _MemoryLock(self, experiment_id)
+
+    # -- trials ------------------------------------------------------------------------------
+    def get_trial(self, trial_id: int, *, project: str | None = None) -> Trial:
+        with self._lock:
+            return copy.deepcopy(self._trial(trial_id, project))
+
+    def list_trials(
+        self,
+        experiment_id: int,
+        *,
+        project: str | None = None,
+        states: Sequence[TrialState] | None = None,
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> list[Trial]:
+        with self._lock:
+            trials = self._get(experiment_id, project).trials
+            if states:
+                trials = [t for t in trials if t.state in set(states)]
+            end = None if limit is None else offset + limit
+            return copy.deepcopy(trials[offset:end])
+
+    def transition_trial(
+        self,
+        trial_id: int,
+        to_state: TrialState,
+        *,
+        project: str | None = None,
+        observations: Mapping[str, Mapping[str, Observation]] | None = None,
+        reason: str | None = None,
+        actor: str | None = None,
+        lease_expires_at: datetime | None = None,
+        expected_states: Sequence[TrialState] | None = None,
+    ) -> Trial:
+        with self._lock:
+            t = self._trial(trial_id, project)
+            if expected_states is not None and t.state not in expected_states:
+                raise InvalidTransitionError(
+                    f"trial {trial_id} is {t.state.value}, expected one of "
+                    f"{[s.value for s in expected_states]}",
+                    details={"trial_id": trial_id, "state": t.state.value},
+                )
+            check_transition(trial_id, t.state, to_state)
+            old = t.state
+            if observations:
+                t.observations = {a: dict(obs) for a, obs in observations.items()}
+            t.state = to_state
+            t.reason = reason
+            t.lease_expires_at = lease_expires_at if to_state is TrialState.RUNNING else None
+            t.updated_at = utcnow()
+            self._experiments[t.experiment_id].updated_at = t.updated_at
+            self._event(t, old, to_state, actor, reason)
+            return copy.deepcopy(t)
+
+    def heartbeat(
+        self, trial_id: int, lease_expires_at: datetime, *, project: str | None = None
+    ) -> Trial:
+        with self._lock:
+            t = self._trial(trial_id, project)
+            if t.state is not TrialState.RUNNING:
+                raise InvalidTransitionError(
+                    f"trial {trial_id} is {t.state.value}; only running trials take heartbeats",
+                    details={"trial_id": trial_id, "state": t.state.value},
+                )
+            t.lease_expires_at = lease_expires_at
+            return copy.deepcopy(t)
+
+    def list_events(
+        self, *, experiment_id: int | None = None, trial_id: int | None = None, after: int = 0
+    ) -> list[TrialEvent]:
+        with self._lock:
+            return [
+                copy.deepcopy(e)
+                for e in self._events
+                if e.id > after
+                and (experiment_id is None or e.experiment_id == experiment_id)
+                and (trial_id is None or e.trial_id == trial_id)
+            ]
