@@ -22,6 +22,7 @@ from assay.platform.errors import (
     ConstraintParseError,
     InvalidTransitionError,
     ObservationError,
+    UnsupportedError,
     ValidationError,
 )
 from assay.platform.space import SearchSpace
@@ -338,8 +339,6 @@ class ExperimentConfig:
         if not self.objectives:
             raise ValidationError("an experiment needs an objective", field="objective")
         if len(self.objectives) > 1:
-            from assay.platform.errors import UnsupportedError
-
             raise UnsupportedError(
                 "multi-objective optimization is not supported yet; give one objective",
                 field="objectives",

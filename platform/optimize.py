@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +22,8 @@ from botorch.optim.optimize_mixed import optimize_acqf_mixed_alternating
 from torch import Tensor
 
 from assay.platform.space import DTYPE, SearchSpace
+
+log = logging.getLogger("assay.optimize")
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,19 @@ def optimize_acquisition(
         ``q x d`` model-space candidates and their ``q`` acquisition values.
     """
     options = options or OptimizerOptions()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        X, values = _optimize(acqf, space, q, options)
+    # L-BFGS-B "ABNORMAL" line-search exits and jitter notices are routine on flat acquisition
+    # surfaces; keep them out of users' consoles but visible to the caller.
+    for w in caught:
+        log.debug("acquisition optimization: %s", w.message)
+    return X, values
+
+
+def _optimize(
+    acqf: AcquisitionFunction, space: SearchSpace, q: int, options: OptimizerOptions
+) -> tuple[Tensor, Tensor]:
     if not space.has_discrete:
         X, values = optimize_acqf(
             acqf,
@@ -111,4 +128,7 @@ def optimize_acquisition(
     if wrapped is not acqf:
         wrapped.set_X_pending(None)  # leave the inner function's pending points as given
     X = space.compact_to_model(Xc.detach().to(DTYPE))
-    return X, values.detach().reshape(-1) if values is not None else torch.zeros(q)
+    values = values.detach().reshape(-1) if values is not None else None
+    if values is None or values.numel() != q:  # the joint value of the batch, not per point
+        values = torch.full((q,), float("nan"), dtype=DTYPE)
+    return X, values

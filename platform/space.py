@@ -120,8 +120,10 @@ class _RangeParameter(Parameter):
         u = min(max(u, 0.0), 1.0)
         if self.log:
             lo, hi = math.log(self.lower), math.log(self.upper)
-            return math.exp(lo + u * (hi - lo))
-        return self.lower + u * (self.upper - self.lower)
+            x = math.exp(lo + u * (hi - lo))
+        else:
+            x = self.lower + u * (self.upper - self.lower)
+        return min(max(x, float(self.lower)), float(self.upper))
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from assay.platform.errors import (
+    ConstraintParseError,
+    InvalidTransitionError,
+    ObservationError,
+    UnsupportedError,
+    ValidationError,
+)
+from assay.platform.experiment import (
+    ExperimentConfig,
+    Objective,
+    Observation,
+    OutcomeConstraint,
+    TrialState,
+    check_transition,
+)
+
+SPEC = {
+    "name": "e",
+    "parameters": [{"name": "x", "type": "float", "bounds": [0, 1]}],
+    "objective": "acc",
+    "outcome_constraints": ["latency_ms <= 20", "ctr >= 0.01"],
+}
+
+
+def test_objective_forms() -> None:
+    assert Objective.parse("acc") == Objective("acc", False)
+    assert Objective.parse({"name": "loss", "minimize": True}) == Objective("loss", True)
+    with pytest.raises(ValidationError, match="minimize"):
+        Objective.parse({"name": "loss", "minimize": "yes"})
+    with pytest.raises(ValidationError, match="unknown field"):
+        Objective.parse({"name": "loss", "direction": "min"})
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("latency_ms <= 20", OutcomeConstraint("latency_ms", "<=", 20.0)),
+        ("ctr>=0.01", OutcomeConstraint("ctr", ">=", 0.01)),
+        ("revenue >= -1%", OutcomeConstraint("revenue", ">=", -1.0, relative=True)),
+        ("latency_ms <= +2%", OutcomeConstraint("latency_ms", "<=", 2.0, relative=True)),
+        ("m <= 1e-3", OutcomeConstraint("m", "<=", 1e-3)),
+    ],
+)
+def test_outcome_constraint_parse(text, expected) -> None:
+    assert OutcomeConstraint.parse(text) == expected
+
+
+@pytest.mark.parametrize("text", ["latency < 20", "latency <= x", "<= 3", "a <= 1 + 2", 5])
+def test_outcome_constraint_errors(text) -> None:
+    with pytest.raises(ConstraintParseError):
+        OutcomeConstraint.parse(text)
+
+
+def test_config_from_dict_and_back() -> None:
+    c = ExperimentConfig.from_dict(SPEC)
+    assert c.objective.name == "acc"
+    assert c.modelled_metrics == ["acc", "latency_ms", "ctr"]
+    again = ExperimentConfig.from_dict(c.to_dict())
+    assert again.to_dict() == c.to_dict()
+
+
+@pytest.mark.parametrize(
+    ("patch", "exc", "field"),
+    [
+        ({"objective": None}, ValidationError, "objective"),
+        ({"outcome_constraints": ["acc <= 1"]}, ConstraintParseError, "outcome_constraints[0]"),
+        ({"outcome_constraints": ["x >= -1%"]}, ConstraintParseError, "outcome_constraints[0]"),
+        ({"frobnicate": 1}, ValidationError, "frobnicate"),
+        ({"name": ""}, ValidationError, "name"),
+        ({"max_trials": 0}, ValidationError, "max_trials"),
+        ({"seed": "x"}, ValidationError, "seed"),
+        ({"generator_settings": [1]}, ValidationError, "generator_settings"),
+        ({"objectives": ["a"]}, ValidationError, "objectives"),
+    ],
+)
+def test_config_errors(patch, exc, field) -> None:
+    spec = {**SPEC, **patch}
+    if patch.get("objective", 1) is None:
+        spec.pop("objective")
+    with pytest.raises(exc) as e:
+        ExperimentConfig.from_dict(spec)
+    assert e.value.field == field, e.value
+
+
+def test_multi_objective_is_unsupported_for_now() -> None:
+    spec = {k: v for k, v in SPEC.items() if k != "objective"}
+    with pytest.raises(UnsupportedError):
+        ExperimentConfig.from_dict({**spec, "objectives": ["a", "b"]})
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (0.9, Observation("m", 0.9, None, None)),
+        ((0.9, 0.01), Observation("m", 0.9, 0.01)),
+        ((0.9, None), Observation("m", 0.9, None)),
+        ([0.9, 0.01, 100], Observation("m", 0.9, 0.01, 100)),
+        ({"mean": 1, "sem": 0, "n": 5}, Observation("m", 1.0, 0.0, 5)),
+    ],
+)
+def test_observation_forms(value, expected) -> None:
+    assert Observation.parse("m", value) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [math.nan, math.inf, (1.0, -0.1), (1.0, math.nan), (1.0, 0.1, 0), (1.0, 0.1, 2.5), "1.0",
+     True, (1, 2, 3, 4), {"mean": 1, "std": 2}, {"sem": 1}],
+)  # fmt: skip
+def test_bad_observations(value) -> None:
+    with pytest.raises(ObservationError) as e:
+        Observation.parse("m", value)
+    assert "observations.m" in str(e.value)
+
+
+def test_parse_observations_rejects_unknown_metric() -> None:
+    c = ExperimentConfig.from_dict({**SPEC, "tracking_metrics": ["loss"]})
+    assert set(c.parse_observations({"acc": 1, "loss": (2, 0.1)})) == {"acc", "loss"}
+    with pytest.raises(ObservationError, match="unknown metric 'accuracy'"):
+        c.parse_observations({"accuracy": 1.0})
+    with pytest.raises(ObservationError):
+        c.parse_observations({})
+
+
+def test_life_cycle() -> None:
+    check_transition(1, TrialState.CANDIDATE, TrialState.RUNNING)
+    check_transition(1, TrialState.RUNNING, TrialState.EARLY_STOPPED)
+    with pytest.raises(InvalidTransitionError, match="already told"):
+        check_transition(1, TrialState.COMPLETED, TrialState.COMPLETED)
+    with pytest.raises(InvalidTransitionError):
+        check_transition(1, TrialState.FAILED, TrialState.RUNNING)
+    with pytest.raises(InvalidTransitionError):
+        check_transition(1, TrialState.CANDIDATE, TrialState.EARLY_STOPPED)
+    assert TrialState.RUNNING.is_pending and not TrialState.ABANDONED.is_pending

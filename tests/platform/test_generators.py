@@ -1,0 +1,174 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from assay.platform.errors import GenerationError, ValidationError
+from assay.platform.generators import get_generator
+from assay.platform.generators.noisy_ei import NoisyEIGenerator
+
+SPEC_1D = {
+    "name": "g",
+    "parameters": [{"name": "x", "type": "float", "bounds": [0, 1]}],
+    "objective": "y",
+}
+
+
+def bump(x: float) -> float:
+    return math.exp(-((x - 0.3) ** 2) / 0.02)
+
+
+def observed_1d(n: int = 7) -> list:
+    xs = [i / (n - 1) for i in range(n)]
+    return [({"x": x}, {"y": (bump(x), 0.01)}) for x in xs]
+
+
+def test_unknown_generator_and_settings_rejected() -> None:
+    with pytest.raises(ValidationError, match="unknown generator 'bogus'"):
+        get_generator("bogus")
+    with pytest.raises(ValidationError, match="generator_settings.mc_sample"):
+        get_generator("noisy_ei", {"mc_sample": 10})
+    with pytest.raises(ValidationError, match="generator_settings.num_restarts"):
+        get_generator("noisy_ei", {"num_restarts": 0})
+
+
+def test_initial_design_is_sobol_of_default_size(build_experiment) -> None:
+    spec = {
+        **SPEC_1D,
+        "parameters": [{"name": f"x{i}", "type": "float", "bounds": [0, 1]} for i in range(3)],
+    }
+    gen = NoisyEIGenerator()
+    exp = build_experiment(spec)
+    assert gen.n_initial(exp.search_space) == 7
+    res = gen.generate(exp, 7, seed=0)
+    assert [c.generator for c in res.candidates] == ["sobol"] * 7
+    assert res.generator_state["sobol_consumed"] >= 7
+    assert NoisyEIGenerator().n_initial(build_experiment(SPEC_1D).search_space) == 5
+
+
+def test_model_takes_over_and_finds_the_bump(build_experiment) -> None:
+    exp = build_experiment(SPEC_1D, observed_1d())
+    res = NoisyEIGenerator().generate(exp, 1, seed=0)
+    [c] = res.candidates
+    assert c.generator == "noisy_ei"
+    assert res.info["acquisition"] == "qLogNoisyExpectedImprovement"
+    assert abs(c.parameters["x"] - 0.3) < 0.12
+    assert res.model_state["y"]["d"] == 1
+
+
+def test_same_seed_same_data_same_proposals(build_experiment) -> None:
+    a = NoisyEIGenerator().generate(build_experiment(SPEC_1D, observed_1d()), 2, seed=5)
+    b = NoisyEIGenerator().generate(build_experiment(SPEC_1D, observed_1d()), 2, seed=5)
+    assert [c.parameters for c in a.candidates] == [c.parameters for c in b.candidates]
+
+
+def test_pending_points_are_passed_to_the_acquisition(build_experiment) -> None:
+    """A running trial at the EI maximiser must make that point (nearly) worthless."""
+    import torch
+
+    free = NoisyEIGenerator().generate(build_experiment(SPEC_1D, observed_1d()), 1, seed=0)
+    x_star = free.candidates[0].parameters["x"]
+    busy = build_experiment(SPEC_1D, observed_1d(), pending=[{"x": x_star}])
+    res = NoisyEIGenerator().generate(busy, 1, seed=0)
+    assert res.candidates[0].parameters["x"] != x_star
+    # compare the acquisition at x* with and without the pending point
+    from assay.platform.models import fit_outcome_models, training_data
+
+    data = training_data(busy)
+    fitted = fit_outcome_models(data, ["y"], seed=0)
+    gen, X = NoisyEIGenerator(), torch.tensor([[[x_star]]], dtype=torch.double)
+    base = data["y"].X
+    no_pending = gen.build_acquisition(busy, fitted, base, None, 0, {})(X).item()
+    with_pending = gen.build_acquisition(busy, fitted, base, X[0], 0, {})(X).item()
+    assert with_pending < no_pending - 2.0  # log-EI: > 7x smaller
+
+
+def test_batch_is_distinct_and_within_constraints(build_experiment) -> None:
+    spec = {
+        "name": "b",
+        "parameters": [
+            {"name": "x", "type": "float", "bounds": [0, 1]},
+            {"name": "y", "type": "float", "bounds": [0, 1]},
+        ],
+        "parameter_constraints": ["x + y <= 1"],
+        "objective": "f",
+    }
+    obs = []
+    for i in range(8):
+        x, y = (i * 0.37) % 0.6, (i * 0.61) % 0.4
+        obs.append(({"x": x, "y": y}, {"f": -((x - 0.5) ** 2) - (y - 0.4) ** 2}))
+    res = NoisyEIGenerator().generate(build_experiment(spec, obs), 3, seed=1)
+    pts = [c.parameters for c in res.candidates]
+    assert len({(p["x"], p["y"]) for p in pts}) == 3
+    for p in pts:
+        assert 0 <= p["x"] <= 1 and 0 <= p["y"] <= 1
+        assert p["x"] + p["y"] <= 1 + 1e-6
+
+
+def test_mixed_space_proposals_are_valid(build_experiment) -> None:
+    spec = {
+        "name": "mix",
+        "parameters": [
+            {"name": "lr", "type": "float", "bounds": [1e-4, 1e-1], "log": True},
+            {"name": "layers", "type": "int", "bounds": [1, 6]},
+            {"name": "opt", "type": "choice", "values": ["adam", "sgd", "lamb"]},
+        ],
+        "objective": "acc",
+    }
+    obs = []
+    for i, opt in enumerate(["adam", "sgd", "lamb"] * 3):
+        lr, layers = 10 ** (-4 + 3 * ((i * 0.618) % 1)), 1 + (i * 5) % 6
+        acc = -((math.log10(lr) + 2.5) ** 2) + 0.1 * layers + (0.3 if opt == "lamb" else 0)
+        obs.append(({"lr": lr, "layers": layers, "opt": opt}, {"acc": acc}))
+    exp = build_experiment(spec, obs)
+    res = NoisyEIGenerator().generate(exp, 2, seed=0)
+    for c in res.candidates:
+        assert exp.search_space.validate(c.parameters) == c.parameters
+        assert isinstance(c.parameters["layers"], int)
+        assert c.generator == "noisy_ei"
+
+
+def test_nothing_feasible_searches_for_feasibility(build_experiment) -> None:
+    spec = {**SPEC_1D, "outcome_constraints": ["c <= 0"]}
+    obs = [({"x": x}, {"y": bump(x), "c": (1.0 - x, 0.01)}) for x in (0.0, 0.2, 0.4, 0.6, 0.7)]
+    res = NoisyEIGenerator().generate(build_experiment(spec, obs), 1, seed=0)
+    assert res.info["acquisition"] == "qLogProbabilityOfFeasibility"
+    assert res.candidates[0].parameters["x"] > 0.8  # c(x) = 1 - x <= 0 only near x = 1
+    # once a feasible arm exists, NEI with the constraint takes over
+    obs.append(({"x": 1.0}, {"y": bump(1.0), "c": (0.0 - 0.05, 0.01)}))
+    res = NoisyEIGenerator().generate(build_experiment(spec, obs), 1, seed=0)
+    assert res.info["acquisition"] == "qLogNoisyExpectedImprovement"
+
+
+def test_discrete_space_deduplicates_and_reports_exhaustion(build_experiment) -> None:
+    spec = {**SPEC_1D, "parameters": [{"name": "k", "type": "int", "bounds": [0, 5]}]}
+    obs = [({"k": k}, {"y": -((k - 2) ** 2)}) for k in (0, 1, 2, 3, 4)]
+    gen = NoisyEIGenerator({"n_initial": 2})
+    res = gen.generate(build_experiment(spec, obs), 1, seed=0)
+    assert res.candidates[0].parameters == {"k": 5}
+    obs.append(({"k": 5}, {"y": -9}))
+    with pytest.raises(GenerationError, match="exhausted"):
+        gen.generate(build_experiment(spec, obs), 1, seed=0)
+
+
+def test_model_fit_failure_falls_back_to_sobol(build_experiment, monkeypatch) -> None:
+    import assay.platform.models as models
+
+    def broken(mll, **kwargs):
+        raise RuntimeError("cholesky failed")
+
+    monkeypatch.setattr(models, "fit_gpytorch_mll", broken)
+    res = NoisyEIGenerator().generate(build_experiment(SPEC_1D, observed_1d()), 2, seed=0)
+    assert [c.generator for c in res.candidates] == ["sobol", "sobol"]
+    assert "fallback" in res.info
+
+
+def test_sobol_generator_continues_its_sequence(build_experiment) -> None:
+    gen = get_generator("sobol")
+    exp = build_experiment(SPEC_1D)
+    first = gen.generate(exp, 3, seed=0)
+    exp.generator_state = first.generator_state
+    second = gen.generate(exp, 3, seed=0)
+    xs = [c.parameters["x"] for c in first.candidates + second.candidates]
+    assert len(set(xs)) == 6
