@@ -27,7 +27,8 @@ test: venv lint
 	$(PY) -m pytest -q
 
 serve: venv
-	$(VENV)/bin/assay demo
+	$(VENV)/bin/assay db upgrade
+	$(VENV)/bin/assay serve
 
 demo: venv
 	$(VENV)/bin/assay demo

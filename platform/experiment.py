@@ -170,6 +170,8 @@ class Observation:
                 raise ObservationError(
                     f"{where}: sem must be finite and >= 0, got {self.sem!r}", field=where
                 )
+        if isinstance(self.n, float) and self.n.is_integer():
+            object.__setattr__(self, "n", int(self.n))  # JSON lists arrive as floats
         if self.n is not None and (
             not isinstance(self.n, int) or isinstance(self.n, bool) or self.n < 1
         ):

@@ -22,36 +22,55 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from assay.platform.analysis import BestArm
-from assay.platform.errors import ValidationError
 from assay.platform.experiment import Experiment, ExperimentStatus, Trial, TrialState
 from assay.service.engine import Engine
 from assay.storage.base import ExperimentSummary, Store, TrialEvent
 
 
 class Client:
-    """Ask/tell client.
+    """Ask/tell client with three modes behind the same verbs.
 
     Args:
-        url: ``None`` or ``"memory://"`` for an in-process store.
+        url: ``None``/``"memory://"`` (in-process, nothing persisted);
+            ``"sqlite:///path.db"`` or ``"postgresql+psycopg://user@host/db"`` (embedded: the
+            client works on the database directly, creating/upgrading the schema);
+            ``"http://host:8000"`` (remote: a running ``assay serve``).
+        token: API key for a remote server that requires one.
         store: Use this store directly (overrides ``url``).
-        project: Project the client works in.
+        project: Project for embedded mode (a remote key decides its own project).
     """
 
     def __init__(
-        self, url: str | None = None, *, store: Store | None = None, project: str = "default"
+        self,
+        url: str | None = None,
+        *,
+        token: str | None = None,
+        store: Store | None = None,
+        project: str = "default",
     ) -> None:
-        if store is None:
-            if url in (None, "memory://", ":memory:"):
-                from assay.storage.memory import MemoryStore
-
-                store = MemoryStore()
-            else:
-                raise ValidationError(
-                    f"unsupported client url {url!r}; use None for an in-memory client",
-                    field="url",
-                )
         self.project = project
+        self.url = url
+        if store is None and url is not None and url.startswith(("http://", "https://")):
+            from assay.service.remote import RemoteEngine
+
+            self._engine: Any = RemoteEngine(url, token)
+            return
+        if store is None:
+            from assay.storage.factory import open_store
+
+            store = open_store(url or "memory://", migrate=True)
         self._engine = Engine(store, actor="client")
+
+    def close(self) -> None:
+        """Release connections (database pool or HTTP client)."""
+        closer = getattr(self._engine, "close", None) or self._engine.store.close
+        closer()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- experiments -------------------------------------------------------------------------
     def create_experiment(
@@ -151,9 +170,9 @@ class Client:
             states=[TrialState(s) for s in states] if states else None,
         )
 
-    def events(self, experiment_id: int) -> list[TrialEvent]:
-        self._engine.get_experiment(experiment_id, project=self.project)
-        return self._engine.events(experiment_id=experiment_id)
+    def events(self, experiment_id: int, after: int = 0) -> list[TrialEvent]:
+        """The experiment's audit trail (every trial state change), oldest first."""
+        return self._engine.events(experiment_id=experiment_id, after=after, project=self.project)
 
     # -- analysis ----------------------------------------------------------------------------
     def best(self, experiment_id: int) -> BestArm:

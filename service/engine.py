@@ -155,11 +155,13 @@ class Engine:
                         metadata={**cand.metadata, "generation": info} if k == 0 else cand.metadata,
                     )
                 )
-            trials = lock.add_trials(
-                new, idempotency_key=idempotency_key, actor=actor or self.actor
+            return lock.add_trials(
+                new,
+                idempotency_key=idempotency_key,
+                actor=actor or self.actor,
+                generator_state=result.generator_state,
+                model_state=result.model_state or None,
             )
-            lock.save_state(result.generator_state, result.model_state or None)
-            return trials
 
     @staticmethod
     def _within_budget(exp: Experiment, n: int) -> int:
@@ -358,8 +360,18 @@ class Engine:
         )
 
     def events(
-        self, *, experiment_id: int | None = None, trial_id: int | None = None, after: int = 0
+        self,
+        *,
+        experiment_id: int | None = None,
+        trial_id: int | None = None,
+        after: int = 0,
+        project: str | None = None,
     ) -> list[TrialEvent]:
+        """Audit events in order (``id > after``), checking visibility when a project is given."""
+        if project is not None and experiment_id is not None:
+            self.store.count_trials(experiment_id, project=project)  # NotFoundError if hidden
+        if project is not None and trial_id is not None:
+            self.store.get_trial(trial_id, project=project)
         return self.store.list_events(experiment_id=experiment_id, trial_id=trial_id, after=after)
 
     # -- analysis ----------------------------------------------------------------------------

@@ -12,7 +12,7 @@ One behavioural test suite (``tests/storage/``) runs against every backend.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -94,14 +94,12 @@ class ExperimentLock(ABC):
         *,
         idempotency_key: str | None = None,
         actor: str | None = None,
+        generator_state: Mapping[str, Any] | None = None,
+        model_state: Mapping[str, Any] | None = None,
     ) -> list[Trial]:
-        """Create trials with the next indices; records a creation event for each."""
-
-    @abstractmethod
-    def save_state(
-        self, generator_state: Mapping[str, Any], model_state: Mapping[str, Any] | None
-    ) -> None:
-        """Persist generator state (and model hyperparameters when given)."""
+        """Atomically create trials with the next indices (one creation event each), remember
+        the idempotency key, and persist the generator state and model hyperparameters when
+        given (``None`` keeps what is stored)."""
 
 
 class Store(ABC):
@@ -184,6 +182,37 @@ class Store(ABC):
     ) -> list[TrialEvent]:
         """Audit events in order, optionally only those with ``id > after``."""
 
+    @abstractmethod
+    def count_trials(
+        self,
+        experiment_id: int,
+        *,
+        project: str | None = None,
+        states: Sequence[TrialState] | None = None,
+    ) -> int:
+        """Number of trials (for pagination)."""
+
+    @abstractmethod
+    def reap_expired_leases(self, now: datetime, *, actor: str = "reaper") -> list[Trial]:
+        """Fail every running trial whose lease expired before ``now`` (reason in its event)."""
+
+    # -- projects and API keys ---------------------------------------------------------------
+    @abstractmethod
+    def ensure_project(self, name: str) -> None:
+        """Create the project if it does not exist."""
+
+    @abstractmethod
+    def list_projects(self) -> list[str]:
+        """Project names."""
+
+    @abstractmethod
+    def add_api_key(self, project: str, key_hash: str, *, name: str, prefix: str) -> None:
+        """Store a hashed API key for ``project`` (creating the project if needed)."""
+
+    @abstractmethod
+    def project_for_key(self, key_hash: str) -> str | None:
+        """The project of a non-revoked key, or ``None``."""
+
     def close(self) -> None:  # noqa: B027
         """Release connections."""
 
@@ -207,7 +236,3 @@ def name_arms(
         by_sig[sig] = name
         out.append((name, dict(params)))
     return out
-
-
-def iter_pending(experiment: Experiment) -> Iterator[Trial]:
-    return (t for t in experiment.trials if t.state.is_pending)

@@ -53,6 +53,8 @@ class _MemoryLock(ExperimentLock):
         *,
         idempotency_key: str | None = None,
         actor: str | None = None,
+        generator_state: Mapping[str, Any] | None = None,
+        model_state: Mapping[str, Any] | None = None,
     ) -> list[Trial]:
         s = self._store
         with s._lock:
@@ -80,16 +82,11 @@ class _MemoryLock(ExperimentLock):
             exp.updated_at = utcnow()
             if idempotency_key is not None:
                 s._keys[(self._id, idempotency_key)] = [t.id for t in out]
-            return out
-
-    def save_state(
-        self, generator_state: Mapping[str, Any], model_state: Mapping[str, Any] | None
-    ) -> None:
-        with self._store._lock:
-            exp = self._store._experiments[self._id]
-            exp.generator_state = copy.deepcopy(dict(generator_state))
+            if generator_state is not None:
+                exp.generator_state = copy.deepcopy(dict(generator_state))
             if model_state:
                 exp.model_state = copy.deepcopy(dict(model_state))
+            return out
 
 
 class MemoryStore(Store):
@@ -101,6 +98,8 @@ class MemoryStore(Store):
         self._trials: dict[int, Trial] = {}
         self._events: list[TrialEvent] = []
         self._keys: dict[tuple[int, str], list[int]] = {}
+        self._projects: set[str] = set()
+        self._api_keys: dict[str, str] = {}
         self._ask_locks: dict[int, threading.Lock] = {}
         self._experiment_ids = itertools.count(1)
         self._trial_ids = itertools.count(1)
@@ -283,3 +282,57 @@ class MemoryStore(Store):
                 and (experiment_id is None or e.experiment_id == experiment_id)
                 and (trial_id is None or e.trial_id == trial_id)
             ]
+
+    def count_trials(
+        self,
+        experiment_id: int,
+        *,
+        project: str | None = None,
+        states: Sequence[TrialState] | None = None,
+    ) -> int:
+        with self._lock:
+            trials = self._get(experiment_id, project).trials
+            return sum(1 for t in trials if not states or t.state in set(states))
+
+    def reap_expired_leases(self, now: datetime, *, actor: str = "reaper") -> list[Trial]:
+        with self._lock:
+            expired = [
+                t.id
+                for t in self._trials.values()
+                if t.state is TrialState.RUNNING
+                and t.lease_expires_at is not None
+                and t.lease_expires_at < now
+            ]
+        out = []
+        for trial_id in expired:
+            try:
+                out.append(
+                    self.transition_trial(
+                        trial_id,
+                        TrialState.FAILED,
+                        reason="lease expired (no heartbeat)",
+                        actor=actor,
+                        expected_states=[TrialState.RUNNING],
+                    )
+                )
+            except InvalidTransitionError:  # finished meanwhile
+                continue
+        return out
+
+    # -- projects and API keys ---------------------------------------------------------------
+    def ensure_project(self, name: str) -> None:
+        with self._lock:
+            self._projects.add(name)
+
+    def list_projects(self) -> list[str]:
+        with self._lock:
+            return sorted(self._projects | {e.project for e in self._experiments.values()})
+
+    def add_api_key(self, project: str, key_hash: str, *, name: str, prefix: str) -> None:
+        with self._lock:
+            self._projects.add(project)
+            self._api_keys[key_hash] = project
+
+    def project_for_key(self, key_hash: str) -> str | None:
+        with self._lock:
+            return self._api_keys.get(key_hash)

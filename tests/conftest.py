@@ -15,3 +15,188 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL: a fresh database per test, cloned from a migrated template made once per session.
+# ---------------------------------------------------------------------------------------------
+PG_ADMIN_URL = os.environ.get(
+    "ASSAY_TEST_POSTGRES_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def _pg_admin():
+    from sqlalchemy import create_engine
+
+    return create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+
+
+def _pg_url(dbname: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(PG_ADMIN_URL).set(database=dbname).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def pg_template():
+    """Name of a migrated template database (dropped at the end of the session)."""
+    import uuid
+
+    from sqlalchemy import create_engine
+
+    from assay.storage.migrate import upgrade
+
+    admin = _pg_admin()
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except Exception as e:  # pragma: no cover - environment problem, not a test result
+        pytest.fail(
+            f"PostgreSQL is not reachable at {PG_ADMIN_URL} ({e}); start it "
+            "(see .ci/run) or set ASSAY_TEST_POSTGRES_ADMIN_URL"
+        )
+    name = f"assay_tmpl_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    engine = create_engine(_pg_url(name))
+    upgrade(engine)
+    engine.dispose()
+    yield name
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture
+def postgres_url(pg_template):
+    """URL of a fresh, migrated PostgreSQL database for one test."""
+    import uuid
+
+    name = f"assay_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = _pg_admin()
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
+    yield _pg_url(name)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture
+def empty_postgres_url():
+    """URL of a fresh PostgreSQL database with no schema."""
+    import uuid
+
+    name = f"assay_empty_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = _pg_admin()
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    yield _pg_url(name)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """One URL per backend; storage and client suites run once per backend."""
+    if request.param == "memory":
+        return "memory://"
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'assay.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def store(database_url):
+    from assay.storage.factory import open_store
+
+    s = open_store(database_url)
+    yield s
+    s.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# A real `assay serve` process on a free localhost port.
+# ---------------------------------------------------------------------------------------------
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """``assay serve`` in a subprocess (start/kill/restart), for end-to-end tests."""
+
+    def __init__(self, database_url: str, *, auth: str = "none", env: dict | None = None,
+                 extra_args: list[str] | None = None, port: int | None = None) -> None:  # fmt: skip
+        self.database_url = database_url
+        self.auth = auth
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "ASSAY_REAPER_INTERVAL_S": "0.5", **(env or {})}
+        self.extra_args = list(extra_args or [])
+        self.proc = None
+        self.log_path = None
+
+    def start(self, timeout: float = 60.0) -> LiveServer:
+        import subprocess
+        import sys
+        import tempfile
+        import time
+
+        import httpx
+
+        log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)  # noqa: SIM115
+        self.log_path = log.name
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "assay.service.cli", "serve", "--database-url",
+             self.database_url, "--port", str(self.port), "--auth", self.auth,
+             "--log-level", "warning", *self.extra_args],
+            stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=REPO_ROOT,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log()}")
+            try:
+                if httpx.get(self.url + "/api/v1/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"server did not start:\n{self.log()}")
+
+    def log(self) -> str:
+        return Path(self.log_path).read_text() if self.log_path else ""
+
+    def kill(self, sig: int = 9) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        import signal
+
+        self.kill(signal.SIGTERM)
+
+
+@pytest.fixture
+def live_server_factory():
+    servers: list[LiveServer] = []
+
+    def make(database_url: str, **kw) -> LiveServer:
+        s = LiveServer(database_url, **kw)
+        servers.append(s)
+        return s
+
+    yield make
+    for s in servers:
+        s.stop()
+
+
+@pytest.fixture(scope="session")
+def live_server_class() -> type[LiveServer]:
+    return LiveServer

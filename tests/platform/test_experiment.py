@@ -110,7 +110,7 @@ def test_observation_forms(value, expected) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [math.nan, math.inf, (1.0, -0.1), (1.0, math.nan), (1.0, 0.1, 0), (1.0, 0.1, 2.5), "1.0",
+    [math.nan, math.inf, (1.0, -0.1), (1.0, math.nan), (1.0, 0.1, 0), (1.0, 0.1, 2.5), (1.0, 0.1, -3.0), "1.0",
      True, (1, 2, 3, 4), {"mean": 1, "std": 2}, {"sem": 1}],
 )  # fmt: skip
 def test_bad_observations(value) -> None:

@@ -1,0 +1,1 @@
+"""REST API routers (``/api/v1``), one module per resource."""

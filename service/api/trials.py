@@ -1,0 +1,90 @@
+"""``/trials/{id}``: get, complete, fail, abandon, start, early-stop, heartbeat, events."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from assay.platform.errors import ObservationError
+from assay.service.deps import EngineDep, PrincipalDep
+from assay.service.schemas import (
+    CompleteRequest,
+    EventList,
+    EventPublic,
+    HeartbeatRequest,
+    ReasonRequest,
+    StartRequest,
+    TrialPublic,
+    observation_value,
+)
+
+router = APIRouter(prefix="/trials", tags=["trials"])
+
+
+@router.get("/{trial_id}", response_model=TrialPublic)
+def get_trial(trial_id: int, engine: EngineDep, who: PrincipalDep):
+    return TrialPublic.from_domain(engine.get_trial(trial_id, project=who.project))
+
+
+@router.post("/{trial_id}:complete", response_model=TrialPublic)
+def complete(trial_id: int, body: CompleteRequest, engine: EngineDep, who: PrincipalDep):
+    """Store the trial's observations and mark it completed (once)."""
+    if (body.observations is None) == (body.arms is None):
+        raise ObservationError(
+            "give exactly one of 'observations' (single-arm trial) or 'arms' (batch trial)",
+            field="observations",
+        )
+    if body.observations is not None:
+        obs = {m: observation_value(v) for m, v in body.observations.items()}
+        t = engine.tell(trial_id, obs, project=who.project, actor=who.actor)
+    else:
+        arms = {
+            a: {m: observation_value(v) for m, v in obs.items()}
+            for a, obs in (body.arms or {}).items()
+        }
+        t = engine.tell_batch(trial_id, arms, project=who.project, actor=who.actor)
+    return TrialPublic.from_domain(t)
+
+
+@router.post("/{trial_id}:fail", response_model=TrialPublic)
+def fail(trial_id: int, body: ReasonRequest, engine: EngineDep, who: PrincipalDep):
+    return TrialPublic.from_domain(
+        engine.fail(trial_id, body.reason, project=who.project, actor=who.actor)
+    )
+
+
+@router.post("/{trial_id}:abandon", response_model=TrialPublic)
+def abandon(trial_id: int, body: ReasonRequest, engine: EngineDep, who: PrincipalDep):
+    return TrialPublic.from_domain(
+        engine.abandon(trial_id, body.reason, project=who.project, actor=who.actor)
+    )
+
+
+@router.post("/{trial_id}:early_stop", response_model=TrialPublic)
+def early_stop(trial_id: int, body: ReasonRequest, engine: EngineDep, who: PrincipalDep):
+    return TrialPublic.from_domain(
+        engine.early_stop(trial_id, body.reason, project=who.project, actor=who.actor)
+    )
+
+
+@router.post("/{trial_id}:start", response_model=TrialPublic)
+def start(trial_id: int, body: StartRequest, engine: EngineDep, who: PrincipalDep):
+    """Claim a candidate trial (compare-and-set to running)."""
+    return TrialPublic.from_domain(
+        engine.start(
+            trial_id, project=who.project, lease_seconds=body.lease_seconds, actor=who.actor
+        )
+    )
+
+
+@router.post("/{trial_id}:heartbeat", response_model=TrialPublic)
+def heartbeat(trial_id: int, body: HeartbeatRequest, engine: EngineDep, who: PrincipalDep):
+    """Extend a running trial's lease by ``lease_seconds`` from now."""
+    return TrialPublic.from_domain(
+        engine.heartbeat(trial_id, body.lease_seconds, project=who.project)
+    )
+
+
+@router.get("/{trial_id}/events", response_model=EventList)
+def trial_events(trial_id: int, engine: EngineDep, who: PrincipalDep):
+    engine.get_trial(trial_id, project=who.project)
+    return EventList(events=[EventPublic.from_domain(e) for e in engine.events(trial_id=trial_id)])

@@ -1,0 +1,198 @@
+"""The FastAPI application: ``create_app(settings)`` composes the routers under ``/api/v1``,
+maps typed errors to HTTP once, and runs the lease reaper in the background.
+
+Error mapping (every error body is ``{"error": {"code", "message", "details"}}``):
+
+=========================================  ======
+``NotFoundError``                          404
+``AuthenticationError``                    401
+``ConflictError`` / ``InvalidTransition``  409
+``GenerationError`` (space exhausted)      409
+``UnsupportedError``                       400
+``ValidationError`` and request shapes     422 (malformed JSON: 400)
+``SchemaOutOfDateError``, busy database    503
+anything else                              500 (logged; the body says nothing internal)
+=========================================  ======
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from assay import __version__
+from assay.platform.errors import (
+    AssayError,
+    AuthenticationError,
+    ConflictError,
+    GenerationError,
+    NotFoundError,
+    SchemaOutOfDateError,
+    StorageError,
+    UnsupportedError,
+    ValidationError,
+)
+from assay.service.api import experiments, trials
+from assay.service.auth import KeyResolver
+from assay.service.engine import Engine
+from assay.service.schemas import ErrorResponse
+from assay.service.settings import Settings
+from assay.storage.base import Store
+
+log = logging.getLogger("assay.service")
+
+STATUS_BY_ERROR: list[tuple[type[AssayError], int]] = [
+    (NotFoundError, 404),
+    (AuthenticationError, 401),
+    (ConflictError, 409),
+    (GenerationError, 409),
+    (UnsupportedError, 400),
+    (ValidationError, 422),
+    (SchemaOutOfDateError, 503),
+    (StorageError, 503),
+]
+
+
+def status_for(error: AssayError) -> int:
+    for cls, code in STATUS_BY_ERROR:
+        if isinstance(error, cls):
+            return code
+    return 500
+
+
+def _error(status: int, code: str, message: str, details: dict[str, Any] | None = None):
+    return JSONResponse(
+        status_code=status,
+        content={"error": {"code": code, "message": message, "details": details or {}}},
+    )
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AssayError)
+    async def assay_error(_: Request, exc: AssayError) -> JSONResponse:
+        status = status_for(exc)
+        if status >= 500:
+            log.warning("request failed: %s", exc)
+        return _error(status, exc.code, exc.message, exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def request_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = []
+        for e in exc.errors():
+            loc = [str(x) for x in e.get("loc", ()) if x not in ("body",)]
+            errors.append({"field": ".".join(loc), "problem": e.get("msg", "invalid")})
+        if any(e.get("type") == "json_invalid" for e in exc.errors()):
+            return _error(
+                400, "malformed_json", "the request body is not valid JSON", {"errors": errors}
+            )
+        first = errors[0] if errors else {"field": "", "problem": "invalid request"}
+        return _error(
+            422,
+            "invalid_request",
+            f"{first['field'] or 'request'}: {first['problem']}",
+            {"field": first["field"], "errors": errors},
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return _error(500, "internal_error", "internal server error; see the server log")
+
+
+class LeaseReaper:
+    """Periodically fails running trials whose heartbeat lease expired."""
+
+    def __init__(self, store: Store, interval_s: float) -> None:
+        self.store, self.interval_s = store, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="assay-reaper", daemon=True)
+
+    def start(self) -> None:
+        if self.interval_s > 0:
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                reaped = self.store.reap_expired_leases(datetime.now(UTC))
+                if reaped:
+                    log.info("reaped %d trial(s) with expired leases", len(reaped))
+            except Exception:  # keep reaping after a transient database error
+                log.exception("lease reaper failed")
+
+
+def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
+    """Build the app. ``store`` defaults to ``settings.database_url`` (schema must be current)."""
+    settings = settings or Settings()
+    if store is None:
+        from assay.storage.factory import open_store
+
+        store = open_store(settings.database_url, migrate=False)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        reaper = LeaseReaper(store, settings.reaper_interval_s)
+        reaper.start()
+        try:
+            yield
+        finally:
+            reaper.stop()
+
+    app = FastAPI(
+        title="Assay",
+        version=__version__,
+        description=(
+            "Adaptive experimentation: noisy-constrained Bayesian optimization as a service. "
+            "Authenticate with `Authorization: Bearer <key>` unless the server runs in local "
+            "no-auth mode."
+        ),
+        lifespan=lifespan,
+        responses={
+            400: {"model": ErrorResponse},
+            401: {"model": ErrorResponse},
+            404: {"model": ErrorResponse},
+            409: {"model": ErrorResponse},
+            422: {"model": ErrorResponse},
+        },
+    )
+    app.state.settings = settings
+    app.state.store = store
+    app.state.engine = Engine(store)
+    app.state.keys = KeyResolver(store, settings.key_cache_s)
+    _install_error_handlers(app)
+
+    @app.get("/api/v1/health", tags=["system"])
+    def health() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "version": __version__,
+            "auth": "keys" if settings.auth_required else "none",
+        }
+
+    app.include_router(experiments.router, prefix="/api/v1")
+    app.include_router(trials.router, prefix="/api/v1")
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` (several worker processes)."""
+    return create_app(Settings())

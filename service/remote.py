@@ -1,0 +1,329 @@
+"""The client's HTTP backend: the engine verbs over the REST API (httpx).
+
+Retries are safe by construction: reads are idempotent; an ask always carries an idempotency
+key (generated when the caller gives none), so a retried ask returns the trials the server
+already created; a retried tell/fail that finds the trial already in the requested state with
+the same observations counts as success. Server errors come back as the same typed
+exceptions the in-process client raises.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from assay.platform import errors as E
+from assay.platform.analysis import BestArm
+from assay.platform.experiment import (
+    Experiment,
+    ExperimentConfig,
+    ExperimentStatus,
+    Observation,
+    Trial,
+    TrialState,
+)
+from assay.service.schemas import (
+    BestArmPublic,
+    EventPublic,
+    ExperimentPublic,
+    ExperimentSummaryPublic,
+    TrialPublic,
+)
+from assay.storage.base import ExperimentSummary, TrialEvent
+
+
+def _all_error_classes() -> dict[str, type[E.AssayError]]:
+    out: dict[str, type[E.AssayError]] = {}
+    stack: list[type[E.AssayError]] = [E.AssayError]
+    while stack:
+        cls = stack.pop()
+        out.setdefault(cls.code, cls)
+        stack.extend(cls.__subclasses__())
+    return out
+
+
+_BY_STATUS = {
+    400: E.UnsupportedError, 401: E.AuthenticationError, 404: E.NotFoundError,
+    409: E.ConflictError, 422: E.ValidationError, 503: E.StorageError,
+}  # fmt: skip
+
+
+class ServiceUnavailableError(E.StorageError):
+    """The server could not be reached (after retries)."""
+
+    code = "service_unavailable"
+
+
+def decode_error(response: httpx.Response) -> E.AssayError:
+    try:
+        body = response.json()["error"]
+        code, message, details = body["code"], body["message"], body.get("details") or {}
+    except (ValueError, KeyError, TypeError):
+        code, message, details = (
+            "http_error",
+            f"HTTP {response.status_code}: {response.text[:200]}",
+            {},
+        )
+    cls = _all_error_classes().get(code) or _BY_STATUS.get(response.status_code, E.AssayError)
+    err = cls(message, details=details)
+    err.field = details.get("field")
+    err.code = code
+    return err
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, Observation):
+        return {"mean": v.mean, "sem": v.sem, "n": v.n}
+    if isinstance(v, tuple):
+        return list(v)
+    if isinstance(v, float) and not math.isfinite(v):
+        # JSON has no NaN/inf: send a string so the server rejects it with a clear message.
+        return str(v)
+    return v
+
+
+class RemoteEngine:
+    """Engine verbs against ``base_url`` (e.g. ``http://127.0.0.1:8000``).
+
+    Args:
+        base_url: The server's root URL.
+        token: API key (``Authorization: Bearer``); optional in local no-auth mode.
+        timeout: Seconds per request.
+        retries: Attempts for retry-safe requests on connection errors and 502/503/504.
+    """
+
+    def __init__(
+        self, base_url: str, token: str | None = None, *, timeout: float = 120.0, retries: int = 5
+    ) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/") + "/api/v1", headers=headers, timeout=timeout
+        )
+        self.retries = retries
+        self.last_attempts = 0
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- transport ---------------------------------------------------------------------------
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Any = None,
+        retry: bool = True,
+    ) -> tuple[Any, int]:
+        """Returns ``(json, attempts)``; raises the typed error for 4xx/5xx answers."""
+        delay = 0.1
+        attempts = self.retries if retry else 1
+        for attempt in range(1, attempts + 1):
+            self.last_attempts = attempt
+            try:
+                r = self._http.request(method, path, json=json, params=params)
+            except httpx.TransportError as e:
+                if attempt == attempts:
+                    raise ServiceUnavailableError(f"cannot reach the Assay server: {e}") from e
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            if r.status_code in (502, 503, 504) and attempt < attempts:
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            if r.status_code >= 400:
+                raise decode_error(r)
+            return r.json(), attempt
+        raise AssertionError("unreachable")
+
+    def _get(self, path: str, **params: Any) -> Any:
+        return self._request(
+            "GET", path, params={k: v for k, v in params.items() if v is not None}
+        )[0]
+
+    # -- experiments -------------------------------------------------------------------------
+    def create_experiment(
+        self, spec: ExperimentConfig | Mapping[str, Any], *, project: str | None = None
+    ) -> Experiment:
+        body = spec.to_dict() if isinstance(spec, ExperimentConfig) else dict(spec)
+        body = {k: v for k, v in body.items() if v is not None}
+        if isinstance(body.get("objectives"), list) and "objective" not in body:
+            body["objective"] = body.pop("objectives")[0]
+        try:
+            data, _ = self._request("POST", "/experiments", json=body)
+        except E.ConflictError as e:
+            # A retried create whose first attempt succeeded: return that experiment.
+            existing = e.details.get("experiment_id")
+            if existing is None or self.last_attempts == 1:
+                raise
+            exp = self.get_experiment(int(existing))
+            if (
+                exp.config.to_dict()
+                != ExperimentConfig.from_dict({**body, "seed": exp.config.seed}).to_dict()
+            ):
+                raise
+            return exp
+        return ExperimentPublic.model_validate(data).to_domain()
+
+    def get_experiment(self, experiment_id: int, *, project: str | None = None) -> Experiment:
+        exp = ExperimentPublic.model_validate(
+            self._get(f"/experiments/{experiment_id}")
+        ).to_domain()
+        exp.trials = self.list_trials(experiment_id)
+        return exp
+
+    def list_experiments(
+        self, *, project: str | None = None, status: ExperimentStatus | None = None
+    ) -> list[ExperimentSummary]:
+        data = self._get("/experiments", status=status.value if status else None)
+        return [ExperimentSummaryPublic.model_validate(x).to_domain() for x in data["experiments"]]
+
+    def set_status(
+        self, experiment_id: int, status: ExperimentStatus | str, *, project: str | None = None
+    ) -> Experiment:
+        data, _ = self._request(
+            "PATCH",
+            f"/experiments/{experiment_id}",
+            json={"status": ExperimentStatus(status).value},
+        )
+        return ExperimentPublic.model_validate(data).to_domain()
+
+    # -- trials ------------------------------------------------------------------------------
+    def ask(
+        self,
+        experiment_id: int,
+        n: int = 1,
+        *,
+        project: str | None = None,
+        idempotency_key: str | None = None,
+        start: bool = True,
+        lease_seconds: float | None = None,
+    ) -> list[Trial]:
+        body = {
+            "n": n,
+            "idempotency_key": idempotency_key or f"auto-{uuid.uuid4().hex}",
+            "start": start,
+            "lease_seconds": lease_seconds,
+        }
+        data, _ = self._request("POST", f"/experiments/{experiment_id}/trials:ask", json=body)
+        return [TrialPublic.model_validate(t).to_domain() for t in data["trials"]]
+
+    def attach_trial(
+        self,
+        experiment_id: int,
+        parameters: Mapping[str, Any],
+        *,
+        project: str | None = None,
+        start: bool = True,
+    ) -> Trial:
+        data, _ = self._request(
+            "POST",
+            f"/experiments/{experiment_id}/trials",
+            json={"parameters": dict(parameters), "start": start},
+            retry=False,
+        )
+        return TrialPublic.model_validate(data).to_domain()
+
+    def _transition(self, trial_id: int, verb: str, body: dict, target: TrialState) -> Trial:
+        try:
+            data, _ = self._request("POST", f"/trials/{trial_id}:{verb}", json=body)
+        except E.InvalidTransitionError:
+            # If an earlier attempt of this very request succeeded, the trial is already in
+            # the target state with our data: that is success, not a conflict.
+            if self.last_attempts == 1:
+                raise
+            current = self.get_trial(trial_id)
+            if current.state is target and self._same_outcome(current, body):
+                return current
+            raise
+        return TrialPublic.model_validate(data).to_domain()
+
+    @staticmethod
+    def _same_outcome(trial: Trial, body: dict) -> bool:
+        if "observations" in body and body["observations"] is not None:
+            told = {m: Observation.parse(m, v).to_dict() for m, v in body["observations"].items()}
+            have = {m: o.to_dict() for m, o in trial.values.items()}
+            return told == have
+        if "arms" in body and body["arms"] is not None:
+            told = {
+                a: {m: Observation.parse(m, v).to_dict() for m, v in obs.items()}
+                for a, obs in body["arms"].items()
+            }
+            have = {
+                a: {m: o.to_dict() for m, o in obs.items()} for a, obs in trial.observations.items()
+            }
+            return told == have
+        return trial.reason == body.get("reason")
+
+    def tell(
+        self, trial_id: int, observations: Mapping[str, Any], *, project: str | None = None
+    ) -> Trial:
+        obs = {m: _json_value(v) for m, v in observations.items()}
+        return self._transition(trial_id, "complete", {"observations": obs}, TrialState.COMPLETED)
+
+    def tell_batch(
+        self,
+        trial_id: int,
+        observations: Mapping[str, Mapping[str, Any]],
+        *,
+        project: str | None = None,
+    ) -> Trial:
+        arms = {a: {m: _json_value(v) for m, v in obs.items()} for a, obs in observations.items()}
+        return self._transition(trial_id, "complete", {"arms": arms}, TrialState.COMPLETED)
+
+    def fail(
+        self, trial_id: int, reason: str | None = None, *, project: str | None = None
+    ) -> Trial:
+        return self._transition(trial_id, "fail", {"reason": reason}, TrialState.FAILED)
+
+    def abandon(
+        self, trial_id: int, reason: str | None = None, *, project: str | None = None
+    ) -> Trial:
+        return self._transition(trial_id, "abandon", {"reason": reason}, TrialState.ABANDONED)
+
+    def heartbeat(
+        self, trial_id: int, lease_seconds: float = 60.0, *, project: str | None = None
+    ) -> Trial:
+        data, _ = self._request(
+            "POST", f"/trials/{trial_id}:heartbeat", json={"lease_seconds": lease_seconds}
+        )
+        return TrialPublic.model_validate(data).to_domain()
+
+    def get_trial(self, trial_id: int, *, project: str | None = None) -> Trial:
+        return TrialPublic.model_validate(self._get(f"/trials/{trial_id}")).to_domain()
+
+    def list_trials(
+        self,
+        experiment_id: int,
+        *,
+        project: str | None = None,
+        states: Sequence[TrialState] | None = None,
+    ) -> list[Trial]:
+        out: list[Trial] = []
+        offset = 0
+        while True:
+            params: dict[str, Any] = {"offset": offset, "limit": 1000}
+            if states:
+                params["state"] = [TrialState(s).value for s in states]
+            data = self._get(f"/experiments/{experiment_id}/trials", **params)
+            out += [TrialPublic.model_validate(t).to_domain() for t in data["trials"]]
+            offset += len(data["trials"])
+            if not data["trials"] or offset >= data["total"]:
+                return out
+
+    def events(
+        self, *, experiment_id: int | None = None, after: int = 0, project: str | None = None
+    ) -> list[TrialEvent]:
+        data = self._get(f"/experiments/{experiment_id}/events", after=after)
+        return [EventPublic.model_validate(e).to_domain() for e in data["events"]]
+
+    def best(self, experiment_id: int, *, project: str | None = None) -> BestArm:
+        return BestArmPublic.model_validate(
+            self._get(f"/experiments/{experiment_id}/best")
+        ).to_domain()

@@ -1,0 +1,393 @@
+"""REST request/response bodies (pydantic), and their conversion to and from domain objects.
+
+Families follow ``XCreate`` / ``XUpdate`` / ``XPublic``. Request models check shapes and types;
+the domain (``ExperimentConfig``, ``Observation``, ...) then checks meaning, so both the API and
+the Python client share one set of rules and one set of error messages.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from assay.platform.analysis import BestArm, MetricEstimate
+from assay.platform.experiment import (
+    Arm,
+    Experiment,
+    ExperimentConfig,
+    ExperimentStatus,
+    Observation,
+    Trial,
+    TrialState,
+)
+from assay.storage.base import ExperimentSummary, TrialEvent
+
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+Scalar = str | int | float | bool
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- parameters --------------------------------------------------------------------------------
+class FloatParameterIn(_Strict):
+    name: Name
+    type: Literal["float"]
+    bounds: tuple[float, float]
+    log: bool = False
+
+
+class IntParameterIn(_Strict):
+    name: Name
+    type: Literal["int"]
+    bounds: tuple[int, int]
+    log: bool = False
+
+
+class ChoiceParameterIn(_Strict):
+    name: Name
+    type: Literal["choice"]
+    values: Annotated[list[Scalar], Field(min_length=1, max_length=1000)]
+    ordered: bool | None = None
+
+
+class FixedParameterIn(_Strict):
+    name: Name
+    type: Literal["fixed"]
+    value: Scalar
+
+
+ParameterIn = Annotated[
+    FloatParameterIn | IntParameterIn | ChoiceParameterIn | FixedParameterIn,
+    Field(discriminator="type"),
+]
+
+
+class ObjectiveIn(_Strict):
+    name: Name
+    minimize: bool = False
+
+
+class ExperimentCreate(_Strict):
+    """A new experiment. ``objective`` is a metric name (maximised) or ``{name, minimize}``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "ranking-v2",
+                    "parameters": [
+                        {"name": "lr", "type": "float", "bounds": [1e-5, 1e-1], "log": True},
+                        {"name": "layers", "type": "int", "bounds": [1, 8]},
+                        {"name": "opt", "type": "choice", "values": ["adam", "sgd"]},
+                    ],
+                    "objective": "accuracy",
+                    "outcome_constraints": ["latency_ms <= 20"],
+                    "generator": "noisy_ei",
+                    "seed": 0,
+                }
+            ]
+        },
+    )
+
+    name: Name
+    parameters: Annotated[list[ParameterIn], Field(min_length=1, max_length=500)]
+    parameter_constraints: Annotated[list[str], Field(max_length=100)] = []
+    objective: Name | ObjectiveIn
+    outcome_constraints: Annotated[list[str], Field(max_length=100)] = []
+    tracking_metrics: Annotated[list[Name], Field(max_length=500)] = []
+    generator: Annotated[str, Field(max_length=50)] = "noisy_ei"
+    generator_settings: dict[str, Any] = {}
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
+    max_trials: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    status_quo: dict[str, Scalar] | None = None
+    description: Annotated[str, Field(max_length=10_000)] = ""
+
+    def to_spec(self) -> dict[str, Any]:
+        d = self.model_dump(mode="json")
+        d["parameters"] = [
+            {k: v for k, v in p.items() if not (k == "ordered" and v is None)}
+            for p in d["parameters"]
+        ]
+        return d
+
+
+class ExperimentUpdate(_Strict):
+    status: ExperimentStatus | None = None
+
+
+class ExperimentPublic(BaseModel):
+    id: int
+    project: str
+    name: str
+    status: ExperimentStatus
+    config: dict[str, Any]
+    trial_counts: dict[str, int]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_domain(cls, exp: Experiment) -> ExperimentPublic:
+        counts: dict[str, int] = {}
+        for t in exp.trials:
+            counts[t.state.value] = counts.get(t.state.value, 0) + 1
+        return cls(
+            id=exp.id, project=exp.project, name=exp.name, status=exp.status,
+            config=exp.config.to_dict(), trial_counts=counts, created_at=exp.created_at,
+            updated_at=exp.updated_at,
+        )  # fmt: skip
+
+    def to_domain(self) -> Experiment:
+        """A snapshot without trials (the remote client fetches trials separately)."""
+        return Experiment(
+            id=self.id, config=ExperimentConfig.from_dict(self.config), status=self.status,
+            project=self.project, created_at=self.created_at, updated_at=self.updated_at,
+        )  # fmt: skip
+
+
+class ExperimentSummaryPublic(BaseModel):
+    id: int
+    name: str
+    project: str
+    status: ExperimentStatus
+    generator: str
+    objective: str
+    minimize: bool
+    trial_counts: dict[str, int]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_domain(cls, s: ExperimentSummary) -> ExperimentSummaryPublic:
+        return cls(**s.__dict__)
+
+    def to_domain(self) -> ExperimentSummary:
+        return ExperimentSummary(**self.model_dump())
+
+
+class ExperimentList(BaseModel):
+    experiments: list[ExperimentSummaryPublic]
+
+
+# -- trials ------------------------------------------------------------------------------------
+class AskRequest(_Strict):
+    """Ask for new trials. A retried request with the same ``idempotency_key`` returns the
+    trials created the first time."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"n": 2, "idempotency_key": "worker-7-step-12"}]},
+    )
+
+    n: Annotated[int, Field(ge=1, le=100)] = 1
+    idempotency_key: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    start: bool = True
+    lease_seconds: Annotated[float, Field(gt=0, le=604_800)] | None = None
+
+
+class AttachRequest(_Strict):
+    parameters: dict[str, Scalar]
+    start: bool = True
+
+
+class ObservationIn(_Strict):
+    mean: float
+    sem: Annotated[float, Field(ge=0)] | None = None
+    n: Annotated[int, Field(ge=1)] | None = None
+
+
+ObservationValue = float | ObservationIn | list[float | None]
+
+
+class CompleteRequest(_Strict):
+    """Observations of a trial: ``observations`` ``{metric: value}`` for a single-arm trial, or
+    ``arms`` ``{arm_name: {metric: value}}`` for a batch trial. A value is a number (SEM
+    unknown), ``[mean, sem]``, ``[mean, sem, n]`` or ``{"mean", "sem", "n"}``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"observations": {"accuracy": {"mean": 0.91, "sem": 0.01}, "latency_ms": 18.3}}
+            ]
+        },
+    )
+
+    observations: dict[str, ObservationValue] | None = None
+    arms: dict[str, dict[str, ObservationValue]] | None = None
+
+
+class ReasonRequest(_Strict):
+    reason: Annotated[str, Field(max_length=10_000)] | None = None
+
+
+class StartRequest(_Strict):
+    lease_seconds: Annotated[float, Field(gt=0, le=604_800)] | None = None
+
+
+class HeartbeatRequest(_Strict):
+    lease_seconds: Annotated[float, Field(gt=0, le=604_800)] = 60.0
+
+
+def observation_value(v: Any) -> Any:
+    """Turn a validated request value into what :meth:`Observation.parse` accepts."""
+    if isinstance(v, ObservationIn):
+        return v.model_dump()
+    return v
+
+
+class ArmPublic(BaseModel):
+    name: str
+    parameters: dict[str, Scalar]
+
+
+class ObservationPublic(BaseModel):
+    mean: float
+    sem: float | None
+    n: int | None
+
+
+class TrialPublic(BaseModel):
+    id: int
+    experiment_id: int
+    index: int
+    state: TrialState
+    generator: str
+    arms: list[ArmPublic]
+    parameters: dict[str, Scalar]
+    observations: dict[str, dict[str, ObservationPublic]]
+    created_at: datetime
+    updated_at: datetime
+    lease_expires_at: datetime | None
+    reason: str | None
+    metadata: dict[str, Any]
+
+    @classmethod
+    def from_domain(cls, t: Trial) -> TrialPublic:
+        return cls(
+            id=t.id, experiment_id=t.experiment_id, index=t.index, state=t.state,
+            generator=t.generator,
+            arms=[ArmPublic(name=a.name, parameters=a.parameters) for a in t.arms],
+            parameters=t.arms[0].parameters if t.arms else {},
+            observations={
+                arm: {m: ObservationPublic(mean=o.mean, sem=o.sem, n=o.n) for m, o in obs.items()}
+                for arm, obs in t.observations.items()
+            },
+            created_at=t.created_at, updated_at=t.updated_at,
+            lease_expires_at=t.lease_expires_at, reason=t.reason, metadata=t.metadata,
+        )  # fmt: skip
+
+    def to_domain(self) -> Trial:
+        return Trial(
+            id=self.id, experiment_id=self.experiment_id, index=self.index, state=self.state,
+            generator=self.generator,
+            arms=[Arm(a.name, dict(a.parameters)) for a in self.arms],
+            observations={
+                arm: {m: Observation(m, o.mean, o.sem, o.n) for m, o in obs.items()}
+                for arm, obs in self.observations.items()
+            },
+            created_at=self.created_at, updated_at=self.updated_at,
+            lease_expires_at=self.lease_expires_at, reason=self.reason,
+            metadata=dict(self.metadata),
+        )  # fmt: skip
+
+
+class TrialList(BaseModel):
+    trials: list[TrialPublic]
+    total: int
+    offset: int
+    limit: int
+
+
+class AskResponse(BaseModel):
+    trials: list[TrialPublic]
+
+
+class EventPublic(BaseModel):
+    id: int
+    trial_id: int
+    experiment_id: int
+    from_state: TrialState | None
+    to_state: TrialState
+    at: datetime
+    actor: str | None
+    reason: str | None
+
+    @classmethod
+    def from_domain(cls, e: TrialEvent) -> EventPublic:
+        return cls(
+            id=e.id, trial_id=e.trial_id, experiment_id=e.experiment_id,
+            from_state=e.from_state, to_state=e.to_state, at=e.at, actor=e.actor,
+            reason=e.reason,
+        )  # fmt: skip
+
+    def to_domain(self) -> TrialEvent:
+        return TrialEvent(
+            self.id, self.trial_id, self.experiment_id, self.from_state, self.to_state, self.at,
+            self.actor, self.reason,
+        )  # fmt: skip
+
+
+class EventList(BaseModel):
+    events: list[EventPublic]
+
+
+class ObservationRowPublic(BaseModel):
+    trial_id: int
+    trial_index: int
+    arm: str
+    metric: str
+    mean: float
+    sem: float | None
+    n: int | None
+
+
+class ObservationList(BaseModel):
+    observations: list[ObservationRowPublic]
+
+
+# -- analysis ----------------------------------------------------------------------------------
+class EstimatePublic(BaseModel):
+    mean: float
+    sem: float | None
+    lower: float | None
+    upper: float | None
+    observed_mean: float | None
+
+
+class BestArmPublic(BaseModel):
+    arm_name: str
+    parameters: dict[str, Scalar]
+    trial_ids: list[int]
+    estimates: dict[str, EstimatePublic]
+    probability_feasible: float
+    feasible: bool
+    model_based: bool
+    notes: list[str]
+
+    @classmethod
+    def from_domain(cls, b: BestArm) -> BestArmPublic:
+        return cls(**b.to_dict())
+
+    def to_domain(self) -> BestArm:
+        return BestArm(
+            self.arm_name, dict(self.parameters), list(self.trial_ids),
+            {m: MetricEstimate(**e.model_dump()) for m, e in self.estimates.items()},
+            self.probability_feasible, self.feasible, self.model_based, list(self.notes),
+        )  # fmt: skip
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any] = {}
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx/5xx answer: ``{"error": {"code", "message", "details"}}``."""
+
+    error: ErrorBody

@@ -1,0 +1,40 @@
+"""Service configuration from the environment (``ASSAY_*``), with laptop-friendly defaults."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Literal
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Settings of ``assay serve`` and workers.
+
+    Environment variables: ``ASSAY_DATABASE_URL`` (default ``sqlite:///./assay.db``),
+    ``ASSAY_HOST`` (``127.0.0.1``), ``ASSAY_PORT`` (``8000``), ``ASSAY_AUTH`` (``auto``: API
+    keys are required unless the server binds to a loopback address; ``keys``; ``none``),
+    ``ASSAY_REAPER_INTERVAL_S`` (``10``).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="ASSAY_", extra="ignore")
+
+    database_url: str = "sqlite:///./assay.db"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    auth: Literal["auto", "keys", "none"] = "auto"
+    reaper_interval_s: float = 10.0
+    key_cache_s: float = 30.0
+
+    @property
+    def loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    @property
+    def auth_required(self) -> bool:
+        return self.auth == "keys" or (self.auth == "auto" and not self.loopback)

@@ -1,0 +1,764 @@
+"""SQL store (SQLAlchemy 2): SQLite by default, PostgreSQL (psycopg 3) for several servers.
+
+Transactions and concurrency:
+
+* Every method runs one transaction through :meth:`SqlStore._run`, which retries transient
+  failures (PostgreSQL serialization failures and deadlocks, SQLite "database is locked") a
+  bounded number of times with jittered back-off, and maps the rest to typed errors.
+* State changes are compare-and-set: ``UPDATE trials SET state = :new WHERE id = :id AND
+  state = :old``; a concurrent change makes the update miss and the caller gets
+  ``InvalidTransitionError`` with nothing written.
+* Asks are serialised per experiment. PostgreSQL: ``SELECT ... FOR UPDATE`` on the experiment
+  row for the whole ask (any number of servers). SQLite: an inter-process ``flock`` per
+  experiment held for the ask, and the trials are written in a short ``BEGIN IMMEDIATE``
+  transaction with a busy timeout — so model fitting never holds SQLite's single write lock
+  and tells keep flowing meanwhile. Trial numbers also carry a unique constraint.
+* SQLite runs in WAL mode (readers never block the writer), ``busy_timeout`` 30 s, foreign keys
+  on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, create_engine, event, func, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+from assay.platform.errors import (
+    AssayError,
+    ConflictError,
+    InvalidTransitionError,
+    NotFoundError,
+    StorageError,
+)
+from assay.platform.experiment import (
+    Arm,
+    Experiment,
+    ExperimentConfig,
+    ExperimentStatus,
+    Observation,
+    Trial,
+    TrialState,
+    check_transition,
+    utcnow,
+)
+from assay.storage.base import ExperimentLock, ExperimentSummary, NewTrial, Store, TrialEvent
+from assay.storage.migrate import check_schema, current_revision, upgrade
+from assay.storage.orm import (
+    ApiKeyRow,
+    ArmRow,
+    ExperimentRow,
+    IdempotencyKeyRow,
+    ObservationRow,
+    ProjectRow,
+    TrialArmRow,
+    TrialEventRow,
+    TrialRow,
+)
+
+log = logging.getLogger("assay.storage")
+T = TypeVar("T")
+MAX_ATTEMPTS = 6
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+class TransientStorageError(StorageError):
+    """A transient database failure that survived the bounded retries (safe to retry)."""
+
+    code = "storage_busy"
+
+
+def _is_transient(exc: BaseException) -> bool:
+    orig = getattr(exc, "orig", None)
+    sqlstate = getattr(orig, "sqlstate", None)
+    if sqlstate in ("40001", "40P01", "55P03"):  # serialization, deadlock, lock not available
+        return True
+    text = str(orig or exc).lower()
+    return isinstance(exc, OperationalError) and (
+        "database is locked" in text or "database is busy" in text
+    )
+
+
+def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+    """An engine with the settings Assay relies on (see the module docstring)."""
+    if url.startswith("sqlite"):
+        memory = url in ("sqlite://", "sqlite:///:memory:")
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            poolclass=StaticPool if memory else None,
+        )
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (below)
+            cur = dbapi_conn.cursor()
+            if not memory:
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+            conn.exec_driver_sql(f"BEGIN {mode}")
+
+        return engine
+    return create_engine(url, pool_size=pool_size, max_overflow=2 * pool_size, pool_pre_ping=True)
+
+
+class _SqlLock(ExperimentLock):
+    """See :meth:`SqlStore.lock_experiment`."""
+
+    def __init__(self, store: SqlStore, session: Session | None, experiment: Experiment) -> None:
+        self._store = store
+        self._session = session  # PostgreSQL: the locking transaction; SQLite: None
+        self.experiment = experiment
+
+    def _write(self, fn: Callable[[Session], T]) -> T:
+        if self._session is not None:
+            return fn(self._session)
+        return self._store._run(fn)
+
+    def trials_for_key(self, idempotency_key: str) -> list[Trial] | None:
+        def fn(s: Session) -> list[Trial] | None:
+            row = s.get(IdempotencyKeyRow, (self.experiment.id, idempotency_key))
+            if row is None:
+                return None
+            return [self._store._load_trial(s, int(i)) for i in row.trial_ids]
+
+        return self._write(fn) if self._session is not None else self._store._run(fn, write=False)
+
+    def add_trials(
+        self,
+        trials: Sequence[NewTrial],
+        *,
+        idempotency_key: str | None = None,
+        actor: str | None = None,
+        generator_state: Mapping[str, Any] | None = None,
+        model_state: Mapping[str, Any] | None = None,
+    ) -> list[Trial]:
+        exp_id = self.experiment.id
+
+        def fn(s: Session) -> list[Trial]:
+            now = utcnow()
+            index = s.scalar(
+                select(func.coalesce(func.max(TrialRow.index) + 1, 0)).where(
+                    TrialRow.experiment_id == exp_id
+                )
+            )
+            arm_ids = dict(
+                s.execute(
+                    select(ArmRow.name, ArmRow.id).where(ArmRow.experiment_id == exp_id)
+                ).all()
+            )
+            ids = []
+            for spec in trials:
+                row = TrialRow(
+                    experiment_id=exp_id, index=index, state=spec.state.value,
+                    generator=spec.generator, reason=None, trial_metadata=dict(spec.metadata),
+                    lease_expires_at=spec.lease_expires_at, created_at=now, updated_at=now,
+                )  # fmt: skip
+                s.add(row)
+                s.flush()
+                for position, (name, params) in enumerate(spec.arms):
+                    if name not in arm_ids:
+                        arm = ArmRow(experiment_id=exp_id, name=name, parameters=dict(params))
+                        s.add(arm)
+                        s.flush()
+                        arm_ids[name] = arm.id
+                    s.add(TrialArmRow(trial_id=row.id, arm_id=arm_ids[name], position=position))
+                s.add(
+                    TrialEventRow(
+                        experiment_id=exp_id, trial_id=row.id, from_state=None,
+                        to_state=spec.state.value, at=now, actor=actor, reason="created",
+                        details={},
+                    )
+                )  # fmt: skip
+                ids.append(row.id)
+                index += 1
+            if idempotency_key is not None:
+                s.add(
+                    IdempotencyKeyRow(
+                        experiment_id=exp_id, key=idempotency_key, trial_ids=ids, created_at=now
+                    )
+                )
+            values: dict[str, Any] = {"updated_at": now}
+            if generator_state is not None:
+                values["generator_state"] = dict(generator_state)
+            if model_state:
+                values["model_state"] = dict(model_state)
+            s.execute(update(ExperimentRow).where(ExperimentRow.id == exp_id).values(**values))
+            s.flush()
+            return [self._store._load_trial(s, i) for i in ids]
+
+        return self._write(fn)
+
+
+class SqlStore(Store):
+    """The SQL backend.
+
+    Args:
+        url: SQLAlchemy URL, e.g. ``sqlite:///./assay.db`` or
+            ``postgresql+psycopg://user@host:5432/db``.
+        migrate: Bring the schema up to date on open (embedded use). When ``False`` the store
+            refuses an out-of-date schema with :class:`SchemaOutOfDateError` naming
+            ``assay db upgrade`` (server use).
+    """
+
+    def __init__(self, url: str, *, migrate: bool = True, pool_size: int = 10) -> None:
+        self.url = url
+        self.engine = make_engine(url, pool_size=pool_size)
+        self.dialect = self.engine.dialect.name
+        if migrate:
+            self._upgrade_serialised()
+        else:
+            check_schema(self.engine)
+        self._read = sessionmaker(self.engine, expire_on_commit=False)
+        write_bind = (
+            self.engine.execution_options(sqlite_begin="IMMEDIATE")
+            if self.dialect == "sqlite"
+            else self.engine
+        )
+        self._write = sessionmaker(write_bind, expire_on_commit=False)
+        self._thread_locks: dict[int, threading.Lock] = {}
+        self._thread_locks_guard = threading.Lock()
+        db = self.engine.url.database
+        self._lock_dir = (
+            Path(db).resolve().parent / f".{Path(db).name}.locks"
+            if self.dialect == "sqlite" and db not in (None, "", ":memory:")
+            else None
+        )
+
+    def _upgrade_serialised(self) -> None:
+        """Upgrade the schema; concurrent openers wait for each other (advisory lock)."""
+        if self.dialect == "postgresql":
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT pg_advisory_lock(7438291)")
+                try:
+                    upgrade(self.engine)
+                finally:
+                    conn.exec_driver_sql("SELECT pg_advisory_unlock(7438291)")
+                    conn.commit()
+            return
+        upgrade(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @property
+    def schema_revision(self) -> str | None:
+        return current_revision(self.engine)
+
+    # -- transactions ------------------------------------------------------------------------
+    def _run(self, fn: Callable[[Session], T], *, write: bool = True) -> T:
+        """Run ``fn(session)`` in one transaction, retrying transient failures."""
+        maker = self._write if write else self._read
+        delay = 0.02
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                with maker() as session, session.begin():
+                    return fn(session)
+            except AssayError:
+                raise
+            except IntegrityError as e:
+                raise ConflictError(
+                    "the change conflicts with stored data (a concurrent request may have made "
+                    "it first); retry the request",
+                    details={"database": str(e.orig).splitlines()[0] if e.orig else ""},
+                ) from e
+            except (OperationalError, DBAPIError) as e:
+                if _is_transient(e) and attempt < MAX_ATTEMPTS:
+                    log.info("transient database error (attempt %d): %s", attempt, e.orig)
+                    time.sleep(delay * (1 + random.random()))
+                    delay *= 2
+                    continue
+                if _is_transient(e):
+                    raise TransientStorageError(
+                        f"the database stayed busy after {MAX_ATTEMPTS} attempts; retry later"
+                    ) from e
+                raise StorageError(f"database error: {type(e.orig or e).__name__}") from e
+        raise AssertionError("unreachable")
+
+    # -- row -> domain -----------------------------------------------------------------------
+    @staticmethod
+    def _project_filter(stmt: Any, project: str | None) -> Any:
+        if project is None:
+            return stmt
+        return stmt.join(ProjectRow, ProjectRow.id == ExperimentRow.project_id).where(
+            ProjectRow.name == project
+        )
+
+    def _experiment_row(
+        self, s: Session, experiment_id: int, project: str | None, *, for_update: bool = False
+    ) -> tuple[ExperimentRow, str]:
+        stmt = (
+            select(ExperimentRow, ProjectRow.name)
+            .join(ProjectRow, ProjectRow.id == ExperimentRow.project_id)
+            .where(ExperimentRow.id == experiment_id)
+        )
+        if project is not None:
+            stmt = stmt.where(ProjectRow.name == project)
+        if for_update:
+            stmt = stmt.with_for_update(of=ExperimentRow)
+        row = s.execute(stmt).one_or_none()
+        if row is None:
+            raise NotFoundError(
+                f"experiment {experiment_id} not found", details={"experiment_id": experiment_id}
+            )
+        return row[0], row[1]
+
+    @staticmethod
+    def _trial_from_rows(
+        row: TrialRow,
+        arms: list[tuple[str, dict]],
+        obs: dict[str, dict[str, Observation]],
+    ) -> Trial:
+        return Trial(
+            id=row.id,
+            experiment_id=row.experiment_id,
+            index=row.index,
+            arms=[Arm(n, dict(p)) for n, p in arms],
+            state=TrialState(row.state),
+            generator=row.generator,
+            observations=obs,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            lease_expires_at=row.lease_expires_at,
+            reason=row.reason,
+            metadata=dict(row.trial_metadata or {}),
+        )
+
+    def _load_trials(self, s: Session, trial_rows: Sequence[TrialRow]) -> list[Trial]:
+        if not trial_rows:
+            return []
+        ids = [r.id for r in trial_rows]
+        arms: dict[int, list[tuple[int, str, dict]]] = {i: [] for i in ids}
+        arm_names: dict[int, str] = {}
+        for chunk in _chunks(ids, 5000):
+            for trial_id, position, arm_id, name, params in s.execute(
+                select(
+                    TrialArmRow.trial_id, TrialArmRow.position, ArmRow.id, ArmRow.name,
+                    ArmRow.parameters,
+                )
+                .join(ArmRow, ArmRow.id == TrialArmRow.arm_id)
+                .where(TrialArmRow.trial_id.in_(chunk))
+            ):  # fmt: skip
+                arms[trial_id].append((position, name, params))
+                arm_names[arm_id] = name
+        obs: dict[int, dict[str, dict[str, Observation]]] = {i: {} for i in ids}
+        for chunk in _chunks(ids, 5000):
+            for o in s.scalars(select(ObservationRow).where(ObservationRow.trial_id.in_(chunk))):
+                obs[o.trial_id].setdefault(arm_names[o.arm_id], {})[o.metric] = Observation(
+                    o.metric, o.mean, o.sem, o.n
+                )
+        return [
+            self._trial_from_rows(
+                r, [(n, p) for _, n, p in sorted(arms[r.id], key=lambda a: a[0])], obs[r.id]
+            )
+            for r in trial_rows
+        ]
+
+    def _load_trial(self, s: Session, trial_id: int, project: str | None = None) -> Trial:
+        stmt = select(TrialRow).where(TrialRow.id == trial_id)
+        if project is not None:
+            stmt = (
+                stmt.join(ExperimentRow, ExperimentRow.id == TrialRow.experiment_id)
+                .join(ProjectRow, ProjectRow.id == ExperimentRow.project_id)
+                .where(ProjectRow.name == project)
+            )
+        row = s.scalars(stmt).one_or_none()
+        if row is None:
+            raise NotFoundError(f"trial {trial_id} not found", details={"trial_id": trial_id})
+        return self._load_trials(s, [row])[0]
+
+    def _load_experiment(self, s: Session, row: ExperimentRow, project: str) -> Experiment:
+        trial_rows = s.scalars(
+            select(TrialRow).where(TrialRow.experiment_id == row.id).order_by(TrialRow.index)
+        ).all()
+        return Experiment(
+            id=row.id,
+            config=ExperimentConfig.from_dict(row.config),
+            trials=self._load_trials(s, trial_rows),
+            status=ExperimentStatus(row.status),
+            project=project,
+            generator_state=dict(row.generator_state or {}),
+            model_state=dict(row.model_state or {}),
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+    # -- experiments -------------------------------------------------------------------------
+    def _project_id(self, s: Session, name: str) -> int:
+        pid = s.scalar(select(ProjectRow.id).where(ProjectRow.name == name))
+        if pid is None:
+            row = ProjectRow(name=name, created_at=utcnow())
+            s.add(row)
+            s.flush()
+            pid = row.id
+        return pid
+
+    def create_experiment(
+        self, config: ExperimentConfig, *, project: str = "default"
+    ) -> Experiment:
+        def fn(s: Session) -> Experiment:
+            pid = self._project_id(s, project)
+            exists = s.scalar(
+                select(ExperimentRow.id).where(
+                    ExperimentRow.project_id == pid, ExperimentRow.name == config.name
+                )
+            )
+            if exists is not None:
+                raise ConflictError(
+                    f"an experiment named {config.name!r} already exists in project {project!r}",
+                    field="name",
+                    details={"experiment_id": exists},
+                )
+            now = utcnow()
+            row = ExperimentRow(
+                project_id=pid, name=config.name, status=ExperimentStatus.ACTIVE.value,
+                config=config.to_dict(), generator_state={}, model_state={},
+                created_at=now, updated_at=now,
+            )  # fmt: skip
+            s.add(row)
+            s.flush()
+            return self._load_experiment(s, row, project)
+
+        return self._run(fn)
+
+    def get_experiment(self, experiment_id: int, *, project: str | None = None) -> Experiment:
+        def fn(s: Session) -> Experiment:
+            row, pname = self._experiment_row(s, experiment_id, project)
+            return self._load_experiment(s, row, pname)
+
+        return self._run(fn, write=False)
+
+    def list_experiments(
+        self, *, project: str | None = None, status: ExperimentStatus | None = None
+    ) -> list[ExperimentSummary]:
+        def fn(s: Session) -> list[ExperimentSummary]:
+            stmt = (
+                select(ExperimentRow, ProjectRow.name)
+                .join(ProjectRow, ProjectRow.id == ExperimentRow.project_id)
+                .order_by(ExperimentRow.id.desc())
+            )
+            if project is not None:
+                stmt = stmt.where(ProjectRow.name == project)
+            if status is not None:
+                stmt = stmt.where(ExperimentRow.status == ExperimentStatus(status).value)
+            rows = s.execute(stmt).all()
+            counts: dict[int, dict[str, int]] = {r[0].id: {} for r in rows}
+            activity: dict[int, datetime] = {}
+            if rows:
+                for exp_id, state, n, last in s.execute(
+                    select(
+                        TrialRow.experiment_id, TrialRow.state, func.count(),
+                        func.max(TrialRow.updated_at),
+                    )
+                    .where(TrialRow.experiment_id.in_(list(counts)))
+                    .group_by(TrialRow.experiment_id, TrialRow.state)
+                ):  # fmt: skip
+                    counts[exp_id][state] = n
+                    if last is not None and (exp_id not in activity or last > activity[exp_id]):
+                        activity[exp_id] = last
+            out = []
+            for row, pname in rows:
+                obj = (row.config.get("objectives") or [{}])[0]
+                out.append(
+                    ExperimentSummary(
+                        row.id, row.name, pname, ExperimentStatus(row.status),
+                        row.config.get("generator", ""), obj.get("name", ""),
+                        bool(obj.get("minimize", False)), counts[row.id], row.created_at,
+                        max(row.updated_at, activity.get(row.id, row.updated_at)),
+                    )
+                )  # fmt: skip
+            return out
+
+        return self._run(fn, write=False)
+
+    def set_experiment_status(
+        self, experiment_id: int, status: ExperimentStatus, *, project: str | None = None
+    ) -> Experiment:
+        def fn(s: Session) -> Experiment:
+            row, pname = self._experiment_row(s, experiment_id, project, for_update=True)
+            row.status = ExperimentStatus(status).value
+            row.updated_at = utcnow()
+            s.flush()
+            return self._load_experiment(s, row, pname)
+
+        return self._run(fn)
+
+    def _thread_lock(self, experiment_id: int) -> threading.Lock:
+        with self._thread_locks_guard:
+            return self._thread_locks.setdefault(experiment_id, threading.Lock())
+
+    @contextlib.contextmanager
+    def lock_experiment(
+        self, experiment_id: int, *, project: str | None = None
+    ) -> Iterator[ExperimentLock]:
+        if self.dialect == "postgresql":
+            session = self._write()
+            try:
+                with session.begin():
+                    try:
+                        row, pname = self._experiment_row(
+                            session, experiment_id, project, for_update=True
+                        )
+                    except OperationalError as e:
+                        if _is_transient(e):
+                            raise TransientStorageError("experiment is busy; retry") from e
+                        raise
+                    yield _SqlLock(self, session, self._load_experiment(session, row, pname))
+            except IntegrityError as e:
+                raise ConflictError(
+                    "a concurrent request created the same trial; retry the ask"
+                ) from e
+            finally:
+                session.close()
+            return
+        with self._thread_lock(experiment_id), self._file_lock(experiment_id):
+            experiment = self.get_experiment(experiment_id, project=project)
+            yield _SqlLock(self, None, experiment)
+
+    @contextlib.contextmanager
+    def _file_lock(self, experiment_id: int) -> Iterator[None]:
+        """Cross-process exclusive lock for one experiment of a SQLite database."""
+        if self._lock_dir is None:
+            yield
+            return
+        self._lock_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._lock_dir / f"experiment-{experiment_id}.lock", os.O_RDWR | os.O_CREAT)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    # -- trials ------------------------------------------------------------------------------
+    def get_trial(self, trial_id: int, *, project: str | None = None) -> Trial:
+        return self._run(lambda s: self._load_trial(s, trial_id, project), write=False)
+
+    def _trials_stmt(self, experiment_id: int, states: Sequence[TrialState] | None) -> Any:
+        stmt = select(TrialRow).where(TrialRow.experiment_id == experiment_id)
+        if states:
+            stmt = stmt.where(TrialRow.state.in_([TrialState(x).value for x in states]))
+        return stmt
+
+    def list_trials(
+        self,
+        experiment_id: int,
+        *,
+        project: str | None = None,
+        states: Sequence[TrialState] | None = None,
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> list[Trial]:
+        def fn(s: Session) -> list[Trial]:
+            self._experiment_row(s, experiment_id, project)
+            stmt = self._trials_stmt(experiment_id, states).order_by(TrialRow.index).offset(offset)
+            if limit is not None:
+                stmt = stmt.limit(limit)
+            return self._load_trials(s, s.scalars(stmt).all())
+
+        return self._run(fn, write=False)
+
+    def count_trials(
+        self,
+        experiment_id: int,
+        *,
+        project: str | None = None,
+        states: Sequence[TrialState] | None = None,
+    ) -> int:
+        def fn(s: Session) -> int:
+            self._experiment_row(s, experiment_id, project)
+            sub = self._trials_stmt(experiment_id, states).subquery()
+            return int(s.scalar(select(func.count()).select_from(sub)) or 0)
+
+        return self._run(fn, write=False)
+
+    def transition_trial(
+        self,
+        trial_id: int,
+        to_state: TrialState,
+        *,
+        project: str | None = None,
+        observations: Mapping[str, Mapping[str, Observation]] | None = None,
+        reason: str | None = None,
+        actor: str | None = None,
+        lease_expires_at: datetime | None = None,
+        expected_states: Sequence[TrialState] | None = None,
+    ) -> Trial:
+        def fn(s: Session) -> Trial:
+            trial = self._load_trial(s, trial_id, project)
+            if expected_states is not None and trial.state not in expected_states:
+                raise InvalidTransitionError(
+                    f"trial {trial_id} is {trial.state.value}, expected one of "
+                    f"{[x.value for x in expected_states]}",
+                    details={"trial_id": trial_id, "state": trial.state.value},
+                )
+            check_transition(trial_id, trial.state, to_state)
+            now = utcnow()
+            result = s.execute(
+                update(TrialRow)
+                .where(TrialRow.id == trial_id, TrialRow.state == trial.state.value)
+                .values(
+                    state=to_state.value,
+                    reason=reason,
+                    updated_at=now,
+                    lease_expires_at=lease_expires_at if to_state is TrialState.RUNNING else None,
+                )
+            )
+            if result.rowcount != 1:  # lost a race: someone changed it first
+                current = self._load_trial(s, trial_id)
+                check_transition(trial_id, current.state, to_state)
+                raise InvalidTransitionError(
+                    f"trial {trial_id} changed concurrently; retry",
+                    details={"trial_id": trial_id},
+                )
+            if observations:
+                arm_ids = dict(
+                    s.execute(
+                        select(ArmRow.name, ArmRow.id)
+                        .join(TrialArmRow, TrialArmRow.arm_id == ArmRow.id)
+                        .where(TrialArmRow.trial_id == trial_id)
+                    ).all()
+                )
+                s.add_all(
+                    ObservationRow(
+                        trial_id=trial_id, arm_id=arm_ids[arm], metric=o.metric, mean=o.mean,
+                        sem=o.sem, n=o.n, created_at=now,
+                    )
+                    for arm, obs in observations.items()
+                    for o in obs.values()
+                )  # fmt: skip
+            s.add(
+                TrialEventRow(
+                    experiment_id=trial.experiment_id, trial_id=trial_id,
+                    from_state=trial.state.value, to_state=to_state.value, at=now, actor=actor,
+                    reason=reason, details={},
+                )
+            )  # fmt: skip
+            s.flush()
+            return self._load_trial(s, trial_id)
+
+        return self._run(fn)
+
+    def heartbeat(
+        self, trial_id: int, lease_expires_at: datetime, *, project: str | None = None
+    ) -> Trial:
+        def fn(s: Session) -> Trial:
+            trial = self._load_trial(s, trial_id, project)
+            result = s.execute(
+                update(TrialRow)
+                .where(TrialRow.id == trial_id, TrialRow.state == TrialState.RUNNING.value)
+                .values(lease_expires_at=lease_expires_at)
+            )
+            if result.rowcount != 1:
+                raise InvalidTransitionError(
+                    f"trial {trial_id} is {trial.state.value}; only running trials take heartbeats",
+                    details={"trial_id": trial_id, "state": trial.state.value},
+                )
+            trial.lease_expires_at = lease_expires_at
+            return trial
+
+        return self._run(fn)
+
+    def reap_expired_leases(self, now: datetime, *, actor: str = "reaper") -> list[Trial]:
+        def find(s: Session) -> list[int]:
+            return list(
+                s.scalars(
+                    select(TrialRow.id).where(
+                        TrialRow.state == TrialState.RUNNING.value,
+                        TrialRow.lease_expires_at.is_not(None),
+                        TrialRow.lease_expires_at < now,
+                    )
+                )
+            )
+
+        out = []
+        for trial_id in self._run(find, write=False):
+            try:
+                out.append(
+                    self.transition_trial(
+                        trial_id,
+                        TrialState.FAILED,
+                        reason=f"lease expired before {now.isoformat()} (no heartbeat)",
+                        actor=actor,
+                        expected_states=[TrialState.RUNNING],
+                    )
+                )
+            except InvalidTransitionError:  # completed or reaped by another server meanwhile
+                continue
+        return out
+
+    def list_events(
+        self, *, experiment_id: int | None = None, trial_id: int | None = None, after: int = 0
+    ) -> list[TrialEvent]:
+        def fn(s: Session) -> list[TrialEvent]:
+            stmt = select(TrialEventRow).where(TrialEventRow.id > after).order_by(TrialEventRow.id)
+            if experiment_id is not None:
+                stmt = stmt.where(TrialEventRow.experiment_id == experiment_id)
+            if trial_id is not None:
+                stmt = stmt.where(TrialEventRow.trial_id == trial_id)
+            return [
+                TrialEvent(
+                    e.id, e.trial_id, e.experiment_id,
+                    TrialState(e.from_state) if e.from_state else None, TrialState(e.to_state),
+                    e.at, e.actor, e.reason, dict(e.details or {}),
+                )
+                for e in s.scalars(stmt)
+            ]  # fmt: skip
+
+        return self._run(fn, write=False)
+
+    # -- projects and keys -------------------------------------------------------------------
+    def ensure_project(self, name: str) -> None:
+        self._run(lambda s: self._project_id(s, name))
+
+    def list_projects(self) -> list[str]:
+        return self._run(
+            lambda s: list(s.scalars(select(ProjectRow.name).order_by(ProjectRow.name))),
+            write=False,
+        )
+
+    def add_api_key(self, project: str, key_hash: str, *, name: str, prefix: str) -> None:
+        def fn(s: Session) -> None:
+            pid = self._project_id(s, project)
+            s.add(
+                ApiKeyRow(
+                    project_id=pid, name=name, prefix=prefix, key_hash=key_hash,
+                    created_at=utcnow(), revoked_at=None,
+                )
+            )  # fmt: skip
+
+        self._run(fn)
+
+    def project_for_key(self, key_hash: str) -> str | None:
+        return self._run(
+            lambda s: s.scalar(
+                select(ProjectRow.name)
+                .join(ApiKeyRow, ApiKeyRow.project_id == ProjectRow.id)
+                .where(ApiKeyRow.key_hash == key_hash, ApiKeyRow.revoked_at.is_(None))
+            ),
+            write=False,
+        )
+
+
+def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
