@@ -228,7 +228,15 @@ class SqlStore(Store):
             self._upgrade_serialised()
         else:
             check_schema(self.engine)
-        self._read = sessionmaker(self.engine, expire_on_commit=False)
+        # Reads see one consistent snapshot across their several queries (PostgreSQL's
+        # default READ COMMITTED would let a trial committed mid-load appear in some queries
+        # only); read-only REPEATABLE READ transactions never fail to serialise.
+        read_bind = (
+            self.engine.execution_options(isolation_level="REPEATABLE READ")
+            if self.dialect == "postgresql"
+            else self.engine
+        )
+        self._read = sessionmaker(read_bind, expire_on_commit=False)
         write_bind = (
             self.engine.execution_options(sqlite_begin="IMMEDIATE")
             if self.dialect == "sqlite"
@@ -322,78 +330,84 @@ class SqlStore(Store):
             )
         return row[0], row[1]
 
-    @staticmethod
-    def _trial_from_rows(
-        row: TrialRow,
-        arms: list[tuple[str, dict]],
-        obs: dict[str, dict[str, Observation]],
-    ) -> Trial:
-        return Trial(
-            id=row.id,
-            experiment_id=row.experiment_id,
-            index=row.index,
-            arms=[Arm(n, dict(p)) for n, p in arms],
-            state=TrialState(row.state),
-            generator=row.generator,
-            observations=obs,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            lease_expires_at=row.lease_expires_at,
-            reason=row.reason,
-            metadata=dict(row.trial_metadata or {}),
-        )
+    def _load_trials(self, s: Session, ids_stmt: Any) -> list[Trial]:
+        """Trials whose ids ``ids_stmt`` (a ``select(TrialRow.id)...``) yields, by index.
 
-    def _load_trials(self, s: Session, trial_rows: Sequence[TrialRow]) -> list[Trial]:
-        if not trial_rows:
+        Three column queries (trials, arms, observations) joined on a subquery: no ORM
+        identity-map overhead and no giant ``IN (...)`` lists, so loading an experiment with
+        thousands of trials stays cheap.
+        """
+        ids = ids_stmt.subquery()
+        in_ids = select(ids.c.id)
+        rows = s.execute(
+            select(
+                TrialRow.id, TrialRow.experiment_id, TrialRow.index, TrialRow.state,
+                TrialRow.generator, TrialRow.reason, TrialRow.trial_metadata,
+                TrialRow.lease_expires_at, TrialRow.created_at, TrialRow.updated_at,
+            )
+            .where(TrialRow.id.in_(in_ids))
+            .order_by(TrialRow.index)
+        ).all()  # fmt: skip
+        if not rows:
             return []
-        ids = [r.id for r in trial_rows]
-        arms: dict[int, list[tuple[int, str, dict]]] = {i: [] for i in ids}
+        arms: dict[int, list[tuple[int, str, dict]]] = {r[0]: [] for r in rows}
         arm_names: dict[int, str] = {}
-        for chunk in _chunks(ids, 5000):
-            for trial_id, position, arm_id, name, params in s.execute(
-                select(
-                    TrialArmRow.trial_id, TrialArmRow.position, ArmRow.id, ArmRow.name,
-                    ArmRow.parameters,
-                )
-                .join(ArmRow, ArmRow.id == TrialArmRow.arm_id)
-                .where(TrialArmRow.trial_id.in_(chunk))
-            ):  # fmt: skip
+        for trial_id, position, arm_id, name, params in s.execute(
+            select(
+                TrialArmRow.trial_id,
+                TrialArmRow.position,
+                ArmRow.id,
+                ArmRow.name,
+                ArmRow.parameters,
+            )
+            .join(ArmRow, ArmRow.id == TrialArmRow.arm_id)
+            .where(TrialArmRow.trial_id.in_(in_ids))
+        ):
+            if trial_id in arms:  # (a trial created after the first query is not included)
                 arms[trial_id].append((position, name, params))
-                arm_names[arm_id] = name
-        obs: dict[int, dict[str, dict[str, Observation]]] = {i: {} for i in ids}
-        for chunk in _chunks(ids, 5000):
-            for o in s.scalars(select(ObservationRow).where(ObservationRow.trial_id.in_(chunk))):
-                obs[o.trial_id].setdefault(arm_names[o.arm_id], {})[o.metric] = Observation(
-                    o.metric, o.mean, o.sem, o.n
+            arm_names[arm_id] = name
+        obs: dict[int, dict[str, dict[str, Observation]]] = {r[0]: {} for r in rows}
+        for trial_id, arm_id, metric, mean, sem, n in s.execute(
+            select(
+                ObservationRow.trial_id, ObservationRow.arm_id, ObservationRow.metric,
+                ObservationRow.mean, ObservationRow.sem, ObservationRow.n,
+            ).where(ObservationRow.trial_id.in_(in_ids))
+        ):  # fmt: skip
+            if trial_id in obs:
+                obs[trial_id].setdefault(arm_names[arm_id], {})[metric] = Observation(
+                    metric, mean, sem, n
                 )
         return [
-            self._trial_from_rows(
-                r, [(n, p) for _, n, p in sorted(arms[r.id], key=lambda a: a[0])], obs[r.id]
+            Trial(
+                id=tid, experiment_id=exp_id, index=index, state=TrialState(state),
+                generator=generator,
+                arms=[Arm(n, dict(p)) for _, n, p in sorted(arms[tid], key=lambda a: a[0])],
+                observations=obs[tid], created_at=created, updated_at=updated,
+                lease_expires_at=lease, reason=reason, metadata=dict(meta or {}),
             )
-            for r in trial_rows
-        ]
+            for (tid, exp_id, index, state, generator, reason, meta, lease, created, updated) in rows
+        ]  # fmt: skip
 
     def _load_trial(self, s: Session, trial_id: int, project: str | None = None) -> Trial:
-        stmt = select(TrialRow).where(TrialRow.id == trial_id)
+        stmt = select(TrialRow.id).where(TrialRow.id == trial_id)
         if project is not None:
             stmt = (
                 stmt.join(ExperimentRow, ExperimentRow.id == TrialRow.experiment_id)
                 .join(ProjectRow, ProjectRow.id == ExperimentRow.project_id)
                 .where(ProjectRow.name == project)
             )
-        row = s.scalars(stmt).one_or_none()
-        if row is None:
+        found = self._load_trials(s, stmt)
+        if not found:
             raise NotFoundError(f"trial {trial_id} not found", details={"trial_id": trial_id})
-        return self._load_trials(s, [row])[0]
+        return found[0]
 
     def _load_experiment(self, s: Session, row: ExperimentRow, project: str) -> Experiment:
-        trial_rows = s.scalars(
-            select(TrialRow).where(TrialRow.experiment_id == row.id).order_by(TrialRow.index)
-        ).all()
         return Experiment(
             id=row.id,
             config=ExperimentConfig.from_dict(row.config),
-            trials=self._load_trials(s, trial_rows),
+            trials=self._load_trials(
+                s, select(TrialRow.id).where(TrialRow.experiment_id == row.id)
+            ),
             status=ExperimentStatus(row.status),
             project=project,
             generator_state=dict(row.generator_state or {}),
@@ -554,7 +568,7 @@ class SqlStore(Store):
         return self._run(lambda s: self._load_trial(s, trial_id, project), write=False)
 
     def _trials_stmt(self, experiment_id: int, states: Sequence[TrialState] | None) -> Any:
-        stmt = select(TrialRow).where(TrialRow.experiment_id == experiment_id)
+        stmt = select(TrialRow.id).where(TrialRow.experiment_id == experiment_id)
         if states:
             stmt = stmt.where(TrialRow.state.in_([TrialState(x).value for x in states]))
         return stmt
@@ -573,7 +587,7 @@ class SqlStore(Store):
             stmt = self._trials_stmt(experiment_id, states).order_by(TrialRow.index).offset(offset)
             if limit is not None:
                 stmt = stmt.limit(limit)
-            return self._load_trials(s, s.scalars(stmt).all())
+            return self._load_trials(s, stmt)
 
         return self._run(fn, write=False)
 
@@ -757,8 +771,3 @@ class SqlStore(Store):
             ),
             write=False,
         )
-
-
-def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]

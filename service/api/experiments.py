@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from assay.platform.experiment import ExperimentStatus, TrialState
-from assay.service.deps import EngineDep, PrincipalDep
+from assay.service.deps import EngineDep, EventCursor, ExperimentId, PrincipalDep
 from assay.service.schemas import (
     AskRequest,
     AskResponse,
@@ -43,13 +43,13 @@ def list_experiments(engine: EngineDep, who: PrincipalDep, status: ExperimentSta
 
 
 @router.get("/{experiment_id}", response_model=ExperimentPublic)
-def get_experiment(experiment_id: int, engine: EngineDep, who: PrincipalDep):
+def get_experiment(experiment_id: ExperimentId, engine: EngineDep, who: PrincipalDep):
     return ExperimentPublic.from_domain(engine.get_experiment(experiment_id, project=who.project))
 
 
 @router.patch("/{experiment_id}", response_model=ExperimentPublic)
 def update_experiment(
-    experiment_id: int, body: ExperimentUpdate, engine: EngineDep, who: PrincipalDep
+    experiment_id: ExperimentId, body: ExperimentUpdate, engine: EngineDep, who: PrincipalDep
 ):
     """Change status: ``active``, ``paused``, ``completed`` or ``archived``."""
     if body.status is not None:
@@ -60,7 +60,7 @@ def update_experiment(
 
 
 @router.post("/{experiment_id}/trials:ask", response_model=AskResponse)
-def ask(experiment_id: int, body: AskRequest, engine: EngineDep, who: PrincipalDep):
+def ask(experiment_id: ExperimentId, body: AskRequest, engine: EngineDep, who: PrincipalDep):
     """Generate ``n`` new trials (noisy-constrained EI by default). Safe to retry with an
     ``idempotency_key``."""
     trials = engine.ask(
@@ -73,7 +73,9 @@ def ask(experiment_id: int, body: AskRequest, engine: EngineDep, who: PrincipalD
 @router.post(
     "/{experiment_id}/trials", status_code=status.HTTP_201_CREATED, response_model=TrialPublic
 )
-def attach_trial(experiment_id: int, body: AttachRequest, engine: EngineDep, who: PrincipalDep):
+def attach_trial(
+    experiment_id: ExperimentId, body: AttachRequest, engine: EngineDep, who: PrincipalDep
+):
     """Add a trial with your own parameters (e.g. a baseline)."""
     t = engine.attach_trial(
         experiment_id, body.parameters, project=who.project, start=body.start, actor=who.actor
@@ -83,7 +85,7 @@ def attach_trial(experiment_id: int, body: AttachRequest, engine: EngineDep, who
 
 @router.get("/{experiment_id}/trials", response_model=TrialList)
 def list_trials(
-    experiment_id: int,
+    experiment_id: ExperimentId,
     engine: EngineDep,
     who: PrincipalDep,
     state: Annotated[list[TrialState] | None, Query()] = None,
@@ -101,7 +103,7 @@ def list_trials(
 
 
 @router.get("/{experiment_id}/observations", response_model=ObservationList)
-def list_observations(experiment_id: int, engine: EngineDep, who: PrincipalDep):
+def list_observations(experiment_id: ExperimentId, engine: EngineDep, who: PrincipalDep):
     exp = engine.get_experiment(experiment_id, project=who.project)
     rows = [
         ObservationRowPublic(
@@ -117,10 +119,10 @@ def list_observations(experiment_id: int, engine: EngineDep, who: PrincipalDep):
 
 @router.get("/{experiment_id}/events", response_model=EventList)
 def list_events(
-    experiment_id: int,
+    experiment_id: ExperimentId,
     engine: EngineDep,
     who: PrincipalDep,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: EventCursor = 0,
 ):
     """The audit trail in order; poll with ``after`` = the last id you saw."""
     engine.get_experiment(experiment_id, project=who.project)
@@ -129,7 +131,7 @@ def list_events(
 
 
 @router.get("/{experiment_id}/best", response_model=BestArmPublic)
-def best(experiment_id: int, engine: EngineDep, who: PrincipalDep):
+def best(experiment_id: ExperimentId, engine: EngineDep, who: PrincipalDep):
     """The model's recommended arm: best posterior mean among arms feasible with high
     probability, with 95% credible intervals."""
     return BestArmPublic.from_domain(engine.best(experiment_id, project=who.project))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from assay.platform.errors import ObservationError
-from assay.service.deps import EngineDep, PrincipalDep
+from assay.service.deps import EngineDep, PrincipalDep, TrialId
 from assay.service.schemas import (
     CompleteRequest,
     EventList,
@@ -21,12 +21,12 @@ router = APIRouter(prefix="/trials", tags=["trials"])
 
 
 @router.get("/{trial_id}", response_model=TrialPublic)
-def get_trial(trial_id: int, engine: EngineDep, who: PrincipalDep):
+def get_trial(trial_id: TrialId, engine: EngineDep, who: PrincipalDep):
     return TrialPublic.from_domain(engine.get_trial(trial_id, project=who.project))
 
 
 @router.post("/{trial_id}:complete", response_model=TrialPublic)
-def complete(trial_id: int, body: CompleteRequest, engine: EngineDep, who: PrincipalDep):
+def complete(trial_id: TrialId, body: CompleteRequest, engine: EngineDep, who: PrincipalDep):
     """Store the trial's observations and mark it completed (once)."""
     if (body.observations is None) == (body.arms is None):
         raise ObservationError(
@@ -46,28 +46,28 @@ def complete(trial_id: int, body: CompleteRequest, engine: EngineDep, who: Princ
 
 
 @router.post("/{trial_id}:fail", response_model=TrialPublic)
-def fail(trial_id: int, body: ReasonRequest, engine: EngineDep, who: PrincipalDep):
+def fail(trial_id: TrialId, body: ReasonRequest, engine: EngineDep, who: PrincipalDep):
     return TrialPublic.from_domain(
         engine.fail(trial_id, body.reason, project=who.project, actor=who.actor)
     )
 
 
 @router.post("/{trial_id}:abandon", response_model=TrialPublic)
-def abandon(trial_id: int, body: ReasonRequest, engine: EngineDep, who: PrincipalDep):
+def abandon(trial_id: TrialId, body: ReasonRequest, engine: EngineDep, who: PrincipalDep):
     return TrialPublic.from_domain(
         engine.abandon(trial_id, body.reason, project=who.project, actor=who.actor)
     )
 
 
 @router.post("/{trial_id}:early_stop", response_model=TrialPublic)
-def early_stop(trial_id: int, body: ReasonRequest, engine: EngineDep, who: PrincipalDep):
+def early_stop(trial_id: TrialId, body: ReasonRequest, engine: EngineDep, who: PrincipalDep):
     return TrialPublic.from_domain(
         engine.early_stop(trial_id, body.reason, project=who.project, actor=who.actor)
     )
 
 
 @router.post("/{trial_id}:start", response_model=TrialPublic)
-def start(trial_id: int, body: StartRequest, engine: EngineDep, who: PrincipalDep):
+def start(trial_id: TrialId, body: StartRequest, engine: EngineDep, who: PrincipalDep):
     """Claim a candidate trial (compare-and-set to running)."""
     return TrialPublic.from_domain(
         engine.start(
@@ -77,7 +77,7 @@ def start(trial_id: int, body: StartRequest, engine: EngineDep, who: PrincipalDe
 
 
 @router.post("/{trial_id}:heartbeat", response_model=TrialPublic)
-def heartbeat(trial_id: int, body: HeartbeatRequest, engine: EngineDep, who: PrincipalDep):
+def heartbeat(trial_id: TrialId, body: HeartbeatRequest, engine: EngineDep, who: PrincipalDep):
     """Extend a running trial's lease by ``lease_seconds`` from now."""
     return TrialPublic.from_domain(
         engine.heartbeat(trial_id, body.lease_seconds, project=who.project)
@@ -85,6 +85,6 @@ def heartbeat(trial_id: int, body: HeartbeatRequest, engine: EngineDep, who: Pri
 
 
 @router.get("/{trial_id}/events", response_model=EventList)
-def trial_events(trial_id: int, engine: EngineDep, who: PrincipalDep):
+def trial_events(trial_id: TrialId, engine: EngineDep, who: PrincipalDep):
     engine.get_trial(trial_id, project=who.project)
     return EventList(events=[EventPublic.from_domain(e) for e in engine.events(trial_id=trial_id)])
