@@ -19,7 +19,6 @@ from typing import Any
 from assay.platform.analysis import BestArm, best_arm
 from assay.platform.errors import (
     ConflictError,
-    InvalidTransitionError,
     ObservationError,
     ValidationError,
 )
@@ -54,6 +53,17 @@ class Engine:
     def __init__(self, store: Store, *, actor: str | None = None) -> None:
         self.store = store
         self.actor = actor
+        self._configs: dict[int, ExperimentConfig] = {}
+
+    def _config(self, experiment_id: int) -> ExperimentConfig:
+        """The experiment's configuration, cached: configurations never change after creation.
+        (Callers check visibility first, e.g. by loading the trial with its project.)"""
+        config = self._configs.get(experiment_id)
+        if config is None:
+            if len(self._configs) > 10_000:
+                self._configs.clear()
+            config = self._configs[experiment_id] = self.store.get_experiment_config(experiment_id)
+        return config
 
     # -- experiments -------------------------------------------------------------------------
     def create_experiment(
@@ -207,9 +217,9 @@ class Engine:
         return self.store.list_trials(experiment_id, **kwargs)
 
     def _validate_observations(
-        self, trial: Trial, raw: Mapping[str, Any], *, batch: bool, project: str | None
+        self, trial: Trial, raw: Mapping[str, Any], *, batch: bool
     ) -> dict[str, dict[str, Observation]]:
-        config = self.store.get_experiment(trial.experiment_id, project=project).config
+        config = self._config(trial.experiment_id)
         if not batch:
             if len(trial.arms) != 1:
                 raise ObservationError(
@@ -246,9 +256,7 @@ class Engine:
         Raises ``ObservationError`` (unknown metric, non-finite value, negative SEM) or
         ``InvalidTransitionError`` (already told/failed); nothing is stored then.
         """
-        trial = self.store.get_trial(trial_id, project=project)
-        parsed = self._validate_observations(trial, observations, batch=False, project=project)
-        return self._complete(trial, parsed, project, actor)
+        return self._complete(trial_id, observations, False, project, actor)
 
     def tell_batch(
         self,
@@ -259,29 +267,23 @@ class Engine:
         actor: str | None = None,
     ) -> Trial:
         """Complete a (batch) trial with ``{arm_name: {metric: value}}``."""
-        trial = self.store.get_trial(trial_id, project=project)
-        parsed = self._validate_observations(trial, observations, batch=True, project=project)
-        return self._complete(trial, parsed, project, actor)
+        return self._complete(trial_id, observations, True, project, actor)
 
     def _complete(
         self,
-        trial: Trial,
-        parsed: dict[str, dict[str, Observation]],
+        trial_id: int,
+        raw: Mapping[str, Any],
+        batch: bool,
         project: str | None,
         actor: str | None,
     ) -> Trial:
-        if not trial.state.is_pending:
-            raise InvalidTransitionError(
-                f"trial {trial.id} is {trial.state.value}"
-                + (" (it was already told)" if trial.state is TrialState.COMPLETED else "")
-                + "; it cannot be completed",
-                details={"trial_id": trial.id, "state": trial.state.value},
-            )
+        # Validation runs inside the store's transaction on the trial as stored, so the check
+        # and the write see the same state; a rejected tell writes nothing.
         return self.store.transition_trial(
-            trial.id,
+            trial_id,
             TrialState.COMPLETED,
             project=project,
-            observations=parsed,
+            observations=lambda trial: self._validate_observations(trial, raw, batch=batch),
             actor=actor or self.actor,
         )
 

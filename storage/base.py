@@ -12,7 +12,7 @@ One behavioural test suite (``tests/storage/``) runs against every backend.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -158,7 +158,9 @@ class Store(ABC):
         to_state: TrialState,
         *,
         project: str | None = None,
-        observations: Mapping[str, Mapping[str, Observation]] | None = None,
+        observations: Mapping[str, Mapping[str, Observation]]
+        | Callable[[Trial], Mapping[str, Mapping[str, Observation]]]
+        | None = None,
         reason: str | None = None,
         actor: str | None = None,
         lease_expires_at: datetime | None = None,
@@ -166,9 +168,19 @@ class Store(ABC):
     ) -> Trial:
         """Compare-and-set a trial's state, storing observations with a completion.
 
+        ``observations`` may be a callable: it receives the trial as loaded inside the
+        transaction and returns the validated observations (or raises, storing nothing), so
+        validation and the write happen in one transaction.
+
         Raises ``InvalidTransitionError`` (nothing stored) when the trial's current state does
         not allow ``to_state`` (or is not in ``expected_states``).
         """
+
+    @abstractmethod
+    def get_experiment_config(
+        self, experiment_id: int, *, project: str | None = None
+    ) -> ExperimentConfig:
+        """Only the experiment's (immutable) configuration: cheap, no trials."""
 
     @abstractmethod
     def heartbeat(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import itertools
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -164,6 +164,12 @@ class MemoryStore(Store):
     def get_experiment(self, experiment_id: int, *, project: str | None = None) -> Experiment:
         return self._snapshot(experiment_id, project)
 
+    def get_experiment_config(
+        self, experiment_id: int, *, project: str | None = None
+    ) -> ExperimentConfig:
+        with self._lock:
+            return copy.deepcopy(self._get(experiment_id, project).config)
+
     def list_experiments(
         self, *, project: str | None = None, status: ExperimentStatus | None = None
     ) -> list[ExperimentSummary]:
@@ -232,7 +238,9 @@ class MemoryStore(Store):
         to_state: TrialState,
         *,
         project: str | None = None,
-        observations: Mapping[str, Mapping[str, Observation]] | None = None,
+        observations: Mapping[str, Mapping[str, Observation]]
+        | Callable[[Trial], Mapping[str, Mapping[str, Observation]]]
+        | None = None,
         reason: str | None = None,
         actor: str | None = None,
         lease_expires_at: datetime | None = None,
@@ -247,6 +255,8 @@ class MemoryStore(Store):
                     details={"trial_id": trial_id, "state": t.state.value},
                 )
             check_transition(trial_id, t.state, to_state)
+            if callable(observations):
+                observations = observations(copy.deepcopy(t))
             old = t.state
             if observations:
                 t.observations = {a: dict(obs) for a, obs in observations.items()}

@@ -31,7 +31,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, func, select, update
+from sqlalchemy import Engine, and_, bindparam, create_engine, event, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -72,6 +72,42 @@ log = logging.getLogger("assay.storage")
 T = TypeVar("T")
 MAX_ATTEMPTS = 6
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+ObservationsArg = (
+    Mapping[str, Mapping[str, Observation]]
+    | Callable[[Trial], Mapping[str, Mapping[str, Observation]]]
+    | None
+)
+
+# Hot-path statements, built once (SQLAlchemy then reuses their compiled form).
+_ONE_TRIAL = (
+    select(
+        TrialRow.id, TrialRow.experiment_id, TrialRow.index, TrialRow.state, TrialRow.generator,
+        TrialRow.reason, TrialRow.trial_metadata, TrialRow.lease_expires_at, TrialRow.created_at,
+        TrialRow.updated_at, TrialArmRow.position, ArmRow.id.label("arm_id"),
+        ArmRow.name.label("arm_name"), ArmRow.parameters, ObservationRow.metric,
+        ObservationRow.mean, ObservationRow.sem, ObservationRow.n,
+        ProjectRow.name.label("project"),
+    )
+    .join(TrialArmRow, TrialArmRow.trial_id == TrialRow.id)
+    .join(ArmRow, ArmRow.id == TrialArmRow.arm_id)
+    .outerjoin(
+        ObservationRow,
+        and_(ObservationRow.trial_id == TrialRow.id, ObservationRow.arm_id == ArmRow.id),
+    )
+    .join(ExperimentRow, ExperimentRow.id == TrialRow.experiment_id)
+    .join(ProjectRow, ProjectRow.id == ExperimentRow.project_id)
+    .where(TrialRow.id == bindparam("p_id"))
+)  # fmt: skip
+_CAS_STATE = (
+    update(TrialRow)
+    .where(TrialRow.id == bindparam("p_id"), TrialRow.state == bindparam("p_old"))
+    .values(
+        state=bindparam("p_new"), reason=bindparam("p_reason"), updated_at=bindparam("p_now"),
+        lease_expires_at=bindparam("p_lease"),
+    )
+)  # fmt: skip
 
 
 class TransientStorageError(StorageError):
@@ -388,6 +424,30 @@ class SqlStore(Store):
             for (tid, exp_id, index, state, generator, reason, meta, lease, created, updated) in rows
         ]  # fmt: skip
 
+    def _load_one_trial(
+        self, s: Session, trial_id: int, project: str | None
+    ) -> tuple[Trial, dict[str, int]]:
+        """One trial (and its arm ids) in a single pre-built query: the hot path of tells."""
+        rows = s.execute(_ONE_TRIAL, {"p_id": trial_id}).all()
+        if not rows or (project is not None and rows[0].project != project):
+            raise NotFoundError(f"trial {trial_id} not found", details={"trial_id": trial_id})
+        r0 = rows[0]
+        arms: dict[str, tuple[int, int, dict]] = {}
+        obs: dict[str, dict[str, Observation]] = {}
+        for r in rows:
+            arms[r.arm_name] = (r.position, r.arm_id, r.parameters)
+            if r.metric is not None:
+                obs.setdefault(r.arm_name, {})[r.metric] = Observation(r.metric, r.mean, r.sem, r.n)
+        ordered = sorted(arms.items(), key=lambda kv: kv[1][0])
+        trial = Trial(
+            id=r0.id, experiment_id=r0.experiment_id, index=r0.index, state=TrialState(r0.state),
+            generator=r0.generator, arms=[Arm(n, dict(v[2])) for n, v in ordered],
+            observations=obs, created_at=r0.created_at, updated_at=r0.updated_at,
+            lease_expires_at=r0.lease_expires_at, reason=r0.reason,
+            metadata=dict(r0.trial_metadata or {}),
+        )  # fmt: skip
+        return trial, {n: v[1] for n, v in arms.items()}
+
     def _load_trial(self, s: Session, trial_id: int, project: str | None = None) -> Trial:
         stmt = select(TrialRow.id).where(TrialRow.id == trial_id)
         if project is not None:
@@ -565,7 +625,7 @@ class SqlStore(Store):
 
     # -- trials ------------------------------------------------------------------------------
     def get_trial(self, trial_id: int, *, project: str | None = None) -> Trial:
-        return self._run(lambda s: self._load_trial(s, trial_id, project), write=False)
+        return self._run(lambda s: self._load_one_trial(s, trial_id, project)[0], write=False)
 
     def _trials_stmt(self, experiment_id: int, states: Sequence[TrialState] | None) -> Any:
         stmt = select(TrialRow.id).where(TrialRow.experiment_id == experiment_id)
@@ -611,14 +671,14 @@ class SqlStore(Store):
         to_state: TrialState,
         *,
         project: str | None = None,
-        observations: Mapping[str, Mapping[str, Observation]] | None = None,
+        observations: ObservationsArg = None,
         reason: str | None = None,
         actor: str | None = None,
         lease_expires_at: datetime | None = None,
         expected_states: Sequence[TrialState] | None = None,
     ) -> Trial:
         def fn(s: Session) -> Trial:
-            trial = self._load_trial(s, trial_id, project)
+            trial, arm_ids = self._load_one_trial(s, trial_id, project)
             if expected_states is not None and trial.state not in expected_states:
                 raise InvalidTransitionError(
                     f"trial {trial_id} is {trial.state.value}, expected one of "
@@ -626,51 +686,53 @@ class SqlStore(Store):
                     details={"trial_id": trial_id, "state": trial.state.value},
                 )
             check_transition(trial_id, trial.state, to_state)
+            obs = observations(trial) if callable(observations) else observations
             now = utcnow()
+            lease = lease_expires_at if to_state is TrialState.RUNNING else None
             result = s.execute(
-                update(TrialRow)
-                .where(TrialRow.id == trial_id, TrialRow.state == trial.state.value)
-                .values(
-                    state=to_state.value,
-                    reason=reason,
-                    updated_at=now,
-                    lease_expires_at=lease_expires_at if to_state is TrialState.RUNNING else None,
-                )
-            )
+                _CAS_STATE,
+                {"p_id": trial_id, "p_old": trial.state.value, "p_new": to_state.value,
+                 "p_reason": reason, "p_now": now, "p_lease": lease},
+            )  # fmt: skip
             if result.rowcount != 1:  # lost a race: someone changed it first
-                current = self._load_trial(s, trial_id)
-                check_transition(trial_id, current.state, to_state)
+                stored, _ = self._load_one_trial(s, trial_id, None)
+                check_transition(trial_id, stored.state, to_state)
                 raise InvalidTransitionError(
                     f"trial {trial_id} changed concurrently; retry",
                     details={"trial_id": trial_id},
                 )
-            if observations:
-                arm_ids = dict(
-                    s.execute(
-                        select(ArmRow.name, ArmRow.id)
-                        .join(TrialArmRow, TrialArmRow.arm_id == ArmRow.id)
-                        .where(TrialArmRow.trial_id == trial_id)
-                    ).all()
-                )
-                s.add_all(
-                    ObservationRow(
-                        trial_id=trial_id, arm_id=arm_ids[arm], metric=o.metric, mean=o.mean,
-                        sem=o.sem, n=o.n, created_at=now,
-                    )
-                    for arm, obs in observations.items()
-                    for o in obs.values()
+            if obs:
+                s.execute(
+                    insert(ObservationRow),
+                    [
+                        {"trial_id": trial_id, "arm_id": arm_ids[arm], "metric": o.metric,
+                         "mean": o.mean, "sem": o.sem, "n": o.n, "created_at": now}
+                        for arm, by_metric in obs.items()
+                        for o in by_metric.values()
+                    ],
                 )  # fmt: skip
-            s.add(
-                TrialEventRow(
-                    experiment_id=trial.experiment_id, trial_id=trial_id,
-                    from_state=trial.state.value, to_state=to_state.value, at=now, actor=actor,
-                    reason=reason, details={},
-                )
+            s.execute(
+                insert(TrialEventRow),
+                [{"experiment_id": trial.experiment_id, "trial_id": trial_id,
+                  "from_state": trial.state.value, "to_state": to_state.value, "at": now,
+                  "actor": actor, "reason": reason, "details": {}}],
             )  # fmt: skip
-            s.flush()
-            return self._load_trial(s, trial_id)
+            if obs:
+                trial.observations = {a: dict(o) for a, o in obs.items()}
+            trial.state, trial.reason, trial.updated_at = to_state, reason, now
+            trial.lease_expires_at = lease
+            return trial
 
         return self._run(fn)
+
+    def get_experiment_config(
+        self, experiment_id: int, *, project: str | None = None
+    ) -> ExperimentConfig:
+        def fn(s: Session) -> ExperimentConfig:
+            row, _ = self._experiment_row(s, experiment_id, project)
+            return ExperimentConfig.from_dict(row.config)
+
+        return self._run(fn, write=False)
 
     def heartbeat(
         self, trial_id: int, lease_expires_at: datetime, *, project: str | None = None
