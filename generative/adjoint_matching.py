@@ -313,7 +313,9 @@ def adjoint_matching_step(
         r = reward(x1)
         (grad_r,) = torch.autograd.grad(r.sum(), x1)
     adj, vb = lean_adjoint(base, schedule, traj, -lam * grad_r, first=first)
-    candidates = [k for k in range(first, num_steps) if 0 < schedule.sigma(k / num_steps) < math.inf]
+    candidates = [
+        k for k in range(first, num_steps) if 0 < schedule.sigma(k / num_steps) < math.inf
+    ]
     if loss_steps and loss_steps < len(candidates):
         pick = torch.randperm(len(candidates), generator=generator)[:loss_steps]
         steps = sorted(candidates[int(i)] for i in pick)
@@ -364,6 +366,7 @@ def adjoint_matching(
     generator: torch.Generator | None = None,
     report_every: int = 0,
     callback: Callable[[int, nn.Module], dict[str, float] | None] | None = None,
+    max_seconds: float = 0.0,
 ) -> tuple[nn.Module, dict[str, list[float]]]:
     """Fine-tune a copy of ``base`` towards ``p_base · exp(λ r)`` with Adjoint Matching.
 
@@ -382,6 +385,7 @@ def adjoint_matching(
         report_every: ``assay.report`` period in iterations (0: never).
         callback: Called as ``callback(iteration, finetuned)`` at each report; extra metrics it
             returns are reported too.
+        max_seconds: Stop early after this much wall time (0: no limit).
 
     Returns:
         The fine-tuned model (eval mode) and the history (``loss``, ``reward`` per iteration).
@@ -398,6 +402,7 @@ def adjoint_matching(
         p.requires_grad_(True)
     opt = torch.optim.Adam(ft.parameters(), lr=lr)
     hist: dict[str, list[float]] = {"loss": [], "reward": []}
+    timer = Timer()
     for it in range(iterations):
         loss, info = adjoint_matching_step(
             ft, base_frozen, reward, lam=lam, schedule=sch, num_steps=num_steps,
@@ -422,6 +427,8 @@ def adjoint_matching(
                 metrics.update(callback(it + 1, ft) or {})
                 ft.train()
             assay.report(step=it + 1, **metrics)
+        if max_seconds > 0 and timer.elapsed > max_seconds:
+            break
     ft.eval()
     for p in ft.parameters():
         p.requires_grad_(False)
@@ -461,6 +468,7 @@ class AdjointMatchingConfig:
         eval_samples: Samples used for the metrics.
         eval_steps: SDE steps for evaluation sampling.
         base_iterations: Training steps of the base flow (cached per process/disk).
+        base_channels: U-Net width of the digits base flow.
         seed: Random seed.
         device: ``"auto"``, ``"cpu"`` or ``"cuda[:i]"``.
         cache_dir: Disk cache of base models and the classifier (``$ASSAY_GENERATIVE_CACHE``).
@@ -485,6 +493,7 @@ class AdjointMatchingConfig:
     eval_samples: int = 1000
     eval_steps: int = 40
     base_iterations: int = 4000
+    base_channels: int = 32
     seed: int = 0
     device: str = "auto"
     cache_dir: str = ""
@@ -526,6 +535,7 @@ def _digits_metrics(
 ) -> dict[str, float]:
     from assay.generative.metrics import entropy, frechet_distance, mean_pairwise_distance
 
+    samples = samples.clamp(-1, 1)  # images live in [-1, 1]; score them as images
     with torch.no_grad():
         logits = classifier(samples)
         logp = torch.log_softmax(logits, 1)
@@ -565,7 +575,8 @@ def run(params: dict[str, Any] | None = None) -> dict[str, float]:
         from assay.generative.data import load_digits_tensor
         from assay.generative.rewards import ClassifierLogProb, digits_classifier
 
-        base = digits_base_model(iterations=cfg.base_iterations, cache_dir=cache, device=device)
+        base = digits_base_model(iterations=cfg.base_iterations, channels=cfg.base_channels,
+                                 cache_dir=cache, device=device)  # fmt: skip
         clf = digits_classifier(cache_dir=cache, device=device).to(device)
         reward: nn.Module = ClassifierLogProb(clf, cfg.target_class)
         shape: tuple[int, ...] = (1, 8, 8)

@@ -138,7 +138,9 @@ TOYS: dict[str, type[ToyDensity]] = {
 def get_toy(name: str) -> ToyDensity:
     """The toy density called ``name`` (one of :data:`TOYS`)."""
     if name not in TOYS:
-        raise ValidationError(f"unknown toy dataset {name!r}; choose from {sorted(TOYS)}", field="data")
+        raise ValidationError(
+            f"unknown toy dataset {name!r}; choose from {sorted(TOYS)}", field="data"
+        )
     return TOYS[name]()
 
 

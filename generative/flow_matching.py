@@ -265,7 +265,8 @@ def ode_sample(
         if return_path
         else torch.tensor([t0, t1], device=x0.device, dtype=x0.dtype)
     )
-    options = {"step_size": (t1 - t0) / steps} if method in ("rk4", "explicit_adams") else None
+    fixed_grid = method in ("rk4", "explicit_adams", "implicit_adams")
+    options = {"step_size": abs(t1 - t0) / steps} if fixed_grid else None
     out = odeint(f, x0, ts, method=method, rtol=rtol, atol=atol, options=options)
     return out if return_path else out[-1]
 
@@ -315,6 +316,7 @@ def train_flow_matching(
     report_every: int = 0,
     grad_clip: float = 1.0,
     on_step: Callable[[int, float], None] | None = None,
+    max_seconds: float = 0.0,
 ) -> list[float]:
     """Train ``model`` in place with the flow-matching loss; returns the loss curve.
 
@@ -329,7 +331,11 @@ def train_flow_matching(
         report_every: Call ``assay.report`` every this many steps (0: never).
         grad_clip: Max gradient norm (0: off).
         on_step: Optional callback ``(step, loss)``.
+        max_seconds: Stop early after this much wall time (0: no limit).
     """
+    import time
+
+    t_end = time.perf_counter() + max_seconds if max_seconds > 0 else None
     model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, iterations, eta_min=0.1 * lr)
@@ -349,6 +355,8 @@ def train_flow_matching(
         if report_every and (it + 1) % report_every == 0:
             window = losses[-report_every:]
             assay.report(step=it + 1, fm_loss=sum(window) / len(window))
+        if t_end is not None and time.perf_counter() > t_end:
+            break
     model.eval()
     return losses
 
@@ -361,8 +369,8 @@ def train_flow_matching(
 def toy_base_model(
     data: str,
     *,
-    iterations: int = 3000,
-    batch_size: int = 512,
+    iterations: int = 2000,
+    batch_size: int = 256,
     lr: float = 2e-3,
     hidden: int = 128,
     layers: int = 3,
@@ -393,7 +401,10 @@ def toy_base_model(
         return model
 
     return cached(  # type: ignore[return-value]
-        key, build, cache_dir=cache_dir, factory=lambda: MLPVelocity(2, hidden=hidden, layers=layers)
+        key,
+        build,
+        cache_dir=cache_dir,
+        factory=lambda: MLPVelocity(2, hidden=hidden, layers=layers),
     )
 
 

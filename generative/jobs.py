@@ -119,7 +119,9 @@ def pick_device(name: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValidationError(f"device {name!r} requested but CUDA is not available", field="device")
+        raise ValidationError(
+            f"device {name!r} requested but CUDA is not available", field="device"
+        )
     return dev
 
 

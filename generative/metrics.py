@@ -17,8 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from torch import Tensor
@@ -133,14 +131,18 @@ def frechet_distance(feat_a: Tensor, feat_b: Tensor) -> float:
     b = feat_b.detach().double().cpu().numpy()
     mu_a, mu_b = a.mean(0), b.mean(0)
     ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean, _ = linalg.sqrtm(ca @ cb, disp=False)
+    covmean = linalg.sqrtm(ca @ cb)
+    if isinstance(covmean, tuple):  # older SciPy with disp=False semantics
+        covmean = covmean[0]
     if np.iscomplexobj(covmean):
         covmean = covmean.real
     val = float(((mu_a - mu_b) ** 2).sum() + np.trace(ca + cb - 2 * covmean))
     return max(val, 0.0)
 
 
-def psnr(pred: Tensor, target: Tensor, mask: Tensor | None = None, data_range: float = 2.0) -> Tensor:
+def psnr(
+    pred: Tensor, target: Tensor, mask: Tensor | None = None, data_range: float = 2.0
+) -> Tensor:
     """Peak signal-to-noise ratio per image, ``10 log10(range² / MSE)``.
 
     Args:
@@ -193,5 +195,3 @@ __all__ = [
     "sliced_wasserstein",
     "total_variation",
 ]
-
-_ = math  # keep the import for doctests that use math

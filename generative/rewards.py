@@ -87,7 +87,7 @@ class DigitsClassifier(nn.Module):
 
 def train_digits_classifier(
     *,
-    iterations: int = 1500,
+    iterations: int = 800,
     batch_size: int = 128,
     lr: float = 2e-3,
     noise: float = 0.15,
