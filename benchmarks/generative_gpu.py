@@ -171,10 +171,10 @@ def section_base(b: Bench, S: dict[str, Any], g: torch.Generator) -> dict[str, A
         z = torch.randn(min(S["ode_samples"], 5000), 1, 8, 8, generator=g).to(dev)
         imgs, ds = timed(dev, ode_sample, unet, z, steps=20)
     x_test, _ = load_digits_tensor("test")
-    base_m = am._digits_metrics(imgs[:1000], clf, 3, clf.features(x_test.to(dev)))
+    base_m = am.digits_metrics(imgs[:1000], clf, 3, *am.real_digit_features(clf, 3))
     b.put("fm_digits", train_iters_per_s=len(losses) / dt, iterations=len(losses),
           final_loss=sum(losses[-50:]) / len(losses[-50:]), ode_samples_per_s=len(z) / ds,
-          fd=base_m["fd"], diversity=base_m["diversity"], classifier_test_acc=acc)  # fmt: skip
+          fd_all=base_m["fd_all"], diversity=base_m["diversity"], classifier_test_acc=acc)  # fmt: skip
     return {"toy": toy_model, "unet": unet, "clf": clf, "x_test": x_test}
 
 
@@ -204,7 +204,7 @@ def section_am(b: Bench, S: dict[str, Any], m: dict[str, Any], g: torch.Generato
     b.put("am_toy", **row)
 
     reward_d = ClassifierLogProb(m["clf"], 3)
-    real = m["clf"].features(m["x_test"].to(dev))
+    real = am.real_digit_features(m["clf"], 3)
     (ft, hist), dt = timed(dev, am.adjoint_matching, m["unet"], reward_d, lam=1.0,
                            num_steps=S["am_digits_steps"], iterations=S["am_digits_iters"],
                            batch_size=S["am_digits_batch"], lr=3e-4, loss_steps=10,
@@ -213,12 +213,13 @@ def section_am(b: Bench, S: dict[str, Any], m: dict[str, Any], g: torch.Generato
     (s, ds) = timed(dev, am.sample, ft, S["am_eval"], (1, 8, 8), num_steps=20, device=dev,
                     generator=g)  # fmt: skip
     base = am.sample(m["unet"], S["am_eval"], (1, 8, 8), num_steps=20, device=dev, generator=g)
-    after = am._digits_metrics(s.to(dev), m["clf"], 3, real)
-    before = am._digits_metrics(base.to(dev), m["clf"], 3, real)
+    after = am.digits_metrics(s.to(dev), m["clf"], 3, *real)
+    before = am.digits_metrics(base.to(dev), m["clf"], 3, *real)
     b.put("am_digits", iters_per_s=len(hist["loss"]) / dt, iterations=len(hist["loss"]),
           sde_samples_per_s=S["am_eval"] / ds, reward_before=before["reward"],
           reward_after=after["reward"], acc3_before=before["target_accuracy"],
-          acc3_after=after["target_accuracy"], fd_before=before["fd"], fd_after=after["fd"],
+          acc3_after=after["target_accuracy"], fd3_before=before["fd"], fd3_after=after["fd"], fd_all_before=before["fd_all"],
+          fd_all_after=after["fd_all"],
           diversity_before=before["diversity"], diversity_after=after["diversity"])  # fmt: skip
 
 

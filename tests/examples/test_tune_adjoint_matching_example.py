@@ -28,10 +28,10 @@ def test_example_runs_with_tiny_budget(example, capsys) -> None:
     finally:
         torch.set_num_threads(before)
     assert len(summary["trials"]) == 2
-    assert summary["bound"] == pytest.approx(1.5 * summary["baseline"]["fd"])
+    assert summary["bound"] == pytest.approx(0.7 * summary["baseline"]["diversity"])
     assert set(summary["best"]["parameters"]) == {"lr", "lam", "num_steps", "loss_steps"}
     out = capsys.readouterr().out
-    assert "constraint fd <=" in out and "recommended:" in out
+    assert "constraint diversity >=" in out and "recommended:" in out
 
 
 def test_example_rejects_a_zero_budget(example) -> None:
