@@ -281,6 +281,10 @@ def section_gsbm(b: Bench, S: dict[str, Any], g: torch.Generator) -> None:
     for name in ("stunnel", "vneck"):
         for state_cost in (True, False):
             label = f"gsbm_{name}" if state_cost else f"bm_{name}"
+            if b.elapsed > b.budget - 10:
+                b.results[label] = {"skipped": f"budget used ({b.elapsed:.0f}s)"}
+                print(f"[{label}] skipped: budget used", flush=True)
+                continue
             res, dt = timed(dev, gs.gsbm, gs.TASKS[name], state_cost=state_cost,
                             epochs=S["gsbm_epochs"], pairs=S["gsbm_pairs"],
                             csoc_iterations=S["gsbm_csoc_iters"],
