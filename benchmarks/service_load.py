@@ -229,12 +229,12 @@ def main(argv: list[str] | None = None) -> int:
 
             dbname = f"assay_bench_{uuid.uuid4().hex[:8]}"
             admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-            with admin.connect() as c:
+            with admin.connect() as c:  # same server, separate databases (both have "trials")
                 c.exec_driver_sql(f'CREATE DATABASE "{dbname}"')
-            assay_url = (
-                make_url(PG_ADMIN).set(database=dbname).render_as_string(hide_password=False)
-            )
-            optuna_url = assay_url
+                c.exec_driver_sql(f'CREATE DATABASE "{dbname}_optuna"')
+            base = make_url(PG_ADMIN)
+            assay_url = base.set(database=dbname).render_as_string(hide_password=False)
+            optuna_url = base.set(database=f"{dbname}_optuna").render_as_string(hide_password=False)
         server = Server(assay_url, args.workers)
         try:
             for clients in (1, 4, 16):
