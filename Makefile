@@ -16,7 +16,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q "$(TORCH_SPEC)"
-	$(PIP) install -q -e ".[dev,generative]"
+	$(PIP) install -q -e ".[dev,generative,ray,slurm]"
 	@touch $(STAMP)
 
 lint: venv
@@ -28,7 +28,7 @@ test: venv lint
 
 serve: venv
 	$(VENV)/bin/assay db upgrade
-	$(VENV)/bin/assay serve
+	$(VENV)/bin/assay serve --demo
 
 demo: venv
 	$(VENV)/bin/assay demo

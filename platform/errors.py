@@ -98,6 +98,12 @@ class AuthenticationError(AssayError, PermissionError):
     code = "unauthenticated"
 
 
+class ForbiddenError(AssayError, PermissionError):
+    """Valid credentials that do not allow this request (e.g. a job's scoped token)."""
+
+    code = "forbidden"
+
+
 class ModelFitError(AssayError, RuntimeError):
     """A surrogate model could not be fitted even after the fallbacks."""
 

@@ -25,6 +25,7 @@ from assay.platform.errors import (
     UnsupportedError,
     ValidationError,
 )
+from assay.platform.jobspec import JobSpec
 from assay.platform.space import SearchSpace
 
 _METRIC_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:/-]*$")
@@ -321,6 +322,7 @@ class ExperimentConfig:
         seed: Makes proposals reproducible for the same data.
         max_trials: Optional budget (generators may use it, e.g. to shorten lookahead).
         status_quo: Optional control arm parameters.
+        job: Optional job spec: run each trial as a job (see :mod:`assay.platform.jobspec`).
     """
 
     name: str
@@ -334,6 +336,7 @@ class ExperimentConfig:
     max_trials: int | None = None
     status_quo: dict[str, Any] | None = None
     description: str = ""
+    job: JobSpec | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip() or len(self.name) > 200:
@@ -406,7 +409,7 @@ class ExperimentConfig:
         known = {
             "name", "parameters", "parameter_constraints", "objective", "objectives",
             "outcome_constraints", "tracking_metrics", "generator", "generator_settings",
-            "seed", "max_trials", "status_quo", "description",
+            "seed", "max_trials", "status_quo", "description", "job",
         }  # fmt: skip
         unknown = set(d) - known
         if unknown:
@@ -456,6 +459,7 @@ class ExperimentConfig:
             max_trials=d.get("max_trials"),
             status_quo=d.get("status_quo"),
             description=d.get("description", "") or "",
+            job=JobSpec.from_dict(d["job"], space.names) if d.get("job") is not None else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -471,6 +475,7 @@ class ExperimentConfig:
             "max_trials": self.max_trials,
             "status_quo": self.status_quo,
             "description": self.description,
+            "job": self.job.to_dict() if self.job is not None else None,
         }
 
     def parse_observations(self, raw: Mapping[str, Any]) -> dict[str, Observation]:
@@ -508,6 +513,9 @@ class Experiment:
     generator_state: dict[str, Any] = field(default_factory=dict)
     #: Fitted model hyperparameters per metric, JSON (for warm starts).
     model_state: dict[str, Any] = field(default_factory=dict)
+    #: Job orchestration state: ``None`` (not run as jobs), ``running``, ``paused``,
+    #: ``stopped`` or ``done``.
+    run_state: str | None = None
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
 

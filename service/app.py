@@ -34,6 +34,7 @@ from assay.platform.errors import (
     AssayError,
     AuthenticationError,
     ConflictError,
+    ForbiddenError,
     GenerationError,
     NotFoundError,
     SchemaOutOfDateError,
@@ -41,7 +42,7 @@ from assay.platform.errors import (
     UnsupportedError,
     ValidationError,
 )
-from assay.service.api import experiments, trials
+from assay.service.api import experiments, jobs, trials
 from assay.service.auth import KeyResolver
 from assay.service.engine import Engine
 from assay.service.schemas import ErrorResponse
@@ -53,6 +54,7 @@ log = logging.getLogger("assay.service")
 STATUS_BY_ERROR: list[tuple[type[AssayError], int]] = [
     (NotFoundError, 404),
     (AuthenticationError, 401),
+    (ForbiddenError, 403),
     (ConflictError, 409),
     (GenerationError, 409),
     (UnsupportedError, 400),
@@ -140,8 +142,14 @@ class LeaseReaper:
                 log.exception("lease reaper failed")
 
 
-def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
-    """Build the app. ``store`` defaults to ``settings.database_url`` (schema must be current)."""
+def create_app(
+    settings: Settings | None = None,
+    store: Store | None = None,
+    *,
+    orchestrator: Any | None = None,
+) -> FastAPI:
+    """Build the app. ``store`` defaults to ``settings.database_url`` (schema must be current);
+    ``orchestrator`` (optional) is started and stopped with the app."""
     settings = settings or Settings()
     if store is None:
         from assay.storage.factory import open_store
@@ -152,9 +160,13 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         reaper = LeaseReaper(store, settings.reaper_interval_s)
         reaper.start()
+        if orchestrator is not None:
+            orchestrator.start()
         try:
             yield
         finally:
+            if orchestrator is not None:
+                orchestrator.stop()
             reaper.stop()
 
     app = FastAPI(
@@ -190,6 +202,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
 
     app.include_router(experiments.router, prefix="/api/v1")
     app.include_router(trials.router, prefix="/api/v1")
+    app.include_router(jobs.router, prefix="/api/v1")
     return app
 
 

@@ -38,10 +38,12 @@ def create_api_key(store: Store, project: str, name: str = "default") -> str:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: ``project=None`` means every project (local no-auth mode)."""
+    """Who is calling: ``project=None`` means every project (local no-auth mode);
+    ``trial_scope`` is set for a job's scoped token (it may only report for that trial)."""
 
     project: str | None
     actor: str
+    trial_scope: int | None = None
 
     @property
     def write_project(self) -> str:
@@ -76,6 +78,9 @@ class KeyResolver:
                 self._cache[digest] = (now, project)
         else:
             project = hit[1]
-        if project is None:
-            raise AuthenticationError("invalid or revoked API key")
-        return Principal(project, f"key:{token[: len(TOKEN_PREFIX) + 4]}")
+        if project is not None:
+            return Principal(project, f"key:{token[: len(TOKEN_PREFIX) + 4]}")
+        scope = self.store.job_token_scope(digest)  # not cached: dies with its job
+        if scope is not None:
+            return Principal(scope[0], f"job:{scope[1]}", trial_scope=scope[1])
+        raise AuthenticationError("invalid or revoked API key")

@@ -71,6 +71,59 @@ def _cmd_keys_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _console_event(message: str) -> None:
+    import time
+
+    print(f"{time.strftime('%H:%M:%S')}  {message}", flush=True)
+
+
+def _make_orchestrator(args: argparse.Namespace, settings, store, executor: str, service_url):  # type: ignore[no-untyped-def]
+    from assay.service.engine import Engine
+    from assay.service.jobs.orchestrator import Orchestrator
+
+    if executor == "local":
+        from assay.service.jobs.local import LocalExecutor
+
+        ex = LocalExecutor(cpus=settings.local_cpus)
+    elif executor == "ray":
+        from assay.service.jobs.ray_executor import RayExecutor
+
+        ex = RayExecutor(address=getattr(args, "ray_address", None))
+    else:
+        from assay.service.jobs.slurm_executor import SlurmExecutor
+
+        ex = SlurmExecutor(
+            getattr(args, "slurm_folder", None) or ".assay/submitit",
+            cluster=getattr(args, "slurm_cluster", "slurm"),
+        )
+    return Orchestrator(
+        Engine(store),
+        {executor: ex},
+        default_executor=executor,
+        worker_id=getattr(args, "worker_id", None),
+        log_dir=settings.log_dir,
+        service_url=service_url,
+        database_url=settings.database_url if service_url is None else None,
+        poll_interval=getattr(args, "poll_interval", 0.5),
+        lease_seconds=getattr(args, "lease_seconds", 120.0),
+        stale_after_s=getattr(args, "stale_after", 60.0),
+        on_event=_console_event,
+    )
+
+
+def _ensure_demo(store) -> int:  # type: ignore[no-untyped-def]
+    """Create (once) and start the demo experiment; returns its id."""
+    from assay.service.demo_job import DEMO_EXPERIMENT
+    from assay.service.engine import Engine
+
+    engine = Engine(store, actor="demo")
+    existing = [e for e in store.list_experiments() if e.name == DEMO_EXPERIMENT["name"]]
+    exp_id = existing[0].id if existing else engine.create_experiment(DEMO_EXPERIMENT).id
+    if store.get_experiment(exp_id).run_state != "done":
+        engine.set_run(exp_id, "resume")
+    return exp_id
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -87,11 +140,20 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         else (f"NO AUTHENTICATION (local mode: bound to {settings.host} only)")
     )
     url = f"http://{settings.host}:{settings.port}"
+    run_jobs = settings.orchestrator and not args.no_orchestrator and args.workers == 1
     print(
         f"Assay serving on {url}  (dashboard {url}/, API {url}/api/v1, docs {url}/docs)\n"
-        f"  database: {settings.database_url}\n  auth: {mode}",
+        f"  database: {settings.database_url}\n  auth: {mode}\n"
+        f"  trial jobs: {'local executor in this process' if run_jobs else 'off (run `assay worker`)'}",
         flush=True,
     )
+    if args.demo:
+        exp_id = _ensure_demo(store)
+        print(
+            f"  demo: experiment {exp_id} tunes a small MLP on the digits data, two jobs at a "
+            f"time; watch {url}/experiments/{exp_id} or {url}/api/v1/experiments/{exp_id}/jobs",
+            flush=True,
+        )
     if args.workers > 1:
         store.close()
         os.environ.update(
@@ -105,10 +167,34 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         return 0
     from assay.service.app import create_app
 
+    orchestrator = _make_orchestrator(args, settings, store, "local", url) if run_jobs else None
     uvicorn.run(
-        create_app(settings, store=store), host=settings.host, port=settings.port,
-        log_level=args.log_level,
+        create_app(settings, store=store, orchestrator=orchestrator), host=settings.host,
+        port=settings.port, log_level=args.log_level,
     )  # fmt: skip
+    return 0
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from assay.storage.factory import open_store
+
+    settings = _settings(args)
+    store = open_store(settings.database_url, migrate=False)
+    orch = _make_orchestrator(args, settings, store, args.executor, args.service_url)
+    print(
+        f"Assay worker {orch.worker_id}: executor {args.executor}, database "
+        f"{settings.database_url}, logs {settings.log_dir}",
+        flush=True,
+    )
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    orch.start()
+    done.wait()
+    orch.stop()
     return 0
 
 
@@ -130,7 +216,32 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--auth", choices=["auto", "keys", "none"], help="auth mode (default auto)")
     serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     serve.add_argument("--log-level", default="info")
+    serve.add_argument("--no-orchestrator", action="store_true", help="do not run trial jobs")
+    serve.add_argument("--demo", action="store_true", help="create and run the demo experiment")
     serve.set_defaults(func=_cmd_serve)
+
+    worker = sub.add_parser("worker", help="run trial jobs (no HTTP server)")
+    db_option(worker)
+    worker.add_argument("--executor", choices=["local", "ray", "slurm"], default="local")
+    worker.add_argument("--worker-id", help="stable identity (restarts re-attach its jobs)")
+    worker.add_argument("--service-url", help="jobs report over HTTP here (else to the database)")
+    worker.add_argument("--ray-address", help="Ray cluster address (default: start a local one)")
+    worker.add_argument("--slurm-folder", help="shared folder for submitit job files")
+    worker.add_argument("--slurm-cluster", default="slurm", choices=["slurm", "local"])
+    worker.add_argument("--poll-interval", type=float, default=0.5)
+    worker.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=120.0,
+        help="lease on running trials (renewed while the worker lives)",
+    )
+    worker.add_argument(
+        "--stale-after",
+        type=float,
+        default=60.0,
+        help="adopt other workers' jobs after this long without heartbeat",
+    )
+    worker.set_defaults(func=_cmd_worker)
 
     db = sub.add_parser("db", help="database schema").add_subparsers(
         dest="db_command", required=True

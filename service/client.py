@@ -23,6 +23,7 @@ from typing import Any
 
 from assay.platform.analysis import BestArm
 from assay.platform.experiment import Experiment, ExperimentStatus, Trial, TrialState
+from assay.platform.jobspec import Job, TrialReport
 from assay.service.engine import Engine
 from assay.storage.base import ExperimentSummary, Store, TrialEvent
 
@@ -88,6 +89,7 @@ class Client:
         max_trials: int | None = None,
         status_quo: Mapping[str, Any] | None = None,
         description: str = "",
+        job: Mapping[str, Any] | None = None,
     ) -> Experiment:
         """Create an experiment (the dict form of parameters is the REST API's JSON)."""
         spec = {
@@ -104,6 +106,8 @@ class Client:
             "status_quo": dict(status_quo) if status_quo is not None else None,
             "description": description,
         }
+        if job is not None:
+            spec["job"] = dict(job)
         return self._engine.create_experiment(spec, project=self.project)
 
     def get_experiment(self, experiment_id: int) -> Experiment:
@@ -173,6 +177,29 @@ class Client:
     def events(self, experiment_id: int, after: int = 0) -> list[TrialEvent]:
         """The experiment's audit trail (every trial state change), oldest first."""
         return self._engine.events(experiment_id=experiment_id, after=after, project=self.project)
+
+    # -- runs and jobs -----------------------------------------------------------------------
+    def start_run(self, experiment_id: int) -> str:
+        """Start running the experiment's trials as jobs (it needs a ``job`` spec)."""
+        return self._engine.set_run(experiment_id, "start", project=self.project)
+
+    def pause_run(self, experiment_id: int) -> str:
+        return self._engine.set_run(experiment_id, "pause", project=self.project)
+
+    def resume_run(self, experiment_id: int) -> str:
+        return self._engine.set_run(experiment_id, "resume", project=self.project)
+
+    def jobs(self, experiment_id: int) -> list[Job]:
+        """The experiment's jobs, newest first."""
+        return self._engine.jobs(experiment_id, project=self.project)
+
+    def cancel(self, trial_id: int) -> None:
+        """Kill the trial's job; the trial ends as abandoned."""
+        self._engine.cancel_trial(trial_id, project=self.project)
+
+    def reports(self, trial_id: int) -> list[TrialReport]:
+        """The trial's intermediate reports (its learning curve)."""
+        return self._engine.reports(trial_id, project=self.project)
 
     # -- analysis ----------------------------------------------------------------------------
     def best(self, experiment_id: int) -> BestArm:

@@ -19,6 +19,7 @@ from typing import Any
 from assay.platform.analysis import BestArm, best_arm
 from assay.platform.errors import (
     ConflictError,
+    InvalidTransitionError,
     ObservationError,
     ValidationError,
 )
@@ -31,6 +32,7 @@ from assay.platform.experiment import (
     TrialState,
 )
 from assay.platform.generators import get_generator
+from assay.platform.jobspec import Job, TrialReport
 from assay.storage.base import ExperimentSummary, NewTrial, Store, TrialEvent, name_arms
 
 log = logging.getLogger("assay.engine")
@@ -73,6 +75,10 @@ class Engine:
         config = spec if isinstance(spec, ExperimentConfig) else ExperimentConfig.from_dict(spec)
         generator = get_generator(config.generator, config.generator_settings)
         generator.validate_experiment(config)
+        if config.job is not None:
+            from assay.service.jobs.checks import check_job_spec
+
+            check_job_spec(config.job)
         if config.seed is None:
             config.seed = secrets.randbelow(2**31 - 1)
         return self.store.create_experiment(config, project=project)
@@ -141,52 +147,104 @@ class Engine:
                     details={"status": exp.status.value},
                 )
             n = self._within_budget(exp, n)
-            generator = get_generator(exp.config.generator, exp.config.generator_settings)
-            seed = _derive_seed(exp.config.seed or 0, len(exp.trials))
-            t0 = time.perf_counter()
-            result = generator.generate(exp, n, seed=seed)
-            info = {**result.info, "ask_seconds": round(time.perf_counter() - t0, 4)}
-            log.info("experiment %s: generated %d candidate(s) %s", experiment_id, n, info)
-            state = TrialState.RUNNING if start else TrialState.CANDIDATE
-            lease = (
-                datetime.now(UTC) + timedelta(seconds=lease_seconds)
-                if lease_seconds and start
-                else None
+            return self._generate(lock, n, start, lease_seconds, idempotency_key, actor)
+
+    def _generate(
+        self,
+        lock: Any,
+        n: int,
+        start: bool,
+        lease_seconds: float | None,
+        idempotency_key: str | None,
+        actor: str | None,
+    ) -> list[Trial]:
+        """Run the generator on the locked snapshot and store ``n`` new single-arm trials."""
+        exp = lock.experiment
+        generator = get_generator(exp.config.generator, exp.config.generator_settings)
+        seed = _derive_seed(exp.config.seed or 0, len(exp.trials))
+        t0 = time.perf_counter()
+        result = generator.generate(exp, n, seed=seed)
+        info = {**result.info, "ask_seconds": round(time.perf_counter() - t0, 4)}
+        log.info("experiment %s: generated %d candidate(s) %s", exp.id, n, info)
+        state = TrialState.RUNNING if start else TrialState.CANDIDATE
+        lease = (
+            datetime.now(UTC) + timedelta(seconds=lease_seconds)
+            if lease_seconds and start
+            else None
+        )
+        index = len(exp.trials)
+        new = [
+            NewTrial(
+                arms=name_arms(exp, index + k, [cand.parameters]),
+                generator=cand.generator,
+                state=state,
+                lease_expires_at=lease,
+                metadata={**cand.metadata, "generation": info} if k == 0 else cand.metadata,
             )
-            new = []
-            index = len(exp.trials)
-            for k, cand in enumerate(result.candidates):
-                new.append(
-                    NewTrial(
-                        arms=name_arms(exp, index + k, [cand.parameters]),
-                        generator=cand.generator,
-                        state=state,
-                        lease_expires_at=lease,
-                        metadata={**cand.metadata, "generation": info} if k == 0 else cand.metadata,
-                    )
-                )
-            return lock.add_trials(
-                new,
-                idempotency_key=idempotency_key,
-                actor=actor or self.actor,
-                generator_state=result.generator_state,
-                model_state=result.model_state or None,
-            )
+            for k, cand in enumerate(result.candidates)
+        ]
+        return lock.add_trials(
+            new,
+            idempotency_key=idempotency_key,
+            actor=actor or self.actor,
+            generator_state=result.generator_state,
+            model_state=result.model_state or None,
+        )
+
+    def fill_candidates(
+        self,
+        experiment_id: int,
+        target_pending: int,
+        *,
+        reserve: int = 0,
+        actor: str | None = None,
+    ) -> list[Trial]:
+        """Queue candidate trials until ``target_pending`` trials are pending (candidate or
+        running), within the budget: how the orchestrator keeps ``parallelism`` jobs busy.
+        ``reserve`` slots (and budget) are held back, e.g. for failed jobs about to be
+        retried. Several workers may call this at once; the experiment lock keeps the count
+        exact."""
+        with self.store.lock_experiment(experiment_id) as lock:
+            exp = lock.experiment
+            if exp.status is not ExperimentStatus.ACTIVE:
+                return []
+            n = target_pending - reserve - sum(1 for t in exp.trials if t.state.is_pending)
+            remaining = self.remaining_budget(exp)
+            if remaining is not None:
+                n = min(n, remaining - reserve)
+            if n <= 0:
+                return []
+            return self._generate(lock, min(n, MAX_ASK), False, None, None, actor)
 
     @staticmethod
-    def _within_budget(exp: Experiment, n: int) -> int:
-        budget = exp.config.max_trials
+    def budget(exp: Experiment) -> int | None:
+        """The trial budget: the job spec's ``max_trials`` or else the experiment's."""
+        job = exp.config.job
+        if job is not None and job.max_trials is not None:
+            return job.max_trials
+        return exp.config.max_trials
+
+    @classmethod
+    def remaining_budget(cls, exp: Experiment) -> int | None:
+        budget = cls.budget(exp)
         if budget is None:
-            return n
+            return None
         used = sum(
             1 for t in exp.trials if t.state not in (TrialState.FAILED, TrialState.ABANDONED)
         )
-        if used >= budget:
+        return max(0, budget - used)
+
+    @classmethod
+    def _within_budget(cls, exp: Experiment, n: int) -> int:
+        remaining = cls.remaining_budget(exp)
+        if remaining is None:
+            return n
+        if remaining == 0:
             raise ConflictError(
-                f"experiment {exp.id} has used its budget of {budget} trials",
-                details={"max_trials": budget, "used": used},
+                f"experiment {exp.id} has used its budget of {cls.budget(exp)} trials",
+                details={"max_trials": cls.budget(exp)},
             )
-        return min(n, budget - used)
+        return min(n, remaining)
 
     def attach_trial(
         self,
@@ -196,16 +254,20 @@ class Engine:
         project: str | None = None,
         start: bool = True,
         actor: str | None = None,
+        generator: str = "manual",
+        metadata: Mapping[str, Any] | None = None,
     ) -> Trial:
-        """Add a trial with user-chosen parameters (validated against the search space)."""
+        """Add a trial with given parameters (validated against the search space): a
+        user's own arm (``manual``) or a job retry of an existing arm (``retry``)."""
         with self.store.lock_experiment(experiment_id, project=project) as lock:
             exp = lock.experiment
             params = exp.search_space.validate(parameters)
             index = len(exp.trials)
             spec = NewTrial(
                 arms=name_arms(exp, index, [params]),
-                generator="manual",
+                generator=generator,
                 state=TrialState.RUNNING if start else TrialState.CANDIDATE,
+                metadata=dict(metadata or {}),
             )
             return lock.add_trials([spec], actor=actor or self.actor)[0]
 
@@ -375,6 +437,82 @@ class Engine:
         if project is not None and trial_id is not None:
             self.store.get_trial(trial_id, project=project)
         return self.store.list_events(experiment_id=experiment_id, trial_id=trial_id, after=after)
+
+    # -- jobs (runs) ------------------------------------------------------------------------
+    def set_run(self, experiment_id: int, action: str, *, project: str | None = None) -> str:
+        """``start`` / ``resume`` (run state ``running``) or ``pause``; returns the new state.
+
+        Resuming a ``failing`` experiment makes it active again (after you fixed the job).
+        """
+        exp_config = self.store.get_experiment_config(experiment_id, project=project)
+        if exp_config.job is None:
+            raise ConflictError(
+                f"experiment {experiment_id} has no job spec; create it with 'job' to run trials "
+                "as jobs",
+                field="job",
+            )
+        if action in ("start", "resume"):
+            exp = self.store.get_experiment(experiment_id, project=project)
+            if exp.status is ExperimentStatus.FAILING:
+                self.store.set_experiment_status(experiment_id, ExperimentStatus.ACTIVE)
+            elif exp.status is not ExperimentStatus.ACTIVE:
+                raise ConflictError(
+                    f"experiment {experiment_id} is {exp.status.value}; make it active first",
+                    details={"status": exp.status.value},
+                )
+            state = "running"
+        elif action == "pause":
+            state = "paused"
+        else:
+            raise ValidationError(f"unknown run action {action!r}", field="action")
+        self.store.set_run_state(experiment_id, state, project=project)
+        return state
+
+    def jobs(self, experiment_id: int, *, project: str | None = None) -> list[Job]:
+        self.store.get_experiment_config(experiment_id, project=project)
+        return self.store.list_jobs(experiment_id=experiment_id)
+
+    def reports(self, trial_id: int, *, project: str | None = None) -> list[TrialReport]:
+        return self.store.list_reports(trial_id, project=project)
+
+    def cancel_trial(self, trial_id: int, *, project: str | None = None) -> Job | None:
+        """Ask the worker running the trial's job to kill it (the trial becomes abandoned).
+        A trial without a job yet is abandoned directly."""
+        job = self.store.job_for_trial(trial_id, project=project)
+        if job is not None and job.state.is_active:
+            return self.store.update_job(job.id, cancel_requested=True)
+        trial = self.store.get_trial(trial_id, project=project)
+        if trial.state.is_terminal:
+            raise InvalidTransitionError(
+                f"trial {trial_id} is {trial.state.value}; there is nothing to cancel",
+                details={"trial_id": trial_id, "state": trial.state.value},
+            )
+        self.abandon(trial_id, "cancelled by request", project=project)
+        return job
+
+    def report(
+        self,
+        trial_id: int,
+        step: int | None,
+        metrics: Mapping[str, Any],
+        *,
+        project: str | None = None,
+    ) -> TrialReport:
+        """Store an intermediate report of a running trial (a learning-curve point)."""
+        from assay.service.reporting import _clean
+
+        if step is not None and (isinstance(step, bool) or not isinstance(step, int) or step < 0):
+            raise ValidationError("step must be a non-negative integer", field="step")
+        if not isinstance(metrics, Mapping) or not metrics:
+            raise ValidationError("metrics must be a non-empty object", field="metrics")
+        clean = _clean(dict(metrics))
+        trial = self.store.get_trial(trial_id, project=project)
+        if trial.state is not TrialState.RUNNING:
+            raise InvalidTransitionError(
+                f"trial {trial_id} is {trial.state.value}; only running trials take reports",
+                details={"trial_id": trial_id, "state": trial.state.value},
+            )
+        return self.store.add_report(trial_id, step, clean)
 
     # -- analysis ----------------------------------------------------------------------------
     def best(self, experiment_id: int, *, project: str | None = None) -> BestArm:

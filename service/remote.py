@@ -13,6 +13,7 @@ import math
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -27,11 +28,13 @@ from assay.platform.experiment import (
     Trial,
     TrialState,
 )
+from assay.platform.jobspec import Job, JobState, TrialReport
 from assay.service.schemas import (
     BestArmPublic,
     EventPublic,
     ExperimentPublic,
     ExperimentSummaryPublic,
+    JobPublic,
     TrialPublic,
 )
 from assay.storage.base import ExperimentSummary, TrialEvent
@@ -327,3 +330,35 @@ class RemoteEngine:
         return BestArmPublic.model_validate(
             self._get(f"/experiments/{experiment_id}/best")
         ).to_domain()
+
+    # -- runs and jobs -------------------------------------------------------------------------
+    def set_run(self, experiment_id: int, action: str, *, project: str | None = None) -> str:
+        data, _ = self._request("POST", f"/experiments/{experiment_id}/run:{action}", json={})
+        return data["run_state"]
+
+    def jobs(self, experiment_id: int, *, project: str | None = None) -> list[Job]:
+        data = self._get(f"/experiments/{experiment_id}/jobs")
+        return [_job_from_json(j) for j in data["jobs"]]
+
+    def cancel_trial(self, trial_id: int, *, project: str | None = None) -> None:
+        self._request("POST", f"/trials/{trial_id}:cancel", json={})
+
+    def reports(self, trial_id: int, *, project: str | None = None) -> list[TrialReport]:
+        data = self._get(f"/trials/{trial_id}/reports")
+        return [
+            TrialReport(
+                r["id"], r["trial_id"], r["step"], r["metrics"], datetime.fromisoformat(r["at"])
+            )
+            for r in data["reports"]
+        ]
+
+
+def _job_from_json(j: dict[str, Any]) -> Job:
+    p = JobPublic.model_validate(j)
+    return Job(
+        id=p.id, trial_id=p.trial_id, experiment_id=p.experiment_id, executor=p.executor,
+        worker=p.worker, state=JobState(p.state), attempt=p.attempt, resources=p.resources,
+        host=p.host, gpus=p.gpus, created_at=p.created_at, started_at=p.started_at,
+        ended_at=p.ended_at, exit_code=p.exit_code, error=p.error,
+        cancel_requested=p.cancel_requested,
+    )  # fmt: skip

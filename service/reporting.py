@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextvars
 import math
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -64,8 +65,19 @@ class CollectingReporter(Reporter):
 _active: contextvars.ContextVar[Reporter | None] = contextvars.ContextVar(
     "assay_reporter", default=None
 )
-#: Factory for the environment-configured reporter (set by the job runtime, see issue #5).
-_env_reporter_factory: Callable[[], Reporter | None] | None = None
+
+
+def _default_environment_reporter() -> Reporter | None:
+    """Inside a job (``ASSAY_TRIAL_ID`` set) build the reporter its environment describes."""
+    if not os.environ.get("ASSAY_TRIAL_ID"):
+        return None
+    from assay.service.jobs.context import reporter_from_environment
+
+    return reporter_from_environment()
+
+
+#: Factory for the environment-configured reporter.
+_env_reporter_factory: Callable[[], Reporter | None] | None = _default_environment_reporter
 _env_reporter: Reporter | None = None
 
 

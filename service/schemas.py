@@ -71,6 +71,35 @@ class ObjectiveIn(_Strict):
     minimize: bool = False
 
 
+class ResourcesIn(_Strict):
+    cpus: Annotated[float, Field(gt=0, le=4096)] = 1.0
+    gpus: Annotated[int, Field(ge=0, le=64)] = 0
+    memory_gb: Annotated[float, Field(gt=0, le=1e6)] | None = None
+
+
+class JobSpecIn(_Strict):
+    """Run each trial as a job: ``entrypoint`` ``"package.module:function"`` (called with the
+    trial's parameters, returns ``{metric: value | [mean, sem]}``) or ``command`` (an argv
+    template with ``{parameter}`` placeholders that writes its metrics as JSON to
+    ``$ASSAY_RESULT_PATH``)."""
+
+    entrypoint: Annotated[str, Field(max_length=500)] | None = None
+    command: (
+        Annotated[
+            list[Annotated[str, Field(max_length=10_000)]], Field(min_length=1, max_length=1000)
+        ]
+        | None
+    ) = None
+    resources: ResourcesIn = ResourcesIn()
+    timeout_s: Annotated[float, Field(gt=0, le=2_592_000)] = 3600.0
+    max_retries: Annotated[int, Field(ge=0, le=100)] = 0
+    parallelism: Annotated[int, Field(ge=1, le=10_000)] = 1
+    max_trials: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    env: dict[str, str] = {}
+    executor: Literal["local", "ray", "slurm"] | None = None
+    executor_options: dict[str, Any] = {}
+
+
 class ExperimentCreate(_Strict):
     """A new experiment. ``objective`` is a metric name (maximised) or ``{name, minimize}``."""
 
@@ -106,9 +135,12 @@ class ExperimentCreate(_Strict):
     max_trials: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
     status_quo: dict[str, Scalar] | None = None
     description: Annotated[str, Field(max_length=10_000)] = ""
+    job: JobSpecIn | None = None
 
     def to_spec(self) -> dict[str, Any]:
         d = self.model_dump(mode="json")
+        if d.get("job") is None:
+            d.pop("job", None)
         d["parameters"] = [
             {k: v for k, v in p.items() if not (k == "ordered" and v is None)}
             for p in d["parameters"]
@@ -391,3 +423,66 @@ class ErrorResponse(BaseModel):
     """Every 4xx/5xx answer: ``{"error": {"code", "message", "details"}}``."""
 
     error: ErrorBody
+
+
+# -- jobs --------------------------------------------------------------------------------------
+class JobPublic(BaseModel):
+    id: int
+    trial_id: int
+    experiment_id: int
+    executor: str
+    worker: str
+    state: str
+    attempt: int
+    resources: dict[str, Any]
+    host: str | None
+    gpus: list[int]
+    created_at: datetime | None
+    started_at: datetime | None
+    ended_at: datetime | None
+    exit_code: int | None
+    error: str | None
+    cancel_requested: bool
+    last_step: int | None = None
+
+    @classmethod
+    def from_domain(cls, j: Any, last_step: int | None = None) -> JobPublic:
+        return cls(
+            id=j.id, trial_id=j.trial_id, experiment_id=j.experiment_id, executor=j.executor,
+            worker=j.worker, state=j.state.value, attempt=j.attempt, resources=j.resources,
+            host=j.host, gpus=j.gpus, created_at=j.created_at, started_at=j.started_at,
+            ended_at=j.ended_at, exit_code=j.exit_code, error=j.error,
+            cancel_requested=j.cancel_requested, last_step=last_step,
+        )  # fmt: skip
+
+
+class JobList(BaseModel):
+    jobs: list[JobPublic]
+
+
+class RunPublic(BaseModel):
+    experiment_id: int
+    run_state: str | None
+    status: ExperimentStatus
+    parallelism: int
+    active_jobs: int
+    trial_counts: dict[str, int]
+
+
+class ReportIn(_Strict):
+    step: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
+    metrics: Annotated[
+        dict[Annotated[str, Field(max_length=200)], float], Field(min_length=1, max_length=1000)
+    ]
+
+
+class ReportPublic(BaseModel):
+    id: int
+    trial_id: int
+    step: int | None
+    metrics: dict[str, float]
+    at: datetime
+
+
+class ReportList(BaseModel):
+    reports: list[ReportPublic]

@@ -14,7 +14,9 @@ class Settings(BaseSettings):
     Environment variables: ``ASSAY_DATABASE_URL`` (default ``sqlite:///./assay.db``),
     ``ASSAY_HOST`` (``127.0.0.1``), ``ASSAY_PORT`` (``8000``), ``ASSAY_AUTH`` (``auto``: API
     keys are required unless the server binds to a loopback address; ``keys``; ``none``),
-    ``ASSAY_REAPER_INTERVAL_S`` (``10``).
+    ``ASSAY_REAPER_INTERVAL_S`` (``10``), ``ASSAY_ORCHESTRATOR`` (run trial jobs inside the
+    server, ``true``), ``ASSAY_LOG_DIR`` (job logs, ``.assay/logs``), ``ASSAY_LOCAL_CPUS``
+    (CPU slots of the local executor; default all cores).
     """
 
     model_config = SettingsConfigDict(env_prefix="ASSAY_", extra="ignore")
@@ -25,6 +27,10 @@ class Settings(BaseSettings):
     auth: Literal["auto", "keys", "none"] = "auto"
     reaper_interval_s: float = 10.0
     key_cache_s: float = 30.0
+    #: Run trial jobs inside ``assay serve`` with the local executor.
+    orchestrator: bool = True
+    log_dir: str = ".assay/logs"
+    local_cpus: float | None = None
 
     @property
     def loopback(self) -> bool:

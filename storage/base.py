@@ -26,6 +26,7 @@ from assay.platform.experiment import (
     Trial,
     TrialState,
 )
+from assay.platform.jobspec import Job, JobState, TrialReport
 
 
 @dataclass
@@ -224,6 +225,73 @@ class Store(ABC):
     @abstractmethod
     def project_for_key(self, key_hash: str) -> str | None:
         """The project of a non-revoked key, or ``None``."""
+
+    # -- jobs (trial orchestration) ----------------------------------------------------------
+    @abstractmethod
+    def set_run_state(
+        self, experiment_id: int, run_state: str | None, *, project: str | None = None
+    ) -> None:
+        """Set the experiment's job-run state (``running``, ``paused``, ``stopped``, ``done``)."""
+
+    @abstractmethod
+    def runnable_experiments(self) -> list[int]:
+        """Ids of active experiments whose run state is ``running``."""
+
+    @abstractmethod
+    def claim_candidates(
+        self,
+        experiment_id: int,
+        limit: int,
+        *,
+        lease_expires_at: datetime | None,
+        actor: str | None = None,
+    ) -> list[Trial]:
+        """Atomically move up to ``limit`` candidate trials to ``running`` (compare-and-set;
+        ``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so two workers never claim one trial."""
+
+    @abstractmethod
+    def create_job(self, job: Job, *, token_hash: str | None = None) -> Job:
+        """Store a job (its ``id`` is assigned); one job per trial."""
+
+    @abstractmethod
+    def update_job(self, job_id: int, **fields: Any) -> Job:
+        """Change job fields (``state``, ``handle``, ``host``, ``started_at``, ...)."""
+
+    @abstractmethod
+    def get_job(self, job_id: int) -> Job:
+        """One job by id."""
+
+    @abstractmethod
+    def job_for_trial(self, trial_id: int, *, project: str | None = None) -> Job | None:
+        """The job that runs this trial, if any."""
+
+    @abstractmethod
+    def list_jobs(
+        self,
+        *,
+        experiment_id: int | None = None,
+        states: Sequence[JobState] | None = None,
+        executor: str | None = None,
+        project: str | None = None,
+        limit: int | None = None,
+    ) -> list[Job]:
+        """Jobs, newest first."""
+
+    @abstractmethod
+    def job_token_scope(self, token_hash: str) -> tuple[str, int] | None:
+        """``(project, trial_id)`` of an active job's scoped token, or ``None``."""
+
+    @abstractmethod
+    def add_report(
+        self, trial_id: int, step: int | None, metrics: Mapping[str, float]
+    ) -> TrialReport:
+        """Append an intermediate report of a running trial."""
+
+    @abstractmethod
+    def list_reports(
+        self, trial_id: int, *, after: int = 0, project: str | None = None
+    ) -> list[TrialReport]:
+        """A trial's reports in order (``id > after``)."""
 
     def close(self) -> None:  # noqa: B027
         """Release connections."""

@@ -27,6 +27,7 @@ from assay.platform.experiment import (
     check_transition,
     utcnow,
 )
+from assay.platform.jobspec import Job, JobState, TrialReport
 from assay.storage.base import (
     ExperimentLock,
     ExperimentSummary,
@@ -99,6 +100,11 @@ class MemoryStore(Store):
         self._events: list[TrialEvent] = []
         self._keys: dict[tuple[int, str], list[int]] = {}
         self._projects: set[str] = set()
+        self._jobs: dict[int, Job] = {}
+        self._job_tokens: dict[str, int] = {}
+        self._reports: dict[int, list[TrialReport]] = {}
+        self._job_ids = itertools.count(1)
+        self._report_ids = itertools.count(1)
         self._api_keys: dict[str, str] = {}
         self._ask_locks: dict[int, threading.Lock] = {}
         self._experiment_ids = itertools.count(1)
@@ -346,3 +352,125 @@ class MemoryStore(Store):
     def project_for_key(self, key_hash: str) -> str | None:
         with self._lock:
             return self._api_keys.get(key_hash)
+
+    # -- jobs ------------------------------------------------------------------------------------
+    def set_run_state(
+        self, experiment_id: int, run_state: str | None, *, project: str | None = None
+    ) -> None:
+        with self._lock:
+            self._get(experiment_id, project).run_state = run_state
+
+    def runnable_experiments(self) -> list[int]:
+        with self._lock:
+            return [
+                e.id
+                for e in self._experiments.values()
+                if e.run_state == "running" and e.status is ExperimentStatus.ACTIVE
+            ]
+
+    def claim_candidates(
+        self,
+        experiment_id: int,
+        limit: int,
+        *,
+        lease_expires_at: datetime | None,
+        actor: str | None = None,
+    ) -> list[Trial]:
+        with self._lock:
+            exp = self._get(experiment_id, None)
+            out = []
+            for t in exp.trials:
+                if len(out) >= limit:
+                    break
+                if t.state is TrialState.CANDIDATE:
+                    t.state, t.lease_expires_at, t.updated_at = (
+                        TrialState.RUNNING, lease_expires_at, utcnow(),
+                    )  # fmt: skip
+                    self._event(t, TrialState.CANDIDATE, TrialState.RUNNING, actor, "claimed")
+                    out.append(copy.deepcopy(t))
+            return out
+
+    def create_job(self, job: Job, *, token_hash: str | None = None) -> Job:
+        with self._lock:
+            if any(j.trial_id == job.trial_id for j in self._jobs.values()):
+                raise ConflictError(f"trial {job.trial_id} already has a job")
+            stored = copy.deepcopy(job)
+            stored.id = next(self._job_ids)
+            stored.created_at = stored.created_at or utcnow()
+            self._jobs[stored.id] = stored
+            if token_hash is not None:
+                self._job_tokens[token_hash] = stored.id
+            return copy.deepcopy(stored)
+
+    def update_job(self, job_id: int, **fields: Any) -> Job:
+        with self._lock:
+            job = self._job_obj(job_id)
+            for k, v in fields.items():
+                if not hasattr(job, k) or k in ("id", "trial_id", "experiment_id"):
+                    raise ValueError(f"cannot update job field {k!r}")
+                setattr(job, k, JobState(v) if k == "state" else copy.deepcopy(v))
+            return copy.deepcopy(job)
+
+    def _job_obj(self, job_id: int) -> Job:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise NotFoundError(f"job {job_id} not found", details={"job_id": job_id})
+        return job
+
+    def get_job(self, job_id: int) -> Job:
+        with self._lock:
+            return copy.deepcopy(self._job_obj(job_id))
+
+    def job_for_trial(self, trial_id: int, *, project: str | None = None) -> Job | None:
+        with self._lock:
+            self._trial(trial_id, project)
+            for j in self._jobs.values():
+                if j.trial_id == trial_id:
+                    return copy.deepcopy(j)
+            return None
+
+    def list_jobs(
+        self,
+        *,
+        experiment_id: int | None = None,
+        states: Sequence[JobState] | None = None,
+        executor: str | None = None,
+        project: str | None = None,
+        limit: int | None = None,
+    ) -> list[Job]:
+        with self._lock:
+            out = [
+                copy.deepcopy(j)
+                for j in sorted(self._jobs.values(), key=lambda j: j.id, reverse=True)
+                if (experiment_id is None or j.experiment_id == experiment_id)
+                and (not states or j.state in set(states))
+                and (executor is None or j.executor == executor)
+                and (project is None or self._experiments[j.experiment_id].project == project)
+            ]
+            return out[:limit] if limit is not None else out
+
+    def job_token_scope(self, token_hash: str) -> tuple[str, int] | None:
+        with self._lock:
+            job_id = self._job_tokens.get(token_hash)
+            if job_id is None:
+                return None
+            job = self._jobs[job_id]
+            if not job.state.is_active:
+                return None
+            return self._experiments[job.experiment_id].project, job.trial_id
+
+    def add_report(
+        self, trial_id: int, step: int | None, metrics: Mapping[str, float]
+    ) -> TrialReport:
+        with self._lock:
+            self._trial(trial_id, None)
+            r = TrialReport(next(self._report_ids), trial_id, step, dict(metrics), utcnow())
+            self._reports.setdefault(trial_id, []).append(r)
+            return copy.deepcopy(r)
+
+    def list_reports(
+        self, trial_id: int, *, after: int = 0, project: str | None = None
+    ) -> list[TrialReport]:
+        with self._lock:
+            self._trial(trial_id, project)
+            return [copy.deepcopy(r) for r in self._reports.get(trial_id, []) if r.id > after]

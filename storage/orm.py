@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -29,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.expression import false
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
@@ -99,6 +101,8 @@ class ExperimentRow(Base):
     config: Mapped[dict[str, Any]] = mapped_column(JSONType)
     generator_state: Mapped[dict[str, Any]] = mapped_column(JSONType)
     model_state: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    #: Job orchestration: None (no run), "running", "paused", "stopped", "done".
+    run_state: Mapped[str | None] = mapped_column(String(20), nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
@@ -175,3 +179,41 @@ class IdempotencyKeyRow(Base):
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     trial_ids: Mapped[list[Any]] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class JobRow(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_state_executor", "state", "executor"),)
+    id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"), unique=True)
+    experiment_id: Mapped[int] = mapped_column(
+        ForeignKey("experiments.id", ondelete="CASCADE"), index=True
+    )
+    executor: Mapped[str] = mapped_column(String(20))
+    worker: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(20))
+    attempt: Mapped[int] = mapped_column(Integer)
+    handle: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    resources: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    host: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    gpus: Mapped[list[Any]] = mapped_column(JSONType)
+    log_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    result: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+
+class TrialReportRow(Base):
+    __tablename__ = "trial_reports"
+    __table_args__ = (Index("ix_trial_reports_trial_id_id", "trial_id", "id"),)
+    id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"))
+    step: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -54,6 +54,7 @@ from assay.platform.experiment import (
     check_transition,
     utcnow,
 )
+from assay.platform.jobspec import Job, JobState, TrialReport
 from assay.storage.base import ExperimentLock, ExperimentSummary, NewTrial, Store, TrialEvent
 from assay.storage.migrate import check_schema, current_revision, upgrade
 from assay.storage.orm import (
@@ -61,10 +62,12 @@ from assay.storage.orm import (
     ArmRow,
     ExperimentRow,
     IdempotencyKeyRow,
+    JobRow,
     ObservationRow,
     ProjectRow,
     TrialArmRow,
     TrialEventRow,
+    TrialReportRow,
     TrialRow,
 )
 
@@ -472,6 +475,7 @@ class SqlStore(Store):
             project=project,
             generator_state=dict(row.generator_state or {}),
             model_state=dict(row.model_state or {}),
+            run_state=row.run_state,
             created_at=row.created_at,
             updated_at=row.updated_at,
         )
@@ -833,3 +837,213 @@ class SqlStore(Store):
             ),
             write=False,
         )
+
+    # -- jobs --------------------------------------------------------------------------------
+    def set_run_state(
+        self, experiment_id: int, run_state: str | None, *, project: str | None = None
+    ) -> None:
+        def fn(s: Session) -> None:
+            row, _ = self._experiment_row(s, experiment_id, project)
+            row.run_state = run_state
+
+        self._run(fn)
+
+    def runnable_experiments(self) -> list[int]:
+        return self._run(
+            lambda s: list(
+                s.scalars(
+                    select(ExperimentRow.id).where(
+                        ExperimentRow.run_state == "running",
+                        ExperimentRow.status == ExperimentStatus.ACTIVE.value,
+                    )
+                )
+            ),
+            write=False,
+        )
+
+    def claim_candidates(
+        self,
+        experiment_id: int,
+        limit: int,
+        *,
+        lease_expires_at: datetime | None,
+        actor: str | None = None,
+    ) -> list[Trial]:
+        def fn(s: Session) -> list[Trial]:
+            stmt = (
+                select(TrialRow.id)
+                .where(
+                    TrialRow.experiment_id == experiment_id,
+                    TrialRow.state == TrialState.CANDIDATE.value,
+                )
+                .order_by(TrialRow.index)
+                .limit(limit)
+            )
+            if self.dialect == "postgresql":
+                stmt = stmt.with_for_update(skip_locked=True)
+            ids = list(s.scalars(stmt))
+            now = utcnow()
+            claimed = []
+            for trial_id in ids:
+                result = s.execute(
+                    _CAS_STATE,
+                    {"p_id": trial_id, "p_old": TrialState.CANDIDATE.value,
+                     "p_new": TrialState.RUNNING.value, "p_reason": None, "p_now": now,
+                     "p_lease": lease_expires_at},
+                )  # fmt: skip
+                if result.rowcount == 1:
+                    claimed.append(trial_id)
+            if claimed:
+                s.execute(
+                    insert(TrialEventRow),
+                    [{"experiment_id": experiment_id, "trial_id": i,
+                      "from_state": TrialState.CANDIDATE.value,
+                      "to_state": TrialState.RUNNING.value, "at": now, "actor": actor,
+                      "reason": "claimed", "details": {}} for i in claimed],
+                )  # fmt: skip
+            return self._load_trials(s, select(TrialRow.id).where(TrialRow.id.in_(claimed)))
+
+        return self._run(fn)
+
+    @staticmethod
+    def _job_from_row(r: JobRow) -> Job:
+        return Job(
+            id=r.id, trial_id=r.trial_id, experiment_id=r.experiment_id, executor=r.executor,
+            worker=r.worker, state=JobState(r.state), attempt=r.attempt,
+            handle=dict(r.handle or {}), resources=dict(r.resources or {}), host=r.host,
+            gpus=list(r.gpus or []), log_path=r.log_path, created_at=r.created_at,
+            started_at=r.started_at, ended_at=r.ended_at, heartbeat_at=r.heartbeat_at,
+            exit_code=r.exit_code, error=r.error, cancel_requested=bool(r.cancel_requested),
+            result=dict(r.result or {}),
+        )  # fmt: skip
+
+    def create_job(self, job: Job, *, token_hash: str | None = None) -> Job:
+        def fn(s: Session) -> Job:
+            row = JobRow(
+                trial_id=job.trial_id, experiment_id=job.experiment_id, executor=job.executor,
+                worker=job.worker, state=JobState(job.state).value, attempt=job.attempt,
+                handle=dict(job.handle), resources=dict(job.resources), host=job.host,
+                gpus=list(job.gpus), log_path=job.log_path, token_hash=token_hash,
+                created_at=job.created_at or utcnow(), started_at=job.started_at,
+                ended_at=job.ended_at, heartbeat_at=job.heartbeat_at, exit_code=job.exit_code,
+                error=job.error, cancel_requested=job.cancel_requested, result=dict(job.result),
+            )  # fmt: skip
+            s.add(row)
+            s.flush()
+            return self._job_from_row(row)
+
+        return self._run(fn)
+
+    _JOB_FIELDS = frozenset(
+        {"state", "worker", "handle", "host", "gpus", "log_path", "started_at", "ended_at",
+         "heartbeat_at", "exit_code", "error", "cancel_requested", "result", "attempt"}
+    )  # fmt: skip
+
+    def update_job(self, job_id: int, **fields: Any) -> Job:
+        bad = set(fields) - self._JOB_FIELDS
+        if bad:
+            raise ValueError(f"cannot update job field(s) {sorted(bad)}")
+        if "state" in fields:
+            fields["state"] = JobState(fields["state"]).value
+
+        def fn(s: Session) -> Job:
+            row = s.get(JobRow, job_id)
+            if row is None:
+                raise NotFoundError(f"job {job_id} not found", details={"job_id": job_id})
+            for k, v in fields.items():
+                setattr(row, k, v)
+            s.flush()
+            return self._job_from_row(row)
+
+        return self._run(fn)
+
+    def get_job(self, job_id: int) -> Job:
+        def fn(s: Session) -> Job:
+            row = s.get(JobRow, job_id)
+            if row is None:
+                raise NotFoundError(f"job {job_id} not found", details={"job_id": job_id})
+            return self._job_from_row(row)
+
+        return self._run(fn, write=False)
+
+    def job_for_trial(self, trial_id: int, *, project: str | None = None) -> Job | None:
+        def fn(s: Session) -> Job | None:
+            self._load_one_trial(s, trial_id, project)
+            row = s.scalars(select(JobRow).where(JobRow.trial_id == trial_id)).one_or_none()
+            return self._job_from_row(row) if row is not None else None
+
+        return self._run(fn, write=False)
+
+    def list_jobs(
+        self,
+        *,
+        experiment_id: int | None = None,
+        states: Sequence[JobState] | None = None,
+        executor: str | None = None,
+        project: str | None = None,
+        limit: int | None = None,
+    ) -> list[Job]:
+        def fn(s: Session) -> list[Job]:
+            stmt = select(JobRow).order_by(JobRow.id.desc())
+            if experiment_id is not None:
+                stmt = stmt.where(JobRow.experiment_id == experiment_id)
+            if states:
+                stmt = stmt.where(JobRow.state.in_([JobState(x).value for x in states]))
+            if executor is not None:
+                stmt = stmt.where(JobRow.executor == executor)
+            if project is not None:
+                stmt = (
+                    stmt.join(ExperimentRow, ExperimentRow.id == JobRow.experiment_id)
+                    .join(ProjectRow, ProjectRow.id == ExperimentRow.project_id)
+                    .where(ProjectRow.name == project)
+                )
+            if limit is not None:
+                stmt = stmt.limit(limit)
+            return [self._job_from_row(r) for r in s.scalars(stmt)]
+
+        return self._run(fn, write=False)
+
+    def job_token_scope(self, token_hash: str) -> tuple[str, int] | None:
+        def fn(s: Session) -> tuple[str, int] | None:
+            row = s.execute(
+                select(ProjectRow.name, JobRow.trial_id)
+                .join(ExperimentRow, ExperimentRow.id == JobRow.experiment_id)
+                .join(ProjectRow, ProjectRow.id == ExperimentRow.project_id)
+                .where(
+                    JobRow.token_hash == token_hash,
+                    JobRow.state.in_([JobState.QUEUED.value, JobState.RUNNING.value]),
+                )
+            ).one_or_none()
+            return (row[0], row[1]) if row is not None else None
+
+        return self._run(fn, write=False)
+
+    def add_report(
+        self, trial_id: int, step: int | None, metrics: Mapping[str, float]
+    ) -> TrialReport:
+        def fn(s: Session) -> TrialReport:
+            if s.get(TrialRow, trial_id) is None:
+                raise NotFoundError(f"trial {trial_id} not found", details={"trial_id": trial_id})
+            row = TrialReportRow(trial_id=trial_id, step=step, metrics=dict(metrics), at=utcnow())
+            s.add(row)
+            s.flush()
+            return TrialReport(row.id, trial_id, step, dict(metrics), row.at)
+
+        return self._run(fn)
+
+    def list_reports(
+        self, trial_id: int, *, after: int = 0, project: str | None = None
+    ) -> list[TrialReport]:
+        def fn(s: Session) -> list[TrialReport]:
+            if project is not None:
+                self._load_one_trial(s, trial_id, project)
+            elif s.get(TrialRow, trial_id) is None:
+                raise NotFoundError(f"trial {trial_id} not found", details={"trial_id": trial_id})
+            rows = s.scalars(
+                select(TrialReportRow)
+                .where(TrialReportRow.trial_id == trial_id, TrialReportRow.id > after)
+                .order_by(TrialReportRow.id)
+            )
+            return [TrialReport(r.id, r.trial_id, r.step, dict(r.metrics), r.at) for r in rows]
+
+        return self._run(fn, write=False)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from assay.platform.errors import ObservationError
-from assay.service.deps import EngineDep, PrincipalDep, TrialId
+from assay.platform.errors import NotFoundError, ObservationError
+from assay.service.deps import EngineDep, JobPrincipalDep, PrincipalDep, TrialId
 from assay.service.schemas import (
     CompleteRequest,
     EventList,
@@ -77,8 +77,11 @@ def start(trial_id: TrialId, body: StartRequest, engine: EngineDep, who: Princip
 
 
 @router.post("/{trial_id}:heartbeat", response_model=TrialPublic)
-def heartbeat(trial_id: TrialId, body: HeartbeatRequest, engine: EngineDep, who: PrincipalDep):
-    """Extend a running trial's lease by ``lease_seconds`` from now."""
+def heartbeat(trial_id: TrialId, body: HeartbeatRequest, engine: EngineDep, who: JobPrincipalDep):
+    """Extend a running trial's lease by ``lease_seconds`` from now (a job's scoped token may
+    heartbeat its own trial)."""
+    if who.trial_scope is not None and who.trial_scope != trial_id:
+        raise NotFoundError(f"trial {trial_id} not found", details={"trial_id": trial_id})
     return TrialPublic.from_domain(
         engine.heartbeat(trial_id, body.lease_seconds, project=who.project)
     )

@@ -1,0 +1,172 @@
+"""Runs and jobs: start/pause/resume an experiment's run, list jobs, cancel a trial's job,
+intermediate reports (learning curves) and job logs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import FileResponse, PlainTextResponse
+
+from assay.platform.errors import NotFoundError
+from assay.platform.jobspec import JobState
+from assay.service.deps import (
+    EngineDep,
+    EventCursor,
+    ExperimentId,
+    JobPrincipalDep,
+    PrincipalDep,
+    TrialId,
+)
+from assay.service.jobs.base import tail
+from assay.service.schemas import (
+    JobList,
+    JobPublic,
+    ReportIn,
+    ReportList,
+    ReportPublic,
+    RunPublic,
+)
+
+router = APIRouter(tags=["jobs"])
+
+
+def _run(engine, experiment_id: int, project: str | None) -> RunPublic:  # type: ignore[no-untyped-def]
+    exp = engine.get_experiment(experiment_id, project=project)
+    counts: dict[str, int] = {}
+    for t in exp.trials:
+        counts[t.state.value] = counts.get(t.state.value, 0) + 1
+    active = engine.store.list_jobs(
+        experiment_id=experiment_id, states=[JobState.QUEUED, JobState.RUNNING]
+    )
+    return RunPublic(
+        experiment_id=exp.id, run_state=exp.run_state, status=exp.status,
+        parallelism=exp.config.job.parallelism if exp.config.job else 0,
+        active_jobs=len(active), trial_counts=counts,
+    )  # fmt: skip
+
+
+@router.get("/experiments/{experiment_id}/run", response_model=RunPublic)
+def get_run(experiment_id: ExperimentId, engine: EngineDep, who: PrincipalDep):
+    """The experiment's run: state, parallelism, active jobs, trials by state."""
+    return _run(engine, experiment_id, who.project)
+
+
+for _action in ("start", "pause", "resume"):
+
+    def _make(action: str):  # type: ignore[no-untyped-def]
+        def control(experiment_id: ExperimentId, engine: EngineDep, who: PrincipalDep):
+            engine.set_run(experiment_id, action, project=who.project)
+            return _run(engine, experiment_id, who.project)
+
+        control.__name__ = f"run_{action}"
+        control.__doc__ = {
+            "start": "Start running trials as jobs (up to the job spec's parallelism).",
+            "pause": "Launch no new jobs; running jobs finish.",
+            "resume": "Resume a paused (or stopped/failing) run.",
+        }[action]
+        return control
+
+    router.post(f"/experiments/{{experiment_id}}/run:{_action}", response_model=RunPublic)(
+        _make(_action)
+    )
+
+
+@router.get("/experiments/{experiment_id}/jobs", response_model=JobList)
+def experiment_jobs(
+    experiment_id: ExperimentId,
+    engine: EngineDep,
+    who: PrincipalDep,
+    state: Annotated[list[JobState] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
+):
+    engine.store.get_experiment_config(experiment_id, project=who.project)
+    jobs = engine.store.list_jobs(experiment_id=experiment_id, states=state, limit=limit)
+    return JobList(jobs=[JobPublic.from_domain(j) for j in jobs])
+
+
+@router.get("/jobs", response_model=JobList)
+def all_jobs(
+    engine: EngineDep,
+    who: PrincipalDep,
+    state: Annotated[list[JobState] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
+):
+    """Jobs across the caller's experiments, newest first (filter e.g. ``state=running``)."""
+    jobs = engine.store.list_jobs(states=state, project=who.project, limit=limit)
+    return JobList(jobs=[JobPublic.from_domain(j) for j in jobs])
+
+
+@router.get("/trials/{trial_id}/job", response_model=JobPublic)
+def trial_job(trial_id: TrialId, engine: EngineDep, who: PrincipalDep):
+    job = engine.store.job_for_trial(trial_id, project=who.project)
+    if job is None:
+        raise NotFoundError(f"trial {trial_id} has no job", details={"trial_id": trial_id})
+    reports = engine.store.list_reports(trial_id)
+    last = next((r.step for r in reversed(reports) if r.step is not None), None)
+    return JobPublic.from_domain(job, last)
+
+
+@router.post("/trials/{trial_id}:cancel", response_model=JobPublic | None)
+def cancel(trial_id: TrialId, engine: EngineDep, who: PrincipalDep):
+    """Kill the trial's job (its worker does so within a poll interval); the trial ends as
+    ``abandoned``. A trial with no job yet is abandoned at once."""
+    job = engine.cancel_trial(trial_id, project=who.project)
+    return JobPublic.from_domain(job) if job is not None else None
+
+
+def _scoped(who, trial_id: int) -> None:  # type: ignore[no-untyped-def]
+    if who.trial_scope is not None and who.trial_scope != trial_id:
+        raise NotFoundError(f"trial {trial_id} not found", details={"trial_id": trial_id})
+
+
+@router.post("/trials/{trial_id}/reports", response_model=ReportPublic, status_code=201)
+def add_report(trial_id: TrialId, body: ReportIn, engine: EngineDep, who: JobPrincipalDep):
+    """An intermediate report from inside a job (what ``assay.report(step=..., **m)`` sends)."""
+    _scoped(who, trial_id)
+    r = engine.report(trial_id, body.step, body.metrics, project=who.project)
+    return ReportPublic(id=r.id, trial_id=r.trial_id, step=r.step, metrics=r.metrics, at=r.at)
+
+
+@router.get("/trials/{trial_id}/reports", response_model=ReportList)
+def list_reports(trial_id: TrialId, engine: EngineDep, who: PrincipalDep, after: EventCursor = 0):
+    reports = engine.store.list_reports(trial_id, after=after, project=who.project)
+    return ReportList(
+        reports=[
+            ReportPublic(id=r.id, trial_id=r.trial_id, step=r.step, metrics=r.metrics, at=r.at)
+            for r in reports
+        ]
+    )
+
+
+def _log_path(engine, trial_id: int, project: str | None) -> str:  # type: ignore[no-untyped-def]
+    job = engine.store.job_for_trial(trial_id, project=project)
+    if job is None or not job.log_path:
+        raise NotFoundError(f"trial {trial_id} has no job log", details={"trial_id": trial_id})
+    return job.log_path
+
+
+@router.get("/trials/{trial_id}/log", response_class=PlainTextResponse)
+def log_tail(
+    trial_id: TrialId,
+    engine: EngineDep,
+    who: PrincipalDep,
+    tail_bytes: Annotated[int, Query(ge=1, le=10_000_000)] = 16_384,
+):
+    """The last ``tail_bytes`` of the job's stdout/stderr (plain text)."""
+    return PlainTextResponse(tail(_log_path(engine, trial_id, who.project), tail_bytes))
+
+
+@router.get("/trials/{trial_id}/log:download")
+def log_download(trial_id: TrialId, engine: EngineDep, who: PrincipalDep):
+    """The whole job log as a file."""
+    from pathlib import Path
+
+    path = Path(_log_path(engine, trial_id, who.project))
+    if not path.exists():
+        raise NotFoundError(
+            f"the log of trial {trial_id} is not on this server (it ran elsewhere; use a shared "
+            "ASSAY_LOG_DIR)",
+            details={"trial_id": trial_id},
+        )
+    return FileResponse(path, media_type="text/plain", filename=f"trial-{trial_id}.log")
