@@ -75,11 +75,14 @@ def _fit_predict(
     y = train[:, target]
     if len(np.unique(y)) < 2:  # a synthetic table with one class predicts that class
         return np.full(test.shape[0], y[0] if len(y) else 0)
+    from threadpoolctl import threadpool_limits
+
     clf = LogisticRegression(max_iter=300, C=1.0)
-    with warnings.catch_warnings():
+    # one BLAS thread: on a shared small machine, threaded BLAS in lbfgs is ~100x slower
+    with warnings.catch_warnings(), threadpool_limits(1):
         warnings.simplefilter("ignore")  # convergence notices on tiny tables
         clf.fit(_one_hot(train, sizes, target), y)
-    return clf.predict(_one_hot(test, sizes, target))
+        return clf.predict(_one_hot(test, sizes, target))
 
 
 def tstr_accuracy(
