@@ -1,4 +1,4 @@
-"""Generative workloads train small torch models: one thread each (two cores, shared)."""
+"""The DP tabular tests train small torch models: one thread each (two cores, shared)."""
 
 from __future__ import annotations
 
