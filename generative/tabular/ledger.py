@@ -24,7 +24,7 @@ Example:
     >>> ledger = InMemoryPrivacyLedger()
     >>> _ = ledger.set_budget("hie", epsilon=4.0, delta=1e-5)
     >>> _ = ledger.charge("hie", 3.0, 1e-6, release_id="r1")
-    >>> ledger.charge("hie", 3.0, 1e-6, release_id="r2")
+    >>> ledger.charge("hie", 3.0, 1e-6, release_id="r2")  # doctest: +IGNORE_EXCEPTION_DETAIL
     Traceback (most recent call last):
     ...
     assay.generative.tabular.ledger.PrivacyBudgetExceededError: dataset 'hie': release 'r2' needs epsilon=3, delta=1e-06 but only epsilon=1, delta=9e-06 remain of the budget (epsilon=4, delta=1e-05)
