@@ -16,7 +16,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q "$(TORCH_SPEC)"
-	$(PIP) install -q -e ".[dev,generative,ray,slurm]"
+	$(PIP) install -q -e ".[dev,generative,privacy,ray,slurm]"
 	@touch $(STAMP)
 
 lint: venv

@@ -264,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--batch", type=int, default=1)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_cmd_demo)
+    from assay.service.cli_synth import add_synth_parser
+
+    add_synth_parser(sub)  # `assay synth ...`: DP synthetic tables (issue 9)
     return parser
 
 
