@@ -1,0 +1,5 @@
+"""A job that does nothing (for dispatch benchmarks): returns its parameter."""
+
+
+def run(params: dict) -> dict:
+    return {"y": float(params["x"])}
