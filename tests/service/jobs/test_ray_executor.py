@@ -45,7 +45,13 @@ def ray_cluster(tmp_path_factory):
     d = tmp_path_factory.mktemp("rayjobs")
     (d / "rayjobs.py").write_text(textwrap.dedent(JOB))
     port = 6300 + os.getpid() % 500
-    env = {**os.environ, "PYTHONPATH": str(d), "RAY_USAGE_STATS_ENABLED": "0"}
+    # Token auth off explicitly: a ~/.ray/auth_token left by another Ray run must not matter.
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(d),
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_AUTH_MODE": "disabled",
+    }
     head = subprocess.Popen(
         [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
          "--num-cpus", "2", "--include-dashboard", "false", "--port", str(port),
@@ -70,13 +76,13 @@ def worker(url: str, address: str, env: dict, tmp_path) -> subprocess.Popen:  # 
     )  # fmt: skip
 
 
-def wait(pred, timeout: float = 90.0) -> None:  # type: ignore[no-untyped-def]
+def wait(pred, timeout: float = 120.0, log: Path | None = None) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if pred():
             return
         time.sleep(0.3)
-    raise AssertionError("timed out")
+    raise AssertionError("timed out\n" + (log.read_text()[-4000:] if log and log.exists() else ""))
 
 
 @pytest.mark.slow
@@ -99,7 +105,7 @@ def test_ray_jobs_succeed_fail_and_survive_a_worker_restart(ray_cluster, tmp_pat
     bad = make("bad", "fails", parallelism=1, max_trials=1)
     w = worker(url, address, env, tmp_path)
     try:
-        wait(lambda: store.get_experiment(ok).run_state == "done")
+        wait(lambda: store.get_experiment(ok).run_state == "done", log=tmp_path / "worker.log")
         for t in store.list_trials(ok):
             assert t.state is TrialState.COMPLETED and t.values["y"].mean == pytest.approx(
                 t.parameters["x"] + 1
