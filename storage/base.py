@@ -80,7 +80,10 @@ class ExperimentSummary:
 
 
 class ExperimentLock(ABC):
-    """The unit of work of one ask: a locked, fresh snapshot of the experiment."""
+    """The unit of work of one ask: a locked, fresh snapshot of the experiment.
+
+    ``experiment`` is read-only: backends may share its trial objects with their caches.
+    """
 
     experiment: Experiment
 

@@ -20,6 +20,7 @@ Transactions and concurrency:
 from __future__ import annotations
 
 import contextlib
+import copy
 import fcntl
 import logging
 import os
@@ -200,9 +201,12 @@ class _SqlLock(ExperimentLock):
                     TrialRow.experiment_id == exp_id
                 )
             )
+            names = {name for spec in trials for name, _ in spec.arms}
             arm_ids = dict(
                 s.execute(
-                    select(ArmRow.name, ArmRow.id).where(ArmRow.experiment_id == exp_id)
+                    select(ArmRow.name, ArmRow.id).where(
+                        ArmRow.experiment_id == exp_id, ArmRow.name.in_(names)
+                    )
                 ).all()
             )
             ids = []
@@ -243,7 +247,7 @@ class _SqlLock(ExperimentLock):
                 values["model_state"] = dict(model_state)
             s.execute(update(ExperimentRow).where(ExperimentRow.id == exp_id).values(**values))
             s.flush()
-            return [self._store._load_trial(s, i) for i in ids]
+            return [self._store._load_one_trial(s, i, None)[0] for i in ids]
 
         return self._write(fn)
 
@@ -283,6 +287,9 @@ class SqlStore(Store):
         )
         self._write = sessionmaker(write_bind, expire_on_commit=False)
         self._thread_locks: dict[int, threading.Lock] = {}
+        self._cache_lock = threading.Lock()
+        self._configs: dict[int, ExperimentConfig] = {}
+        self._trial_cache: dict[int, dict[int, tuple[tuple, Trial]]] = {}
         self._thread_locks_guard = threading.Lock()
         db = self.engine.url.database
         self._lock_dir = (
@@ -464,13 +471,15 @@ class SqlStore(Store):
             raise NotFoundError(f"trial {trial_id} not found", details={"trial_id": trial_id})
         return found[0]
 
-    def _load_experiment(self, s: Session, row: ExperimentRow, project: str) -> Experiment:
+    def _load_experiment(
+        self, s: Session, row: ExperimentRow, project: str, *, private: bool = False
+    ) -> Experiment:
+        """``private`` snapshots (asks under the lock, never handed to users) share the
+        cached trial objects instead of copying them."""
         return Experiment(
             id=row.id,
-            config=ExperimentConfig.from_dict(row.config),
-            trials=self._load_trials(
-                s, select(TrialRow.id).where(TrialRow.experiment_id == row.id)
-            ),
+            config=self._config_for(row),
+            trials=self._experiment_trials(s, row.id, copy_trials=not private),
             status=ExperimentStatus(row.status),
             project=project,
             generator_state=dict(row.generator_state or {}),
@@ -479,6 +488,51 @@ class SqlStore(Store):
             created_at=row.created_at,
             updated_at=row.updated_at,
         )
+
+    def _config_for(self, row: ExperimentRow) -> ExperimentConfig:
+        """Parsed configurations are cached: they never change after creation."""
+        with self._cache_lock:
+            config = self._configs.get(row.id)
+        if config is None:
+            config = ExperimentConfig.from_dict(row.config)
+            with self._cache_lock:
+                self._configs[row.id] = config
+        return copy.deepcopy(config)
+
+    def _experiment_trials(
+        self, s: Session, experiment_id: int, *, copy_trials: bool = True
+    ) -> list[Trial]:
+        """All trials of an experiment, re-reading only those that changed.
+
+        Every change of a trial row (state, observations — written with the completion —
+        reason) sets ``updated_at``; leases change ``lease_expires_at``; arms never change.
+        So a light ``(id, updated_at, lease)`` scan tells which cached trials are current and
+        only new or changed trials are loaded in full: an ask on an experiment with thousands
+        of trials costs one narrow query plus the handful of trials that moved. Callers get
+        copies, so nothing they do can touch the cache.
+        """
+        keys = s.execute(
+            select(TrialRow.id, TrialRow.updated_at, TrialRow.lease_expires_at)
+            .where(TrialRow.experiment_id == experiment_id)
+            .order_by(TrialRow.index)
+        ).all()
+        with self._cache_lock:
+            cache = self._trial_cache.setdefault(experiment_id, {})
+            stale = [k.id for k in keys if cache.get(k.id, (None,))[0] != (k[1], k[2])]
+        if stale:
+            stmt = select(TrialRow.id).where(TrialRow.experiment_id == experiment_id)
+            if len(stale) < 500:
+                stmt = stmt.where(TrialRow.id.in_(stale))
+            fresh = {t.id: t for t in self._load_trials(s, stmt)}
+            with self._cache_lock:
+                for k in keys:
+                    if k.id in fresh:
+                        cache[k.id] = ((k[1], k[2]), fresh[k.id])
+                for gone in set(cache) - {k.id for k in keys}:
+                    del cache[gone]
+        with self._cache_lock:
+            trials = [cache[k.id][1] for k in keys if k.id in cache]
+        return [_copy_trial(t) for t in trials] if copy_trials else trials
 
     # -- experiments -------------------------------------------------------------------------
     def _project_id(self, s: Session, name: str) -> int:
@@ -600,7 +654,9 @@ class SqlStore(Store):
                         if _is_transient(e):
                             raise TransientStorageError("experiment is busy; retry") from e
                         raise
-                    yield _SqlLock(self, session, self._load_experiment(session, row, pname))
+                    yield _SqlLock(
+                        self, session, self._load_experiment(session, row, pname, private=True)
+                    )
             except IntegrityError as e:
                 raise ConflictError(
                     "a concurrent request created the same trial; retry the ask"
@@ -609,8 +665,12 @@ class SqlStore(Store):
                 session.close()
             return
         with self._thread_lock(experiment_id), self._file_lock(experiment_id):
-            experiment = self.get_experiment(experiment_id, project=project)
-            yield _SqlLock(self, None, experiment)
+
+            def snapshot(s: Session) -> Experiment:
+                row, pname = self._experiment_row(s, experiment_id, project)
+                return self._load_experiment(s, row, pname, private=True)
+
+            yield _SqlLock(self, None, self._run(snapshot, write=False))
 
     @contextlib.contextmanager
     def _file_lock(self, experiment_id: int) -> Iterator[None]:
@@ -1047,3 +1107,15 @@ class SqlStore(Store):
             return [TrialReport(r.id, r.trial_id, r.step, dict(r.metrics), r.at) for r in rows]
 
         return self._run(fn, write=False)
+
+
+def _copy_trial(t: Trial) -> Trial:
+    """A copy that shares nothing mutable with ``t`` (cheaper than ``deepcopy``)."""
+    return Trial(
+        id=t.id, experiment_id=t.experiment_id, index=t.index,
+        arms=[Arm(a.name, dict(a.parameters)) for a in t.arms], state=t.state,
+        generator=t.generator,
+        observations={arm: dict(obs) for arm, obs in t.observations.items()},
+        created_at=t.created_at, updated_at=t.updated_at, lease_expires_at=t.lease_expires_at,
+        reason=t.reason, metadata=copy.deepcopy(t.metadata),
+    )  # fmt: skip
