@@ -6,6 +6,8 @@ queries. JSON columns are ``JSONB`` on PostgreSQL and ``JSON`` (text) on SQLite.
 Arms are per experiment and shared by trials through ``trial_arms`` (an arm re-deployed in
 several batches, e.g. the control, is one row). Observations are keyed by
 ``(trial, arm, metric)``. ``trial_events`` is append-only: every state change writes one row.
+``privacy_budgets`` / ``privacy_charges`` hold the per-(project, dataset) privacy ledger
+(:mod:`assay.storage.privacy_ledger`).
 """
 
 from __future__ import annotations

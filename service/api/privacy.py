@@ -389,6 +389,13 @@ def create_release(
     who: PrincipalDep,
 ):
     """Release a DP synthetic copy of a table (202 + ``Location``; poll the status URL)."""
+    import importlib.util
+
+    for module in ("pandas", "opacus") if body.method == "lm" else ("pandas",):
+        if importlib.util.find_spec(module) is None:
+            raise UnsupportedError(
+                f"DP releases need {module!r} on the server: pip install 'assay[privacy]'"
+            )
     from assay.generative.tabular.ledger import PrivacyBudgetExceededError
     from assay.generative.tabular.schema import RowCodec, TableSchema
     from assay.generative.tabular.train import TrainConfig
