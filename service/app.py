@@ -42,7 +42,7 @@ from assay.platform.errors import (
     UnsupportedError,
     ValidationError,
 )
-from assay.service.api import experiments, jobs, trials
+from assay.service.api import experiments, jobs, privacy, trials
 from assay.service.auth import KeyResolver
 from assay.service.engine import Engine
 from assay.service.schemas import ErrorResponse
@@ -203,6 +203,7 @@ def create_app(
     app.include_router(experiments.router, prefix="/api/v1")
     app.include_router(trials.router, prefix="/api/v1")
     app.include_router(jobs.router, prefix="/api/v1")
+    app.include_router(privacy.router, prefix="/api/v1")  # budgets, DP synthetic releases
     return app
 
 

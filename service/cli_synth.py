@@ -7,20 +7,31 @@
         --out synthetic.csv                                    # + synthetic.csv.privacy.json
     assay synth status hie                                     # budget, spend, releases
 
-The ledger is a JSON file (``--ledger``, default ``$ASSAY_PRIVACY_LEDGER`` or
-``.assay/privacy_ledger.json``) until the SQL store takes over. A release that does not fit the
-remaining budget is refused (exit status 3) and nothing is written. CSV always works; Parquet
-needs ``pyarrow``.
+Where the budgets live:
+
+* **the Assay database** when a database URL is given (``--database-url`` or
+  ``$ASSAY_DATABASE_URL``) and ``--ledger`` is not: the same ``privacy_budgets`` /
+  ``privacy_charges`` tables the REST API (``/api/v1/datasets/{name}/privacy-budget``) charges,
+  in the project named by ``--project`` (default ``default``). The schema must be current
+  (``assay db upgrade``).
+* **a JSON file** otherwise, for offline use on one machine: ``--ledger``, else
+  ``$ASSAY_PRIVACY_LEDGER``, else ``.assay/privacy_ledger.json``. It has the same semantics
+  (the shared suite runs on every backend) but is not shared with a server.
+
+A release that does not fit the remaining budget is refused (exit status 3) and nothing is
+written. CSV always works; Parquet needs ``pyarrow``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +41,29 @@ DEFAULT_LEDGER = ".assay/privacy_ledger.json"
 EXIT_ERROR, EXIT_BUDGET = 2, 3
 
 
-def _ledger(args: argparse.Namespace):
+@contextlib.contextmanager
+def _ledger(args: argparse.Namespace) -> Iterator[Any]:
+    """The SQL ledger when a database URL is given and ``--ledger`` is not; else the JSON file."""
     from assay.generative.tabular.ledger import JsonFilePrivacyLedger
 
-    return JsonFilePrivacyLedger(
-        args.ledger or os.environ.get("ASSAY_PRIVACY_LEDGER") or DEFAULT_LEDGER
-    )
+    if args.ledger and args.database_url:
+        raise ValidationError(
+            "give --ledger (a JSON file) or --database-url (the Assay database), not both",
+            field="ledger",
+        )
+    url = None if args.ledger else args.database_url or os.environ.get("ASSAY_DATABASE_URL")
+    if not url:
+        yield JsonFilePrivacyLedger(
+            args.ledger or os.environ.get("ASSAY_PRIVACY_LEDGER") or DEFAULT_LEDGER
+        )
+        return
+    from assay.storage.factory import open_store
+
+    store = open_store(url, migrate=False)
+    try:
+        yield store.privacy_ledger(args.project)
+    finally:
+        store.close()
 
 
 def _is_parquet(path: str) -> bool:
@@ -104,22 +132,23 @@ def _cmd_release(args: argparse.Namespace) -> int:
         d_model=args.d_model,
         n_layers=args.n_layers,
     )
-    ledger = None if args.no_ledger else _ledger(args)
-    if ledger is not None and not args.dataset:
+    if not args.no_ledger and not args.dataset:
         raise ValidationError("--dataset names the ledger entry to charge", field="dataset")
-    release = release_synthetic(
-        schema,
-        table,
-        epsilon=args.epsilon,
-        delta=args.delta,
-        method=args.method,
-        n_rows=args.rows,
-        config=config,
-        ledger=ledger,
-        dataset=args.dataset,
-        release_id=args.release_id,
-        seed=args.seed,
-    )
+    with contextlib.ExitStack() as stack:
+        ledger = None if args.no_ledger else stack.enter_context(_ledger(args))
+        release = release_synthetic(
+            schema,
+            table,
+            epsilon=args.epsilon,
+            delta=args.delta,
+            method=args.method,
+            n_rows=args.rows,
+            config=config,
+            ledger=ledger,
+            dataset=args.dataset,
+            release_id=args.release_id,
+            seed=args.seed,
+        )
     write_table(release.rows, schema.names, args.out)
     report_path = args.report or f"{args.out}.privacy.json"
     Path(report_path).write_text(json.dumps(release.report, indent=2))
@@ -140,15 +169,16 @@ def _cmd_release(args: argparse.Namespace) -> int:
 
 
 def _cmd_budget(args: argparse.Namespace) -> int:
-    st = _ledger(args).set_budget(args.dataset, args.epsilon, args.delta)
+    with _ledger(args) as ledger:
+        st = ledger.set_budget(args.dataset, args.epsilon, args.delta)
     print(json.dumps(st.to_dict(), indent=2))
     return 0
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    ledger = _ledger(args)
-    out = ledger.status(args.dataset).to_dict()
-    out["charges"] = [c.__dict__ for c in ledger.charges(args.dataset)]
+    with _ledger(args) as ledger:
+        out = ledger.status(args.dataset).to_dict()
+        out["charges"] = [c.__dict__ for c in ledger.charges(args.dataset)]
     print(json.dumps(out, indent=2))
     return 0
 
@@ -175,7 +205,17 @@ def add_synth_parser(sub: argparse._SubParsersAction) -> None:
     ssub = synth.add_subparsers(dest="synth_command", required=True)
 
     def ledger_arg(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--ledger", help=f"ledger JSON file (default {DEFAULT_LEDGER})")
+        p.add_argument(
+            "--ledger",
+            help="offline ledger in a JSON file; used unless a database URL is given "
+            f"(default $ASSAY_PRIVACY_LEDGER or {DEFAULT_LEDGER})",
+        )
+        p.add_argument(
+            "--database-url",
+            help="keep budgets in the Assay database (default $ASSAY_DATABASE_URL, unless "
+            "--ledger is given)",
+        )
+        p.add_argument("--project", default="default", help="project of the budget (database)")
 
     rel = ssub.add_parser("release", help="release a DP synthetic copy of a CSV/Parquet table")
     rel.add_argument("input", help="private table (.csv, or .parquet with pyarrow)")

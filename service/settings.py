@@ -16,7 +16,9 @@ class Settings(BaseSettings):
     keys are required unless the server binds to a loopback address; ``keys``; ``none``),
     ``ASSAY_REAPER_INTERVAL_S`` (``10``), ``ASSAY_ORCHESTRATOR`` (run trial jobs inside the
     server, ``true``), ``ASSAY_LOG_DIR`` (job logs, ``.assay/logs``), ``ASSAY_LOCAL_CPUS``
-    (CPU slots of the local executor; default all cores).
+    (CPU slots of the local executor; default all cores), ``ASSAY_RELEASE_DIR`` (DP synthetic
+    releases, ``.assay/releases``), ``ASSAY_DATA_DIR`` (server-side tables a release may name,
+    one folder per project, ``.assay/data``).
     """
 
     model_config = SettingsConfigDict(env_prefix="ASSAY_", extra="ignore")
@@ -31,6 +33,9 @@ class Settings(BaseSettings):
     orchestrator: bool = True
     log_dir: str = ".assay/logs"
     local_cpus: float | None = None
+    #: DP synthetic releases (issue 9): where releases are written / tables are read from.
+    release_dir: str = ".assay/releases"
+    data_dir: str = ".assay/data"
 
     @property
     def loopback(self) -> bool:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from assay.platform.experiment import (
     Experiment,
@@ -27,6 +27,9 @@ from assay.platform.experiment import (
     TrialState,
 )
 from assay.platform.jobspec import Job, JobState, TrialReport
+
+if TYPE_CHECKING:
+    from assay.generative.tabular.ledger import PrivacyLedger
 
 
 @dataclass
@@ -295,6 +298,13 @@ class Store(ABC):
         self, trial_id: int, *, after: int = 0, project: str | None = None
     ) -> list[TrialReport]:
         """A trial's reports in order (``id > after``)."""
+
+    # -- privacy ---------------------------------------------------------------------------
+    def privacy_ledger(self, project: str = "default") -> PrivacyLedger:
+        """The project's privacy budgets (:mod:`assay.generative.tabular.ledger` semantics)."""
+        from assay.platform.errors import UnsupportedError
+
+        raise UnsupportedError(f"{type(self).__name__} has no privacy ledger")
 
     def close(self) -> None:  # noqa: B027
         """Release connections."""

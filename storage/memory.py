@@ -110,6 +110,7 @@ class MemoryStore(Store):
         self._experiment_ids = itertools.count(1)
         self._trial_ids = itertools.count(1)
         self._event_ids = itertools.count(1)
+        self._privacy_ledgers: dict[str, Any] = {}
 
     # -- helpers -----------------------------------------------------------------------------
     def _get(self, experiment_id: int, project: str | None) -> Experiment:
@@ -474,3 +475,11 @@ class MemoryStore(Store):
         with self._lock:
             self._trial(trial_id, project)
             return [copy.deepcopy(r) for r in self._reports.get(trial_id, []) if r.id > after]
+
+    # -- privacy -------------------------------------------------------------------------------
+    def privacy_ledger(self, project: str = "default") -> Any:
+        """An in-memory ledger per project (it lives as long as this store)."""
+        from assay.generative.tabular.ledger import InMemoryPrivacyLedger
+
+        with self._lock:
+            return self._privacy_ledgers.setdefault(project, InMemoryPrivacyLedger())

@@ -6,6 +6,8 @@ queries. JSON columns are ``JSONB`` on PostgreSQL and ``JSON`` (text) on SQLite.
 Arms are per experiment and shared by trials through ``trial_arms`` (an arm re-deployed in
 several batches, e.g. the control, is one row). Observations are keyed by
 ``(trial, arm, metric)``. ``trial_events`` is append-only: every state change writes one row.
+``privacy_budgets`` / ``privacy_charges`` hold the per-(project, dataset) privacy ledger
+(:mod:`assay.storage.privacy_ledger`).
 """
 
 from __future__ import annotations
@@ -217,3 +219,32 @@ class TrialReportRow(Base):
     step: Mapped[int | None] = mapped_column(Integer, nullable=True)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSONType)
     at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class PrivacyBudgetRow(Base):
+    """A dataset's (ε, δ) privacy budget in a project (see :mod:`assay.storage.privacy`)."""
+
+    __tablename__ = "privacy_budgets"
+    __table_args__ = (UniqueConstraint("project_id", "dataset"),)
+    id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    dataset: Mapped[str] = mapped_column(String(200))
+    epsilon: Mapped[float] = mapped_column(Float)
+    delta: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class PrivacyChargeRow(Base):
+    """One release charged against a budget; ``release_id`` is its idempotency key."""
+
+    __tablename__ = "privacy_charges"
+    __table_args__ = (UniqueConstraint("budget_id", "release_id"),)
+    id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
+    budget_id: Mapped[int] = mapped_column(ForeignKey("privacy_budgets.id", ondelete="CASCADE"))
+    release_id: Mapped[str] = mapped_column(String(200))
+    epsilon: Mapped[float] = mapped_column(Float)
+    delta: Mapped[float] = mapped_column(Float)
+    description: Mapped[str] = mapped_column(Text)
+    charge_metadata: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

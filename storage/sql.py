@@ -314,6 +314,12 @@ class SqlStore(Store):
     def close(self) -> None:
         self.engine.dispose()
 
+    def privacy_ledger(self, project: str = "default") -> Any:
+        """The project's budgets in this database (:mod:`assay.storage.privacy_ledger`)."""
+        from assay.storage.privacy_ledger import SqlPrivacyLedger
+
+        return SqlPrivacyLedger(self, project)
+
     @property
     def schema_revision(self) -> str | None:
         return current_revision(self.engine)

@@ -1,7 +1,7 @@
 """Privacy ledger: a per-dataset (ε, δ) budget that every release is charged against.
 
-Semantics every backend implements (in memory here, a JSON file for the CLI, SQL later in
-``assay.storage``), checked by one shared test suite:
+Semantics every backend implements (in memory here, a JSON file for the offline CLI, SQL in
+:mod:`assay.storage.privacy_ledger`), checked by one shared test suite:
 
 * ``set_budget(dataset, epsilon, delta)`` creates a dataset's budget or changes it; a budget
   can never be set below what has already been spent (``ConflictError``).
@@ -282,7 +282,7 @@ class InMemoryPrivacyLedger(PrivacyLedger):
 
 
 class JsonFilePrivacyLedger(PrivacyLedger):
-    """A ledger in one JSON file, for the ``assay synth`` CLI until the SQL store exists.
+    """A ledger in one JSON file: ``assay synth`` offline, when no database URL is given.
 
     Every operation takes an exclusive ``fcntl`` lock on ``<path>.lock``, reads the file,
     applies the change and replaces the file atomically (write to a temporary file, fsync,

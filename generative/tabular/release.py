@@ -1,6 +1,7 @@
 """One DP synthetic release: fit, charge the ledger, sample, and write the privacy report.
 
-:func:`release_synthetic` is what ``assay synth`` (and later the REST endpoint) calls. Order of
+:func:`release_synthetic` is what ``assay synth`` and the REST endpoint
+(``POST /api/v1/datasets/{name}/synthetic-releases``) call. Order of
 operations, chosen so that a refused release stores nothing and no output escapes unpaid:
 
 1. validate the request and check the ledger has room (cheap pre-flight, before training);

@@ -1,5 +1,5 @@
-"""One behavioural suite for every PrivacyLedger backend (in-memory, JSON file; the SQL backend
-in ``assay.storage`` should join the ``ledger`` fixture's params)."""
+"""One behavioural suite for every PrivacyLedger backend: in memory, a JSON file, and the SQL
+ledger of ``assay.storage`` on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -18,11 +18,23 @@ from assay.generative.tabular.ledger import (
 from assay.platform.errors import ConflictError, NotFoundError, ValidationError
 
 
-@pytest.fixture(params=["memory", "json"])
-def ledger(request, tmp_path: Path) -> PrivacyLedger:
+@pytest.fixture(params=["memory", "json", "sqlite", "postgresql"])
+def ledger(request, tmp_path: Path):
     if request.param == "memory":
-        return InMemoryPrivacyLedger()
-    return JsonFilePrivacyLedger(tmp_path / "ledger.json")
+        yield InMemoryPrivacyLedger()
+    elif request.param == "json":
+        yield JsonFilePrivacyLedger(tmp_path / "ledger.json")
+    else:
+        from assay.storage.privacy_ledger import SqlPrivacyLedger
+
+        url = (
+            f"sqlite:///{tmp_path / 'ledger.db'}"
+            if request.param == "sqlite"
+            else request.getfixturevalue("postgres_url")
+        )
+        sql_ledger = SqlPrivacyLedger.from_url(url, migrate=True)
+        yield sql_ledger
+        sql_ledger.close()
 
 
 def _snapshot(ledger: PrivacyLedger, dataset: str):
