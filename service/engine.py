@@ -21,6 +21,7 @@ from assay.platform.errors import (
     ConflictError,
     InvalidTransitionError,
     ObservationError,
+    StorageError,
     ValidationError,
 )
 from assay.platform.experiment import (
@@ -38,6 +39,8 @@ from assay.storage.base import ExperimentSummary, NewTrial, Store, TrialEvent, n
 log = logging.getLogger("assay.engine")
 
 MAX_ASK = 100
+#: Whole-ask attempts when the database stays busy (each attempt already retried inside).
+ASK_ATTEMPTS = 3
 
 
 def _derive_seed(base: int, salt: int) -> int:
@@ -134,20 +137,27 @@ class Engine:
             )
         if lease_seconds is not None and not 0 < lease_seconds <= 7 * 86400:
             raise ValidationError("lease_seconds must be in (0, 604800]", field="lease_seconds")
-        with self.store.lock_experiment(experiment_id, project=project) as lock:
-            if idempotency_key is not None:
-                previous = lock.trials_for_key(idempotency_key)
-                if previous is not None:
-                    return previous
-            exp = lock.experiment
-            if exp.status is not ExperimentStatus.ACTIVE:
-                raise ConflictError(
-                    f"experiment {experiment_id} is {exp.status.value}; only active experiments "
-                    "take asks",
-                    details={"status": exp.status.value},
-                )
-            n = self._within_budget(exp, n)
-            return self._generate(lock, n, start, lease_seconds, idempotency_key, actor)
+        for attempt in range(1, ASK_ATTEMPTS + 1):
+            try:
+                with self.store.lock_experiment(experiment_id, project=project) as lock:
+                    if idempotency_key is not None:
+                        previous = lock.trials_for_key(idempotency_key)
+                        if previous is not None:
+                            return previous
+                    exp = lock.experiment
+                    if exp.status is not ExperimentStatus.ACTIVE:
+                        raise ConflictError(
+                            f"experiment {experiment_id} is {exp.status.value}; only active "
+                            "experiments take asks",
+                            details={"status": exp.status.value},
+                        )
+                    n = self._within_budget(exp, n)
+                    return self._generate(lock, n, start, lease_seconds, idempotency_key, actor)
+            except StorageError as e:  # deadlock/serialization/busy after the store's retries
+                if attempt == ASK_ATTEMPTS or e.code != "storage_busy":
+                    raise
+                log.info("ask on experiment %s retried after: %s", experiment_id, e)
+        raise AssertionError("unreachable")
 
     def _generate(
         self,
