@@ -47,10 +47,9 @@ import torch
 from botorch.models import ModelListGP, SingleTaskGP
 from torch import Tensor
 
-from assay.platform.analysis import Z95, best_arm
-from assay.platform.errors import ModelFitError, NotFoundError, ValidationError
+from assay.platform.analysis import Z95
+from assay.platform.errors import ModelFitError, ValidationError
 from assay.platform.experiment import Experiment, TrialState
-from assay.platform.generators.noisy_ei import probability_feasible
 from assay.platform.models import (
     FittedModel,
     MetricData,
@@ -107,10 +106,40 @@ class AnalysisModel:
     data: dict[str, MetricData]
     fit_points: int
     notes: list[str] = field(default_factory=list)
+    _solves: dict[str, tuple[Tensor, Tensor, Tensor, Tensor]] = field(
+        default_factory=dict, repr=False
+    )
 
     @property
     def n_observations(self) -> int:
         return self.data[self.experiment.config.objective.name].n
+
+    def gp(self, metric: str) -> SingleTaskGP:
+        if metric not in self.fitted.metrics:
+            raise ValidationError(f"metric {metric!r} is not modelled", field="metric")
+        return self.fitted.model.models[self.fitted.output_index(metric)]
+
+    def solve(self, metric: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(y, noise, α, diag K⁻¹)`` of one metric's GP in standardized units (cached):
+        one Cholesky factorisation serves LOO and the posterior at the observations."""
+        if metric not in self._solves:
+            self._solves[metric] = _solve(self.gp(metric))
+        return self._solves[metric]
+
+    def observed_posterior(self, metric: str) -> tuple[list[tuple[int, str]], Tensor, Tensor]:
+        """Posterior mean and variance of the latent ``metric`` at its own observations, in
+        the metric's units, keyed by ``(trial index, arm name)``.
+
+        At training inputs ``f̄ = y − Σα`` and ``Var f = σ² − σ⁴ [K⁻¹]_ii`` (Σ = diag σ²), so
+        no cross-covariance with the ``n`` points is needed.
+        """
+        y, noise, alpha, kinv_diag = self.solve(metric)
+        mean_s = y - noise * alpha
+        var_s = (noise - noise**2 * kinv_diag).clamp_min(0.0)
+        tf = self.gp(metric).outcome_transform
+        mean, std = tf.means.reshape(-1)[0], tf.stdvs.reshape(-1)[0]
+        keys = [(t.index, a.name) for t, a, o in self.experiment.observed() if metric in o]
+        return keys, (mean_s * std + mean).detach(), (var_s * std**2).detach()
 
 
 def fit_analysis_model(
@@ -208,8 +237,8 @@ class CrossValidation:
         return len(self.observed)
 
 
-def _loo_one(gp: SingleTaskGP) -> tuple[Tensor, Tensor]:
-    """Closed-form LOO mean/variance of the *standardized* training targets of one GP."""
+def _solve(gp: SingleTaskGP) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(y, noise, α = K⁻¹(y − m), diag K⁻¹)`` of one GP, standardized units."""
     X = gp.train_inputs[0]
     y = gp.train_targets
     with torch.no_grad(), exact_inference():
@@ -225,10 +254,10 @@ def _loo_one(gp: SingleTaskGP) -> tuple[Tensor, Tensor]:
             jitter *= 10
         else:
             raise ModelFitError("the covariance matrix is not positive definite")
-        Kinv = torch.cholesky_inverse(L)
-        alpha = Kinv @ (y - prior_mean)
-        d = Kinv.diagonal()
-        return y - alpha / d, 1.0 / d
+        # diag K⁻¹ = column sums of (L⁻¹)²: one triangular solve, no full inverse.
+        Linv = torch.linalg.solve_triangular(L, torch.eye(L.shape[0], dtype=L.dtype), upper=False)
+        alpha = torch.cholesky_solve((y - prior_mean).unsqueeze(-1), L).squeeze(-1)
+        return y.detach(), noise.detach(), alpha, (Linv**2).sum(dim=0)
 
 
 def loo_cross_validation(
@@ -248,10 +277,9 @@ def loo_cross_validation(
     """
     out = {}
     for m in metrics or am.fitted.metrics:
-        if m not in am.fitted.metrics:
-            raise ValidationError(f"metric {m!r} is not modelled", field="metric")
-        gp = am.fitted.model.models[am.fitted.output_index(m)]
-        mu_s, var_s = _loo_one(gp)
+        gp = am.gp(m)
+        y_s, _, alpha, kinv_diag = am.solve(m)
+        mu_s, var_s = y_s - alpha / kinv_diag, 1.0 / kinv_diag
         tf = gp.outcome_transform
         mean, std = float(tf.means.reshape(-1)[0]), float(tf.stdvs.reshape(-1)[0])
         mu = mu_s * std + mean
@@ -276,11 +304,11 @@ def loo_cross_validation(
 # -- the reference point and encodings ---------------------------------------------------------
 def reference_parameters(am: AnalysisModel) -> dict[str, Any]:
     """The recommended arm's parameters (the point slices and contours pass through)."""
-    try:
-        return dict(best_arm(am.experiment, fitted=am.fitted).parameters)
-    except NotFoundError:  # pragma: no cover - a fitted model implies observations
-        space = am.experiment.search_space
-        return space.from_unit_row([0.5] * space.compact_dim)
+    rec = recommended_arm(am)
+    if rec is not None:
+        return dict(rec["parameters"])
+    space = am.experiment.search_space  # pragma: no cover - a fitted model implies data
+    return space.from_unit_row([0.5] * space.compact_dim)
 
 
 def _block(am: AnalysisModel, name: str) -> tuple[Parameter, int, int]:
@@ -313,10 +341,93 @@ def _axis(p: Parameter, n_points: int) -> tuple[list[Any], Tensor]:
     return [p.decode(float(x)) for x in u], u.unsqueeze(-1)
 
 
-def _predict(am: AnalysisModel, X: Tensor) -> tuple[Tensor, Tensor]:
-    with exact_inference(), warnings.catch_warnings():
+def _predict(
+    am: AnalysisModel, X: Tensor, metrics: Sequence[str]
+) -> dict[str, tuple[Tensor, Tensor]]:
+    """Latent posterior mean and variance of each metric at ``n x d`` points (only the GPs
+    asked for are evaluated: each costs ``O(n_train² n)``)."""
+    out = {}
+    with torch.no_grad(), exact_inference(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return am.fitted.predict(X)
+        for m in dict.fromkeys(metrics):
+            post = am.gp(m).posterior(X.to(DTYPE))
+            out[m] = (post.mean.reshape(-1), post.variance.reshape(-1).clamp_min(0.0))
+    return out
+
+
+def _constraint_metrics(am: AnalysisModel) -> list[str]:
+    return [
+        oc.metric
+        for oc in am.experiment.config.outcome_constraints
+        if oc.metric in am.fitted.metrics
+    ]
+
+
+def _p_constraints(
+    am: AnalysisModel, post: Mapping[str, tuple[Tensor, Tensor]], n: int
+) -> tuple[dict[str, Tensor], Tensor]:
+    """``P(constraint holds)`` per constraint and jointly (independent outputs), from
+    posterior means/variances: ``Φ((b − μ)/σ)`` for ``<=``, ``Φ((μ − b)/σ)`` for ``>=``."""
+    normal = torch.distributions.Normal(0.0, 1.0)
+    probs: dict[str, Tensor] = {}
+    joint = torch.ones(n, dtype=DTYPE)
+    for oc in am.experiment.config.outcome_constraints:
+        if oc.metric not in post:
+            continue
+        mu, var = post[oc.metric]
+        sd = var.clamp_min(1e-18).sqrt()
+        z = (oc.bound - mu) / sd if oc.op == "<=" else (mu - oc.bound) / sd
+        probs[oc.expression] = normal.cdf(z)
+        joint = joint * probs[oc.expression]
+    return probs, joint
+
+
+def _posterior_at_rows(
+    am: AnalysisModel, keys: list[tuple[int, str]], metrics: Sequence[str]
+) -> dict[str, tuple[Tensor, Tensor]]:
+    """Posterior of ``metrics`` at observed arms ``keys``: read off the cached solves when the
+    metric was observed at exactly these rows, predicted otherwise."""
+    out: dict[str, tuple[Tensor, Tensor]] = {}
+    missing = []
+    for m in dict.fromkeys(metrics):
+        k, mean, var = am.observed_posterior(m)
+        if k == keys:
+            out[m] = (mean, var)
+        else:
+            missing.append(m)
+    if missing:
+        arms = am.experiment.arms_by_name()
+        X = am.experiment.search_space.encode_many([arms[a].parameters for _, a in keys])
+        out.update(_predict(am, X, missing))
+    return out
+
+
+def recommended_arm(am: AnalysisModel, *, min_p_feasible: float = 0.9) -> dict[str, Any] | None:
+    """The arm :func:`~assay.platform.analysis.best_arm` recommends, from the cached posterior:
+    the best posterior mean of the objective among observed arms feasible with probability
+    ``>= min_p_feasible`` (else the arm most likely to be feasible)."""
+    obj = am.experiment.config.objective
+    keys, mean, var = am.observed_posterior(obj.name)
+    if not keys:
+        return None  # pragma: no cover
+    post = _posterior_at_rows(am, keys, _constraint_metrics(am))
+    _, pf = _p_constraints(am, post, len(keys))
+    sign = -1.0 if obj.minimize else 1.0
+    ok = pf >= min_p_feasible
+    if bool(ok.any()):
+        score = torch.where(ok, sign * mean, torch.full_like(mean, -math.inf))
+        i = int(score.argmax())
+    else:
+        i = int(pf.argmax())
+    arm_name = keys[i][1]
+    arm = am.experiment.arms_by_name()[arm_name]
+    mu, sd = float(mean[i]), math.sqrt(float(var[i]))
+    trial_ids = [t.id for t, a, o in am.experiment.observed() if a.name == arm_name]
+    return {
+        "arm_name": arm_name, "trial_ids": trial_ids, "trial_index": keys[i][0],
+        "parameters": dict(arm.parameters), "mean": mu, "sd": sd, "lower": mu - Z95 * sd,
+        "upper": mu + Z95 * sd, "feasible": bool(ok[i]), "probability_feasible": float(pf[i]),
+    }  # fmt: skip
 
 
 # -- slices ------------------------------------------------------------------------------------
@@ -367,14 +478,13 @@ def slices(
         values, cols = _axis(p, n_points)
         X = x0.repeat(len(values), 1)
         X[:, start:stop] = cols
-        mean, var = _predict(am, X)
-        sd = var.sqrt()
+        post = _predict(am, X, am.fitted.metrics)
         out.append(
             SliceCurve(
                 name, values, isinstance(p, ChoiceParameter),
                 bool(getattr(p, "log", False)),
-                {m: mean[:, j].tolist() for j, m in enumerate(am.fitted.metrics)},
-                {m: sd[:, j].tolist() for j, m in enumerate(am.fitted.metrics)},
+                {m: mv[0].tolist() for m, mv in post.items()},
+                {m: mv[1].sqrt().tolist() for m, mv in post.items()},
                 {k: v for k, v in ref.items() if k != name},
             )
         )  # fmt: skip
@@ -449,17 +559,16 @@ def contour(
     X = x0.repeat(ny * nx, 1)
     X[:, sx:ex] = xc.repeat(ny, 1)
     X[:, sy:ey] = yc.repeat_interleave(nx, dim=0)
-    mean, var = _predict(am, X)
-    j = am.fitted.output_index(metric)
+    post = _predict(am, X, [metric, *_constraint_metrics(am)])
+    mean, var = post[metric]
     pf = None
-    if config.outcome_constraints:
-        with exact_inference():
-            pf = probability_feasible(config, am.fitted, X).reshape(ny, nx).tolist()
+    if _constraint_metrics(am):
+        pf = _p_constraints(am, post, X.shape[0])[1].reshape(ny, nx).tolist()
     obs = [a.parameters for _, a, o in am.experiment.observed() if metric in o]
     return ContourGrid(
         x_parameter, y_parameter, xv, yv, bool(getattr(px, "log", False)),
         bool(getattr(py, "log", False)), metric,
-        mean[:, j].reshape(ny, nx).tolist(), var[:, j].sqrt().reshape(ny, nx).tolist(), pf,
+        mean.reshape(ny, nx).tolist(), var.sqrt().reshape(ny, nx).tolist(), pf,
         [o[x_parameter] for o in obs], [o[y_parameter] for o in obs],
         {k: v for k, v in ref.items() if k not in (x_parameter, y_parameter)},
     )  # fmt: skip
@@ -485,26 +594,15 @@ class Feasibility:
 
 
 def feasibility(am: AnalysisModel) -> Feasibility:
-    """``P(constraint holds)`` at every observed arm (empty lists without constraints)."""
-    config = am.experiment.config
-    rows = [(t.index, a) for t, a, _ in am.experiment.observed()]
-    X = am.experiment.search_space.encode_many([a.parameters for _, a in rows])
-    mean, var = _predict(am, X)
-    normal = torch.distributions.Normal(0.0, 1.0)
-    probs: dict[str, list[float]] = {}
-    joint = torch.ones(X.shape[0], dtype=DTYPE)
-    for oc in config.outcome_constraints:
-        if oc.metric not in am.fitted.metrics:
-            continue
-        j = am.fitted.output_index(oc.metric)
-        sd = var[:, j].clamp_min(1e-18).sqrt()
-        z = (oc.bound - mean[:, j]) / sd if oc.op == "<=" else (mean[:, j] - oc.bound) / sd
-        p = normal.cdf(z)
-        probs[oc.expression] = p.tolist()
-        joint = joint * p
+    """``P(constraint holds)`` at every arm with an objective observation (empty without
+    constraints)."""
+    keys, _, _ = am.observed_posterior(am.experiment.config.objective.name)
+    post = _posterior_at_rows(am, keys, _constraint_metrics(am))
+    probs, joint = _p_constraints(am, post, len(keys))
     return Feasibility(
-        [i for i, _ in rows], [a.name for _, a in rows], list(probs), probs, joint.tolist()
-    )
+        [i for i, _ in keys], [a for _, a in keys], list(probs),
+        {k: v.tolist() for k, v in probs.items()}, joint.tolist(),
+    )  # fmt: skip
 
 
 # -- parameter importance ----------------------------------------------------------------------
@@ -604,17 +702,14 @@ class ModelTrace:
 
 def model_trace(am: AnalysisModel, *, min_p_feasible: float = 0.9) -> ModelTrace:
     """The model's view of the optimization trace (see the module docstring)."""
-    exp, config = am.experiment, am.experiment.config
-    obj = config.objective
-    rows = sorted(
-        ((t.index, a) for t, a, o in exp.observed() if obj.name in o), key=lambda r: r[0]
-    )
-    X = exp.search_space.encode_many([a.parameters for _, a in rows])
-    mean, var = _predict(am, X)
-    with exact_inference():
-        pf = probability_feasible(config, am.fitted, X).tolist()
-    j = am.fitted.output_index(obj.name)
-    mu, sd = mean[:, j].tolist(), var[:, j].sqrt().tolist()
+    obj = am.experiment.config.objective
+    keys, mean, var = am.observed_posterior(obj.name)
+    order = sorted(range(len(keys)), key=lambda i: keys[i][0])
+    post = _posterior_at_rows(am, keys, _constraint_metrics(am))
+    _, pf_t = _p_constraints(am, post, len(keys))
+    mu = [float(mean[i]) for i in order]
+    sd = [math.sqrt(float(var[i])) for i in order]
+    pf = [float(pf_t[i]) for i in order]
     sign = -1.0 if obj.minimize else 1.0
     best: list[float | None] = []
     best_sd: list[float | None] = []
@@ -624,21 +719,9 @@ def model_trace(am: AnalysisModel, *, min_p_feasible: float = 0.9) -> ModelTrace
             cur = (m, s)
         best.append(None if cur is None else cur[0])
         best_sd.append(None if cur is None else cur[1])
-    rec = None
-    try:
-        b = best_arm(exp, fitted=am.fitted, min_p_feasible=min_p_feasible)
-        e = b.estimates.get(obj.name)
-        if e is not None:
-            rec = {
-                "arm_name": b.arm_name, "trial_ids": b.trial_ids, "mean": e.mean,
-                "lower": e.lower, "upper": e.upper, "feasible": b.feasible,
-                "probability_feasible": b.probability_feasible, "parameters": b.parameters,
-            }  # fmt: skip
-    except NotFoundError:  # pragma: no cover - rows exist
-        rec = None
     return ModelTrace(
-        obj.name, obj.minimize, [i for i, _ in rows], [a.name for _, a in rows], mu, sd, pf,
-        best, best_sd, rec,
+        obj.name, obj.minimize, [keys[i][0] for i in order], [keys[i][1] for i in order],
+        mu, sd, pf, best, best_sd, recommended_arm(am, min_p_feasible=min_p_feasible),
     )  # fmt: skip
 
 
