@@ -30,6 +30,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from assay import __version__
+from assay.dashboards import mount_dashboard
 from assay.platform.errors import (
     AssayError,
     AuthenticationError,
@@ -190,6 +191,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
 
     app.include_router(experiments.router, prefix="/api/v1")
     app.include_router(trials.router, prefix="/api/v1")
+    mount_dashboard(app)  # pages at /, static files at /static
     return app
 
 
