@@ -52,6 +52,7 @@ def layout(**kw: Any) -> dict[str, Any]:
         "hovermode": "closest",
         "hoverlabel": {"font": {"family": FONT, "size": 12}, "bgcolor": "white"},
         "legend": {
+            "traceorder": "normal",
             "orientation": "h",
             "x": 0,
             "y": 1.02,
@@ -123,13 +124,19 @@ def cross_validation_figure(cv: CrossValidation) -> dict[str, Any]:
         ],
         "layout": layout(
             xaxis=axis(f"predicted {cv.metric} (leave-one-out)", range=[lo, hi]),
-            yaxis=axis(f"observed {cv.metric}", range=[lo, hi], scaleanchor="x"),
+            yaxis=axis(f"observed {cv.metric}", range=[lo, hi]),
         ),
     }  # fmt: skip
 
 
-def slices_figure(curves: list[SliceCurve], metric: str, columns: int = 3) -> dict[str, Any]:
-    """Small multiples: the posterior of ``metric`` along each parameter (mean, 95% band)."""
+def slices_figure(
+    curves: list[SliceCurve],
+    metric: str,
+    columns: int = 4,
+    reference: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Small multiples: the posterior of ``metric`` along each parameter (mean, 95% band),
+    a dotted line at the ``reference`` arm's value."""
     n = len(curves)
     cols = max(1, min(columns, n))
     rows = math.ceil(n / cols)
@@ -137,8 +144,9 @@ def slices_figure(curves: list[SliceCurve], metric: str, columns: int = 3) -> di
     lay = layout(
         grid={"rows": rows, "columns": cols, "pattern": "independent", "ygap": 0.35,
               "xgap": 0.12},
-        showlegend=False, height=max(260, 230 * rows), margin={"l": 56, "r": 16, "t": 28, "b": 40},
+        showlegend=False, height=max(300, 250 * rows), margin={"l": 56, "r": 16, "t": 28, "b": 40},
         annotations=[],
+        shapes=[],
     )  # fmt: skip
     for k, c in enumerate(curves):
         suffix = "" if k == 0 else str(k + 1)
@@ -165,6 +173,15 @@ def slices_figure(curves: list[SliceCurve], metric: str, columns: int = 3) -> di
                     "xaxis": xa, "yaxis": ya, "line": {"color": MODEL, "width": 2},
                     "hovertemplate": f"{c.parameter}=%{{x:.4g}}<br>{metric} %{{y:.4g}}"
                     "<extra></extra>",
+                }
+            )  # fmt: skip
+        ref = reference.get(c.parameter) if reference else None
+        if ref is not None:
+            lay["shapes"].append(
+                {
+                    "type": "line", "xref": xa, "yref": f"{ya} domain", "x0": ref if not
+                    c.categorical else str(ref), "x1": ref if not c.categorical else str(ref),
+                    "y0": 0, "y1": 1, "line": {"color": "#9ca3af", "dash": "dot", "width": 1},
                 }
             )  # fmt: skip
         lay[f"xaxis{suffix}"] = axis(c.parameter, **_axis_type(c.log_scale))
@@ -241,14 +258,15 @@ def feasibility_figure(f: Feasibility) -> dict[str, Any]:
                 + "</extra>",
             }
         )  # fmt: skip
-    data.append(
-        {
-            "type": "scatter", "x": f.trial_indices, "y": f.joint, "mode": "markers",
-            "name": "all constraints", "marker": {"color": INK, "size": 6, "symbol": "diamond"},
-            "text": f.arm_names,
-            "hovertemplate": "trial %{x} (arm %{text})<br>P(all) = %{y:.3f}<extra></extra>",
-        }
-    )  # fmt: skip
+    if len(f.constraints) > 1:  # with one constraint the joint is the same points again
+        data.append(
+            {
+                "type": "scatter", "x": f.trial_indices, "y": f.joint, "mode": "markers",
+                "name": "all constraints",
+                "marker": {"color": INK, "size": 6, "symbol": "diamond"}, "text": f.arm_names,
+                "hovertemplate": "trial %{x} (arm %{text})<br>P(all) = %{y:.3f}<extra></extra>",
+            }
+        )  # fmt: skip
     return {
         "data": data,
         "layout": layout(

@@ -132,7 +132,9 @@ def fmt_value(v: Any, digits: int = 4) -> str:
         return "0"
     a = abs(v)
     if a >= 1e6 or a < 1e-3:
-        return f"{v:.{digits - 1}e}"
+        mantissa, exp = f"{v:.{digits - 1}e}".split("e")
+        mantissa = mantissa.rstrip("0").rstrip(".") if "." in mantissa else mantissa
+        return f"{mantissa}e{int(exp)}"
     s = f"{v:.{max(digits - 1 - math.floor(math.log10(a)), 0)}f}"
     return s.rstrip("0").rstrip(".") if "." in s else s
 
@@ -274,7 +276,7 @@ class TableQuery:
     sort: str = "index"
     dir: str = "desc"
     page: int = 1
-    per_page: int = 25
+    per_page: int = 20
 
     def params(self, **override: Any) -> dict[str, Any]:
         d = {

@@ -148,13 +148,16 @@ def _model_notes(am: AnalysisModel) -> list[str]:
 def slices_panel(ctx: PanelContext) -> PanelResult:
     am = ctx.model()
     metric = ctx.choice(_metric_control(ctx.experiment))
-    curves = slices(am)
     rec = recommended_arm(am)
+    ref = rec["parameters"] if rec else None
+    curves = slices(am, reference=ref)
     facts = []
     if rec is not None:
-        facts.append(("through", f"recommended arm {rec['arm_name']}"))
+        facts.append(("through the recommended arm", rec["arm_name"]))
     return PanelResult(
-        figure=charts.slices_figure(curves, metric), facts=facts, notes=_model_notes(am)
+        figure=charts.slices_figure(curves, metric, reference=ref),
+        facts=facts,
+        notes=_model_notes(am),
     )
 
 

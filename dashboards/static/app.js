@@ -39,7 +39,10 @@
     if (Number.isInteger(v) && Math.abs(v) < 1e15) return Math.abs(v) >= 10000 ? v.toLocaleString("en-US") : String(v);
     if (v === 0) return "0";
     var a = Math.abs(v);
-    if (a >= 1e6 || a < 1e-3) return v.toExponential(digits - 1);
+    if (a >= 1e6 || a < 1e-3) {
+      var parts = v.toExponential(digits - 1).split("e");
+      return parts[0].replace(/\.?0+$/, "") + "e" + Number(parts[1]);
+    }
     var dec = Math.max(digits - 1 - Math.floor(Math.log10(a)), 0);
     var s = v.toFixed(dec);
     return s.indexOf(".") >= 0 ? s.replace(/0+$/, "").replace(/\.$/, "") : s;
@@ -168,7 +171,7 @@
       font: { family: FONT, size: 12, color: C.ink }, paper_bgcolor: "rgba(0,0,0,0)",
       plot_bgcolor: "rgba(0,0,0,0)", margin: { l: 56, r: 16, t: 12, b: 44 }, hovermode: "closest",
       hoverlabel: { font: { family: FONT, size: 12 }, bgcolor: "white" },
-      legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom", font: { size: 11, color: C.muted } },
+      legend: { traceorder: "normal", orientation: "h", x: 0, y: 1.02, yanchor: "bottom", font: { size: 11, color: C.muted } },
     }, extra || {});
   }
   function draw(el, fig) {
@@ -307,14 +310,15 @@
       var shapes = [], ann = [];
       dims.forEach(function (d, k) {
         shapes.push({ type: "line", x0: k, x1: k, y0: 0, y1: 1, line: { color: d.objective ? C.ink : "#d1d5db", width: d.objective ? 2 : 1 } });
+        var lab = { bgcolor: "rgba(255,255,255,0.85)", borderpad: 1 };
         ann.push({ x: k, y: 1.1, text: "<b>" + esc(d.name) + "</b>", showarrow: false, font: { size: 12, color: d.metric ? C.ink : C.muted }, yanchor: "bottom" });
         if (d.cat) {
           d.cat.forEach(function (c, i) {
-            ann.push({ x: k, y: d.cat.length > 1 ? i / (d.cat.length - 1) : 0.5, text: esc(c), showarrow: false, xanchor: "left", xshift: 4, font: { size: 10, color: C.muted } });
+            ann.push({ x: k, y: d.cat.length > 1 ? i / (d.cat.length - 1) : 0.5, text: esc(c), showarrow: false, xanchor: "left", xshift: 4, font: { size: 10, color: C.ink }, bgcolor: lab.bgcolor, borderpad: 1 });
           });
         } else {
-          ann.push({ x: k, y: 1, text: fmt(d.hi), showarrow: false, xanchor: "left", xshift: 4, font: { size: 10, color: C.muted } });
-          ann.push({ x: k, y: 0, text: fmt(d.lo), showarrow: false, xanchor: "left", xshift: 4, font: { size: 10, color: C.muted } });
+          ann.push({ x: k, y: 1, text: fmt(d.hi), showarrow: false, xanchor: "left", xshift: 4, font: { size: 10, color: C.muted }, bgcolor: lab.bgcolor, borderpad: 1 });
+          ann.push({ x: k, y: 0, text: fmt(d.lo), showarrow: false, xanchor: "left", xshift: 4, font: { size: 10, color: C.muted }, bgcolor: lab.bgcolor, borderpad: 1 });
         }
       });
       return {
@@ -345,8 +349,7 @@
     }
     if (traceEl) {
       renderData();
-      traceEl.addEventListener("plotly_click", function () {});
-      if (traceEl.on) traceEl.on("plotly_click", function (ev) {
+      if (traceEl.on) traceEl.on("plotly_click", function (ev) {  // a point opens its trial
         var cd = ev.points && ev.points[0] && ev.points[0].customdata;
         if (cd && cd[0]) location.href = "/trials/" + cd[0];
       });
@@ -361,7 +364,7 @@
           var rec = r.trace.recommended;
           if (rec) {
             kv.innerHTML = esc(fmt(rec.mean)) + ' <span class="unit">[' + esc(fmt(rec.lower)) + ", " + esc(fmt(rec.upper)) + "]</span>";
-            ks.innerHTML = 'arm <a href="/trials/' + rec.trial_ids[rec.trial_ids.length - 1] + '">' + esc(rec.arm_name) + "</a> · P(feasible) " + fmt(rec.probability_feasible, 2) +
+            ks.innerHTML = 'arm <a href="/trials/' + rec.trial_ids[rec.trial_ids.length - 1] + '">' + esc(rec.arm_name) + "</a> · P(feasible) " + Math.round(100 * rec.probability_feasible) + "%" +
               (rec.feasible ? "" : ' · <span class="notok">not confidently feasible</span>');
           }
         } else if (r.empty) {
@@ -444,11 +447,10 @@
         var li = document.createElement("li");
         li.className = "new";
         li.innerHTML = stateBadge(e.to) + '<span><a href="/trials/' + e.trial_id + '">trial #' + (e.trial_index === null ? "?" : e.trial_index) + "</a>" +
-          (e.from ? ' <span class="muted">from ' + esc(e.from.replace("_", " ")) + "</span>" : "") +
-          (e.actor ? ' <span class="muted">by ' + esc(e.actor) + "</span>" : "") + '</span><span class="when"><time data-ago datetime="' + esc(e.at) + '">' + ago(e.at) + "</time></span>";
+          (e.actor ? ' <span class="muted small">' + esc(e.actor) + "</span>" : "") + '</span><span class="when"><time data-ago datetime="' + esc(e.at) + '">' + ago(e.at) + "</time></span>";
         feed.insertBefore(li, feed.firstChild);
       });
-      while (feed.children.length > 12) feed.removeChild(feed.lastChild);
+      while (feed.children.length > 10) feed.removeChild(feed.lastChild);
     }
     poll(function () {
       return getJSON("/experiments/" + meta.id + "/live?after=" + cursor + "&known=" + known.join(",")).then(function (r) {
