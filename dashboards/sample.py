@@ -118,3 +118,24 @@ def seed_experiment(
                 t.id, TrialState.FAILED, reason="CUDA out of memory (exit code 137)", actor="sample"
             )
     return store.get_experiment(exp.id)
+
+
+def seed_samples(store: Store, project: str = "default") -> dict[str, int]:
+    """Three experiments for screenshots and tests: ``big`` (24 completed, 2 running, 1
+    failed: enough for a model), ``few`` (2 completed: too few) and ``empty`` (no trials)."""
+    big = seed_experiment(
+        store, "ranking-v2", n_trials=24, n_running=2, n_failed=1, project=project
+    )
+    few = seed_experiment(store, "checkout-flow", n_trials=2, n_running=1, seed=1, project=project)
+    empty = store.create_experiment(
+        ExperimentConfig.from_dict(
+            {
+                "name": "new-idea",
+                "parameters": [{"name": "x", "type": "float", "bounds": [0, 1]}],
+                "objective": "ctr",
+                "generator": "sobol",
+            }
+        ),
+        project=project,
+    )
+    return {"big": big.id, "few": few.id, "empty": empty.id}
