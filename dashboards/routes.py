@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,7 +46,7 @@ from assay.dashboards.data import (
 )
 from assay.dashboards.jobs import JobsView, NoJobsView
 from assay.dashboards.panels import PanelContext, get_panel, panels_for, run_panel
-from assay.platform.diagnostics import InsufficientDataError, model_trace
+from assay.platform.diagnostics import InsufficientDataError, completed_count, model_trace
 from assay.platform.errors import AssayError, AuthenticationError, NotFoundError
 from assay.platform.experiment import ExperimentStatus, TrialState
 from assay.service.auth import Principal
@@ -70,6 +72,10 @@ class Dashboard:
         self.snapshots = SnapshotCache(store)
         self.models = ModelCache()
         self.best_values = BestValueCache(store)
+        #: Panel results per (experiment, completed trials, panel, controls): page visits
+        #: and the live refresh reuse them until a trial completes.
+        self.results: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
+        self._results_lock = threading.Lock()
         self.env = Environment(
             loader=FileSystemLoader(str(TEMPLATES)),
             autoescape=select_autoescape(["html"]),
@@ -96,6 +102,17 @@ class Dashboard:
     @property
     def jobs(self) -> JobsView:
         return getattr(self.app.state, "jobs_view", None) or NoJobsView()
+
+    def cached(self, key: tuple, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        with self._results_lock:
+            hit = self.results.get(key)
+        if hit is None:
+            hit = compute()
+            with self._results_lock:
+                self.results[key] = hit
+                while len(self.results) > 128:
+                    self.results.popitem(last=False)
+        return hit
 
     def static_url(self, path: str) -> str:
         v = PLOTLY_VERSION if path.startswith("vendor/plotly") else self.asset_version
@@ -353,15 +370,19 @@ def experiment_model_trace(request: Request, experiment_id: int) -> JSONResponse
     who = _who(request)
     d = _dash(request)
     exp = d.snapshots.get(experiment_id, project=who.project).experiment
-    try:
-        am = d.models.get(exp)
-        tr = model_trace(am)
-    except InsufficientDataError as e:
-        return JSONResponse({"empty": {"message": e.message}})
-    except Exception as e:
-        log.warning("model trace failed for experiment %s: %s", experiment_id, e)
-        return JSONResponse({"error": {"message": f"{type(e).__name__}: {e}"}})
-    return JSONResponse({"trace": tr.__dict__, "notes": am.notes, "completed": am.n_observations})
+
+    def compute() -> dict[str, Any]:
+        try:
+            am = d.models.get(exp)
+            tr = model_trace(am)
+        except InsufficientDataError as e:
+            return {"empty": {"message": e.message}}
+        except Exception as e:
+            log.warning("model trace failed for experiment %s: %s", experiment_id, e)
+            return {"error": {"message": f"{type(e).__name__}: {e}"}}
+        return {"trace": tr.__dict__, "notes": am.notes, "completed": am.n_observations}
+
+    return JSONResponse(d.cached((exp.id, completed_count(exp), "model-trace"), compute))
 
 
 @router.get("/experiments/{experiment_id}/panels/{key}")
@@ -372,8 +393,10 @@ def experiment_panel(request: Request, experiment_id: int, key: str) -> JSONResp
     panel = get_panel(key)
     if panel is None:
         raise NotFoundError(f"no panel named {key!r}")
-    ctx = PanelContext(exp, dict(request.query_params), d.models, d.jobs, who.project)
-    return JSONResponse(run_panel(panel, ctx).to_json())
+    params = dict(request.query_params)
+    ctx = PanelContext(exp, params, d.models, d.jobs, who.project)
+    key = (exp.id, completed_count(exp), "panel", key, tuple(sorted(params.items())))
+    return JSONResponse(d.cached(key, lambda: run_panel(panel, ctx).to_json()))
 
 
 # -- trial page --------------------------------------------------------------------------------

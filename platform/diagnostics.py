@@ -143,7 +143,11 @@ class AnalysisModel:
 
 
 def fit_analysis_model(
-    experiment: Experiment, *, max_fit_points: int = 256, seed: int = 0
+    experiment: Experiment,
+    *,
+    max_fit_points: int = 256,
+    seed: int = 0,
+    reuse_state: bool = True,
 ) -> AnalysisModel:
     """Fit the outcome GPs for analysis (see the module docstring).
 
@@ -151,6 +155,8 @@ def fit_analysis_model(
         experiment: The experiment snapshot.
         max_fit_points: Most observations per metric used to fit hyperparameters.
         seed: Seeds the subset and the fit restarts.
+        reuse_state: When the experiment stores hyperparameters for every modelled metric
+            (the generator's last fit), condition on all data with them and skip the fit.
 
     Raises:
         InsufficientDataError: fewer than ``MIN_OBSERVATIONS`` objective observations.
@@ -177,6 +183,26 @@ def fit_analysis_model(
             d.X[rows], d.Y[rows], None if d.Yvar is None else d.Yvar[rows],
             [d.arm_names[i] for i in rows],
         )  # fmt: skip
+    state = experiment.model_state or {}
+    if reuse_state and all(
+        isinstance(state.get(m), dict) and state[m].get("d") == data[m].X.shape[-1] for m in metrics
+    ):
+        # The generator fitted these hyperparameters at its last ask: condition on all the
+        # data with them instead of fitting again (the fit is the slow part).
+        with exact_inference():
+            models = []
+            for m in metrics:
+                gp = _build_gp(data[m])
+                if not _load_hyperparameters(gp, state[m].get("params", {})):
+                    break
+                gp.eval()
+                models.append(gp)
+        if len(models) == len(metrics):
+            fitted = FittedModel(ModelListGP(*models), metrics, dict(state), 0.0, [])
+            return AnalysisModel(
+                experiment, fitted, {m: data[m] for m in metrics}, 0,
+                ["hyperparameters from the generator's last fit, conditioned on every observation"],
+            )  # fmt: skip
     if subsampled:
         notes.append(
             f"hyperparameters fitted on a random {max_fit_points} of "

@@ -178,6 +178,17 @@
     var sk = el.querySelector(".skeleton, .state-card");
     if (sk) sk.remove();
     var layout = Object.assign({}, fig.layout, { autosize: true });
+    var narrow = el.clientWidth && el.clientWidth < 560;
+    if (narrow && layout.grid && layout.grid.columns > 2) {
+      // small multiples: two per row on a phone
+      var n = layout.grid.rows * layout.grid.columns;
+      var cols = 2, rows = Math.ceil(n / cols);
+      var used = fig.data.reduce(function (m, t) { return Math.max(m, Number((t.xaxis || "x").slice(1) || 1)); }, 1);
+      rows = Math.ceil(used / cols);
+      layout.grid = Object.assign({}, layout.grid, { columns: cols, rows: rows });
+      layout.height = 230 * rows;
+    }
+    if (narrow && layout.legend) layout.legend = Object.assign({}, layout.legend, { font: { size: 10, color: C.muted } });
     return Plotly.react(el, fig.data, layout, PLOT_CONFIG);
   }
   function stateCard(el, kind, title, message) {
@@ -311,7 +322,8 @@
       dims.forEach(function (d, k) {
         shapes.push({ type: "line", x0: k, x1: k, y0: 0, y1: 1, line: { color: d.objective ? C.ink : "#d1d5db", width: d.objective ? 2 : 1 } });
         var lab = { bgcolor: "rgba(255,255,255,0.85)", borderpad: 1 };
-        ann.push({ x: k, y: 1.1, text: "<b>" + esc(d.name) + "</b>", showarrow: false, font: { size: 12, color: d.metric ? C.ink : C.muted }, yanchor: "bottom" });
+        var crowded = parEl && parEl.clientWidth / dims.length < 90;
+        ann.push({ x: k, y: 1.08, text: "<b>" + esc(d.name) + "</b>", showarrow: false, font: { size: crowded ? 10 : 12, color: d.metric ? C.ink : C.muted }, yanchor: "bottom", xanchor: crowded ? "left" : "center", textangle: crowded ? -40 : 0 });
         if (d.cat) {
           d.cat.forEach(function (c, i) {
             ann.push({ x: k, y: d.cat.length > 1 ? i / (d.cat.length - 1) : 0.5, text: esc(c), showarrow: false, xanchor: "left", xshift: 4, font: { size: 10, color: C.ink }, bgcolor: lab.bgcolor, borderpad: 1 });
@@ -327,7 +339,7 @@
           height: 360, showlegend: false, hovermode: false, shapes: shapes, annotations: ann,
           margin: { l: 24, r: 48, t: 10, b: 16 },
           xaxis: { visible: false, range: [-0.15, dims.length - 0.6], fixedrange: true },
-          yaxis: { visible: false, range: [-0.06, 1.2], fixedrange: true },
+          yaxis: { visible: false, range: [-0.06, parEl && parEl.clientWidth / dims.length < 90 ? 1.45 : 1.2], fixedrange: true },
         }),
       };
     }
@@ -341,14 +353,15 @@
         stateCard(parEl, "", "Nothing to compare yet", "Each completed trial becomes one line across its parameters and metrics.");
         return;
       }
-      draw(traceEl, traceFigure());
-      draw(parEl, parallelFigure());
+      var drawn = Promise.all([draw(traceEl, traceFigure()), draw(parEl, parallelFigure())]);
       var notes = [];
       if (modelTrace && modelTrace.recommended) notes.push("The amber line is the model's hindsight estimate of the best arm among trials up to each point (noise shrinks lucky observations).");
       $("#trace-note").textContent = notes.join(" ");
+      return drawn;
     }
     if (traceEl) {
-      renderData();
+      // performance marks: benchmarks/dashboard.py reads them
+      Promise.resolve(renderData()).then(function () { performance.mark("assay:charts"); });
       if (traceEl.on) traceEl.on("plotly_click", function (ev) {  // a point opens its trial
         var cd = ev.points && ev.points[0] && ev.points[0].customdata;
         if (cd && cd[0]) location.href = "/trials/" + cd[0];
@@ -407,10 +420,10 @@
       clearTimeout(modelTimer);
       modelTimer = setTimeout(function () {
         if (modelBusy) return scheduleModel();
-        modelBusy = loadModel().then(function () { modelBusy = null; });
+        modelBusy = loadModel().then(function () { modelBusy = null; performance.mark("assay:model"); });
       }, 5000);
     }
-    modelBusy = loadModel().then(function () { modelBusy = null; });
+    modelBusy = loadModel().then(function () { modelBusy = null; performance.mark("assay:model"); });
 
     // Live updates.
     var tableForm = $("#trial-filters"), tableTimer = null;

@@ -161,3 +161,16 @@ def test_subset_fit_still_conditions_on_every_observation(build_experiment) -> N
     assert any("random 12 of 40" in n for n in am.notes)
     cv = loo_cross_validation(am, ["y"])["y"]
     assert cv.n == 40 and cv.r2 > 0.8
+
+
+def test_stored_hyperparameters_are_reused_without_a_fit(build_experiment) -> None:
+    exp = build_experiment(SPEC, _data(20))
+    fresh = fit_analysis_model(exp, reuse_state=False)
+    exp.model_state = fresh.fitted.state  # what the generator stores after an ask
+    reused = fit_analysis_model(exp)
+    assert reused.fitted.fit_seconds == 0.0 and "generator's last fit" in reused.notes[0]
+    X = exp.search_space.encode_many([{"x": 0.3, "z": 0.7, "opt": "b"}])
+    for a, b in zip(fresh.fitted.predict(X), reused.fitted.predict(X), strict=True):
+        assert torch.allclose(a, b, atol=1e-8)
+    exp.model_state = {"y": {"d": 99, "params": {}}}  # stale shapes: fit again
+    assert fit_analysis_model(exp).fitted.fit_seconds > 0
