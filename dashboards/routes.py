@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
 
 from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -50,6 +51,7 @@ from assay.platform.diagnostics import InsufficientDataError, completed_count, m
 from assay.platform.errors import AssayError, AuthenticationError, NotFoundError
 from assay.platform.experiment import ExperimentStatus, TrialState
 from assay.service.auth import Principal
+from assay.service.deps import ExperimentId, TrialId
 
 log = logging.getLogger("assay.dashboards")
 HERE = Path(__file__).resolve().parent
@@ -195,6 +197,11 @@ class DashboardRoute(APIRoute):
         async def handler(request: Request) -> Response:
             try:
                 return await original(request)
+            except RequestValidationError:  # e.g. /experiments/abc: no such page
+                return _error_page(
+                    request, 404, "Page not found", f"There is no page at {request.url.path}.",
+                    "Go back to the experiments list.",
+                )  # fmt: skip
             except auth.LoginRequired as e:
                 return _login_redirect(request, e.message)
             except AuthenticationError as e:
@@ -294,7 +301,7 @@ def _recent_events(d: Dashboard, exp_id: int, head: int, limit: int = 12) -> lis
 
 
 @router.get("/experiments/{experiment_id}")
-def experiment_page(request: Request, experiment_id: int) -> Response:
+def experiment_page(request: Request, experiment_id: ExperimentId) -> Response:
     who = _who(request)
     d = _dash(request)
     snap = d.snapshots.get(experiment_id, project=who.project)
@@ -323,7 +330,7 @@ def experiment_page(request: Request, experiment_id: int) -> Response:
 
 
 @router.get("/experiments/{experiment_id}/live")
-def experiment_live(request: Request, experiment_id: int) -> JSONResponse:
+def experiment_live(request: Request, experiment_id: ExperimentId) -> JSONResponse:
     """Changes since ``after`` (the last event id seen), re-reading a small window below it;
     ``known`` lists the window's event ids the page has already applied."""
     who = _who(request)
@@ -365,7 +372,7 @@ def _event_json(e: Any, by_id: dict[int, Any]) -> dict[str, Any]:
 
 
 @router.get("/experiments/{experiment_id}/model-trace")
-def experiment_model_trace(request: Request, experiment_id: int) -> JSONResponse:
+def experiment_model_trace(request: Request, experiment_id: ExperimentId) -> JSONResponse:
     """The model's view of the trace (posterior at each arm, best-so-far, recommendation)."""
     who = _who(request)
     d = _dash(request)
@@ -386,7 +393,7 @@ def experiment_model_trace(request: Request, experiment_id: int) -> JSONResponse
 
 
 @router.get("/experiments/{experiment_id}/panels/{key}")
-def experiment_panel(request: Request, experiment_id: int, key: str) -> JSONResponse:
+def experiment_panel(request: Request, experiment_id: ExperimentId, key: str) -> JSONResponse:
     who = _who(request)
     d = _dash(request)
     exp = d.snapshots.get(experiment_id, project=who.project).experiment
@@ -421,7 +428,7 @@ def _trial_ctx(d: Dashboard, who: Principal, trial_id: int) -> dict[str, Any]:
 
 
 @router.get("/trials/{trial_id}")
-def trial_page(request: Request, trial_id: int) -> Response:
+def trial_page(request: Request, trial_id: TrialId) -> Response:
     who = _who(request)
     d = _dash(request)
     ctx = _trial_ctx(d, who, trial_id)
@@ -431,7 +438,7 @@ def trial_page(request: Request, trial_id: int) -> Response:
 
 
 @router.get("/trials/{trial_id}/live")
-def trial_live(request: Request, trial_id: int) -> JSONResponse:
+def trial_live(request: Request, trial_id: TrialId) -> JSONResponse:
     who = _who(request)
     d = _dash(request)
     trial = d.store.get_trial(trial_id, project=who.project)

@@ -267,7 +267,11 @@
       }
       return {
         data: data,
-        layout: baseLayout({ height: 380, xaxis: axis("trial"), yaxis: axis(obj + (meta.minimize ? " (lower is better)" : "")) }),
+        layout: baseLayout({
+          height: 380,
+          xaxis: axis("trial", rows.length && rows[rows.length - 1].i < 12 ? { dtick: 1 } : {}),
+          yaxis: axis(obj + (meta.minimize ? " (lower is better)" : "")),
+        }),
       };
     }
 

@@ -58,6 +58,9 @@ def test_missing_experiment_is_a_404_page_for_browsers_and_json_for_scripts(seed
     assert r.status_code == 404 and r.json()["error"]["message"] == "experiment 999 not found"
     r = client.get("/no/such/page", headers=HTML)
     assert r.status_code == 404 and "Page not found" in r.text
+    for bad in ("/experiments/abc", f"/trials/{2**70}"):
+        r = client.get(bad, headers=HTML)
+        assert r.status_code == 404 and "Page not found" in r.text
     r = client.get("/api/v1/experiments/999")  # the API keeps its JSON errors
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
 
