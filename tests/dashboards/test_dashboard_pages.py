@@ -213,3 +213,87 @@ def test_login_never_redirects_off_site(keys_app, target) -> None:
         headers={"content-type": "application/x-www-form-urlencoded"},
     )  # fmt: skip
     assert r.headers["location"] == "/"
+
+
+class ListJobsView:
+    """A JobsView over plain lists: what the orchestrator's implementation will return."""
+
+    available = True
+    empty_message = "no jobs"
+
+    def __init__(self, jobs, curves, log):
+        self.jobs, self.curves, self.log = jobs, curves, log
+
+    def running_jobs(self, *, project):
+        return [j for j in self.jobs if j.state == "running"]
+
+    def failed_jobs(self, *, project, limit=20):
+        return [j for j in self.jobs if j.state == "failed"][:limit]
+
+    def workers(self, *, project):
+        from assay.dashboards.jobs import WorkerInfo
+
+        return [WorkerInfo("gpu-node-1", "local", {"gpus": 8}, running_jobs=1, capacity=8)]
+
+    def jobs_for_trials(self, trial_ids, *, project):
+        return {j.trial_id: j for j in self.jobs if j.trial_id in set(trial_ids)}
+
+    def intermediate_curves(self, trial_id, *, project):
+        return self.curves if trial_id == self.jobs[0].trial_id else []
+
+    def log_tail(self, trial_id, *, project, lines=200):
+        return self.log if trial_id == self.jobs[0].trial_id else None
+
+
+def test_jobs_data_renders_on_the_jobs_trial_and_experiment_pages(seeded) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from assay.dashboards.jobs import JobInfo, JobsView, MetricCurve
+
+    client, store, ids = seeded
+    trials = store.get_experiment(ids["big"]).trials
+    run, bad = trials[-3], trials[-1]  # running, failed
+    now = datetime.now(UTC)
+    view = ListJobsView(
+        [
+            JobInfo(
+                "j1",
+                ids["big"],
+                run.id,
+                run.index,
+                "running",
+                "local",
+                "ranking-v2",
+                worker="gpu-node-1",
+                resources={"gpu": 3, "gpu_name": "H100"},
+                progress=0.4,
+                step=400,
+                started_at=now - timedelta(minutes=7),
+            ),
+            JobInfo(
+                "j2",
+                ids["big"],
+                bad.id,
+                bad.index,
+                "failed",
+                "local",
+                "ranking-v2",
+                worker="gpu-node-1",
+                attempt=2,
+                finished_at=now,
+                error_tail="RuntimeError: CUDA out of memory",
+            ),
+        ],
+        [MetricCurve("loss", [0, 100, 200], [2.0, 1.1, 0.7])],
+        "step 400 loss 0.70\n",
+    )
+    assert isinstance(view, JobsView)
+    client.app.state.jobs_view = view
+    page = client.get("/jobs", headers=HTML).text
+    assert "gpu-node-1" in page and "40%" in page and "step 400" in page and "7m 0" in page
+    assert "CUDA out of memory" in page and "attempt 2" in page
+    trial = client.get(f"/trials/{run.id}", headers=HTML).text
+    assert "step 400 loss 0.70" in trial and 'id="chart-curves"' in trial
+    assert '"steps":[0,100,200]' in trial and "GPU 3" in trial
+    table = client.get(f"/experiments/{ids['big']}?partial=1&state=running").text
+    assert "gpu-node-1 · GPU 3" in table
