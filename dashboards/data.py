@@ -60,8 +60,9 @@ class SnapshotCache:
             snap = self._entries.get(experiment_id)
         now = time.monotonic()
         if snap is None or snap.head != head or now - snap.loaded_at > self.ttl_s:
-            exp = self.store.get_experiment(experiment_id)
-            snap = Snapshot(exp, max(head, self.store.latest_event_id(experiment_id=exp.id)), now)
+            # ``head`` was read before the load, so the snapshot holds at least every event up
+            # to it (perhaps more: the next request then reloads once more, harmlessly).
+            snap = Snapshot(self.store.get_experiment(experiment_id), head, now)
             with self._lock:
                 self._entries[experiment_id] = snap
                 self._entries.move_to_end(experiment_id)
