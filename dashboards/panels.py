@@ -306,12 +306,13 @@ def run_panel(panel: Panel, ctx: PanelContext) -> PanelResult:
     try:
         return panel.compute(ctx)
     except InsufficientDataError as e:
-        needed = e.details.get("needed", 3)
+        more = max(1, e.details.get("needed", 3) - e.details.get("observations", 0))
+        message = e.message[:1].upper() + e.message[1:]
         return PanelResult(
             empty={
                 "title": "Not enough data for a model yet",
-                "message": f"{e.message}. Complete at least {needed} trials and this panel "
-                "fills in by itself.",
+                "message": f"{message}. Complete {more} more trial{'s' if more > 1 else ''} "
+                "and this panel fills in by itself.",
             }
         )
     except ValidationError as e:

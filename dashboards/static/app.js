@@ -385,7 +385,8 @@
               (rec.feasible ? "" : ' · <span class="notok">not confidently feasible</span>');
           }
         } else if (r.empty) {
-          modelTrace = null; kv.textContent = "—"; ks.textContent = r.empty.message;
+          modelTrace = null; kv.textContent = "—";
+          ks.textContent = r.empty.message.charAt(0).toUpperCase() + r.empty.message.slice(1) + ".";
         } else {
           modelTrace = null; kv.textContent = "—"; ks.textContent = "model unavailable: " + (r.error ? r.error.message : "");
         }
