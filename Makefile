@@ -9,7 +9,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.assay-installed
 
-.PHONY: venv test lint serve demo bench clean
+.PHONY: venv test lint serve demo bench clean chromium
 
 venv: $(STAMP)
 
@@ -23,7 +23,11 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: venv lint
+# Debian's chromium drives the dashboard's browser tests (Playwright); installed once.
+chromium:
+	@test -x /usr/bin/chromium || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
+test: venv lint chromium
 	$(PY) -m pytest -q
 
 serve: venv

@@ -30,6 +30,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from assay import __version__
+from assay.dashboards import mount_dashboard
 from assay.platform.errors import (
     AssayError,
     AuthenticationError,
@@ -204,6 +205,7 @@ def create_app(
     app.include_router(trials.router, prefix="/api/v1")
     app.include_router(jobs.router, prefix="/api/v1")
     app.include_router(privacy.router, prefix="/api/v1")  # budgets, DP synthetic releases
+    mount_dashboard(app)  # pages at /, static files at /static
     return app
 
 

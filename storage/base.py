@@ -82,6 +82,19 @@ class ExperimentSummary:
     updated_at: datetime
 
 
+@dataclass(frozen=True)
+class ObservationRecord:
+    """One stored observation of a completed trial, flat (for cheap summaries)."""
+
+    experiment_id: int
+    trial_id: int
+    trial_index: int
+    arm_name: str
+    metric: str
+    mean: float
+    sem: float | None
+
+
 class ExperimentLock(ABC):
     """The unit of work of one ask: a locked, fresh snapshot of the experiment.
 
@@ -214,6 +227,36 @@ class Store(ABC):
     @abstractmethod
     def reap_expired_leases(self, now: datetime, *, actor: str = "reaper") -> list[Trial]:
         """Fail every running trial whose lease expired before ``now`` (reason in its event)."""
+
+    # -- cheap reads for dashboards ---------------------------------------------------------
+    def latest_event_id(self, *, experiment_id: int | None = None) -> int:
+        """The largest audit-event id (of one experiment, or overall); 0 when there is none.
+
+        A cheap change detector and the starting cursor for ``list_events(after=...)``.
+        Backends override this default (which reads every event).
+        """
+        events = self.list_events(experiment_id=experiment_id)
+        return events[-1].id if events else 0
+
+    def completed_observations(
+        self, experiment_ids: Sequence[int], *, metrics: Sequence[str] | None = None
+    ) -> list[ObservationRecord]:
+        """Observations of *completed* trials of several experiments in one read, ordered by
+        (experiment, trial index), optionally only of ``metrics``; no visibility check (pass
+        ids the caller may see). Backends override this default (which loads experiments).
+        """
+        out = []
+        wanted = set(metrics) if metrics is not None else None
+        for exp_id in sorted(set(experiment_ids)):
+            for trial, arm, obs in self.get_experiment(exp_id).observed():
+                for o in obs.values():
+                    if wanted is None or o.metric in wanted:
+                        out.append(
+                            ObservationRecord(
+                                exp_id, trial.id, trial.index, arm.name, o.metric, o.mean, o.sem
+                            )
+                        )
+        return out
 
     # -- projects and API keys ---------------------------------------------------------------
     @abstractmethod

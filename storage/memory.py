@@ -32,6 +32,7 @@ from assay.storage.base import (
     ExperimentLock,
     ExperimentSummary,
     NewTrial,
+    ObservationRecord,
     Store,
     TrialEvent,
 )
@@ -334,6 +335,34 @@ class MemoryStore(Store):
                 )
             except InvalidTransitionError:  # finished meanwhile
                 continue
+        return out
+
+    # -- cheap reads for dashboards ---------------------------------------------------------
+    def latest_event_id(self, *, experiment_id: int | None = None) -> int:
+        with self._lock:
+            for e in reversed(self._events):
+                if experiment_id is None or e.experiment_id == experiment_id:
+                    return e.id
+            return 0
+
+    def completed_observations(
+        self, experiment_ids: Sequence[int], *, metrics: Sequence[str] | None = None
+    ) -> list[ObservationRecord]:
+        wanted = set(metrics) if metrics is not None else None
+        out = []
+        with self._lock:
+            for exp_id in sorted(set(experiment_ids)):
+                exp = self._experiments.get(exp_id)
+                if exp is None:
+                    continue
+                for trial, arm, obs in exp.observed():
+                    out.extend(
+                        ObservationRecord(
+                            exp_id, trial.id, trial.index, arm.name, o.metric, o.mean, o.sem
+                        )
+                        for o in obs.values()
+                        if wanted is None or o.metric in wanted
+                    )
         return out
 
     # -- projects and API keys ---------------------------------------------------------------

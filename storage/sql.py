@@ -56,7 +56,14 @@ from assay.platform.experiment import (
     utcnow,
 )
 from assay.platform.jobspec import Job, JobState, TrialReport
-from assay.storage.base import ExperimentLock, ExperimentSummary, NewTrial, Store, TrialEvent
+from assay.storage.base import (
+    ExperimentLock,
+    ExperimentSummary,
+    NewTrial,
+    ObservationRecord,
+    Store,
+    TrialEvent,
+)
 from assay.storage.migrate import check_schema, current_revision, upgrade
 from assay.storage.orm import (
     ApiKeyRow,
@@ -871,6 +878,38 @@ class SqlStore(Store):
             ]  # fmt: skip
 
         return self._run(fn, write=False)
+
+    # -- cheap reads for dashboards ---------------------------------------------------------
+    def latest_event_id(self, *, experiment_id: int | None = None) -> int:
+        stmt = select(func.max(TrialEventRow.id))
+        if experiment_id is not None:  # index (experiment_id, id): one index probe
+            stmt = stmt.where(TrialEventRow.experiment_id == experiment_id)
+        return self._run(lambda s: int(s.scalar(stmt) or 0), write=False)
+
+    def completed_observations(
+        self, experiment_ids: Sequence[int], *, metrics: Sequence[str] | None = None
+    ) -> list[ObservationRecord]:
+        ids = list(experiment_ids)
+        if not ids:
+            return []
+        stmt = (
+            select(
+                TrialRow.experiment_id, TrialRow.id, TrialRow.index, ArmRow.name,
+                ObservationRow.metric, ObservationRow.mean, ObservationRow.sem,
+            )
+            .join(ObservationRow, ObservationRow.trial_id == TrialRow.id)
+            .join(ArmRow, ArmRow.id == ObservationRow.arm_id)
+            .where(
+                TrialRow.experiment_id.in_(ids),
+                TrialRow.state == TrialState.COMPLETED.value,
+            )
+            .order_by(TrialRow.experiment_id, TrialRow.index, ArmRow.name, ObservationRow.metric)
+        )  # fmt: skip
+        if metrics is not None:
+            stmt = stmt.where(ObservationRow.metric.in_(list(metrics)))
+        return self._run(
+            lambda s: [ObservationRecord(*row) for row in s.execute(stmt)], write=False
+        )
 
     # -- projects and keys -------------------------------------------------------------------
     def ensure_project(self, name: str) -> None:

@@ -1,0 +1,309 @@
+"""Plotly figures (plain dicts) for the model panels, in one restrained visual style.
+
+Observed data are drawn in ink/indigo, what the model believes in amber, so a reader can tell
+at a glance which is which on every chart. The browser renders the dicts with the vendored
+Plotly.js; nothing here imports plotly.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from assay.platform.analysis import Z95
+from assay.platform.diagnostics import (
+    ContourGrid,
+    CrossValidation,
+    Feasibility,
+    Importance,
+    SliceCurve,
+)
+
+INK = "#1f2937"
+MUTED = "#6b7280"
+GRID = "#eef0f3"
+ACCENT = "#4f46e5"
+MODEL = "#d97706"
+MODEL_BAND = "rgba(217, 119, 6, 0.16)"
+GOOD = "#059669"
+BAD = "#dc2626"
+SERIES = ["#4f46e5", "#0891b2", "#db2777", "#65a30d", "#7c3aed", "#ea580c"]
+FONT = '-apple-system, BlinkMacSystemFont, "Segoe UI", Roboto, "Helvetica Neue", "Liberation Sans", Arial, sans-serif'
+
+
+def axis(title: str = "", **kw: Any) -> dict[str, Any]:
+    return {
+        "title": {"text": title, "font": {"size": 12, "color": MUTED}},
+        "gridcolor": GRID,
+        "zerolinecolor": GRID,
+        "linecolor": "#d1d5db",
+        "tickfont": {"size": 11, "color": MUTED},
+        "automargin": True,
+        **kw,
+    }
+
+
+def layout(**kw: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "font": {"family": FONT, "size": 12, "color": INK},
+        "paper_bgcolor": "rgba(0,0,0,0)",
+        "plot_bgcolor": "rgba(0,0,0,0)",
+        "margin": {"l": 56, "r": 16, "t": 12, "b": 44},
+        "hovermode": "closest",
+        "hoverlabel": {"font": {"family": FONT, "size": 12}, "bgcolor": "white"},
+        "legend": {
+            "traceorder": "normal",
+            "orientation": "h",
+            "x": 0,
+            "y": 1.02,
+            "yanchor": "bottom",
+            "font": {"size": 11, "color": MUTED},
+        },
+        "showlegend": True,
+    }
+    base.update(kw)
+    return base
+
+
+def _axis_type(log: bool) -> dict[str, Any]:
+    return {"type": "log"} if log else {}
+
+
+def _finite(xs: list[float]) -> list[float | None]:
+    return [x if x is not None and math.isfinite(x) else None for x in xs]
+
+
+def band(x: list[Any], lower: list[float], upper: list[float], name: str, **kw: Any) -> list:
+    """Two traces filling the area between ``lower`` and ``upper`` (legend on the second)."""
+    return [
+        {
+            "type": "scatter", "x": x, "y": _finite(lower), "mode": "lines",
+            "line": {"width": 0, "color": MODEL_BAND}, "hoverinfo": "skip", "showlegend": False,
+            **kw,
+        },
+        {
+            "type": "scatter", "x": x, "y": _finite(upper), "mode": "lines", "fill": "tonexty",
+            "fillcolor": MODEL_BAND, "line": {"width": 0, "color": MODEL_BAND}, "name": name,
+            "hoverinfo": "skip", **kw,
+        },
+    ]  # fmt: skip
+
+
+def cross_validation_figure(cv: CrossValidation) -> dict[str, Any]:
+    """Predicted (leave-one-out) vs observed, with 95% intervals both ways and ``y = x``."""
+    lo = min(
+        min(cv.observed),
+        min(p - Z95 * s for p, s in zip(cv.predicted, cv.predicted_sd, strict=True)),
+    )
+    hi = max(
+        max(cv.observed),
+        max(p + Z95 * s for p, s in zip(cv.predicted, cv.predicted_sd, strict=True)),
+    )
+    pad = 0.04 * (hi - lo or 1.0)
+    lo, hi = lo - pad, hi + pad
+    err_y = [Z95 * s if s is not None else 0.0 for s in cv.observed_sem]
+    return {
+        "data": [
+            {
+                "type": "scatter", "x": [lo, hi], "y": [lo, hi], "mode": "lines",
+                "line": {"color": "#9ca3af", "dash": "dash", "width": 1}, "name": "perfect fit",
+                "hoverinfo": "skip",
+            },
+            {
+                "type": "scatter", "x": cv.predicted, "y": cv.observed, "mode": "markers",
+                "name": "arms (95% intervals)",
+                "marker": {"color": ACCENT, "size": 6, "opacity": 0.8},
+                "error_x": {"type": "data", "array": [Z95 * s for s in cv.predicted_sd],
+                            "color": MODEL, "thickness": 1, "width": 0},
+                "error_y": {"type": "data", "array": err_y, "color": "#a5b4fc", "thickness": 1,
+                            "width": 0},
+                "text": cv.arm_names,
+                "hovertemplate": "arm %{text}<br>predicted %{x:.4g}<br>observed %{y:.4g}"
+                "<extra></extra>",
+            },
+        ],
+        "layout": layout(
+            xaxis=axis(f"predicted {cv.metric} (leave-one-out)", range=[lo, hi]),
+            yaxis=axis(f"observed {cv.metric}", range=[lo, hi]),
+        ),
+    }  # fmt: skip
+
+
+def slices_figure(
+    curves: list[SliceCurve],
+    metric: str,
+    columns: int = 4,
+    reference: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Small multiples: the posterior of ``metric`` along each parameter (mean, 95% band),
+    a dotted line at the ``reference`` arm's value."""
+    n = len(curves)
+    cols = max(1, min(columns, n))
+    rows = math.ceil(n / cols)
+    data: list[dict[str, Any]] = []
+    lay = layout(
+        grid={"rows": rows, "columns": cols, "pattern": "independent", "ygap": 0.35,
+              "xgap": 0.12},
+        showlegend=False, height=max(300, 250 * rows), margin={"l": 56, "r": 16, "t": 28, "b": 40},
+        annotations=[],
+        shapes=[],
+    )  # fmt: skip
+    for k, c in enumerate(curves):
+        suffix = "" if k == 0 else str(k + 1)
+        xa, ya = f"x{suffix}", f"y{suffix}"
+        mean, sd = c.mean[metric], c.sd[metric]
+        lower = [m - Z95 * s for m, s in zip(mean, sd, strict=True)]
+        upper = [m + Z95 * s for m, s in zip(mean, sd, strict=True)]
+        if c.categorical:
+            data.append(
+                {
+                    "type": "scatter", "x": [str(v) for v in c.values], "y": mean,
+                    "mode": "markers", "xaxis": xa, "yaxis": ya,
+                    "marker": {"color": MODEL, "size": 9},
+                    "error_y": {"type": "data", "array": [Z95 * s for s in sd], "color": MODEL,
+                                "thickness": 1.5, "width": 6},
+                    "hovertemplate": f"{c.parameter}=%{{x}}<br>{metric} %{{y:.4g}}<extra></extra>",
+                }
+            )  # fmt: skip
+        else:
+            data += band(c.values, lower, upper, "95% credible band", xaxis=xa, yaxis=ya)
+            data.append(
+                {
+                    "type": "scatter", "x": c.values, "y": mean, "mode": "lines",
+                    "xaxis": xa, "yaxis": ya, "line": {"color": MODEL, "width": 2},
+                    "hovertemplate": f"{c.parameter}=%{{x:.4g}}<br>{metric} %{{y:.4g}}"
+                    "<extra></extra>",
+                }
+            )  # fmt: skip
+        ref = reference.get(c.parameter) if reference else None
+        if ref is not None:
+            lay["shapes"].append(
+                {
+                    "type": "line", "xref": xa, "yref": f"{ya} domain", "x0": ref if not
+                    c.categorical else str(ref), "x1": ref if not c.categorical else str(ref),
+                    "y0": 0, "y1": 1, "line": {"color": "#9ca3af", "dash": "dot", "width": 1},
+                }
+            )  # fmt: skip
+        lay[f"xaxis{suffix}"] = axis(c.parameter, **_axis_type(c.log_scale))
+        lay[f"yaxis{suffix}"] = axis(metric if k % cols == 0 else "")
+    return {"data": data, "layout": lay}
+
+
+def contour_figure(
+    g: ContourGrid, view: str = "mean", recommended: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A heat-contour of the posterior mean, its SD, or P(feasible), with the observed arms
+    and the recommended arm (``recommended``: its parameters)."""
+    if view == "feasibility" and g.p_feasible is not None:
+        z, title, scale, zmin, zmax = (
+            g.p_feasible, "P(feasible)",
+            [[0, "#fef2f2"], [0.5, "#fde68a"], [1, "#059669"]], 0, 1,
+        )  # fmt: skip
+    elif view == "sd":
+        z, title, scale, zmin, zmax = g.sd, f"SD of {g.metric}", "Greys", None, None
+    else:
+        z, title, scale, zmin, zmax = g.mean, f"mean {g.metric}", "Viridis", None, None
+    trace: dict[str, Any] = {
+        "type": "contour", "x": g.x_values, "y": g.y_values, "z": z, "colorscale": scale,
+        "contours": {"coloring": "heatmap", "showlines": True},
+        "line": {"width": 0.5, "color": "rgba(255,255,255,0.5)"},
+        "colorbar": {"title": {"text": title, "side": "right", "font": {"size": 11}},
+                     "thickness": 12, "outlinewidth": 0, "tickfont": {"size": 10}},
+        "name": title,
+        "hovertemplate": f"{g.x_parameter}=%{{x:.4g}}<br>{g.y_parameter}=%{{y:.4g}}<br>"
+        f"{title} %{{z:.4g}}<extra></extra>",
+    }  # fmt: skip
+    if zmin is not None:
+        trace["zmin"], trace["zmax"] = zmin, zmax
+    rec = recommended or {}
+    ref_x = [rec[g.x_parameter]] if g.x_parameter in rec and g.y_parameter in rec else []
+    return {
+        "data": [
+            trace,
+            {
+                "type": "scatter", "x": g.observed_x, "y": g.observed_y, "mode": "markers",
+                "name": "observed arms",
+                "marker": {"color": "white", "size": 5, "line": {"color": INK, "width": 1}},
+                "hovertemplate": f"{g.x_parameter}=%{{x:.4g}}<br>{g.y_parameter}=%{{y:.4g}}"
+                "<extra>observed</extra>",
+            },
+            {
+                "type": "scatter", "x": ref_x, "y": [rec[g.y_parameter]] if ref_x else [],
+                "mode": "markers", "name": "recommended arm",
+                "marker": {"color": MODEL, "size": 14, "symbol": "star",
+                           "line": {"color": "white", "width": 1}},
+                "hoverinfo": "name",
+            },
+        ],
+        "layout": layout(
+            xaxis=axis(g.x_parameter, **_axis_type(g.x_log)),
+            yaxis=axis(g.y_parameter, **_axis_type(g.y_log)),
+            legend={"orientation": "h", "x": 0, "y": 1.02, "yanchor": "bottom",
+                    "font": {"size": 11, "color": MUTED}},
+        ),
+    }  # fmt: skip
+
+
+def feasibility_figure(f: Feasibility) -> dict[str, Any]:
+    """P(constraint holds) per completed arm by trial, each constraint and jointly."""
+    data: list[dict[str, Any]] = []
+    for k, expr in enumerate(f.constraints):
+        data.append(
+            {
+                "type": "scatter", "x": f.trial_indices, "y": f.probability[expr],
+                "mode": "markers", "name": expr,
+                "marker": {"color": SERIES[(k + 1) % len(SERIES)], "size": 5, "opacity": 0.55},
+                "text": f.arm_names,
+                "hovertemplate": "trial %{x} (arm %{text})<br>P = %{y:.3f}<extra>" + expr
+                + "</extra>",
+            }
+        )  # fmt: skip
+    if len(f.constraints) > 1:  # with one constraint the joint is the same points again
+        data.append(
+            {
+                "type": "scatter", "x": f.trial_indices, "y": f.joint, "mode": "markers",
+                "name": "all constraints",
+                "marker": {"color": INK, "size": 6, "symbol": "diamond"}, "text": f.arm_names,
+                "hovertemplate": "trial %{x} (arm %{text})<br>P(all) = %{y:.3f}<extra></extra>",
+            }
+        )  # fmt: skip
+    return {
+        "data": data,
+        "layout": layout(
+            xaxis=axis("trial"),
+            yaxis=axis("probability constraint holds", range=[-0.03, 1.03]),
+            shapes=[
+                {"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": 0.9, "y1": 0.9,
+                 "line": {"color": GOOD, "dash": "dot", "width": 1}},
+            ],
+        ),
+    }  # fmt: skip
+
+
+def importance_figure(imp: Importance) -> dict[str, Any]:
+    """Horizontal bars: total-order and first-order Sobol' indices, most important on top."""
+    order = sorted(range(len(imp.parameters)), key=lambda i: imp.total_order[i])
+    names = [imp.parameters[i] for i in order]
+    clip = lambda v: max(0.0, min(1.0, v))  # noqa: E731 - estimator noise can leave [0, 1]
+    return {
+        "data": [
+            {
+                "type": "bar", "orientation": "h", "y": names,
+                "x": [clip(imp.total_order[i]) for i in order], "name": "total (with interactions)",
+                "marker": {"color": ACCENT},
+                "hovertemplate": "%{y}: %{x:.2f}<extra>total-order</extra>",
+            },
+            {
+                "type": "bar", "orientation": "h", "y": names,
+                "x": [clip(imp.first_order[i]) for i in order], "name": "alone (first-order)",
+                "marker": {"color": "#a5b4fc"},
+                "hovertemplate": "%{y}: %{x:.2f}<extra>first-order</extra>",
+            },
+        ],
+        "layout": layout(
+            barmode="group", bargap=0.3, height=max(220, 70 + 46 * len(names)),
+            xaxis=axis(f"share of the variance of the predicted {imp.metric}", range=[0, 1]),
+            yaxis=axis(""),
+            margin={"l": 90, "r": 16, "t": 12, "b": 44},
+        ),
+    }  # fmt: skip

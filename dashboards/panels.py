@@ -1,0 +1,340 @@
+"""The experiment page's analysis panels: a registry, so new analyses plug in without touching
+the page.
+
+A :class:`Panel` names itself, says when it applies, declares its controls (rendered as
+selects; their values arrive as query parameters), and computes a :class:`PanelResult` — a
+Plotly figure, an *empty state* (not enough data yet: say what to do next) or an *error card*.
+:func:`run_panel` never raises: whatever goes wrong inside an analysis becomes an error card
+on its panel and the rest of the page keeps working (the pattern of Ax's ``ax/analysis``).
+
+Extending (e.g. the A/B arm-effects view of batch trials, issue 8)::
+
+    from assay.dashboards.panels import Panel, PanelResult, register_panel
+
+    def arm_effects(ctx):
+        ...  # read ctx.experiment, maybe ctx.model(); return PanelResult(figure=...)
+
+    register_panel(
+        Panel("arm-effects", "Arm effects", "Effect of each arm vs. the control, with 95% CIs.",
+              arm_effects, applies=lambda exp: any(len(t.arms) > 1 for t in exp.trials),
+              wide=True),
+        before="slices",
+    )
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from assay.dashboards import charts
+from assay.dashboards.data import ModelCache, fmt_value
+from assay.dashboards.jobs import JobsView
+from assay.platform.diagnostics import (
+    AnalysisModel,
+    InsufficientDataError,
+    contour,
+    feasibility,
+    loo_cross_validation,
+    recommended_arm,
+    slices,
+    sobol_importance,
+)
+from assay.platform.errors import AssayError, ValidationError
+from assay.platform.experiment import Experiment
+from assay.platform.space import ChoiceParameter
+
+log = logging.getLogger("assay.dashboards")
+
+
+@dataclass(frozen=True)
+class Control:
+    """A select above a panel: ``options`` are ``(value, label)`` pairs."""
+
+    name: str
+    label: str
+    options: list[tuple[str, str]]
+    default: str
+
+
+@dataclass
+class PanelContext:
+    """What a panel may read: the experiment snapshot, its control values and the cached
+    analysis model."""
+
+    experiment: Experiment
+    params: Mapping[str, str]
+    models: ModelCache
+    jobs: JobsView
+    project: str | None
+
+    def model(self) -> AnalysisModel:
+        return self.models.get(self.experiment)
+
+    def choice(self, control: Control) -> str:
+        v = self.params.get(control.name, control.default)
+        return v if v in {o[0] for o in control.options} else control.default
+
+
+@dataclass
+class PanelResult:
+    """A figure, or an empty state / error card (``title`` + ``message``), plus key facts."""
+
+    figure: dict[str, Any] | None = None
+    empty: dict[str, str] | None = None
+    error: dict[str, str] | None = None
+    facts: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "figure": self.figure,
+            "empty": self.empty,
+            "error": self.error,
+            "facts": [{"label": k, "value": v} for k, v in self.facts],
+            "notes": self.notes,
+        }
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One analysis card of the experiment page."""
+
+    key: str
+    title: str
+    description: str
+    compute: Callable[[PanelContext], PanelResult]
+    controls: Callable[[Experiment], list[Control]] = lambda exp: []
+    applies: Callable[[Experiment], bool] = lambda exp: True
+    wide: bool = False
+    model_based: bool = True
+
+
+# -- controls ----------------------------------------------------------------------------------
+def _metric_control(exp: Experiment) -> Control:
+    ms = exp.config.modelled_metrics
+    return Control("metric", "Metric", [(m, m) for m in ms], ms[0])
+
+
+def _ordered_params(exp: Experiment) -> list[str]:
+    return [
+        p.name
+        for p in exp.search_space.tunable
+        if not (isinstance(p, ChoiceParameter) and p.is_one_hot)
+    ]
+
+
+def _contour_controls(exp: Experiment) -> list[Control]:
+    names = _ordered_params(exp)
+    opts = [(n, n) for n in names]
+    views = [("mean", "posterior mean"), ("sd", "uncertainty (SD)")]
+    if exp.config.outcome_constraints:
+        views.append(("feasibility", "P(feasible)"))
+    return [
+        Control("x", "x", opts, names[0]),
+        Control("y", "y", opts, names[1] if len(names) > 1 else names[0]),
+        _metric_control(exp),
+        Control("view", "Show", views, "mean"),
+    ]
+
+
+# -- the built-in panels -----------------------------------------------------------------------
+def _model_notes(am: AnalysisModel) -> list[str]:
+    return list(am.notes)
+
+
+def slices_panel(ctx: PanelContext) -> PanelResult:
+    am = ctx.model()
+    metric = ctx.choice(_metric_control(ctx.experiment))
+    rec = recommended_arm(am)
+    ref = rec["parameters"] if rec else None
+    curves = slices(am, reference=ref)
+    facts = []
+    if rec is not None:
+        facts.append(("through the recommended arm", rec["arm_name"]))
+    return PanelResult(
+        figure=charts.slices_figure(curves, metric, reference=ref),
+        facts=facts,
+        notes=_model_notes(am),
+    )
+
+
+def contour_panel(ctx: PanelContext) -> PanelResult:
+    exp = ctx.experiment
+    controls = {c.name: ctx.choice(c) for c in _contour_controls(exp)}
+    am = ctx.model()
+    g = contour(am, controls["x"], controls["y"], metric=controls["metric"])
+    rec = recommended_arm(am)
+    fig = charts.contour_figure(g, controls["view"], rec["parameters"] if rec else None)
+    held = ", ".join(f"{k}={fmt_value(v)}" for k, v in g.reference.items())
+    return PanelResult(figure=fig, facts=[("others held at", held or "—")])
+
+
+def model_fit_panel(ctx: PanelContext) -> PanelResult:
+    am = ctx.model()
+    metric = ctx.choice(_metric_control(ctx.experiment))
+    if metric not in am.fitted.metrics:
+        return PanelResult(
+            empty={
+                "title": f"No model for {metric} yet",
+                "message": f"{metric} needs at least two completed observations.",
+            }
+        )
+    cv = loo_cross_validation(am, [metric])[metric]
+    return PanelResult(
+        figure=charts.cross_validation_figure(cv),
+        facts=[
+            ("R²", fmt_value(cv.r2, 3)),
+            ("inside 95% interval", f"{100 * cv.coverage95:.0f}%"),
+            ("observations", str(cv.n)),
+        ],
+        notes=_model_notes(am),
+    )
+
+
+def importance_panel(ctx: PanelContext) -> PanelResult:
+    am = ctx.model()
+    metric = ctx.choice(_metric_control(ctx.experiment))
+    if metric not in am.fitted.metrics:
+        return PanelResult(
+            empty={
+                "title": f"No model for {metric} yet",
+                "message": f"{metric} needs at least two completed observations.",
+            }
+        )
+    imp = sobol_importance(am, metric)
+    top = max(range(len(imp.parameters)), key=lambda i: imp.total_order[i])
+    return PanelResult(
+        figure=charts.importance_figure(imp),
+        facts=[("most influential", imp.parameters[top]), ("samples", str(imp.n_samples))],
+    )
+
+
+def feasibility_panel(ctx: PanelContext) -> PanelResult:
+    exp = ctx.experiment
+    if not exp.config.outcome_constraints:
+        return PanelResult(
+            empty={
+                "title": "No outcome constraints",
+                "message": (
+                    f"This experiment only optimizes {exp.config.objective.name}. Outcome "
+                    "constraints such as 'latency_ms <= 20' are set when an experiment is "
+                    "created; the model then estimates how likely each arm meets them."
+                ),
+            }
+        )
+    am = ctx.model()
+    f = feasibility(am)
+    if not f.constraints:
+        return PanelResult(
+            empty={
+                "title": "Constrained metrics not observed yet",
+                "message": "Report the constrained metrics with each trial to see feasibility.",
+            }
+        )
+    likely = sum(1 for p in f.joint if p >= 0.9)
+    return PanelResult(
+        figure=charts.feasibility_figure(f),
+        facts=[("arms feasible with P ≥ 0.9", f"{likely} of {len(f.joint)}")],
+    )
+
+
+PANELS: list[Panel] = [
+    Panel(
+        "slices",
+        "Slices of the model",
+        "What the model predicts along each parameter, the others held at the recommended "
+        "arm (mean and 95% credible band).",
+        slices_panel,
+        controls=lambda exp: [_metric_control(exp)],
+        wide=True,
+    ),
+    Panel(
+        "contour",
+        "Response surface",
+        "The model's prediction over two parameters, the others held at the recommended arm.",
+        contour_panel,
+        controls=_contour_controls,
+        applies=lambda exp: len(_ordered_params(exp)) >= 2,
+    ),
+    Panel(
+        "model-fit",
+        "Model fit (leave-one-out)",
+        "Each arm predicted from all the others vs. what was observed. Points near the "
+        "diagonal, about 95% of them within their intervals, mean the model can be trusted.",
+        model_fit_panel,
+        controls=lambda exp: [_metric_control(exp)],
+    ),
+    Panel(
+        "importance",
+        "Parameter importance",
+        "Sobol' sensitivity of the model's prediction: how much of its variation each "
+        "parameter explains, alone and with interactions.",
+        importance_panel,
+        controls=lambda exp: [_metric_control(exp)],
+    ),
+    Panel(
+        "feasibility",
+        "Feasibility",
+        "The model's probability that each arm meets each outcome constraint.",
+        feasibility_panel,
+    ),
+]
+
+
+def register_panel(panel: Panel, *, before: str | None = None) -> None:
+    """Add (or replace, by key) a panel; ``before`` places it ahead of another key."""
+    global PANELS
+    rest = [p for p in PANELS if p.key != panel.key]
+    keys = [p.key for p in rest]
+    at = keys.index(before) if before in keys else len(rest)
+    PANELS = [*rest[:at], panel, *rest[at:]]
+
+
+def panels_for(exp: Experiment) -> list[Panel]:
+    return [p for p in PANELS if p.applies(exp)]
+
+
+def get_panel(key: str) -> Panel | None:
+    return next((p for p in PANELS if p.key == key), None)
+
+
+def run_panel(panel: Panel, ctx: PanelContext) -> PanelResult:
+    """Compute a panel; every failure becomes an empty state or an error card."""
+    try:
+        return panel.compute(ctx)
+    except InsufficientDataError as e:
+        more = max(1, e.details.get("needed", 3) - e.details.get("observations", 0))
+        message = e.message[:1].upper() + e.message[1:]
+        return PanelResult(
+            empty={
+                "title": "Not enough data for a model yet",
+                "message": f"{message}. Complete {more} more trial{'s' if more > 1 else ''} "
+                "and this panel fills in by itself.",
+            }
+        )
+    except ValidationError as e:
+        return PanelResult(
+            error={"title": "This view cannot be drawn", "message": e.message, "kind": "input"}
+        )
+    except AssayError as e:
+        return PanelResult(
+            error={
+                "title": "The model could not be fitted",
+                "message": f"{e.message}. The data charts above are unaffected; the next "
+                "completed trial triggers a new fit.",
+                "kind": e.code,
+            }
+        )
+    except Exception as e:
+        log.exception("dashboard panel %s failed", panel.key)
+        return PanelResult(
+            error={
+                "title": "This analysis failed",
+                "message": f"{type(e).__name__}: {e}. The rest of the page is unaffected; the "
+                "server log has the details.",
+                "kind": "internal",
+            }
+        )

@@ -1,0 +1,523 @@
+"""The dashboard's pages and the small JSON feeds their scripts poll.
+
+Pages render on the server (Jinja2) and work without JavaScript; scripts then draw the charts
+(vendored Plotly.js), poll for changes with an ``after`` cursor over the audit trail, and swap
+in server-rendered fragments. Every failure renders as a page that says what to do next (HTML)
+or as a JSON error (for the scripts); unauthenticated browsers go to the login page.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, urlencode
+
+from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.routing import APIRoute
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
+
+from assay import __version__
+from assay.dashboards import auth
+from assay.dashboards.data import (
+    STATES,
+    BestValueCache,
+    ModelCache,
+    SnapshotCache,
+    TableQuery,
+    best_observed,
+    duration_s,
+    experiment_meta,
+    experiment_summaries,
+    fmt_duration,
+    fmt_value,
+    observed_feasible,
+    query_trials,
+    state_counts,
+    trial_row,
+)
+from assay.dashboards.jobs import JobsView, NoJobsView
+from assay.dashboards.panels import PanelContext, get_panel, panels_for, run_panel
+from assay.platform.diagnostics import InsufficientDataError, completed_count, model_trace
+from assay.platform.errors import AssayError, AuthenticationError, NotFoundError
+from assay.platform.experiment import ExperimentStatus, TrialState
+from assay.service.auth import Principal
+from assay.service.deps import ExperimentId, TrialId
+
+log = logging.getLogger("assay.dashboards")
+HERE = Path(__file__).resolve().parent
+TEMPLATES = HERE / "templates"
+STATIC = HERE / "static"
+PLOTLY_VERSION = "4.1.2"
+#: Events re-read below the client's cursor, to catch PostgreSQL transactions that commit
+#: after a later-numbered one (ids are assigned at insert, not at commit).
+CURSOR_OVERLAP = 64
+
+
+# -- state -------------------------------------------------------------------------------------
+class Dashboard:
+    """Caches and the template environment, one per app (``app.state.dashboard``)."""
+
+    def __init__(self, app: Any) -> None:
+        store = app.state.store
+        self.app = app
+        self.store = store
+        self.snapshots = SnapshotCache(store)
+        self.models = ModelCache()
+        self.best_values = BestValueCache(store)
+        #: Panel results per (experiment, completed trials, panel, controls): page visits
+        #: and the live refresh reuse them until a trial completes.
+        self.results: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
+        self._results_lock = threading.Lock()
+        self.env = Environment(
+            loader=FileSystemLoader(str(TEMPLATES)),
+            autoescape=select_autoescape(["html"]),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        digest = hashlib.sha256()
+        for name in ("app.css", "app.js"):
+            digest.update((STATIC / name).read_bytes())
+        self.asset_version = f"{__version__}-{digest.hexdigest()[:10]}"
+        self.env.filters.update(
+            fmt=fmt_value,
+            duration=fmt_duration,
+            ago=_ago,
+            iso=_iso,
+            sem=_sem,
+            pct=_pct,
+            json_script=json_script,
+        )
+        self.env.globals.update(
+            static=self.static_url, STATES=STATES, version=__version__, query=_query
+        )
+
+    @property
+    def jobs(self) -> JobsView:
+        return getattr(self.app.state, "jobs_view", None) or NoJobsView()
+
+    def cached(self, key: tuple, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        with self._results_lock:
+            hit = self.results.get(key)
+        if hit is None:
+            hit = compute()
+            with self._results_lock:
+                self.results[key] = hit
+                while len(self.results) > 128:
+                    self.results.popitem(last=False)
+        return hit
+
+    def static_url(self, path: str) -> str:
+        v = PLOTLY_VERSION if path.startswith("vendor/plotly") else self.asset_version
+        return f"/static/{path}?v={v}"
+
+    def render(self, request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+        who = getattr(request.state, "principal", None)
+        ctx.setdefault("auth_required", auth.auth_required(request))
+        ctx.setdefault("who", who)
+        ctx.setdefault("nav", "")
+        html = self.env.get_template(name).render(request=request, **ctx)
+        return HTMLResponse(html, status_code=status)
+
+
+def _dash(request: Request) -> Dashboard:
+    return request.app.state.dashboard
+
+
+def _ago(dt: datetime | None) -> str:
+    if dt is None:
+        return "—"
+    s = (datetime.now(UTC) - dt).total_seconds()
+    if s < 45:
+        return "just now"
+    if s < 3600:
+        return f"{round(s / 60)} min ago"
+    if s < 86400:
+        return f"{round(s / 3600)} h ago"
+    return f"{round(s / 86400)} d ago"
+
+
+def _iso(dt: datetime | None) -> str:
+    return dt.isoformat() if dt else ""
+
+
+def _sem(v: float | None) -> str:
+    return "" if v is None else f"± {fmt_value(v, 2)}"
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None else f"{100 * v:.0f}%"
+
+
+def _query(base: dict[str, Any], **override: Any) -> str:
+    d = {**base, **override}
+    return urlencode({k: v for k, v in d.items() if v not in ("", None)})
+
+
+def _wants_json(request: Request) -> bool:
+    return "application/json" in request.headers.get("accept", "")
+
+
+def _error_page(request: Request, status: int, title: str, message: str, hint: str = ""):
+    if _wants_json(request):
+        return JSONResponse(
+            {"error": {"code": "dashboard_error", "message": message, "title": title}},
+            status_code=status,
+        )
+    return _dash(request).render(
+        request, "error.html", status=status, title=title, message=message, hint=hint
+    )
+
+
+def _login_redirect(request: Request, message: str) -> Response:
+    if _wants_json(request):
+        return JSONResponse(
+            {"error": {"code": "login_required", "message": message, "login": "/login"}},
+            status_code=401,
+        )
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+
+
+class DashboardRoute(APIRoute):
+    """Routes whose failures render as dashboard pages (or JSON for the page scripts)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        original = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            try:
+                return await original(request)
+            except RequestValidationError:  # e.g. /experiments/abc: no such page
+                return _error_page(
+                    request, 404, "Page not found", f"There is no page at {request.url.path}.",
+                    "Go back to the experiments list.",
+                )  # fmt: skip
+            except auth.LoginRequired as e:
+                return _login_redirect(request, e.message)
+            except AuthenticationError as e:
+                response = _login_redirect(request, e.message)
+                response.delete_cookie(auth.COOKIE, path="/")
+                return response
+            except NotFoundError as e:
+                return _error_page(
+                    request, 404, "Not found", e.message,
+                    "It may belong to another project, or the link is out of date.",
+                )  # fmt: skip
+            except AssayError as e:
+                from assay.service.app import status_for
+
+                return _error_page(request, status_for(e), "Something went wrong", e.message)
+            except Exception:
+                log.exception("dashboard request failed: %s", request.url.path)
+                return _error_page(
+                    request, 500, "Something went wrong",
+                    "The server hit an unexpected error while building this page.",
+                    "Reload in a moment; if it keeps happening, the server log has the details.",
+                )  # fmt: skip
+
+        return handler
+
+
+router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
+
+
+def _who(request: Request) -> Principal:
+    who = auth.principal(request)
+    request.state.principal = who
+    return who
+
+
+def _int(v: str | None, default: int = 0, lo: int = 0, hi: int = 2**63 - 1) -> int:
+    try:
+        return min(max(int(v or default), lo), hi)
+    except ValueError:
+        return default
+
+
+# -- experiments list --------------------------------------------------------------------------
+@router.get("/")
+def experiments_page(request: Request) -> Response:
+    who = _who(request)
+    d = _dash(request)
+    qp = request.query_params
+    status, q = qp.get("status", ""), qp.get("q", "")
+    sort, direction = qp.get("sort", "activity"), qp.get("dir", "desc")
+    rows = experiment_summaries(
+        d.store, d.best_values, project=who.project, status=status, q=q, sort=sort,
+        direction=direction,
+    )  # fmt: skip
+    ctx = {
+        "rows": rows, "filters": {"status": status, "q": q, "sort": sort, "dir": direction},
+        "statuses": [s.value for s in ExperimentStatus], "cursor": d.store.latest_event_id(),
+        "nav": "experiments", "any_filter": bool(status or q),
+    }  # fmt: skip
+    if qp.get("partial"):
+        return d.render(request, "_experiments_table.html", **ctx)
+    return d.render(request, "experiments.html", **ctx)
+
+
+@router.get("/live")
+def global_live(request: Request) -> JSONResponse:
+    _who(request)
+    return JSONResponse({"cursor": _dash(request).store.latest_event_id()})
+
+
+# -- experiment page ---------------------------------------------------------------------------
+def _table_query(request: Request) -> TableQuery:
+    qp = request.query_params
+    return TableQuery(
+        state=qp.get("state", ""), q=qp.get("q", "")[:200], feasible=qp.get("feasible", ""),
+        sort=qp.get("sort", "index"), dir=qp.get("dir", "desc"),
+        page=_int(qp.get("page"), 1, 1, 10**7),
+    )  # fmt: skip
+
+
+def _table_ctx(d: Dashboard, exp: Any, query: TableQuery, who: Principal) -> dict[str, Any]:
+    page = query_trials(exp, query)
+    page.jobs = d.jobs.jobs_for_trials([t.id for t in page.rows], project=who.project)
+    now = datetime.now(UTC)
+    return {
+        "table": page,
+        "durations": {t.id: duration_s(t, now) for t in page.rows},
+        "feasible": {
+            t.id: observed_feasible(exp.config, t.values) if t.values else None for t in page.rows
+        },
+    }
+
+
+def _recent_events(d: Dashboard, exp_id: int, head: int, limit: int = 12) -> list[Any]:
+    events = d.store.list_events(experiment_id=exp_id, after=max(0, head - 400))
+    return list(reversed(events[-limit:]))
+
+
+@router.get("/experiments/{experiment_id}")
+def experiment_page(request: Request, experiment_id: ExperimentId) -> Response:
+    who = _who(request)
+    d = _dash(request)
+    snap = d.snapshots.get(experiment_id, project=who.project)
+    exp = snap.experiment
+    query = _table_query(request)
+    ctx = {"exp": exp, **_table_ctx(d, exp, query, who)}
+    if request.query_params.get("partial"):
+        return d.render(request, "_trials_table.html", **ctx)
+    window = d.store.list_events(experiment_id=exp.id, after=max(0, snap.head - CURSOR_OVERLAP))
+    recent = _recent_events(d, exp.id, snap.head)
+    counts = state_counts(exp.trials)
+    data = {
+        "experiment": experiment_meta(exp),
+        "cursor": snap.head,
+        "known": [e.id for e in window],
+        "trials": [trial_row(t, exp.config) for t in exp.trials],
+        "plotly": d.static_url("vendor/plotly.min.js"),
+    }
+    return d.render(
+        request, "experiment.html", data=data, counts=counts, best=best_observed(exp),
+        panels=panels_for(exp), recent=recent, trial_index={t.id: t.index for t in exp.trials},
+        nav="experiments", last_activity=max(
+            [exp.updated_at, *(t.updated_at for t in exp.trials)], default=exp.updated_at
+        ), **ctx,
+    )  # fmt: skip
+
+
+@router.get("/experiments/{experiment_id}/live")
+def experiment_live(request: Request, experiment_id: ExperimentId) -> JSONResponse:
+    """Changes since ``after`` (the last event id seen), re-reading a small window below it;
+    ``known`` lists the window's event ids the page has already applied."""
+    who = _who(request)
+    d = _dash(request)
+    after = _int(request.query_params.get("after"))
+    known = {
+        _int(x) for x in request.query_params.get("known", "").split(",") if x.strip().isdigit()
+    }
+    # Events first, then the snapshot: the snapshot is at least as new as every event read.
+    events = d.store.list_events(experiment_id=experiment_id, after=max(0, after - CURSOR_OVERLAP))
+    snap = d.snapshots.get(experiment_id, project=who.project)
+    exp = snap.experiment
+    new = [e for e in events if e.id > after or e.id not in known]
+    cursor = max([after, *(e.id for e in events)])
+    by_id = {t.id: t for t in exp.trials}
+    changed = {e.trial_id for e in new}
+    best = best_observed(exp)
+    return JSONResponse(
+        {
+            "cursor": cursor,
+            "known": [e.id for e in events if e.id > cursor - CURSOR_OVERLAP],
+            "events": [_event_json(e, by_id) for e in new],
+            "trials": [trial_row(by_id[i], exp.config) for i in sorted(changed) if i in by_id],
+            "counts": state_counts(exp.trials),
+            "status": exp.status.value,
+            "completed": sum(1 for t in exp.trials if t.state is TrialState.COMPLETED),
+            "best": None if best is None else best.__dict__,
+        }
+    )
+
+
+def _event_json(e: Any, by_id: dict[int, Any]) -> dict[str, Any]:
+    t = by_id.get(e.trial_id)
+    return {
+        "id": e.id, "trial_id": e.trial_id, "trial_index": t.index if t else None,
+        "from": e.from_state.value if e.from_state else None, "to": e.to_state.value,
+        "at": e.at.isoformat(), "actor": e.actor, "reason": e.reason,
+    }  # fmt: skip
+
+
+@router.get("/experiments/{experiment_id}/model-trace")
+def experiment_model_trace(request: Request, experiment_id: ExperimentId) -> JSONResponse:
+    """The model's view of the trace (posterior at each arm, best-so-far, recommendation)."""
+    who = _who(request)
+    d = _dash(request)
+    exp = d.snapshots.get(experiment_id, project=who.project).experiment
+
+    def compute() -> dict[str, Any]:
+        try:
+            am = d.models.get(exp)
+            tr = model_trace(am)
+        except InsufficientDataError as e:
+            return {"empty": {"message": e.message}}
+        except Exception as e:
+            log.warning("model trace failed for experiment %s: %s", experiment_id, e)
+            return {"error": {"message": f"{type(e).__name__}: {e}"}}
+        return {"trace": tr.__dict__, "notes": am.notes, "completed": am.n_observations}
+
+    return JSONResponse(d.cached((exp.id, completed_count(exp), "model-trace"), compute))
+
+
+@router.get("/experiments/{experiment_id}/panels/{key}")
+def experiment_panel(request: Request, experiment_id: ExperimentId, key: str) -> JSONResponse:
+    who = _who(request)
+    d = _dash(request)
+    exp = d.snapshots.get(experiment_id, project=who.project).experiment
+    panel = get_panel(key)
+    if panel is None:
+        raise NotFoundError(f"no panel named {key!r}")
+    params = dict(request.query_params)
+    ctx = PanelContext(exp, params, d.models, d.jobs, who.project)
+    key = (exp.id, completed_count(exp), "panel", key, tuple(sorted(params.items())))
+    return JSONResponse(d.cached(key, lambda: run_panel(panel, ctx).to_json()))
+
+
+# -- trial page --------------------------------------------------------------------------------
+def _trial_ctx(d: Dashboard, who: Principal, trial_id: int) -> dict[str, Any]:
+    trial = d.store.get_trial(trial_id, project=who.project)
+    snap = d.snapshots.get(trial.experiment_id, project=who.project)
+    exp = snap.experiment
+    trial = next((t for t in exp.trials if t.id == trial_id), trial)
+    events = d.store.list_events(trial_id=trial_id)
+    jobs = d.jobs.jobs_for_trials([trial_id], project=who.project)
+    curves = d.jobs.intermediate_curves(trial_id, project=who.project)
+    log_tail = d.jobs.log_tail(trial_id, project=who.project)
+    constraints = {c.metric: c for c in exp.config.outcome_constraints}
+    return {
+        "exp": exp, "trial": trial, "events": events, "job": jobs.get(trial_id),
+        "curves": curves, "log_tail": log_tail, "constraints": constraints,
+        "jobs_available": d.jobs.available, "jobs_message": d.jobs.empty_message,
+        "duration": duration_s(trial), "cursor": events[-1].id if events else 0,
+        "feasible": observed_feasible(exp.config, trial.values) if trial.values else None,
+        "curves_data": [c.__dict__ for c in curves],
+    }  # fmt: skip
+
+
+@router.get("/trials/{trial_id}")
+def trial_page(request: Request, trial_id: TrialId) -> Response:
+    who = _who(request)
+    d = _dash(request)
+    ctx = _trial_ctx(d, who, trial_id)
+    if request.query_params.get("partial"):
+        return d.render(request, "_trial_body.html", **ctx)
+    return d.render(request, "trial.html", nav="experiments", **ctx)
+
+
+@router.get("/trials/{trial_id}/live")
+def trial_live(request: Request, trial_id: TrialId) -> JSONResponse:
+    who = _who(request)
+    d = _dash(request)
+    trial = d.store.get_trial(trial_id, project=who.project)
+    after = _int(request.query_params.get("after"))
+    events = d.store.list_events(trial_id=trial_id, after=after)
+    curves = d.jobs.intermediate_curves(trial_id, project=who.project)
+    return JSONResponse(
+        {
+            "cursor": events[-1].id if events else after,
+            "changed": bool(events),
+            "state": trial.state.value,
+            "log_tail": d.jobs.log_tail(trial_id, project=who.project),
+            "curves": [c.__dict__ for c in curves],
+        }
+    )
+
+
+# -- jobs --------------------------------------------------------------------------------------
+@router.get("/jobs")
+def jobs_page(request: Request) -> Response:
+    who = _who(request)
+    d = _dash(request)
+    view = d.jobs
+    now = datetime.now(UTC)
+    running = view.running_jobs(project=who.project)
+    ctx = {
+        "available": view.available, "message": view.empty_message, "running": running,
+        "failed": view.failed_jobs(project=who.project), "workers": view.workers(
+            project=who.project), "nav": "jobs",
+        "elapsed": {j.id: (now - j.started_at).total_seconds() if j.started_at else None
+                    for j in running},
+    }  # fmt: skip
+    if request.query_params.get("partial"):
+        return d.render(request, "_jobs_body.html", **ctx)
+    return d.render(request, "jobs.html", **ctx)
+
+
+# -- sign in -----------------------------------------------------------------------------------
+def _safe_next(target: str) -> str:
+    return target if target.startswith("/") and not target.startswith("//") else "/"
+
+
+@router.get("/login")
+def login_page(request: Request) -> Response:
+    d = _dash(request)
+    nxt = _safe_next(request.query_params.get("next", "/"))
+    if not auth.auth_required(request):
+        return RedirectResponse(nxt, status_code=303)
+    return d.render(request, "login.html", next=nxt, error="", nav="login")
+
+
+@router.post("/login")
+async def login_submit(request: Request) -> Response:
+    d = _dash(request)
+    form = parse_qs((await request.body()).decode("utf-8", "replace"))
+    key = (form.get("key") or [""])[0]
+    nxt = _safe_next((form.get("next") or ["/"])[0])
+    if not auth.auth_required(request):
+        return RedirectResponse(nxt, status_code=303)
+    try:
+        _, cookie = auth.check_key(request, key)
+    except AuthenticationError as e:
+        return d.render(request, "login.html", status=401, next=nxt, error=e.message, nav="login")
+    response = RedirectResponse(nxt, status_code=303)
+    response.set_cookie(
+        auth.COOKIE, cookie, max_age=auth.COOKIE_MAX_AGE_S, httponly=True, samesite="lax",
+        secure=request.url.scheme == "https", path="/",
+    )  # fmt: skip
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request) -> Response:
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(auth.COOKIE, path="/")
+    return response
+
+
+def json_script(data: Any) -> Markup:
+    """Compact JSON that is safe inside ``<script type="application/json">``."""
+    text = json.dumps(data, separators=(",", ":"), default=str)
+    return Markup(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))

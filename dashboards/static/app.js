@@ -1,0 +1,524 @@
+/* Assay dashboard: progressive enhancement of server-rendered pages.
+ *
+ * - charts: drawn with the vendored Plotly.js, updated in place (Plotly.react);
+ * - live updates: each page polls a small JSON feed with an `after` cursor over the audit
+ *   trail and swaps in server-rendered fragments when something changed;
+ * - tables and filters: links and forms fetch the server's fragment instead of reloading.
+ * Everything works without this file, only less conveniently.
+ */
+(function () {
+  "use strict";
+
+  var C = {
+    ink: "#1f2937", muted: "#6b7280", grid: "#eef0f3", accent: "#4f46e5", accentSoft: "#c7d2fe",
+    model: "#d97706", modelBand: "rgba(217, 119, 6, 0.16)", good: "#059669", bad: "#dc2626",
+    infeasible: "#cbd5e1",
+  };
+  var FONT = '-apple-system, BlinkMacSystemFont, "Segoe UI", Roboto, "Helvetica Neue", ' +
+    '"Liberation Sans", Arial, sans-serif';
+  var BINS = ["#c7d2fe", "#a5b4fc", "#818cf8", "#6366f1", "#3730a3"];
+  var PLOT_CONFIG = {
+    displaylogo: false, responsive: true, displayModeBar: "hover",
+    modeBarButtonsToRemove: ["lasso2d", "select2d", "autoScale2d", "toggleSpikelines"],
+  };
+
+  function $(sel, root) { return (root || document).querySelector(sel); }
+  function $$(sel, root) { return Array.prototype.slice.call((root || document).querySelectorAll(sel)); }
+  function esc(s) {
+    return String(s).replace(/[&<>"']/g, function (c) {
+      return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
+    });
+  }
+
+  // -- formatting (mirrors dashboards/data.py:fmt_value) -------------------------------------
+  function fmt(v, digits) {
+    digits = digits || 4;
+    if (v === null || v === undefined) return "—";
+    if (typeof v !== "number") return String(v);
+    if (!isFinite(v)) return String(v);
+    if (Number.isInteger(v) && Math.abs(v) < 1e15) return Math.abs(v) >= 10000 ? v.toLocaleString("en-US") : String(v);
+    if (v === 0) return "0";
+    var a = Math.abs(v);
+    if (a >= 1e6 || a < 1e-3) {
+      var parts = v.toExponential(digits - 1).split("e");
+      return parts[0].replace(/\.?0+$/, "") + "e" + Number(parts[1]);
+    }
+    var dec = Math.max(digits - 1 - Math.floor(Math.log10(a)), 0);
+    var s = v.toFixed(dec);
+    return s.indexOf(".") >= 0 ? s.replace(/0+$/, "").replace(/\.$/, "") : s;
+  }
+  function ago(iso) {
+    var s = (Date.now() - new Date(iso).getTime()) / 1000;
+    if (s < 45) return "just now";
+    if (s < 3600) return Math.round(s / 60) + " min ago";
+    if (s < 86400) return Math.round(s / 3600) + " h ago";
+    return Math.round(s / 86400) + " d ago";
+  }
+  function refreshTimes(root) {
+    $$("time[data-ago]", root).forEach(function (t) { t.textContent = ago(t.getAttribute("datetime")); });
+  }
+  setInterval(function () { refreshTimes(); }, 30000);
+  function stateBadge(s) { return '<span class="badge s-' + s + '">' + esc(s.replace("_", " ")) + "</span>"; }
+
+  // -- fetching --------------------------------------------------------------------------
+  function toLogin() {
+    location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search);
+  }
+  function request(url, accept) {
+    return fetch(url, { headers: { Accept: accept }, credentials: "same-origin" }).then(function (r) {
+      if (r.status === 401) { toLogin(); throw new Error("signed out"); }
+      if (!r.ok) throw new Error("HTTP " + r.status);
+      return accept === "application/json" ? r.json() : r.text();
+    });
+  }
+  function getJSON(url) { return request(url, "application/json"); }
+  function getHTML(url) { return request(url, "text/html"); }
+
+  var live = $("#live");
+  function setLive(ok, title) {
+    if (!live) return;
+    live.className = "live " + (ok ? "on" : "off");
+    live.textContent = ok ? "live" : "reconnecting…";
+    if (title) live.title = title;
+  }
+
+  /** Call fn every `ms` while the tab is visible; fn returns a promise. */
+  function poll(fn, ms) {
+    var timer = null, busy = false;
+    function tick() {
+      if (document.hidden || busy) return schedule();
+      busy = true;
+      Promise.resolve().then(fn).then(function () { setLive(true); }, function (e) {
+        if (String(e && e.message) !== "signed out") setLive(false, String(e));
+      }).then(function () { busy = false; schedule(); });
+    }
+    function schedule() { clearTimeout(timer); timer = setTimeout(tick, typeof ms === "function" ? ms() : ms); }
+    document.addEventListener("visibilitychange", function () { if (!document.hidden) tick(); });
+    schedule();
+    return tick;
+  }
+
+  // -- server fragments for filters, sorting and paging -----------------------------------
+  function withPartial(url) {
+    var u = new URL(url, location.href);
+    u.searchParams.set("partial", "1");
+    return u.toString();
+  }
+  function formURL(form) {
+    var u = new URL(form.getAttribute("action"), location.href);
+    new FormData(form).forEach(function (v, k) { if (v !== "") u.searchParams.set(k, v); });
+    return u;
+  }
+  function swap(target, url, push) {
+    return getHTML(withPartial(url)).then(function (html) {
+      target.innerHTML = html;
+      refreshTimes(target);
+      if (push) history.replaceState(null, "", url.toString());
+      target.dispatchEvent(new CustomEvent("swapped", { bubbles: true }));
+    });
+  }
+  $$("form[data-partial-target]").forEach(function (form) {
+    var target = $(form.getAttribute("data-partial-target"));
+    var timer = null;
+    function go() {
+      var hidden = form.querySelector('input[name="page"]');
+      if (hidden) hidden.value = "1";
+      swap(target, formURL(form), true).catch(function () { form.submit(); });
+    }
+    form.addEventListener("change", go);
+    form.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(go, 300); });
+    form.addEventListener("submit", function (e) { e.preventDefault(); go(); });
+    target.addEventListener("click", function (e) {
+      var a = e.target.closest("a[data-partial]");
+      if (!a || e.metaKey || e.ctrlKey) return;
+      e.preventDefault();
+      var u = new URL(a.href);
+      ["sort", "dir"].forEach(function (k) {
+        var input = form.querySelector('input[name="' + k + '"]');
+        if (input && u.searchParams.get(k)) input.value = u.searchParams.get(k);
+      });
+      swap(target, u, true).catch(function () { location.href = a.href; });
+    });
+    form._refresh = function () { return swap(target, new URL(location.href), false); };
+  });
+
+  // -- experiments list -------------------------------------------------------------------
+  if (document.body.dataset.page === "experiments") {
+    var cursor = Number(live && live.dataset.cursor || 0);
+    var form = $("#exp-filters");
+    poll(function () {
+      return getJSON("/live").then(function (r) {
+        if (r.cursor !== cursor) { cursor = r.cursor; return form._refresh(); }
+      });
+    }, 4000);
+  }
+
+  // -- jobs -------------------------------------------------------------------------------
+  if (document.body.dataset.page === "jobs") {
+    poll(function () { return swap($("#jobs-body"), new URL(location.href), false); }, 5000);
+  }
+
+  // -- charts -----------------------------------------------------------------------------
+  function axis(title, extra) {
+    return Object.assign({
+      title: { text: title, font: { size: 12, color: C.muted } }, gridcolor: C.grid,
+      zerolinecolor: C.grid, linecolor: "#d1d5db", tickfont: { size: 11, color: C.muted },
+      automargin: true,
+    }, extra || {});
+  }
+  function baseLayout(extra) {
+    return Object.assign({
+      font: { family: FONT, size: 12, color: C.ink }, paper_bgcolor: "rgba(0,0,0,0)",
+      plot_bgcolor: "rgba(0,0,0,0)", margin: { l: 56, r: 16, t: 12, b: 44 }, hovermode: "closest",
+      hoverlabel: { font: { family: FONT, size: 12 }, bgcolor: "white" },
+      legend: { traceorder: "normal", orientation: "h", x: 0, y: 1.02, yanchor: "bottom", font: { size: 11, color: C.muted } },
+    }, extra || {});
+  }
+  function draw(el, fig) {
+    var sk = el.querySelector(".skeleton, .state-card");
+    if (sk) sk.remove();
+    var layout = Object.assign({}, fig.layout, { autosize: true });
+    var narrow = el.clientWidth && el.clientWidth < 560;
+    if (narrow && layout.grid && layout.grid.columns > 2) {
+      // small multiples: two per row on a phone
+      var n = layout.grid.rows * layout.grid.columns;
+      var cols = 2, rows = Math.ceil(n / cols);
+      var used = fig.data.reduce(function (m, t) { return Math.max(m, Number((t.xaxis || "x").slice(1) || 1)); }, 1);
+      rows = Math.ceil(used / cols);
+      layout.grid = Object.assign({}, layout.grid, { columns: cols, rows: rows });
+      layout.height = 230 * rows;
+    }
+    if (narrow && layout.legend) layout.legend = Object.assign({}, layout.legend, { font: { size: 10, color: C.muted } });
+    return Plotly.react(el, fig.data, layout, PLOT_CONFIG);
+  }
+  function stateCard(el, kind, title, message) {
+    if (window.Plotly && el.classList.contains("js-plotly-plot")) Plotly.purge(el);
+    el.innerHTML = '<div class="state-card ' + kind + '"><h3>' + esc(title) + "</h3><p>" +
+      esc(message) + "</p></div>";
+  }
+
+  // -- experiment page --------------------------------------------------------------------
+  if (document.body.dataset.page === "experiment") experimentPage(JSON.parse($("#page-data").textContent));
+
+  function experimentPage(page) {
+    var meta = page.experiment;
+    var obj = meta.objective, sign = meta.minimize ? -1 : 1;
+    var trials = new Map();
+    page.trials.forEach(function (t) { trials.set(t.id, t); });
+    var cursor = page.cursor, known = page.known || [];
+    var modelTrace = null, completedSeen = null;
+
+    function completedRows() {
+      var rows = [];
+      trials.forEach(function (t) { if (t.s === "completed" && t.v[obj]) rows.push(t); });
+      rows.sort(function (a, b) { return a.i - b.i; });
+      return rows;
+    }
+
+    // Optimization trace: observed (± SEM), best feasible so far, the model's view.
+    function traceFigure() {
+      var rows = completedRows();
+      var ok = rows.filter(function (t) { return t.f !== false; });
+      var bad = rows.filter(function (t) { return t.f === false; });
+      function obsTrace(list, name, marker, errColor) {
+        return {
+          type: "scatter", mode: "markers", name: name, x: list.map(function (t) { return t.i; }),
+          y: list.map(function (t) { return t.v[obj][0]; }),
+          customdata: list.map(function (t) { return [t.id, t.arm, t.v[obj][1] === null ? "unknown" : fmt(t.v[obj][1], 2)]; }),
+          error_y: { type: "data", array: list.map(function (t) { return t.v[obj][1] || 0; }), color: errColor, thickness: 1, width: 0 },
+          marker: marker,
+          hovertemplate: "trial #%{x} · arm %{customdata[1]}<br>" + esc(obj) + " %{y:.4g} ± %{customdata[2]}<extra></extra>",
+        };
+      }
+      var bx = [], by = [], best = null;
+      ok.forEach(function (t) {
+        var v = t.v[obj][0];
+        if (best === null || sign * v > sign * best) best = v;
+        bx.push(t.i); by.push(best);
+      });
+      var data = [
+        obsTrace(bad, "violates a constraint", { color: "white", size: 6, line: { color: C.infeasible, width: 1.5 } }, C.infeasible),
+        obsTrace(ok, "observed (± SEM)", { color: C.accent, size: 6, opacity: 0.85 }, "#a5b4fc"),
+        { type: "scatter", mode: "lines", name: "best feasible observed", x: bx, y: by,
+          line: { color: C.ink, width: 2, shape: "hv" }, hoverinfo: "skip" },
+      ];
+      if (modelTrace) {
+        var m = modelTrace, mx = [], lo = [], hi = [], mb = [];
+        m.trial_indices.forEach(function (ix, k) {
+          if (m.best_so_far[k] === null) return;
+          mx.push(ix); mb.push(m.best_so_far[k]);
+          lo.push(m.best_so_far[k] - 1.96 * m.best_so_far_sd[k]);
+          hi.push(m.best_so_far[k] + 1.96 * m.best_so_far_sd[k]);
+        });
+        data.push(
+          { type: "scatter", mode: "lines", x: mx, y: lo, line: { width: 0, shape: "hv", color: C.modelBand }, hoverinfo: "skip", showlegend: false },
+          { type: "scatter", mode: "lines", x: mx, y: hi, fill: "tonexty", fillcolor: C.modelBand, line: { width: 0, shape: "hv", color: C.modelBand }, name: "model: 95% band", hoverinfo: "skip" },
+          { type: "scatter", mode: "lines", x: mx, y: mb, name: "model's estimate of the best", line: { color: C.model, width: 2, shape: "hv" },
+            hovertemplate: "after trial #%{x}<br>model's best " + esc(obj) + " %{y:.4g}<extra></extra>" }
+        );
+        var r = m.recommended;
+        data.push({
+          type: "scatter", mode: "markers", name: "recommended arm",
+          x: r ? [r.trial_index] : [], y: r ? [r.mean] : [],
+          error_y: r ? { type: "data", symmetric: false, array: [r.upper - r.mean], arrayminus: [r.mean - r.lower], color: C.model, thickness: 1.5, width: 5 } : undefined,
+          marker: { color: C.model, size: 15, symbol: "star", line: { color: "white", width: 1 } },
+          hovertemplate: r ? "recommended arm " + esc(r.arm_name) + "<br>model " + esc(obj) + " %{y:.4g} [" + fmt(r.lower) + ", " + fmt(r.upper) + "]<extra></extra>" : undefined,
+        });
+      }
+      return {
+        data: data,
+        layout: baseLayout({
+          height: 380,
+          xaxis: axis("trial", rows.length && rows[rows.length - 1].i < 12 ? { dtick: 1 } : {}),
+          yaxis: axis(obj + (meta.minimize ? " (lower is better)" : "")),
+        }),
+      };
+    }
+
+    // Parallel coordinates in SVG (no WebGL): one polyline per completed trial.
+    function parallelFigure() {
+      var dims = meta.parameters.map(function (p) { return { name: p.name, p: p }; });
+      meta.metrics.forEach(function (m) { if (m !== obj) dims.push({ name: m, metric: true }); });
+      dims.push({ name: obj, metric: true, objective: true });
+      var rows = completedRows();
+      dims.forEach(function (d) {
+        if (d.p && d.p.values) { d.cat = d.p.values.map(String); return; }
+        var lo, hi;
+        if (d.p) { lo = d.p.bounds[0]; hi = d.p.bounds[1]; d.log = d.p.log; }
+        else {
+          rows.forEach(function (t) {
+            var o = t.v[d.name]; if (!o) return;
+            lo = lo === undefined ? o[0] : Math.min(lo, o[0]); hi = hi === undefined ? o[0] : Math.max(hi, o[0]);
+          });
+        }
+        if (lo === undefined) { lo = 0; hi = 1; }
+        if (hi === lo) { hi = lo + 1; }
+        d.lo = lo; d.hi = hi;
+      });
+      function pos(d, t) {
+        var v = d.metric ? (t.v[d.name] ? t.v[d.name][0] : null) : t.p[d.name];
+        if (v === null || v === undefined) return null;
+        if (d.cat) { var k = d.cat.indexOf(String(v)); return d.cat.length > 1 ? k / (d.cat.length - 1) : 0.5; }
+        if (d.log) return (Math.log(v) - Math.log(d.lo)) / (Math.log(d.hi) - Math.log(d.lo));
+        return (v - d.lo) / (d.hi - d.lo);
+      }
+      var vals = rows.filter(function (t) { return t.f !== false; }).map(function (t) { return sign * t.v[obj][0]; }).sort(function (a, b) { return a - b; });
+      function bin(t) {
+        if (!vals.length) return 0;
+        var v = sign * t.v[obj][0], lo = 0, hi = vals.length;
+        while (lo < hi) { var mid = (lo + hi) >> 1; if (vals[mid] < v) lo = mid + 1; else hi = mid; }
+        return Math.min(BINS.length - 1, Math.floor(BINS.length * lo / vals.length));
+      }
+      var groups = [{ x: [], y: [] }].concat(BINS.map(function () { return { x: [], y: [] }; }));
+      rows.forEach(function (t) {
+        var g = t.f === false ? groups[0] : groups[1 + bin(t)];
+        dims.forEach(function (d, k) { g.x.push(k); g.y.push(pos(d, t)); });
+        g.x.push(null); g.y.push(null);
+      });
+      var data = groups.map(function (g, k) {
+        return {
+          type: "scatter", mode: "lines", x: g.x, y: g.y, hoverinfo: "skip", showlegend: false,
+          line: { color: k === 0 ? C.infeasible : BINS[k - 1], width: k === 0 ? 1 : 1 + 0.25 * k },
+          opacity: k === 0 ? 0.6 : 0.35 + 0.12 * k,
+        };
+      });
+      var shapes = [], ann = [];
+      dims.forEach(function (d, k) {
+        shapes.push({ type: "line", x0: k, x1: k, y0: 0, y1: 1, line: { color: d.objective ? C.ink : "#d1d5db", width: d.objective ? 2 : 1 } });
+        var lab = { bgcolor: "rgba(255,255,255,0.85)", borderpad: 1 };
+        var crowded = parEl && parEl.clientWidth / dims.length < 90;
+        ann.push({ x: k, y: 1.08, text: "<b>" + esc(d.name) + "</b>", showarrow: false, font: { size: crowded ? 10 : 12, color: d.metric ? C.ink : C.muted }, yanchor: "bottom", xanchor: crowded ? "left" : "center", textangle: crowded ? -40 : 0 });
+        if (d.cat) {
+          d.cat.forEach(function (c, i) {
+            ann.push({ x: k, y: d.cat.length > 1 ? i / (d.cat.length - 1) : 0.5, text: esc(c), showarrow: false, xanchor: "left", xshift: 4, font: { size: 10, color: C.ink }, bgcolor: lab.bgcolor, borderpad: 1 });
+          });
+        } else {
+          ann.push({ x: k, y: 1, text: fmt(d.hi), showarrow: false, xanchor: "left", xshift: 4, font: { size: 10, color: C.muted }, bgcolor: lab.bgcolor, borderpad: 1 });
+          ann.push({ x: k, y: 0, text: fmt(d.lo), showarrow: false, xanchor: "left", xshift: 4, font: { size: 10, color: C.muted }, bgcolor: lab.bgcolor, borderpad: 1 });
+        }
+      });
+      return {
+        data: data,
+        layout: baseLayout({
+          height: 360, showlegend: false, hovermode: false, shapes: shapes, annotations: ann,
+          margin: { l: 24, r: 48, t: 10, b: 16 },
+          xaxis: { visible: false, range: [-0.15, dims.length - 0.6], fixedrange: true },
+          yaxis: { visible: false, range: [-0.06, parEl && parEl.clientWidth / dims.length < 90 ? 1.45 : 1.2], fixedrange: true },
+        }),
+      };
+    }
+
+    var traceEl = $("#chart-trace"), parEl = $("#chart-parallel");
+    function renderData() {
+      var rows = completedRows();
+      if (!rows.length) {
+        if (!trials.size) return;
+        stateCard(traceEl, "", "No completed trials yet", trials.size + " trial" + (trials.size === 1 ? " is" : "s are") + " pending. Points appear here as soon as a trial is completed with its " + obj + ".");
+        stateCard(parEl, "", "Nothing to compare yet", "Each completed trial becomes one line across its parameters and metrics.");
+        return;
+      }
+      var drawn = Promise.all([draw(traceEl, traceFigure()), draw(parEl, parallelFigure())]);
+      var notes = [];
+      if (modelTrace && modelTrace.recommended) notes.push("The amber line is the model's hindsight estimate of the best arm among trials up to each point (noise shrinks lucky observations).");
+      $("#trace-note").textContent = notes.join(" ");
+      return drawn;
+    }
+    if (traceEl) {
+      // performance marks: benchmarks/dashboard.py reads them
+      Promise.resolve(renderData()).then(function () { performance.mark("assay:charts"); });
+      if (traceEl.on) traceEl.on("plotly_click", function (ev) {  // a point opens its trial
+        var cd = ev.points && ev.points[0] && ev.points[0].customdata;
+        if (cd && cd[0]) location.href = "/trials/" + cd[0];
+      });
+    }
+
+    // The model: recommendation KPI, the trace's model layer, and the analysis panels.
+    function loadModelTrace() {
+      return getJSON("/experiments/" + meta.id + "/model-trace").then(function (r) {
+        var kv = $("#kpi-model"), ks = $("#kpi-model-sub");
+        if (r.trace) {
+          modelTrace = r.trace;
+          var rec = r.trace.recommended;
+          if (rec) {
+            kv.innerHTML = esc(fmt(rec.mean)) + ' <span class="unit">[' + esc(fmt(rec.lower)) + ", " + esc(fmt(rec.upper)) + "]</span>";
+            ks.innerHTML = 'arm <a href="/trials/' + rec.trial_ids[rec.trial_ids.length - 1] + '">' + esc(rec.arm_name) + "</a> · P(feasible) " + Math.round(100 * rec.probability_feasible) + "%" +
+              (rec.feasible ? "" : ' · <span class="notok">not confidently feasible</span>');
+          }
+        } else if (r.empty) {
+          modelTrace = null; kv.textContent = "—";
+          ks.textContent = r.empty.message.charAt(0).toUpperCase() + r.empty.message.slice(1) + ".";
+        } else {
+          modelTrace = null; kv.textContent = "—"; ks.textContent = "model unavailable: " + (r.error ? r.error.message : "");
+        }
+        if (traceEl && completedRows().length) draw(traceEl, traceFigure());
+      });
+    }
+    function loadPanel(el) {
+      var params = new URLSearchParams();
+      $$("select", el).forEach(function (s) { params.set(s.name, s.value); });
+      var chart = $("[data-panel-chart]", el);
+      if (chart.classList.contains("js-plotly-plot")) chart.style.opacity = "0.55";
+      return getJSON("/experiments/" + meta.id + "/panels/" + el.dataset.panel + "?" + params).then(function (r) {
+        chart.style.opacity = "";
+        if (r.figure) draw(chart, r.figure);
+        else if (r.empty) stateCard(chart, "", r.empty.title, r.empty.message);
+        else if (r.error) stateCard(chart, "error", r.error.title, r.error.message);
+        $("[data-panel-facts]", el).innerHTML = (r.facts || []).map(function (f) { return "<span>" + esc(f.label) + " <b>" + esc(f.value) + "</b></span>"; }).join("");
+        $("[data-panel-notes]", el).innerHTML = (r.notes || []).map(function (n) { return "<li>" + esc(n) + "</li>"; }).join("");
+        el.dataset.loaded = "1";
+      }, function (e) {
+        chart.style.opacity = "";
+        if (String(e.message) !== "signed out") stateCard(chart, "error", "Could not load this panel", String(e.message) + " — it retries with the next update.");
+      });
+    }
+    function loadModel() {
+      // One fit serves everything: the trace layer first, then the panels one by one.
+      return loadModelTrace().catch(function () {}).then(function () {
+        return $$(".panel").reduce(function (p, el) { return p.then(function () { return loadPanel(el); }); }, Promise.resolve());
+      });
+    }
+    $$(".panel").forEach(function (el) {
+      el.addEventListener("change", function () { loadPanel(el); });
+    });
+    var modelTimer = null, modelBusy = null;
+    function scheduleModel() {
+      clearTimeout(modelTimer);
+      modelTimer = setTimeout(function () {
+        if (modelBusy) return scheduleModel();
+        modelBusy = loadModel().then(function () { modelBusy = null; performance.mark("assay:model"); });
+      }, 5000);
+    }
+    modelBusy = loadModel().then(function () { modelBusy = null; performance.mark("assay:model"); });
+
+    // Live updates.
+    var tableForm = $("#trial-filters"), tableTimer = null;
+    function refreshTable(changed) {
+      clearTimeout(tableTimer);
+      tableTimer = setTimeout(function () {
+        tableForm._refresh().then(function () {
+          changed.forEach(function (id) {
+            var tr = $('#trials tr[data-trial="' + id + '"]');
+            if (tr) tr.classList.add("flash");
+          });
+        });
+      }, 250);
+    }
+    function updateKpis(r) {
+      var total = 0, states = ["candidate", "running", "completed", "failed", "abandoned", "early_stopped"];
+      states.forEach(function (s) { total += r.counts[s] || 0; });
+      $("#kpi-total").textContent = total;
+      $("#kpi-states").innerHTML = '<div class="statebar">' + states.filter(function (s) { return r.counts[s]; }).map(function (s) {
+        return '<span class="bg-' + s + '" style="width:' + (100 * r.counts[s] / total) + '%"></span>';
+      }).join("") + '</div><div class="legend">' + states.filter(function (s) { return r.counts[s]; }).map(function (s) {
+        return '<span><i class="bg-' + s + '"></i>' + r.counts[s] + " " + s.replace("_", " ") + "</span>";
+      }).join("") + "</div>";
+      if (r.best) {
+        $("#kpi-best").innerHTML = esc(fmt(r.best.value)) + (r.best.sem !== null ? ' <span class="unit">± ' + esc(fmt(r.best.sem, 2)) + "</span>" : "");
+        $("#kpi-best-sub").innerHTML = 'trial <a href="/trials/' + r.best.trial_id + '">#' + r.best.trial_index + "</a>" + (r.best.feasible ? "" : ' · <span class="notok">no trial meets the constraints yet</span>');
+      }
+    }
+    function addToFeed(events) {
+      var feed = $("#feed");
+      var empty = $("#feed-empty");
+      if (empty && events.length) empty.remove();
+      events.forEach(function (e) {
+        var li = document.createElement("li");
+        li.className = "new";
+        li.innerHTML = stateBadge(e.to) + '<span><a href="/trials/' + e.trial_id + '">trial #' + (e.trial_index === null ? "?" : e.trial_index) + "</a>" +
+          (e.actor ? ' <span class="muted small">' + esc(e.actor) + "</span>" : "") + '</span><span class="when"><time data-ago datetime="' + esc(e.at) + '">' + ago(e.at) + "</time></span>";
+        feed.insertBefore(li, feed.firstChild);
+      });
+      while (feed.children.length > 10) feed.removeChild(feed.lastChild);
+    }
+    poll(function () {
+      return getJSON("/experiments/" + meta.id + "/live?after=" + cursor + "&known=" + known.join(",")).then(function (r) {
+        cursor = r.cursor; known = r.known;
+        if (!r.events.length) return;
+        r.trials.forEach(function (t) { trials.set(t.id, t); });
+        updateKpis(r);
+        addToFeed(r.events);
+        renderData();
+        refreshTable(r.trials.map(function (t) { return t.id; }));
+        if (completedSeen !== null && r.completed !== completedSeen) scheduleModel();
+        completedSeen = r.completed;
+        document.dispatchEvent(new CustomEvent("assay:live", { detail: r }));
+      });
+    }, 2000);
+    completedSeen = completedRows().length;
+    window.assayPage = { trials: trials, reloadModel: loadModel };
+  }
+
+  // -- trial page -------------------------------------------------------------------------
+  if (document.body.dataset.page === "trial") trialPage(JSON.parse($("#page-data").textContent));
+
+  function trialPage(page) {
+    var body = $("#trial-body"), cursor = page.cursor;
+    function curves(list) {
+      var el = $("#chart-curves");
+      if (!el || !list || !list.length) return;
+      draw(el, {
+        data: list.map(function (c, k) {
+          return { type: "scatter", mode: "lines+markers", name: c.metric, x: c.steps, y: c.values,
+            line: { width: 2, color: [C.accent, "#0891b2", "#db2777", "#65a30d"][k % 4] }, marker: { size: 4 } };
+        }),
+        layout: baseLayout({ height: 300, xaxis: axis("step"), yaxis: axis("") }),
+      });
+    }
+    curves(page.curves);
+    function terminal() { return ["candidate", "running"].indexOf(body.dataset.state) < 0; }
+    poll(function () {
+      return getJSON("/trials/" + page.trial + "/live?after=" + cursor).then(function (r) {
+        cursor = r.cursor;
+        var pre = $("#log-tail");
+        if (r.log_tail && pre) pre.textContent = r.log_tail;
+        if (r.changed || (r.log_tail && !pre)) {
+          body.dataset.state = r.state;
+          return getHTML(withPartial(location.href)).then(function (html) {
+            body.innerHTML = html; refreshTimes(body); curves(r.curves);
+          });
+        }
+        curves(r.curves);
+      });
+    }, function () { return terminal() ? 15000 : 2500; });
+  }
+})();

@@ -1,0 +1,300 @@
+"""Dashboard pages and feeds through the real app (no browser): rendering, empty states, the
+trials table, the live cursor, panels and their error cards, and sign-in."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from assay.dashboards import panels as panel_registry
+from assay.dashboards.data import TableQuery, fmt_value, query_trials
+from assay.dashboards.panels import Panel, PanelResult
+from assay.platform.experiment import Observation, TrialState
+
+HTML = {"accept": "text/html"}
+JSON = {"accept": "application/json"}
+
+
+def test_every_page_renders(seeded) -> None:
+    client, _, ids = seeded
+    r = client.get("/", headers=HTML)
+    assert r.status_code == 200
+    for name in ("ranking-v2", "checkout-flow", "new-idea"):
+        assert name in r.text
+    assert "/static/vendor/plotly.min.js" not in r.text  # no charts on the list
+    r = client.get(f"/experiments/{ids['big']}", headers=HTML)
+    assert r.status_code == 200
+    assert "/static/vendor/plotly.min.js?v=4.1.2" in r.text
+    assert 'id="page-data"' in r.text and "Optimization trace" in r.text
+    for key in ("slices", "contour", "model-fit", "importance", "feasibility"):
+        assert f'data-panel="{key}"' in r.text
+    assert client.get("/jobs", headers=HTML).status_code == 200
+    assert client.get("/trials/1", headers=HTML).status_code == 200
+    static = client.get("/static/vendor/plotly.min.js?v=4.1.2")
+    assert static.status_code == 200 and "immutable" in static.headers["cache-control"]
+    assert static.text.startswith("/**\n* plotly.js v4.1.2")
+
+
+def test_empty_states_say_what_to_do_next(seeded) -> None:
+    client, _, ids = seeded
+    r = client.get(f"/experiments/{ids['empty']}", headers=HTML)
+    assert "No trials yet" in r.text and "trials:ask" in r.text
+    r = client.get("/jobs", headers=HTML)
+    assert "No jobs yet" in r.text and "job spec" in r.text
+    r = client.get(f"/experiments/{ids['few']}/panels/model-fit", headers=JSON)
+    body = r.json()
+    assert r.status_code == 200 and body["figure"] is None
+    assert "at least 3" in body["empty"]["message"]
+    assert "Complete 1 more trial and" in body["empty"]["message"]
+    r = client.get(f"/experiments/{ids['empty']}/model-trace", headers=JSON)
+    assert "at least 3" in r.json()["empty"]["message"]
+
+
+def test_missing_experiment_is_a_404_page_for_browsers_and_json_for_scripts(seeded) -> None:
+    client, _, _ = seeded
+    r = client.get("/experiments/999", headers=HTML)
+    assert r.status_code == 404 and "Not found" in r.text and "<html" in r.text
+    r = client.get("/experiments/999/live?after=0", headers=JSON)
+    assert r.status_code == 404 and r.json()["error"]["message"] == "experiment 999 not found"
+    r = client.get("/no/such/page", headers=HTML)
+    assert r.status_code == 404 and "Page not found" in r.text
+    for bad in ("/experiments/abc", f"/trials/{2**70}"):
+        r = client.get(bad, headers=HTML)
+        assert r.status_code == 404 and "Page not found" in r.text
+    r = client.get("/api/v1/experiments/999")  # the API keeps its JSON errors
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+def test_model_panels_return_figures(seeded) -> None:
+    client, _, ids = seeded
+    exp = ids["big"]
+    fits_before = client.app.state.dashboard.models.fits
+    traces = {}
+    for key in ("slices", "contour", "model-fit", "importance", "feasibility"):
+        body = client.get(f"/experiments/{exp}/panels/{key}", headers=JSON).json()
+        assert body["error"] is None and body["empty"] is None, (key, body)
+        traces[key] = len(body["figure"]["data"])
+    # 3 continuous parameters (two band edges + a line each), one choice (points with bars)
+    assert traces == {"slices": 10, "contour": 3, "model-fit": 2, "importance": 2, "feasibility": 1}
+    trace = client.get(f"/experiments/{exp}/model-trace", headers=JSON).json()["trace"]
+    assert trace["recommended"]["feasible"] and len(trace["mean"]) == 24
+    # one fit served every panel: the model is cached per (experiment, completed trials)
+    assert client.app.state.dashboard.models.fits == fits_before + 1
+    body = client.get(
+        f"/experiments/{exp}/panels/contour?x=lr&y=dropout&view=feasibility", headers=JSON
+    ).json()
+    assert body["figure"]["data"][0]["zmax"] == 1
+    bad = client.get(f"/experiments/{exp}/panels/contour?x=lr&y=lr", headers=JSON).json()
+    assert bad["error"]["title"] == "This view cannot be drawn"
+
+
+def test_a_failing_panel_becomes_an_error_card_not_a_500(seeded, monkeypatch) -> None:
+    client, _, ids = seeded
+
+    def broken(ctx) -> PanelResult:
+        raise ZeroDivisionError("the analysis divided by zero")
+
+    def arm_effects(ctx) -> PanelResult:
+        return PanelResult(empty={"title": "No batch trials", "message": "nothing to compare"})
+
+    monkeypatch.setattr(panel_registry, "PANELS", list(panel_registry.PANELS))
+    panel_registry.register_panel(Panel("broken", "Broken", "always fails", broken))
+    panel_registry.register_panel(
+        Panel("arm-effects", "Arm effects", "placeholder", arm_effects, model_based=False),
+        before="slices",
+    )
+    page = client.get(f"/experiments/{ids['big']}", headers=HTML).text
+    keys = re.findall(r'data-panel="([a-z-]+)"', page)
+    assert keys[:2] == ["arm-effects", "slices"] and keys[-1] == "broken"
+    r = client.get(f"/experiments/{ids['big']}/panels/broken", headers=JSON)
+    assert r.status_code == 200
+    err = r.json()["error"]
+    assert err["title"] == "This analysis failed" and "divided by zero" in err["message"]
+    assert client.get(f"/experiments/{ids['big']}/panels/nope", headers=JSON).status_code == 404
+
+
+def test_live_feed_reports_new_events_and_late_commits(seeded) -> None:
+    client, store, ids = seeded
+    exp = ids["big"]
+    page = client.get(f"/experiments/{exp}", headers=HTML).text
+    cursor = int(re.search(r'"cursor":(\d+)', page).group(1))
+    r = client.get(f"/experiments/{exp}/live?after={cursor}", headers=JSON).json()
+    known = r["known"]
+    quiet = client.get(
+        f"/experiments/{exp}/live?after={cursor}&known={','.join(map(str, known))}", headers=JSON
+    ).json()
+    assert quiet["events"] == [] and quiet["trials"] == [] and quiet["cursor"] == cursor
+    running = [t for t in store.get_experiment(exp).trials if t.state is TrialState.RUNNING]
+    t = running[0]
+    store.transition_trial(
+        t.id, TrialState.COMPLETED,
+        observations={t.arms[0].name: {"accuracy": Observation("accuracy", 0.99, 0.01),
+                                       "latency_ms": Observation("latency_ms", 5.0, 0.5)}},
+    )  # fmt: skip
+    r = client.get(
+        f"/experiments/{exp}/live?after={cursor}&known={','.join(map(str, known))}", headers=JSON
+    ).json()
+    assert [e["to"] for e in r["events"]] == ["completed"] and r["cursor"] > cursor
+    [row] = r["trials"]
+    assert row["id"] == t.id and row["s"] == "completed" and row["v"]["accuracy"] == [0.99, 0.01]
+    assert row["f"] is True and r["best"]["value"] == 0.99 and r["counts"]["completed"] == 25
+    # An event below the cursor that the page has not seen (a late PostgreSQL commit) is sent.
+    late = r["known"][-1]
+    again = client.get(
+        f"/experiments/{exp}/live?after={r['cursor']}&known={','.join(map(str, r['known'][:-1]))}",
+        headers=JSON,
+    ).json()
+    assert [e["id"] for e in again["events"]] == [late]
+
+
+def test_trials_table_filters_sorts_and_pages_on_the_server(seeded) -> None:
+    client, store, ids = seeded
+    exp = store.get_experiment(ids["big"])
+    page = query_trials(exp, TableQuery(sort="metric:accuracy", dir="desc", per_page=5))
+    values = [t.values["accuracy"].mean for t in page.rows]
+    assert values == sorted(values, reverse=True) and page.pages == 6 and page.filtered == 27
+    best = max(t.values["accuracy"].mean for t in exp.trials if t.values)
+    assert values[0] == best
+    asc = query_trials(exp, TableQuery(sort="metric:accuracy", dir="asc", page=6, per_page=5))
+    assert all(not t.values for t in asc.rows[-2:])  # missing values last either way
+    failed = query_trials(exp, TableQuery(state="failed"))
+    assert [t.state for t in failed.rows] == [TrialState.FAILED]
+    assert query_trials(exp, TableQuery(q="#3")).rows[0].index == 3
+    violated = query_trials(exp, TableQuery(feasible="no")).rows
+    assert violated and all(t.values["latency_ms"].mean > 20 for t in violated)
+    r = client.get(f"/experiments/{exp.id}?partial=1&state=running&sort=index&dir=asc")
+    assert r.text.count('data-trial="') == 2 and "<html" not in r.text
+    assert "2 of 27 trials match" in r.text
+
+
+def test_number_formatting() -> None:
+    assert fmt_value(0.123456) == "0.1235"
+    assert fmt_value(1.0e-5) == "1e-5" and fmt_value(2.5e7) == "2.5e7"
+    assert fmt_value(12345) == "12,345" and fmt_value(None) == "—" and fmt_value("adam") == "adam"
+    assert fmt_value(20.0) == "20" and fmt_value(1.5e-4) == "1.5e-4"
+
+
+def test_keys_mode_login_cookie_and_project_isolation(keys_app) -> None:
+    client, key, mine, theirs = keys_app
+    r = client.get("/", headers=HTML, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/login?next=%2F"
+    r = client.get(f"/experiments/{mine['big']}/live", headers=JSON)
+    assert r.status_code == 401 and r.json()["error"]["login"] == "/login"
+    r = client.post("/login", content="key=assay_wrong&next=/", headers={
+        "content-type": "application/x-www-form-urlencoded"})  # fmt: skip
+    assert r.status_code == 401 and "invalid or revoked API key" in r.text
+    r = client.post(
+        "/login", content=f"key={key}&next=/jobs", follow_redirects=False,
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )  # fmt: skip
+    assert r.status_code == 303 and r.headers["location"] == "/jobs"
+    cookie = r.cookies.get("assay_session")
+    assert cookie and key not in cookie and len(cookie) == 64  # the digest, never the key
+    assert "httponly" in r.headers["set-cookie"].lower()
+    page = client.get("/", headers=HTML)
+    assert page.status_code == 200 and "ranking-v2" in page.text and "secret" not in page.text
+    r = client.get(f"/experiments/{theirs}", headers=HTML)
+    assert r.status_code == 404 and "another project" in r.text
+    assert client.get(f"/experiments/{theirs}/panels/slices", headers=JSON).status_code == 404
+    assert client.get(f"/experiments/{mine['big']}", headers=HTML).status_code == 200
+    # the cookie does not authenticate the REST API, which still wants the key
+    assert client.get("/api/v1/experiments").status_code == 401
+    r = client.post("/logout", follow_redirects=False)
+    assert r.status_code == 303
+    client.cookies.clear()
+    assert client.get("/", headers=HTML, follow_redirects=False).status_code == 303
+
+
+@pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example"])
+def test_login_never_redirects_off_site(keys_app, target) -> None:
+    client, key, _, _ = keys_app
+    r = client.post(
+        "/login", content=f"key={key}&next={target}", follow_redirects=False,
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )  # fmt: skip
+    assert r.headers["location"] == "/"
+
+
+class ListJobsView:
+    """A JobsView over plain lists: what the orchestrator's implementation will return."""
+
+    available = True
+    empty_message = "no jobs"
+
+    def __init__(self, jobs, curves, log):
+        self.jobs, self.curves, self.log = jobs, curves, log
+
+    def running_jobs(self, *, project):
+        return [j for j in self.jobs if j.state == "running"]
+
+    def failed_jobs(self, *, project, limit=20):
+        return [j for j in self.jobs if j.state == "failed"][:limit]
+
+    def workers(self, *, project):
+        from assay.dashboards.jobs import WorkerInfo
+
+        return [WorkerInfo("gpu-node-1", "local", {"gpus": 8}, running_jobs=1, capacity=8)]
+
+    def jobs_for_trials(self, trial_ids, *, project):
+        return {j.trial_id: j for j in self.jobs if j.trial_id in set(trial_ids)}
+
+    def intermediate_curves(self, trial_id, *, project):
+        return self.curves if trial_id == self.jobs[0].trial_id else []
+
+    def log_tail(self, trial_id, *, project, lines=200):
+        return self.log if trial_id == self.jobs[0].trial_id else None
+
+
+def test_jobs_data_renders_on_the_jobs_trial_and_experiment_pages(seeded) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from assay.dashboards.jobs import JobInfo, JobsView, MetricCurve
+
+    client, store, ids = seeded
+    trials = store.get_experiment(ids["big"]).trials
+    run, bad = trials[-3], trials[-1]  # running, failed
+    now = datetime.now(UTC)
+    view = ListJobsView(
+        [
+            JobInfo(
+                "j1",
+                ids["big"],
+                run.id,
+                run.index,
+                "running",
+                "local",
+                "ranking-v2",
+                worker="gpu-node-1",
+                resources={"gpu": 3, "gpu_name": "H100"},
+                progress=0.4,
+                step=400,
+                started_at=now - timedelta(minutes=7),
+            ),
+            JobInfo(
+                "j2",
+                ids["big"],
+                bad.id,
+                bad.index,
+                "failed",
+                "local",
+                "ranking-v2",
+                worker="gpu-node-1",
+                attempt=2,
+                finished_at=now,
+                error_tail="RuntimeError: CUDA out of memory",
+            ),
+        ],
+        [MetricCurve("loss", [0, 100, 200], [2.0, 1.1, 0.7])],
+        "step 400 loss 0.70\n",
+    )
+    assert isinstance(view, JobsView)
+    client.app.state.jobs_view = view
+    page = client.get("/jobs", headers=HTML).text
+    assert "gpu-node-1" in page and "40%" in page and "step 400" in page and "7m 0" in page
+    assert "CUDA out of memory" in page and "attempt 2" in page
+    trial = client.get(f"/trials/{run.id}", headers=HTML).text
+    assert "step 400 loss 0.70" in trial and 'id="chart-curves"' in trial
+    assert '"steps":[0,100,200]' in trial and "GPU 3" in trial
+    table = client.get(f"/experiments/{ids['big']}?partial=1&state=running").text
+    assert "gpu-node-1 · GPU 3" in table
