@@ -145,3 +145,120 @@ class NoJobsView:
 
     def log_tail(self, trial_id: int, *, project: str | None, lines: int = 200) -> str | None:
         return None
+
+
+class StoreJobsView:
+    """Jobs read from the store (the orchestrator's ``jobs`` and ``trial_reports`` tables).
+
+    Args:
+        store: Any :class:`~assay.storage.base.Store`.
+    """
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    @property
+    def available(self) -> bool:
+        return bool(self.store.list_jobs(limit=1))
+
+    empty_message = NO_JOBS_MESSAGE
+
+    def _names(self, project: str | None) -> dict[int, str]:
+        return {e.id: e.name for e in self.store.list_experiments(project=project)}
+
+    def _info(self, job: Any, names: dict[int, str]) -> JobInfo:
+        from assay.platform.errors import NotFoundError
+
+        try:
+            trial = self.store.get_trial(job.trial_id)
+            index = trial.index
+        except NotFoundError:
+            index = -1
+        reports = self.store.list_reports(job.trial_id)
+        step = next((r.step for r in reversed(reports) if r.step is not None), None)
+        progress = next(
+            (r.metrics["progress"] for r in reversed(reports) if "progress" in r.metrics), None
+        )
+        resources = dict(job.resources)
+        if job.gpus:
+            resources["gpu"] = ",".join(str(g) for g in job.gpus)
+        worker = job.worker if not job.host else f"{job.worker} ({job.host})"
+        tail = None
+        if job.error:
+            tail = "\n".join(job.error.strip().splitlines()[-30:])
+        return JobInfo(
+            id=str(job.id), experiment_id=job.experiment_id, trial_id=job.trial_id,
+            trial_index=index, state=job.state.value, executor=job.executor,
+            experiment_name=names.get(job.experiment_id, ""), worker=worker,
+            resources=resources, progress=progress, step=step, attempt=job.attempt,
+            started_at=job.started_at, updated_at=job.heartbeat_at, finished_at=job.ended_at,
+            error_tail=tail,
+        )  # fmt: skip
+
+    def running_jobs(self, *, project: str | None) -> list[JobInfo]:
+        from assay.platform.jobspec import JobState
+
+        jobs = self.store.list_jobs(states=[JobState.QUEUED, JobState.RUNNING], project=project)
+        names = self._names(project)
+        return [self._info(j, names) for j in reversed(jobs)]
+
+    def failed_jobs(self, *, project: str | None, limit: int = 20) -> list[JobInfo]:
+        from assay.platform.jobspec import JobState
+
+        jobs = self.store.list_jobs(
+            states=[JobState.FAILED, JobState.TIMEOUT, JobState.LOST], project=project, limit=limit
+        )
+        names = self._names(project)
+        return [self._info(j, names) for j in jobs]
+
+    def workers(self, *, project: str | None) -> list[WorkerInfo]:
+        from assay.platform.jobspec import JobState
+
+        out: dict[str, WorkerInfo] = {}
+        for j in self.store.list_jobs(states=[JobState.QUEUED, JobState.RUNNING], project=project):
+            w = out.setdefault(j.worker, WorkerInfo(name=j.worker, executor=j.executor))
+            w.running_jobs += 1
+            if j.heartbeat_at and (w.last_seen is None or j.heartbeat_at > w.last_seen):
+                w.last_seen = j.heartbeat_at
+            if j.gpus:
+                w.resources.setdefault("gpus", set()).update(j.gpus)
+        for w in out.values():
+            if "gpus" in w.resources:
+                w.resources["gpus"] = ",".join(str(g) for g in sorted(w.resources["gpus"]))
+        return sorted(out.values(), key=lambda w: w.name)
+
+    def jobs_for_trials(
+        self, trial_ids: Sequence[int], *, project: str | None
+    ) -> dict[int, JobInfo]:
+        names: dict[int, str] | None = None
+        out = {}
+        for trial_id in trial_ids:
+            job = self.store.job_for_trial(trial_id, project=project)
+            if job is not None:
+                names = names if names is not None else self._names(project)
+                out[trial_id] = self._info(job, names)
+        return out
+
+    def intermediate_curves(self, trial_id: int, *, project: str | None) -> list[MetricCurve]:
+        curves: dict[str, MetricCurve] = {}
+        for i, r in enumerate(self.store.list_reports(trial_id, project=project)):
+            for metric, value in r.metrics.items():
+                c = curves.setdefault(metric, MetricCurve(metric, [], []))
+                c.steps.append(float(r.step if r.step is not None else i))
+                c.values.append(float(value))
+        return list(curves.values())
+
+    def log_tail(self, trial_id: int, *, project: str | None, lines: int = 200) -> str | None:
+        from pathlib import Path
+
+        job = self.store.job_for_trial(trial_id, project=project)
+        if job is None or not job.log_path:
+            return None
+        path = Path(job.log_path)
+        if not path.exists():
+            return "(the log is on the machine that ran the job; use a shared ASSAY_LOG_DIR)"
+        with path.open("rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 256 * lines))
+            text = f.read().decode("utf-8", "replace")
+        return "\n".join(text.splitlines()[-lines:])

@@ -206,6 +206,9 @@ def create_app(
     app.include_router(jobs.router, prefix="/api/v1")
     app.include_router(privacy.router, prefix="/api/v1")  # budgets, DP synthetic releases
     mount_dashboard(app)  # pages at /, static files at /static
+    from assay.dashboards.jobs import StoreJobsView
+
+    app.state.jobs_view = StoreJobsView(store)
     return app
 
 
