@@ -85,6 +85,14 @@ class JobStatus:
     host: str | None = None
     gpus: list[int] = field(default_factory=list)
 
+    @classmethod
+    def finished(cls, outcome: Mapping[str, Any]) -> JobStatus:
+        """From :func:`assay.service.jobs.process.outcome`'s dict."""
+        return cls(
+            "finished", outcome["exit_code"], outcome["result"], outcome["error"],
+            outcome.get("host"), list(outcome.get("gpus", [])),
+        )  # fmt: skip
+
 
 class Executor(Protocol):
     name: str

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from assay.platform.jobspec import Resources
-from assay.service.jobs.base import JobLaunch, JobStatus, read_result, tail
+from assay.service.jobs.base import JobLaunch, JobStatus
+from assay.service.jobs.process import outcome
 
 _PR_SET_PDEATHSIG = 1
 
@@ -38,13 +39,8 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 def finished_status(code: int, handle: Mapping[str, Any], host: str | None) -> JobStatus:
     """Status of a job that exited with ``code``: its result file, or an error with the log's
     tail (a non-zero exit always fails the trial, even if a result was written)."""
-    result, error = read_result(Path(handle["result_path"]))
-    if code != 0:
-        detail = f"{error}\n" if error and "wrote no result" not in error else ""
-        error, result = f"{detail}exit code {code}\n{tail(handle.get('log_path'))}", None
-    elif result is None:
-        error = f"{error}\n{tail(handle.get('log_path'))}"
-    return JobStatus("finished", code, result, error, host, list(handle.get("gpus", [])))
+    out = outcome(code, handle["log_path"], handle["result_path"], list(handle.get("gpus", [])))
+    return JobStatus.finished({**out, "host": host})
 
 
 def detect_gpus() -> list[int]:

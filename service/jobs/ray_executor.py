@@ -126,14 +126,7 @@ class RayExecutor:
         if st["state"] == "running":
             return JobStatus("running", host=st.get("host"), gpus=st.get("gpus", []))
         self._ray.kill(actor)  # detached actors live until killed: free the resources
-        return JobStatus(
-            "finished",
-            st["exit_code"],
-            st["result"],
-            st["error"],
-            st.get("host"),
-            st.get("gpus", []),
-        )
+        return JobStatus.finished(st)
 
     def cancel(self, handle: Mapping[str, Any]) -> None:
         actor = self._actor(handle)

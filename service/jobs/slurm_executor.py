@@ -113,14 +113,7 @@ class SlurmExecutor:
             st = job.result()
         except Exception as e:  # the submitit task itself failed (killed, node failure, ...)
             return JobStatus("finished", 1, None, f"submitit job failed: {e}"[-4000:])
-        return JobStatus(
-            "finished",
-            st["exit_code"],
-            st["result"],
-            st["error"],
-            st.get("host"),
-            st.get("gpus", []),
-        )
+        return JobStatus.finished(st)
 
     def cancel(self, handle: Mapping[str, Any]) -> None:
         job = self._job(handle)
