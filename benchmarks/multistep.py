@@ -309,7 +309,7 @@ def lookahead_value(
     d = x0.numel()
     bounds = torch.stack([torch.zeros(d, dtype=DTYPE), torch.ones(d, dtype=DTYPE)])
     _, val = optimize_acqf(
-        fixed, bounds=bounds, q=q, num_restarts=8, raw_samples=256, options={"maxiter": 300}
+        fixed, bounds=bounds, q=q, num_restarts=4, raw_samples=128, options={"maxiter": 200}
     )
     return float(val)
 

@@ -136,9 +136,9 @@ class MultiStepSettings(GeneratorSettings):
     horizon: int = Field(default=2, ge=1, le=4)
     num_fantasies: list[int] | None = None
     n_initial: int | None = Field(default=None, ge=1, le=10_000)
-    num_restarts: int = Field(default=8, ge=1, le=256)
-    raw_samples: int = Field(default=256, ge=8, le=65_536)
-    maxiter: int = Field(default=200, ge=1, le=10_000)
+    num_restarts: int = Field(default=16, ge=1, le=256)
+    raw_samples: int = Field(default=512, ge=8, le=65_536)
+    maxiter: int = Field(default=50, ge=1, le=10_000)
     max_seconds: float = Field(default=30.0, gt=0, le=86_400)
     warm_start: bool = True
     budget_aware: bool = True
