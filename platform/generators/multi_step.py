@@ -83,6 +83,7 @@ from botorch.acquisition.multi_step_lookahead import qMultiStepLookahead, warmst
 from botorch.exceptions.warnings import NumericsWarning, OptimizationWarning
 from botorch.models.model import Model
 from botorch.optim import optimize_acqf
+from botorch.optim.initializers import initialize_q_batch
 from botorch.sampling import SobolQMCNormalSampler
 from gpytorch.likelihoods import FixedNoiseGaussianLikelihood
 from pydantic import Field, field_validator, model_validator
@@ -110,6 +111,9 @@ DEFAULT_FANTASIES: dict[int, tuple[int, ...]] = {1: (), 2: (8,), 3: (4, 4), 4: (
 MAX_TREE_LEAVES = 256
 #: Raw trees times leaves scored in one call when choosing restarts (bounds memory).
 MAX_INIT_BATCH_LEAVES = 4096
+#: Also offer the previous tree shifted one level up as warm starts (see
+#: :func:`shifted_trees`); ``benchmarks/multistep.py --study warmstart`` measures it.
+SHIFTED_WARM_START = True
 
 
 class MultiStepSettings(GeneratorSettings):
@@ -473,14 +477,18 @@ class MultiStepGenerator(Generator):
             ics = None
             previous = state.get("tree") if s.warm_start else None
             if tree_matches(previous, horizon, fantasies, bounds.shape[-1]):
+                X_prev = torch.tensor(previous["X"], dtype=DTYPE)
                 with torch.no_grad():
                     ics = warmstart_multistep(
                         acq_function=acqf,
                         bounds=bounds,
                         num_restarts=s.num_restarts,
                         raw_samples=s.raw_samples,
-                        full_optimizer=torch.tensor(previous["X"], dtype=DTYPE).unsqueeze(0),
+                        full_optimizer=X_prev.unsqueeze(0),
                     )
+                    if SHIFTED_WARM_START:
+                        pool = torch.cat([ics, shifted_trees(X_prev, fantasies)])
+                        ics, _ = initialize_q_batch(pool, acqf(pool), n=s.num_restarts)
                 ics = feasible_or_none(ics, space)
             info["warm_started"] = ics is not None
             with warnings.catch_warnings(record=True) as caught:
@@ -556,6 +564,43 @@ def tree_matches(tree: Any, horizon: int, fantasies: Sequence[int], dim: int) ->
         and len(X) == expected
         and all(isinstance(r, list) and len(r) == dim for r in X)
     )
+
+
+def shifted_trees(X_prev: Tensor, fantasies: Sequence[int]) -> Tensor:
+    """The previous optimal tree moved one level up, once per first-level fantasy.
+
+    After the previous root was evaluated, each of its first-level nodes ``x_2^j`` was the
+    planned next decision for one fantasized outcome, which makes it a natural root now
+    (BoTorch's ``warmstart_multistep`` instead keeps the old, just-evaluated root). Tree ``j``
+    takes ``x_2^j`` as root and fills each level ``i`` with the old level-``i + 1``
+    descendants of ``x_2^j`` (cycled to the level's size); the deepest level keeps the old
+    deepest level. In BoTorch's layout a level-``i`` node's index is
+    ``j_i f_{i-1} ... f_1 + ... + j_2 f_1 + j_1``, so the descendants of first-level node
+    ``j`` are the indices ``= j (mod f_1)``.
+
+    Args:
+        X_prev: ``q' x d`` previous tree (``q' = 1 + f_1 + f_1 f_2 + ...``).
+        fantasies: ``[f_1, ..., f_{k-1}]``.
+
+    Returns:
+        ``f_1 x q' x d`` candidate trees.
+    """
+    sizes = [math.prod(fantasies[:i]) for i in range(len(fantasies) + 1)]
+    levels = list(torch.split(X_prev, sizes, dim=0))
+    f1 = fantasies[0]
+    trees = []
+    for j in range(f1):
+        parts = [levels[1][j : j + 1]]
+        for i in range(1, len(levels)):
+            if i + 1 < len(levels):
+                below = levels[i + 1]
+                desc = below[torch.arange(below.shape[0]) % f1 == j]
+                idx = torch.arange(sizes[i]) % desc.shape[0]
+                parts.append(desc[idx])
+            else:
+                parts.append(levels[i])
+        trees.append(torch.cat(parts))
+    return torch.stack(trees)
 
 
 def feasible_or_none(X: Tensor, space: SearchSpace) -> Tensor | None:

@@ -25,6 +25,7 @@ from assay.platform.generators.multi_step import (
     condition_on_pending,
     effective_horizon,
     incumbent_mean,
+    shifted_trees,
 )
 from assay.platform.models import MetricData, fit_outcome_models
 from assay.platform.space import DTYPE
@@ -34,8 +35,8 @@ TINY: dict[str, Any] = {
     "horizon": 2,
     "num_fantasies": [2],
     "num_restarts": 2,
-    "raw_samples": 32,
-    "maxiter": 30,
+    "raw_samples": 16,
+    "maxiter": 15,
     "n_initial": 4,
 }
 PARAMS = [
@@ -176,6 +177,25 @@ def test_effective_horizon_never_looks_past_the_budget() -> None:
     assert effective_horizon(3, 1) == 2
     assert effective_horizon(3, 0) == 1
     assert effective_horizon(2, -2) == 1
+
+
+def test_shifted_trees_promote_first_level_nodes_with_their_descendants(
+    tiny_gp: SingleTaskGP,
+) -> None:
+    """Node ids instead of points: root 0, level 1 = 1..4, level 2 = 5..20 ([4, 4] tree)."""
+    X = torch.arange(21, dtype=DTYPE).unsqueeze(-1)
+    trees = shifted_trees(X, [4, 4])
+    assert trees.shape == (4, 21, 1)
+    # the children of first-level node j sit at level-2 offsets j, j + 4, j + 8, j + 12
+    assert trees[1, :5, 0].tolist() == [2.0, 6.0, 10.0, 14.0, 18.0]
+    assert trees[1, 5:, 0].tolist() == list(range(5, 21))
+    # check BoTorch's layout: the level-2 nodes below first-level node 1 are fantasized
+    # from that node's fantasy model, i.e. qMultiStepLookahead splits them the same way
+    acqf = build_multi_step_acquisition(tiny_gp, 3, [4, 4])
+    Xs = acqf.get_multi_step_tree_input_representation(X.expand(21, 2).unsqueeze(0))
+    assert Xs[2].shape == (4, 4, 1, 1, 2)  # f_2 x f_1 x batch x q x d
+    assert Xs[2][:, 1].flatten().unique().tolist() == [6.0, 10.0, 14.0, 18.0]
+    assert shifted_trees(torch.arange(9, dtype=DTYPE).unsqueeze(-1), [8])[2, 0, 0] == 3.0
 
 
 # -- the generator end to end (in-process client) ----------------------------------------------
