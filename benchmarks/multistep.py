@@ -154,6 +154,7 @@ def run_one(problem: str, method: str, seed: int, budget_mult: int) -> RunResult
     d = fn.dim
     n_init, budget = 2 * d, budget_mult * d
     gen_name, settings = METHODS[method]
+    settings = {**settings, "n_initial": n_init} if gen_name else {}  # the shared 2·d design
     g = torch.Generator().manual_seed(10_000 + seed)  # same initial design for every method
     U = torch.rand(budget, d, generator=g, dtype=DTYPE)  # rows >= n_init: random search
     lo, hi = fn.bounds
