@@ -140,6 +140,8 @@ class RunResult:
     ys: list[float]
     ask_seconds: list[float]
     infos: list[dict[str, Any]] = field(default_factory=list)
+    #: 1-minute load averages of the machine at the start and end of the run
+    loadavg: list[float] = field(default_factory=list)
 
     def gap(self, n_initial: int, optimum: float) -> float:
         f0 = min(self.ys[:n_initial])
@@ -208,7 +210,9 @@ def run_cached(job: tuple[str, str, int, int, str]) -> tuple[str, str, int, floa
     if path.exists():
         return problem, method, seed, 0.0
     t0 = time.perf_counter()
+    load0 = os.getloadavg()[0]
     res = run_one(problem, method, seed, budget_mult)
+    res.loadavg = [load0, os.getloadavg()[0]]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(res.__dict__))
