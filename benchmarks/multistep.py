@@ -421,10 +421,10 @@ def effort_study(args: argparse.Namespace) -> None:
 def warmstart_study(args: argparse.Namespace) -> None:
     """Cold vs warm tree optimization at every ask of BO runs (the run follows ``warm``).
 
-    Variants, all with the same fitted GP, fantasy samples and seed at each ask:
-    ``cold`` (raw-sample initialization), ``botorch`` (``warmstart_multistep`` only),
-    ``warm`` (the generator's default: BoTorch's warm start plus the shifted trees) and
-    ``warm_half`` (``warm`` with half the restarts and raw samples).
+    Variants, all with the same fitted GP, fantasy samples, seed and restarts at each ask:
+    ``cold`` (raw-sample initialization), ``botorch`` (``warmstart_multistep`` alone),
+    ``shifted`` (plus the previous tree moved one level up) and ``warm`` (the default
+    ``"pool"``: those plus fresh raw-sample starts).
     """
     from assay.platform.generators import multi_step
 
@@ -435,26 +435,25 @@ def warmstart_study(args: argparse.Namespace) -> None:
         fn = PROBLEMS[problem]()
         d = fn.dim
         for seed in range(args.seeds):
-            base = {"horizon": horizon}
-            half = {"num_restarts": 8, "raw_samples": 256}
+            base = {"horizon": horizon, "n_initial": 2 * d}
             variants = {
-                "cold": (multi_step.MultiStepGenerator({**base, "warm_start": False}), True),
-                "botorch": (multi_step.MultiStepGenerator(base), False),
-                "warm": (multi_step.MultiStepGenerator(base), True),
-                "warm_half": (multi_step.MultiStepGenerator({**base, **half}), True),
+                "cold": (multi_step.MultiStepGenerator({**base, "warm_start": False}), "pool"),
+                "botorch": (multi_step.MultiStepGenerator(base), "botorch"),
+                "shifted": (multi_step.MultiStepGenerator(base), "shifted"),
+                "warm": (multi_step.MultiStepGenerator(base), "pool"),
             }
             exp = _bo_states(problem, 10_000 + seed, [2 * d])[0]
             states = {k: dict(exp.generator_state) for k in variants}
             for i in range(2 * d, args.budget_mult * d):
                 seed_i = seed * 100_003 + i
                 out = {}
-                for name, (gen, shifted) in variants.items():
-                    multi_step.SHIFTED_WARM_START = shifted
+                for name, (gen, mode) in variants.items():
+                    multi_step.WARM_START_MODE = mode
                     exp.generator_state = states[name]
                     res = gen.generate(exp, 1, seed=seed_i)
                     out[name] = res
                     states[name] = res.generator_state
-                multi_step.SHIFTED_WARM_START = True
+                multi_step.WARM_START_MODE = "pool"
                 row: dict[str, Any] = {"problem": problem, "seed": seed, "i": i}
                 for name, res in out.items():
                     row[f"{name}_seconds"] = res.info.get("optimize_seconds")
@@ -479,7 +478,7 @@ def summarize_warmstart(rows: list[dict[str, Any]]) -> None:
     print("\n| variant | asks | median calls | median optimize s | median value vs cold | "
           "mean value vs cold | value >= cold |")  # fmt: skip
     print("|---|---|---|---|---|---|---|")
-    for name in ("cold", "botorch", "warm", "warm_half"):
+    for name in ("cold", "botorch", "shifted", "warm"):
         dv = [(r[f"{name}_value"] - r["cold_value"]) / abs(r["cold_value"]) for r in rows]
         ge = sum(r[f"{name}_value"] >= r["cold_value"] * (1 - 1e-6) for r in rows)
         print(

@@ -83,7 +83,7 @@ from botorch.acquisition.multi_step_lookahead import qMultiStepLookahead, warmst
 from botorch.exceptions.warnings import NumericsWarning, OptimizationWarning
 from botorch.models.model import Model
 from botorch.optim import optimize_acqf
-from botorch.optim.initializers import initialize_q_batch
+from botorch.optim.initializers import gen_batch_initial_conditions, initialize_q_batch
 from botorch.sampling import SobolQMCNormalSampler
 from gpytorch.likelihoods import FixedNoiseGaussianLikelihood
 from pydantic import Field, field_validator, model_validator
@@ -111,9 +111,10 @@ DEFAULT_FANTASIES: dict[int, tuple[int, ...]] = {1: (), 2: (8,), 3: (4, 4), 4: (
 MAX_TREE_LEAVES = 256
 #: Raw trees times leaves scored in one call when choosing restarts (bounds memory).
 MAX_INIT_BATCH_LEAVES = 4096
-#: Also offer the previous tree shifted one level up as warm starts (see
-#: :func:`shifted_trees`); ``benchmarks/multistep.py --study warmstart`` measures it.
-SHIFTED_WARM_START = True
+#: How the previous optimal tree seeds the next optimization (see
+#: ``MultiStepGenerator._warm_starts``); ``benchmarks/multistep.py --study warmstart``
+#: compares the modes.
+WARM_START_MODE = "pool"
 
 
 class MultiStepSettings(GeneratorSettings):
@@ -476,20 +477,11 @@ class MultiStepGenerator(Generator):
         try:
             ics = None
             previous = state.get("tree") if s.warm_start else None
+            init_limit = max(1, MAX_INIT_BATCH_LEAVES // math.prod(fantasies))
             if tree_matches(previous, horizon, fantasies, bounds.shape[-1]):
-                X_prev = torch.tensor(previous["X"], dtype=DTYPE)
-                with torch.no_grad():
-                    ics = warmstart_multistep(
-                        acq_function=acqf,
-                        bounds=bounds,
-                        num_restarts=s.num_restarts,
-                        raw_samples=s.raw_samples,
-                        full_optimizer=X_prev.unsqueeze(0),
-                    )
-                    if SHIFTED_WARM_START:
-                        pool = torch.cat([ics, shifted_trees(X_prev, fantasies)])
-                        ics, _ = initialize_q_batch(pool, acqf(pool), n=s.num_restarts)
-                ics = feasible_or_none(ics, space)
+                ics = self._warm_starts(
+                    acqf, space, torch.tensor(previous["X"], dtype=DTYPE), fantasies, init_limit
+                )
             info["warm_started"] = ics is not None
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", OptimizationWarning)
@@ -506,7 +498,7 @@ class MultiStepGenerator(Generator):
                         "maxiter": s.maxiter,
                         "batch_limit": s.num_restarts,
                         # score the raw trees in few calls: each call costs a fixed overhead
-                        "init_batch_limit": max(1, MAX_INIT_BATCH_LEAVES // math.prod(fantasies)),
+                        "init_batch_limit": init_limit,
                     },
                     timeout_sec=max(timeout - (time.perf_counter() - t0), 0.1),
                     return_full_tree=True,
@@ -526,6 +518,53 @@ class MultiStepGenerator(Generator):
             "X": X_full.tolist(),
         }
         return X_full, float(value.reshape(-1)[0])
+
+    def _warm_starts(
+        self,
+        acqf: qMultiStepLookahead,
+        space: SearchSpace,
+        X_prev: Tensor,
+        fantasies: list[int],
+        init_limit: int,
+    ) -> Tensor | None:
+        """``num_restarts`` starting trees seeded by the previous optimal tree ``X_prev``.
+
+        ``WARM_START_MODE`` ``"botorch"``: ``warmstart_multistep`` alone (perturbed copies of
+        the previous tree, its root included). ``"shifted"``: those plus
+        :func:`shifted_trees`. ``"pool"`` (default): those plus ``num_restarts`` fresh
+        raw-sample starts, so a warm start can add good trees but never crowd out the cold
+        ones; the restarts are drawn from the pool by BoTorch's Boltzmann rule (the best is
+        always kept).
+        """
+        s = self.settings
+        bounds = space.model_bounds()
+        with torch.no_grad():
+            ics = warmstart_multistep(
+                acq_function=acqf,
+                bounds=bounds,
+                num_restarts=s.num_restarts,
+                raw_samples=s.raw_samples,
+                full_optimizer=X_prev.unsqueeze(0),
+            )
+            if WARM_START_MODE == "botorch":
+                return feasible_or_none(ics, space)
+            parts = [ics, shifted_trees(X_prev, fantasies)]
+            if WARM_START_MODE == "pool":
+                parts.append(
+                    gen_batch_initial_conditions(
+                        acqf,
+                        bounds,
+                        q=acqf.get_augmented_q_batch_size(1),
+                        num_restarts=s.num_restarts,
+                        raw_samples=s.raw_samples,
+                        options={"init_batch_limit": init_limit},
+                        inequality_constraints=space.inequality_constraints(),
+                    )
+                )
+            pool = feasible_or_none(torch.cat(parts), space)
+            if pool is None:
+                return None
+            return initialize_q_batch(pool, acqf(pool), n=s.num_restarts)[0]
 
     def _noisy_ei_points(
         self,
@@ -604,8 +643,8 @@ def shifted_trees(X_prev: Tensor, fantasies: Sequence[int]) -> Tensor:
 
 
 def feasible_or_none(X: Tensor, space: SearchSpace) -> Tensor | None:
-    """``X`` clamped to the unit cube, or ``None`` when any tree violates a linear parameter
-    constraint (the optimizer then draws feasible starts itself)."""
+    """The trees of ``X`` (clamped to the unit cube) that satisfy the linear parameter
+    constraints, or ``None`` when none does (the optimizer then draws starts itself)."""
     constraints = space.inequality_constraints()
     X = X.clamp(0.0, 1.0)
     if not constraints:
@@ -613,4 +652,4 @@ def feasible_or_none(X: Tensor, space: SearchSpace) -> Tensor | None:
     ok = torch.ones(X.shape[0], dtype=torch.bool)
     for idx, coef, rhs in constraints:
         ok &= ((X[..., idx] * coef).sum(-1) >= rhs - 1e-9).all(dim=-1)
-    return X if bool(ok.all()) else None
+    return X[ok] if bool(ok.any()) else None
