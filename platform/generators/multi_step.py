@@ -50,7 +50,9 @@ Choices this generator makes (and why):
   left (this ask's included), so the tree never plans past the last one; the final evaluation
   is chosen by one-step EI, as in the authors' experiments.
 * **Warm start.** The optimal tree of each ask is kept in the generator state (JSON lists) and
-  seeds the next ask's optimization through BoTorch's ``warmstart_multistep``.
+  seeds the next ask's optimization: BoTorch's ``warmstart_multistep`` trees, the previous
+  tree shifted one level up (its first-level nodes were the planned next decisions) and fresh
+  raw-sample trees form one pool from which the restarts are drawn.
 * **Outcome constraints and unordered choice parameters** are rejected when the experiment is
   created (use ``noisy_ei``). Integer and ordered-choice parameters are optimized by continuous
   relaxation of the whole tree; the proposal is rounded to the nearest allowed value.
