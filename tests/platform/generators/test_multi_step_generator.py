@@ -36,7 +36,7 @@ TINY: dict[str, Any] = {
     "num_fantasies": [2],
     "num_restarts": 2,
     "raw_samples": 16,
-    "maxiter": 15,
+    "maxiter": 5,
     "n_initial": 4,
 }
 PARAMS = [
@@ -200,14 +200,12 @@ def test_shifted_trees_promote_first_level_nodes_with_their_descendants(
 
 # -- the generator end to end (in-process client) ----------------------------------------------
 def test_proposals_inside_bounds_deterministic_and_warm_started() -> None:
-    runs = []
-    for _ in range(2):
-        client = assay.Client()
-        exp = _experiment(client)
-        trials = _run(client, exp.id, 6)
-        runs.append((client, exp, trials))
-    (client, exp, trials), (_, _, trials_again) = runs
-    assert [t.parameters for t in trials] == [t.parameters for t in trials_again]  # seeded
+    client = assay.Client()
+    exp = _experiment(client)
+    trials = _run(client, exp.id, 6)
+    again = assay.Client()
+    trials_again = _run(again, _experiment(again).id, 5)  # same seed, same data so far
+    assert [t.parameters for t in trials[:5]] == [t.parameters for t in trials_again]
     for t in trials:
         assert -5.0 <= t.parameters["a"] <= 10.0
         assert 0.0 <= t.parameters["b"] <= 15.0
