@@ -520,7 +520,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.quick:
         problems = args.functions or ["branin", "hartmann3"]
-        seeds, budget_mult = min(args.seeds, 2), min(args.budget_mult, 5)
+        seeds, budget_mult = min(args.seeds, 1), min(args.budget_mult, 5)
     else:
         problems = args.functions or PAPER_FUNCTIONS
         seeds, budget_mult = args.seeds, args.budget_mult
