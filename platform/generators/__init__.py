@@ -11,6 +11,7 @@ from typing import Any
 
 from assay.platform.errors import ValidationError
 from assay.platform.generators.base import Candidate, GenerationResult, Generator
+from assay.platform.generators.multi_step import MultiStepGenerator
 from assay.platform.generators.noisy_ei import NoisyEIGenerator
 from assay.platform.generators.sobol import SobolGenerator
 
@@ -35,12 +36,14 @@ def get_generator(name: str, settings: Mapping[str, Any] | None = None) -> Gener
 
 register_generator(SobolGenerator)
 register_generator(NoisyEIGenerator)
+register_generator(MultiStepGenerator)
 
 __all__ = [
     "GENERATORS",
     "Candidate",
     "GenerationResult",
     "Generator",
+    "MultiStepGenerator",
     "NoisyEIGenerator",
     "SobolGenerator",
     "get_generator",
