@@ -59,6 +59,7 @@ from assay.platform.models import (
     fit_outcome_models,
     training_data,
 )
+from assay.platform.relative import model_constraints
 from assay.platform.space import (
     DTYPE,
     ChoiceParameter,
@@ -397,14 +398,17 @@ def _p_constraints(
     normal = torch.distributions.Normal(0.0, 1.0)
     probs: dict[str, Tensor] = {}
     joint = torch.ones(n, dtype=DTYPE)
-    for oc in am.experiment.config.outcome_constraints:
+    # The analysis model sees raw levels: relative (%) bounds become absolute ones through the
+    # control's pooled level (and wait until the control has been observed).
+    constraints, sources = model_constraints(am.experiment, relative=False)
+    for oc, src in zip(constraints, sources, strict=True):
         if oc.metric not in post:
             continue
         mu, var = post[oc.metric]
         sd = var.clamp_min(1e-18).sqrt()
         z = (oc.bound - mu) / sd if oc.op == "<=" else (mu - oc.bound) / sd
-        probs[oc.expression] = normal.cdf(z)
-        joint = joint * probs[oc.expression]
+        probs[src.expression] = normal.cdf(z)
+        joint = joint * probs[src.expression]
     return probs, joint
 
 

@@ -80,13 +80,17 @@ class Generator(ABC):
 
 
 def existing_signatures(experiment: Experiment) -> set[tuple]:
-    """Signatures of arms already in the experiment (except failed-before-running ones)."""
-    return {
+    """Signatures of arms already in the experiment (except failed-before-running ones) and
+    of the control arm (``status_quo``), which is never proposed as a new arm."""
+    out = {
         SearchSpace.signature(a.parameters)
         for t in experiment.trials
         if t.state is not TrialState.ABANDONED
         for a in t.arms
     }
+    if experiment.config.status_quo is not None:
+        out.add(SearchSpace.signature(experiment.config.status_quo))
+    return out
 
 
 def sobol_candidates(

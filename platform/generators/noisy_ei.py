@@ -14,6 +14,10 @@ fantasized as pending points. We use BoTorch's ``qLogNoisyExpectedImprovement`` 
 Ament et al. 2023, numerically far better behaved than the paper's form, same maximiser in the
 limit) with constraints ``c(Y) <= 0`` smoothed by a sigmoid, and baseline pruning.
 
+In an experiment with a control arm (``status_quo``) run in batch trials, the models see
+each arm's % effect against the control of its own batch (:mod:`assay.platform.relative`),
+so batch-to-batch shifts cancel; relative constraints (``"revenue >= -1%"``) apply directly.
+
 Until the initial design is complete (default ``max(2 d + 1, 5)`` arms) and while no objective
 value is observed, points come from scrambled Sobol. When no observed arm is feasible with
 posterior probability of at least one half, the generator maximises the probability of
@@ -25,7 +29,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -40,7 +44,7 @@ from pydantic import Field
 from torch import Tensor
 
 from assay.platform.errors import ModelFitError
-from assay.platform.experiment import Experiment, ExperimentConfig, TrialState
+from assay.platform.experiment import Experiment, ExperimentConfig, OutcomeConstraint, TrialState
 from assay.platform.generators.base import (
     Candidate,
     GenerationResult,
@@ -49,8 +53,10 @@ from assay.platform.generators.base import (
     existing_signatures,
     sobol_candidates,
 )
-from assay.platform.models import FittedModel, fit_outcome_models, training_data
+from assay.platform.models import FittedModel, fit_outcome_models
 from assay.platform.optimize import OptimizerOptions, optimize_acquisition
+from assay.platform.relative import control_arm_names as _controls
+from assay.platform.relative import modelled_outcomes
 from assay.platform.space import DTYPE, SearchSpace
 
 #: Below this best posterior probability of feasibility among observed arms, the generator
@@ -69,6 +75,9 @@ class NoisyEISettings(GeneratorSettings):
         raw_samples: Quasi-random points scored to pick the restarts.
         prune_baseline: Drop observed points very unlikely to be the incumbent.
         warm_start: Start hyperparameter fitting from the previous ask's optimum.
+        relativize: With a control arm (``status_quo``) observed in batch trials, model
+            each arm's % effect against its batch's control rather than raw means (see
+            :mod:`assay.platform.relative`): batch-to-batch shifts cancel.
     """
 
     n_initial: int | None = Field(default=None, ge=1, le=10_000)
@@ -77,12 +86,18 @@ class NoisyEISettings(GeneratorSettings):
     raw_samples: int = Field(default=512, ge=16, le=65_536)
     prune_baseline: bool = True
     warm_start: bool = True
+    relativize: bool = True
 
 
 def objective_and_constraints(
-    config: ExperimentConfig, fitted: FittedModel
+    config: ExperimentConfig,
+    fitted: FittedModel,
+    constraints: Sequence[OutcomeConstraint] | None = None,
 ) -> tuple[GenericMCObjective, list[Callable[[Tensor], Tensor]], list[str]]:
     """Build the MC objective (maximised) and ``c(Y) <= 0`` constraint callables.
+
+    ``constraints`` are the outcome constraints in the model's units (see
+    :func:`assay.platform.relative.modelled_outcomes`); default: the config's, as written.
 
     Returns:
         The objective, the constraint callables, and notes about constraints that could not be
@@ -92,8 +107,8 @@ def objective_and_constraints(
     i_obj = fitted.output_index(obj.name)
     sign = -1.0 if obj.minimize else 1.0
     objective = GenericMCObjective(lambda Y, X=None: sign * Y[..., i_obj])
-    constraints, notes = [], []
-    for oc in config.outcome_constraints:
+    callables, notes = [], []
+    for oc in config.outcome_constraints if constraints is None else constraints:
         if oc.metric not in fitted.metrics:
             notes.append(
                 f"constraint {oc.expression!r} not modelled yet: no data for {oc.metric!r}"
@@ -101,13 +116,18 @@ def objective_and_constraints(
             continue
         j, b = fitted.output_index(oc.metric), oc.bound
         if oc.op == "<=":
-            constraints.append(lambda Y, j=j, b=b: Y[..., j] - b)
+            callables.append(lambda Y, j=j, b=b: Y[..., j] - b)
         else:
-            constraints.append(lambda Y, j=j, b=b: b - Y[..., j])
-    return objective, constraints, notes
+            callables.append(lambda Y, j=j, b=b: b - Y[..., j])
+    return objective, callables, notes
 
 
-def probability_feasible(config: ExperimentConfig, fitted: FittedModel, X: Tensor) -> Tensor:
+def probability_feasible(
+    config: ExperimentConfig,
+    fitted: FittedModel,
+    X: Tensor,
+    constraints: Sequence[OutcomeConstraint] | None = None,
+) -> Tensor:
     """``P(all modelled outcome constraints hold)`` at ``n x d`` points (independent outputs).
 
     ``P(Y_m <= b) = Phi((b - mu) / sigma)`` under the GP posterior of the latent ``Y_m``.
@@ -115,7 +135,7 @@ def probability_feasible(config: ExperimentConfig, fitted: FittedModel, X: Tenso
     mean, var = fitted.predict(X)
     p = torch.ones(X.shape[0], dtype=DTYPE)
     normal = torch.distributions.Normal(0.0, 1.0)
-    for oc in config.outcome_constraints:
+    for oc in config.outcome_constraints if constraints is None else constraints:
         if oc.metric not in fitted.metrics:
             continue
         j = fitted.output_index(oc.metric)
@@ -137,8 +157,18 @@ class NoisyEIGenerator(Generator):
     name: ClassVar[str] = "noisy_ei"
     Settings = NoisyEISettings
 
-    def n_initial(self, space: SearchSpace) -> int:
-        return self.settings.n_initial or max(2 * space.compact_dim + 1, 5)
+    def n_initial(self, space: SearchSpace, experiment: Experiment | None = None) -> int:
+        """Quasi-random arms first: the setting, else ``max(2 d + 1, 5)`` — except that in
+        an experiment run in batch trials the first batch is the initial design."""
+        if self.settings.n_initial:
+            return self.settings.n_initial
+        default = max(2 * space.compact_dim + 1, 5)
+        if experiment is not None:
+            first_batch = next((t for t in experiment.trials if len(t.arms) > 1), None)
+            if first_batch is not None:
+                sobol = sum(1 for a in first_batch.arms if a.name not in _controls(experiment))
+                return min(default, max(sobol, 1))
+        return default
 
     def generate(self, experiment: Experiment, n: int, *, seed: int) -> GenerationResult:
         space, config = experiment.search_space, experiment.config
@@ -150,8 +180,13 @@ class NoisyEIGenerator(Generator):
             for t in experiment.trials
             if t.generator == "sobol" and t.state not in (TrialState.FAILED, TrialState.ABANDONED)
         )
-        data = training_data(experiment)
-        n_sobol = min(n, max(0, self.n_initial(space) - sobol_arms))
+        outcomes = modelled_outcomes(experiment, relativize=self.settings.relativize)
+        data = outcomes.data
+        if outcomes.relative:
+            info["relative"] = True
+        if outcomes.notes:
+            info["data_notes"] = outcomes.notes
+        n_sobol = min(n, max(0, self.n_initial(space, experiment) - sobol_arms))
         if config.objective.name not in data:
             n_sobol = n
         candidates: list[Candidate] = []
@@ -188,8 +223,9 @@ class NoisyEIGenerator(Generator):
                 c.parameters for c in candidates
             ]
             model_candidates = self._optimize(
-                experiment, data, fitted, pending, n_model, seed, avoid, info
-            )
+                experiment, data, fitted, pending, n_model, seed, avoid, info,
+                outcomes.constraints,
+            )  # fmt: skip
             candidates += model_candidates
             avoid |= {SearchSpace.signature(c.parameters) for c in model_candidates}
             missing = n_model - len(model_candidates)
@@ -210,15 +246,20 @@ class NoisyEIGenerator(Generator):
         X_pending: Tensor | None,
         seed: int,
         info: dict[str, Any],
+        outcome_constraints: Sequence[OutcomeConstraint] | None = None,
     ) -> AcquisitionFunction:
-        """qLogNEI with constraints, or qLogPF when no observed arm is likely feasible."""
+        """qLogNEI with constraints, or qLogPF when no observed arm is likely feasible.
+
+        ``outcome_constraints``: in model units (default: the config's, as written)."""
         config = experiment.config
-        objective, constraints, notes = objective_and_constraints(config, fitted)
+        objective, constraints, notes = objective_and_constraints(
+            config, fitted, outcome_constraints
+        )
         if notes:
             info["notes"] = notes
         sampler = SobolQMCNormalSampler(torch.Size([self.settings.mc_samples]), seed=seed)
         if constraints:
-            p_feas = probability_feasible(config, fitted, X_baseline)
+            p_feas = probability_feasible(config, fitted, X_baseline, outcome_constraints)
             info["max_p_feasible_observed"] = round(float(p_feas.max()), 4)
             if float(p_feas.max()) < FEASIBILITY_SEARCH_THRESHOLD:
                 info["acquisition"] = "qLogProbabilityOfFeasibility"
@@ -246,6 +287,7 @@ class NoisyEIGenerator(Generator):
         seed: int,
         avoid: set[tuple],
         info: dict[str, Any],
+        outcome_constraints: Sequence[OutcomeConstraint] | None = None,
     ) -> list[Candidate]:
         space = experiment.search_space
         X_baseline = torch.unique(torch.cat([d.X for d in data.values()]), dim=0)
@@ -257,8 +299,9 @@ class NoisyEIGenerator(Generator):
             with torch.random.fork_rng():
                 torch.manual_seed(seed + attempt)
                 acqf = self.build_acquisition(
-                    experiment, fitted, X_baseline, X_pending, seed + attempt, info
-                )
+                    experiment, fitted, X_baseline, X_pending, seed + attempt, info,
+                    outcome_constraints,
+                )  # fmt: skip
                 X, values = optimize_acquisition(acqf, space, n - len(out), options)
             for params, value in zip(space.decode(X), values.tolist(), strict=True):
                 sig = SearchSpace.signature(params)
