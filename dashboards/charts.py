@@ -307,3 +307,78 @@ def importance_figure(imp: Importance) -> dict[str, Any]:
             margin={"l": 90, "r": 16, "t": 12, "b": 44},
         ),
     }  # fmt: skip
+
+
+def arm_effects_figure(report: Any, metric: str) -> dict[str, Any]:
+    """A forest plot: each arm's % effect on ``metric`` against the control, pooled over its
+    batches with the delta-method 95% CI (dots), and the model's estimate (open diamonds),
+    coloured by the model's P(feasible): green >= 0.9, amber >= 0.5, red below, grey unknown.
+    """
+    arms = [a for a in report.arms if not a.is_control and metric in a.metrics]
+
+    def position(a: Any) -> float:
+        e = a.metrics[metric]
+        return e.observed.effect if e.observed is not None else e.model.mean
+
+    arms.sort(key=position)
+
+    def colour(p: float | None) -> str:
+        if p is None:
+            return MUTED
+        return GOOD if p >= 0.9 else ("#d97706" if p >= 0.5 else BAD)
+
+    names = [a.arm_name for a in arms]
+    obs = [a.metrics[metric].observed for a in arms]
+    model = [a.metrics[metric].model for a in arms]
+    pf = [a.probability_feasible for a in arms]
+    hover = [
+        f"P(feasible) {p:.2f}" if p is not None else "P(feasible) not modelled yet" for p in pf
+    ]
+    data: list[dict[str, Any]] = [
+        {
+            "type": "scatter", "mode": "markers", "name": "observed (pooled over batches)",
+            "y": names, "x": [o.effect if o else None for o in obs],
+            "error_x": {
+                "type": "data", "symmetric": False,
+                "array": [(o.upper - o.effect) if o and o.upper is not None else 0 for o in obs],
+                "arrayminus": [(o.effect - o.lower) if o and o.lower is not None else 0
+                               for o in obs],
+                "color": MUTED, "thickness": 1.2, "width": 3,
+            },
+            "marker": {"color": [colour(p) for p in pf], "size": 9},
+            "text": hover,
+            "hovertemplate": "%{y}: %{x:+.2f}%<br>%{text}<extra>observed</extra>",
+        },
+    ]  # fmt: skip
+    if any(m is not None for m in model):
+        data.append(
+            {
+                "type": "scatter", "mode": "markers", "name": "model estimate",
+                "y": names, "x": [m.mean if m else None for m in model],
+                "marker": {"color": [colour(p) for p in pf], "size": 9,
+                           "symbol": "diamond-open", "line": {"width": 2}},
+                "text": [f"95% CrI [{m.lower:+.2f}, {m.upper:+.2f}]" if m else "" for m in model],
+                "hovertemplate": "%{y}: %{x:+.2f}%<br>%{text}<extra>model</extra>",
+            }
+        )  # fmt: skip
+    shapes = [
+        {"type": "line", "yref": "paper", "y0": 0, "y1": 1, "x0": 0, "x1": 0,
+         "line": {"color": INK, "width": 1}},
+    ]  # fmt: skip
+    for expr in report.constraints:  # a relative bound on this metric: a dashed line
+        metric_name, _, rest = expr.partition(" ")
+        if metric_name == metric and rest.endswith("%"):
+            bound = float(rest.split()[-1].rstrip("%"))
+            shapes.append(
+                {"type": "line", "yref": "paper", "y0": 0, "y1": 1, "x0": bound, "x1": bound,
+                 "line": {"color": BAD, "dash": "dash", "width": 1}}
+            )  # fmt: skip
+    return {
+        "data": data,
+        "layout": layout(
+            xaxis=axis(f"{metric}: % change vs control (95% CI)", zeroline=False),
+            yaxis=axis("", type="category", automargin=True),
+            height=max(260, 28 * len(names) + 110),
+            shapes=shapes,
+        ),
+    }

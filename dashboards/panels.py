@@ -7,7 +7,7 @@ Plotly figure, an *empty state* (not enough data yet: say what to do next) or an
 :func:`run_panel` never raises: whatever goes wrong inside an analysis becomes an error card
 on its panel and the rest of the page keeps working (the pattern of Ax's ``ax/analysis``).
 
-Extending (e.g. the A/B arm-effects view of batch trials, issue 8)::
+Extending (the A/B arm-effects panel below is built this way)::
 
     from assay.dashboards.panels import Panel, PanelResult, register_panel
 
@@ -32,6 +32,7 @@ from typing import Any
 from assay.dashboards import charts
 from assay.dashboards.data import ModelCache, fmt_value
 from assay.dashboards.jobs import JobsView
+from assay.platform.analysis import arm_effects
 from assay.platform.diagnostics import (
     AnalysisModel,
     InsufficientDataError,
@@ -241,7 +242,51 @@ def feasibility_panel(ctx: PanelContext) -> PanelResult:
     )
 
 
+def _effects_metric_control(exp: Experiment) -> Control:
+    ms = exp.config.metric_names
+    return Control("metric", "Metric", [(m, m) for m in ms], ms[0])
+
+
+def arm_effects_panel(ctx: PanelContext) -> PanelResult:
+    """Each arm's % effect against the control (:func:`assay.platform.analysis.arm_effects`)."""
+    exp = ctx.experiment
+    metric = ctx.choice(_effects_metric_control(exp))
+    report = arm_effects(exp)
+    if not any(not a.is_control and metric in a.metrics for a in report.arms):
+        return PanelResult(
+            empty={
+                "title": "No effects to show yet",
+                "message": f"Complete a batch trial that reports {metric} for the control and "
+                "at least one other arm; effects are measured against the control of the same "
+                "batch.",
+            },
+            notes=report.notes,
+        )
+    facts = [("control", report.control_arm or "—")]
+    ranked = [a for a in report.arms if a.probability_best is not None]
+    if ranked:
+        lead = max(ranked, key=lambda a: a.probability_best or 0.0)
+        facts.append(("most likely best", f"{lead.arm_name} (P = {lead.probability_best:.2f})"))
+    facts.append(("batches", str(len({t for a in report.arms for t in a.trial_ids}))))
+    return PanelResult(
+        figure=charts.arm_effects_figure(report, metric), facts=facts, notes=report.notes
+    )
+
+
 PANELS: list[Panel] = [
+    Panel(
+        "arm-effects",
+        "Arm effects vs. control",
+        "Each arm's % change against the control of the same batch (delta-method 95% CI, "
+        "pooled over batches) and the model's estimate, coloured by the probability that the "
+        "arm meets every outcome constraint.",
+        arm_effects_panel,
+        controls=lambda exp: [_effects_metric_control(exp)],
+        applies=lambda exp: (
+            exp.config.status_quo is not None and any(len(t.arms) > 1 for t in exp.trials)
+        ),
+        wide=True,
+    ),
     Panel(
         "slices",
         "Slices of the model",

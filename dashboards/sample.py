@@ -139,3 +139,69 @@ def seed_samples(store: Store, project: str = "default") -> dict[str, int]:
         project=project,
     )
     return {"big": big.id, "few": few.id, "empty": empty.id}
+
+
+AB_SPEC: dict[str, Any] = {
+    "parameters": [
+        {"name": "price", "type": "float", "bounds": [5.0, 15.0]},
+        {"name": "discount", "type": "float", "bounds": [0.0, 0.3]},
+        {"name": "layout", "type": "choice", "values": ["grid", "list"]},
+    ],
+    "objective": "revenue",
+    "outcome_constraints": ["bounce_rate <= +2%", "orders >= -1%"],
+    "status_quo": {"price": 10.0, "discount": 0.1, "layout": "grid"},
+    "generator": "noisy_ei",
+}
+
+
+def ab_truth(p: dict[str, Any]) -> dict[str, float]:
+    """True levels of a pricing page: revenue peaks at a moderate price and discount."""
+    x, d = (p["price"] - 5.0) / 10.0, p["discount"] / 0.3
+    lift = 0.015 if p["layout"] == "list" else 0.0
+    return {
+        "revenue": 100.0 * (1 + 0.05 * (1 - (x - 0.65) ** 2 * 4) - 0.03 * (d - 0.4) ** 2 + lift),
+        "bounce_rate": 0.30 * (1 + 0.05 * (x - 0.5) - 0.02 * d),
+        "orders": 50.0 * (1 - 0.04 * (x - 0.5) + 0.03 * d + lift),
+    }
+
+
+def seed_ab_experiment(
+    store: Store,
+    name: str,
+    *,
+    rounds: int = 3,
+    arms_per_batch: int = 6,
+    project: str = "default",
+    seed: int = 0,
+) -> Experiment:
+    """An A/B experiment: ``rounds`` completed batch trials, each the control plus
+    quasi-random arms, every batch's levels shifted by a random factor (a batch effect)."""
+    config = ExperimentConfig.from_dict({**AB_SPEC, "name": name, "seed": seed})
+    exp = store.create_experiment(config, project=project)
+    space = config.search_space
+    rng = random.Random(seed)
+    sobol = torch.quasirandom.SobolEngine(space.compact_dim, scramble=True, seed=seed)
+    for r in range(rounds):
+        params = [dict(config.status_quo or {})] + [
+            space.from_unit_row(sobol.draw(1).reshape(-1).tolist())
+            for _ in range(arms_per_batch - 1)
+        ]
+        with store.lock_experiment(exp.id) as lock:
+            arms = [("status_quo", params[0])] + [
+                (f"{r}_{k}", p) for k, p in enumerate(params) if k > 0
+            ]
+            [trial] = lock.add_trials(
+                [NewTrial(arms=arms, generator="sobol", state=TrialState.RUNNING)], actor="sample"
+            )
+        shift = {m: 1 + rng.gauss(0, 0.04) for m in ("revenue", "bounce_rate", "orders")}
+        observations = {}
+        for arm in trial.arms:
+            observations[arm.name] = {}
+            for m, v in ab_truth(arm.parameters).items():
+                sem = 0.006 * v * shift[m]
+                level = v * shift[m] + rng.gauss(0, sem)
+                observations[arm.name][m] = Observation(m, level, sem, 40_000)
+        store.transition_trial(
+            trial.id, TrialState.COMPLETED, observations=observations, actor="sample"
+        )
+    return store.get_experiment(exp.id)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from assay.platform.analysis import BestArm
+from assay.platform.analysis import BestArm, EffectsReport
 from assay.platform.experiment import Experiment, ExperimentStatus, Trial, TrialState
 from assay.platform.jobspec import Job, TrialReport
 from assay.service.engine import Engine
@@ -141,12 +141,46 @@ class Client:
             lease_seconds=lease_seconds,
         )
 
+    def ask_batch(
+        self,
+        experiment_id: int,
+        n_arms: int = 8,
+        *,
+        include: Sequence[str | Mapping[str, Any]] | None = None,
+        idempotency_key: str | None = None,
+        lease_seconds: float | None = None,
+    ) -> Trial:
+        """One batch trial: ``n_arms`` arms to deploy together (one A/B-test round).
+
+        The control arm (``status_quo``) is always included, first; ``include`` carries
+        existing arms over (names or parameters); the rest are new arms chosen as a batch
+        by noisy-constrained EI. Complete it with :meth:`tell_batch`.
+
+        Example:
+            >>> trial = client.ask_batch(exp.id, n_arms=8)  # doctest: +SKIP
+            >>> [arm.name for arm in trial.arms]  # doctest: +SKIP
+            ['status_quo', '0_1', '0_2', ...]
+        """
+        return self._engine.ask_batch(
+            experiment_id,
+            n_arms,
+            include=list(include) if include is not None else None,
+            project=self.project,
+            idempotency_key=idempotency_key,
+            lease_seconds=lease_seconds,
+        )
+
     def tell(self, trial_id: int, observations: Mapping[str, Any]) -> Trial:
         """Complete a trial: ``{metric: value | (mean, sem) | (mean, sem, n)}``."""
         return self._engine.tell(trial_id, observations, project=self.project)
 
     def tell_batch(self, trial_id: int, observations: Mapping[str, Mapping[str, Any]]) -> Trial:
-        """Complete a batch trial: ``{arm_name: {metric: (mean, sem, n)}}``."""
+        """Complete a batch trial: ``{arm_name: {metric: (mean, sem, n)}}``.
+
+        With a control arm, the control must report every metric the other arms report,
+        and the objective and constrained metrics need SEMs (the relative effects and their
+        intervals are built from them); otherwise nothing is stored and an
+        ``ObservationError`` names the arm and metric."""
         return self._engine.tell_batch(trial_id, observations, project=self.project)
 
     def fail(self, trial_id: int, reason: str | None = None) -> Trial:
@@ -202,6 +236,13 @@ class Client:
         return self._engine.reports(trial_id, project=self.project)
 
     # -- analysis ----------------------------------------------------------------------------
+    def effects(self, experiment_id: int) -> EffectsReport:
+        """Per arm and metric: the % effect against the control (delta-method 95% CI, pooled
+        over the arm's batches), the model's estimate, P(each constraint holds), P(feasible)
+        and P(best). Needs a control arm."""
+        return self._engine.effects(experiment_id, project=self.project)
+
     def best(self, experiment_id: int) -> BestArm:
-        """The model's recommended arm with predicted metrics and intervals."""
+        """The model's recommended arm with predicted metrics and intervals, and P(best) of
+        every observed arm (in % against the control in an A/B experiment)."""
         return self._engine.best(experiment_id, project=self.project)

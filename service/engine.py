@@ -16,10 +16,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from assay.platform.analysis import BestArm, best_arm
+from assay.platform.analysis import BestArm, EffectsReport, arm_effects, best_arm
 from assay.platform.errors import (
     ConflictError,
     InvalidTransitionError,
+    NotFoundError,
     ObservationError,
     StorageError,
     ValidationError,
@@ -34,11 +35,14 @@ from assay.platform.experiment import (
 )
 from assay.platform.generators import get_generator
 from assay.platform.jobspec import Job, TrialReport
+from assay.platform.space import SearchSpace
 from assay.storage.base import ExperimentSummary, NewTrial, Store, TrialEvent, name_arms
 
 log = logging.getLogger("assay.engine")
 
 MAX_ASK = 100
+#: Most arms in one batch trial (control included).
+MAX_BATCH_ARMS = 64
 #: Whole-ask attempts when the database stays busy (each attempt already retried inside).
 ASK_ATTEMPTS = 3
 
@@ -129,14 +133,7 @@ class Engine:
         """
         if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_ASK:
             raise ValidationError(f"n must be an integer in [1, {MAX_ASK}], got {n!r}", field="n")
-        if idempotency_key is not None and (
-            not isinstance(idempotency_key, str) or not 1 <= len(idempotency_key) <= 200
-        ):
-            raise ValidationError(
-                "idempotency_key must be 1-200 characters", field="idempotency_key"
-            )
-        if lease_seconds is not None and not 0 < lease_seconds <= 7 * 86400:
-            raise ValidationError("lease_seconds must be in (0, 604800]", field="lease_seconds")
+        self._check_ask_options(idempotency_key, lease_seconds)
         for attempt in range(1, ASK_ATTEMPTS + 1):
             try:
                 with self.store.lock_experiment(experiment_id, project=project) as lock:
@@ -145,12 +142,7 @@ class Engine:
                         if previous is not None:
                             return previous
                     exp = lock.experiment
-                    if exp.status is not ExperimentStatus.ACTIVE:
-                        raise ConflictError(
-                            f"experiment {experiment_id} is {exp.status.value}; only active "
-                            "experiments take asks",
-                            details={"status": exp.status.value},
-                        )
+                    self._check_active(exp)
                     n = self._within_budget(exp, n)
                     return self._generate(lock, n, start, lease_seconds, idempotency_key, actor)
             except StorageError as e:  # deadlock/serialization/busy after the store's retries
@@ -158,6 +150,25 @@ class Engine:
                     raise
                 log.info("ask on experiment %s retried after: %s", experiment_id, e)
         raise AssertionError("unreachable")
+
+    @staticmethod
+    def _check_ask_options(idempotency_key: str | None, lease_seconds: float | None) -> None:
+        if idempotency_key is not None and (
+            not isinstance(idempotency_key, str) or not 1 <= len(idempotency_key) <= 200
+        ):
+            raise ValidationError(
+                "idempotency_key must be 1-200 characters", field="idempotency_key"
+            )
+        if lease_seconds is not None and not 0 < lease_seconds <= 7 * 86400:
+            raise ValidationError("lease_seconds must be in (0, 604800]", field="lease_seconds")
+
+    @staticmethod
+    def _check_active(exp: Experiment) -> None:
+        if exp.status is not ExperimentStatus.ACTIVE:
+            raise ConflictError(
+                f"experiment {exp.id} is {exp.status.value}; only active experiments take asks",
+                details={"status": exp.status.value},
+            )
 
     def _generate(
         self,
@@ -200,6 +211,162 @@ class Engine:
             generator_state=result.generator_state,
             model_state=result.model_state or None,
         )
+
+    def ask_batch(
+        self,
+        experiment_id: int,
+        n_arms: int = 8,
+        *,
+        include: list[str | Mapping[str, Any]] | None = None,
+        project: str | None = None,
+        idempotency_key: str | None = None,
+        start: bool = True,
+        lease_seconds: float | None = None,
+        actor: str | None = None,
+    ) -> Trial:
+        """One batch trial: ``n_arms`` arms deployed together (one round of an A/B test).
+
+        The experiment's control arm (``status_quo``) is always in the batch, exactly once
+        and first; ``include`` carries existing arms over (by name, or by parameters: an
+        assignment equal to a known arm reuses its name); the rest are new arms from the
+        generator, chosen greedily as a batch with every other arm of the batch and every
+        running trial pending (noisy-constrained EI with ``q = n_new``). In an experiment
+        run in batches the first batch is the quasi-random initial design. Counts as one
+        trial against ``max_trials``.
+
+        Raises:
+            ValidationError: ``n_arms`` out of range, an unknown or duplicate ``include``
+                entry, or more included arms than ``n_arms`` allows.
+        """
+        if (
+            not isinstance(n_arms, int)
+            or isinstance(n_arms, bool)
+            or not (2 <= n_arms <= MAX_BATCH_ARMS)
+        ):
+            raise ValidationError(
+                f"n_arms must be an integer in [2, {MAX_BATCH_ARMS}], got {n_arms!r}",
+                field="n_arms",
+            )
+        if include is not None and (not isinstance(include, list) or len(include) > n_arms):
+            raise ValidationError(
+                f"include must be a list of at most n_arms={n_arms} arm names or parameter objects",
+                field="include",
+            )
+        self._check_ask_options(idempotency_key, lease_seconds)
+        for attempt in range(1, ASK_ATTEMPTS + 1):
+            try:
+                with self.store.lock_experiment(experiment_id, project=project) as lock:
+                    if idempotency_key is not None:
+                        previous = lock.trials_for_key(idempotency_key)
+                        if previous is not None:
+                            return previous[0]
+                    exp = lock.experiment
+                    self._check_active(exp)
+                    self._within_budget(exp, 1)
+                    fixed = self._batch_fixed_arms(exp, include or [], n_arms)
+                    return self._generate_batch(
+                        lock, fixed, n_arms - len(fixed), start, lease_seconds,
+                        idempotency_key, actor,
+                    )  # fmt: skip
+            except StorageError as e:
+                if attempt == ASK_ATTEMPTS or e.code != "storage_busy":
+                    raise
+                log.info("ask_batch on experiment %s retried after: %s", experiment_id, e)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _batch_fixed_arms(
+        exp: Experiment, include: list[str | Mapping[str, Any]], n_arms: int
+    ) -> list[dict[str, Any]]:
+        """The control (if any) then the included arms, validated and without duplicates."""
+        space = exp.search_space
+        fixed: list[dict[str, Any]] = []
+        seen: set[tuple] = set()
+        if exp.config.status_quo is not None:
+            fixed.append(dict(exp.config.status_quo))
+            seen.add(SearchSpace.signature(exp.config.status_quo))
+        known = exp.arms_by_name()
+        for i, item in enumerate(include):
+            where = f"include[{i}]"
+            if isinstance(item, str):
+                if item not in known:
+                    raise NotFoundError(
+                        f"{where}: experiment {exp.id} has no arm {item!r}", field=where
+                    )
+                params = dict(known[item].parameters)
+            elif isinstance(item, Mapping):
+                try:
+                    params = space.validate(item)
+                except ValidationError as e:
+                    raise ValidationError(f"{where}: {e.message}", field=where) from e
+            else:
+                raise ValidationError(
+                    f"{where}: expected an arm name or a parameter object", field=where
+                )
+            sig = SearchSpace.signature(params)
+            if sig in seen:
+                raise ValidationError(
+                    f"{where}: that arm is already in the batch (the control is always included)",
+                    field=where,
+                )
+            seen.add(sig)
+            fixed.append(params)
+        if len(fixed) > n_arms:
+            raise ValidationError(
+                f"include: the control and {len(include)} included arm(s) exceed n_arms={n_arms}",
+                field="include",
+            )
+        return fixed
+
+    def _generate_batch(
+        self,
+        lock: Any,
+        fixed: list[dict[str, Any]],
+        n_new: int,
+        start: bool,
+        lease_seconds: float | None,
+        idempotency_key: str | None,
+        actor: str | None,
+    ) -> Trial:
+        exp = lock.experiment
+        state, model_state, info = dict(exp.generator_state), None, {}
+        candidates = []
+        if n_new:
+            generator = get_generator(exp.config.generator, exp.config.generator_settings)
+            seed = _derive_seed(exp.config.seed or 0, len(exp.trials))
+            t0 = time.perf_counter()
+            result = generator.generate(exp, n_new, seed=seed)
+            info = {**result.info, "ask_seconds": round(time.perf_counter() - t0, 4)}
+            log.info("experiment %s: generated a batch of %d arm(s) %s", exp.id, n_new, info)
+            candidates = result.candidates
+            state, model_state = result.generator_state, result.model_state or None
+        arms = name_arms(exp, len(exp.trials), fixed + [c.parameters for c in candidates])
+        generators = ["manual"] * len(fixed) + [c.generator for c in candidates]
+        if exp.config.status_quo is not None:
+            generators[0] = "status_quo"
+        kinds = [g for g in generators[len(fixed) :]] or ["manual"]
+        new = NewTrial(
+            arms=arms,
+            generator=max(set(kinds), key=kinds.count),
+            state=TrialState.RUNNING if start else TrialState.CANDIDATE,
+            lease_expires_at=(
+                datetime.now(UTC) + timedelta(seconds=lease_seconds)
+                if lease_seconds and start
+                else None
+            ),
+            metadata={
+                "batch": True,
+                "arm_generators": {name: g for (name, _), g in zip(arms, generators, strict=True)},
+                "generation": info,
+            },
+        )
+        return lock.add_trials(
+            [new],
+            idempotency_key=idempotency_key,
+            actor=actor or self.actor,
+            generator_state=state,
+            model_state=model_state,
+        )[0]
 
     def fill_candidates(
         self,
@@ -312,8 +479,57 @@ class Engine:
                     f"trial {trial.id} has no arm {arm_name!r}; its arms are {sorted(names)}",
                     field=f"observations.{arm_name}",
                 )
-            out[arm_name] = config.parse_observations(obs)
+            try:
+                out[arm_name] = config.parse_observations(obs)
+            except ObservationError as e:  # name the arm too: observations.<arm>.<metric>
+                field = (e.field or "observations").replace(
+                    "observations", f"observations.{arm_name}", 1
+                )
+                raise ObservationError(f"arm {arm_name!r}: {e.message}", field=field) from e
+        self._check_batch_against_control(trial, config, out)
         return out
+
+    @staticmethod
+    def _check_batch_against_control(
+        trial: Trial, config: ExperimentConfig, out: Mapping[str, Mapping[str, Observation]]
+    ) -> None:
+        """A batch with the control arm is analysed against it: the control must report every
+        metric any arm reports, and (when the model relativizes) the objective and constrained
+        metrics need their SEMs — the delta-method intervals are built from them."""
+        if config.status_quo is None or len(trial.arms) < 2:
+            return
+        sig = SearchSpace.signature(config.status_quo)
+        control = next(
+            (a.name for a in trial.arms if SearchSpace.signature(a.parameters) == sig), None
+        )
+        if control is None:
+            return
+        reported = {m for arm, obs in out.items() if arm != control for m in obs}
+        have = set(out.get(control, {}))
+        if reported and not have:
+            raise ObservationError(
+                f"batch trial {trial.id} lacks data for its control arm {control!r}: effects "
+                "are measured against the control of the same batch",
+                field=f"observations.{control}",
+            )
+        missing = sorted(reported - have)
+        if missing:
+            raise ObservationError(
+                f"batch trial {trial.id}: the control arm {control!r} has no {missing[0]!r}, "
+                "which other arms report",
+                field=f"observations.{control}.{missing[0]}",
+            )
+        if not config.generator_settings.get("relativize", True):
+            return
+        modelled = set(config.modelled_metrics)
+        for arm, obs in out.items():
+            for m, o in obs.items():
+                if m in modelled and o.sem is None:
+                    raise ObservationError(
+                        f"batch trial {trial.id}: {arm!r} reports {m!r} without a standard "
+                        "error; relative effects against the control need (mean, sem[, n])",
+                        field=f"observations.{arm}.{m}.sem",
+                    )
 
     def tell(
         self,
@@ -525,6 +741,11 @@ class Engine:
         return self.store.add_report(trial_id, step, clean)
 
     # -- analysis ----------------------------------------------------------------------------
+    def effects(self, experiment_id: int, *, project: str | None = None) -> EffectsReport:
+        """Each arm's % effects against the control (see
+        :func:`assay.platform.analysis.arm_effects`)."""
+        return arm_effects(self.store.get_experiment(experiment_id, project=project))
+
     def best(self, experiment_id: int, *, project: str | None = None) -> BestArm:
         """The model-based recommendation (see :func:`assay.platform.analysis.best_arm`)."""
         return best_arm(self.store.get_experiment(experiment_id, project=project))

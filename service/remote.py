@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from assay.platform import errors as E
-from assay.platform.analysis import BestArm
+from assay.platform.analysis import BestArm, EffectsReport
 from assay.platform.experiment import (
     Experiment,
     ExperimentConfig,
@@ -31,6 +31,7 @@ from assay.platform.experiment import (
 from assay.platform.jobspec import Job, JobState, TrialReport
 from assay.service.schemas import (
     BestArmPublic,
+    EffectsPublic,
     EventPublic,
     ExperimentPublic,
     ExperimentSummaryPublic,
@@ -217,6 +218,29 @@ class RemoteEngine:
         data, _ = self._request("POST", f"/experiments/{experiment_id}/trials:ask", json=body)
         return [TrialPublic.model_validate(t).to_domain() for t in data["trials"]]
 
+    def ask_batch(
+        self,
+        experiment_id: int,
+        n_arms: int = 8,
+        *,
+        include: list[str | Mapping[str, Any]] | None = None,
+        project: str | None = None,
+        idempotency_key: str | None = None,
+        start: bool = True,
+        lease_seconds: float | None = None,
+    ) -> Trial:
+        body = {
+            "n_arms": n_arms,
+            "include": [i if isinstance(i, str) else dict(i) for i in include]
+            if include is not None
+            else None,
+            "idempotency_key": idempotency_key or f"auto-{uuid.uuid4().hex}",
+            "start": start,
+            "lease_seconds": lease_seconds,
+        }
+        data, _ = self._request("POST", f"/experiments/{experiment_id}/trials:ask_batch", json=body)
+        return TrialPublic.model_validate(data).to_domain()
+
     def attach_trial(
         self,
         experiment_id: int,
@@ -325,6 +349,11 @@ class RemoteEngine:
     ) -> list[TrialEvent]:
         data = self._get(f"/experiments/{experiment_id}/events", after=after)
         return [EventPublic.model_validate(e).to_domain() for e in data["events"]]
+
+    def effects(self, experiment_id: int, *, project: str | None = None) -> EffectsReport:
+        return EffectsPublic.model_validate(
+            self._get(f"/experiments/{experiment_id}/effects")
+        ).to_domain()
 
     def best(self, experiment_id: int, *, project: str | None = None) -> BestArm:
         return BestArmPublic.model_validate(

@@ -1,4 +1,5 @@
-"""``/experiments``: create, list, get, update; ask; attach; trials, observations, events, best."""
+"""``/experiments``: create, list, get, update; ask, ask_batch; attach; trials, observations,
+events, effects, best."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from fastapi import APIRouter, Query, status
 from assay.platform.experiment import ExperimentStatus, TrialState
 from assay.service.deps import EngineDep, EventCursor, ExperimentId, PrincipalDep
 from assay.service.schemas import (
+    AskBatchRequest,
     AskRequest,
     AskResponse,
     AttachRequest,
     BestArmPublic,
+    EffectsPublic,
     EventList,
     EventPublic,
     ExperimentCreate,
@@ -68,6 +71,26 @@ def ask(experiment_id: ExperimentId, body: AskRequest, engine: EngineDep, who: P
         start=body.start, lease_seconds=body.lease_seconds, actor=who.actor,
     )  # fmt: skip
     return AskResponse(trials=[TrialPublic.from_domain(t) for t in trials])
+
+
+@router.post(
+    "/{experiment_id}/trials:ask_batch",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TrialPublic,
+)
+def ask_batch(
+    experiment_id: ExperimentId, body: AskBatchRequest, engine: EngineDep, who: PrincipalDep
+):
+    """One batch trial of ``n_arms`` arms deployed together (an A/B-test round): the control
+    arm first, then ``include``d arms, then new arms from batch noisy-constrained EI. Safe to
+    retry with an ``idempotency_key``. Complete it with ``POST /trials/{id}:complete`` and
+    ``{"arms": {arm_name: {metric: [mean, sem, n]}}}``."""
+    t = engine.ask_batch(
+        experiment_id, body.n_arms, include=body.include, project=who.project,
+        idempotency_key=body.idempotency_key, start=body.start,
+        lease_seconds=body.lease_seconds, actor=who.actor,
+    )  # fmt: skip
+    return TrialPublic.from_domain(t)
 
 
 @router.post(
@@ -128,6 +151,14 @@ def list_events(
     engine.get_experiment(experiment_id, project=who.project)
     events = engine.events(experiment_id=experiment_id, after=after)
     return EventList(events=[EventPublic.from_domain(e) for e in events])
+
+
+@router.get("/{experiment_id}/effects", response_model=EffectsPublic)
+def effects(experiment_id: ExperimentId, engine: EngineDep, who: PrincipalDep):
+    """Each arm's % effect against the control of its batches (delta-method 95% CIs), pooled
+    over batches, with the model's estimates, P(each constraint), P(feasible) and P(best).
+    Needs a control arm (``status_quo``): 400 otherwise."""
+    return EffectsPublic.from_domain(engine.effects(experiment_id, project=who.project))
 
 
 @router.get("/{experiment_id}/best", response_model=BestArmPublic)

@@ -298,3 +298,29 @@ def test_jobs_data_renders_on_the_jobs_trial_and_experiment_pages(seeded) -> Non
     assert '"steps":[0,100,200]' in trial and "GPU 3" in trial
     table = client.get(f"/experiments/{ids['big']}?partial=1&state=running").text
     assert "gpu-node-1 · GPU 3" in table
+
+
+def test_arm_effects_panel_for_an_ab_experiment(seeded) -> None:
+    from assay.dashboards.sample import seed_ab_experiment
+
+    client, store, ids = seeded
+    ab = seed_ab_experiment(store, "pricing-ab", rounds=3)
+    page = client.get(f"/experiments/{ab.id}", headers=HTML).text
+    keys = re.findall(r'data-panel="([a-z-]+)"', page)
+    assert keys[0] == "arm-effects"  # first on an A/B experiment
+    assert "arm-effects" not in client.get(f"/experiments/{ids['big']}", headers=HTML).text
+    body = client.get(f"/experiments/{ab.id}/panels/arm-effects", headers=JSON).json()
+    assert body["error"] is None and body["empty"] is None, body
+    observed, model = body["figure"]["data"]
+    assert len(observed["y"]) == 3 * 5  # every non-control arm, once
+    assert model["name"] == "model estimate" and len(model["x"]) == 15
+    assert all(c in ("#059669", "#d97706", "#dc2626") for c in observed["marker"]["color"])
+    assert all(lo >= 0 for lo in observed["error_x"]["arrayminus"])
+    facts = {f["label"]: f["value"] for f in body["facts"]}
+    assert facts["control"] == "status_quo" and facts["batches"] == "3"
+    assert facts["most likely best"].split()[0] in observed["y"]
+    # A guardrail metric, with its relative bound drawn as a line at +2 %.
+    body = client.get(
+        f"/experiments/{ab.id}/panels/arm-effects?metric=bounce_rate", headers=JSON
+    ).json()
+    assert any(s["x0"] == 2.0 for s in body["figure"]["layout"]["shapes"])

@@ -188,6 +188,7 @@ def test_p_best_concentrates_on_a_clear_winner() -> None:
     )
     assert float(p_best.sum()) == pytest.approx(1.0, abs=1e-6)  # some arm is always feasible
     assert len(p_cons) == 2
+
     # The best feasible arm by the truth has the largest P(best).
     def score(n: str) -> float:
         t, c = truth(arms[n].parameters), truth(SQ)
