@@ -200,11 +200,11 @@ def run_one(method: str, seed: int, rounds: int) -> dict:
     for r in range(rounds + 1):
         t0 = time.perf_counter()
         if method == "ei_plugin" and r > 0:
+            # n_arms = 8 with 7 included arms: ask_batch adds the control and generates
+            # nothing more (a duplicate proposal would be topped up by NEI, never seen here).
             trial = client.ask_batch(
                 exp.id, N_ARMS, include=plugin_ei_arms(client, exp.id, N_ARMS - 1, seed + r)
             )
-            if len(trial.arms) < N_ARMS:  # duplicates dropped: top up with NEI's choice
-                pass
         else:
             trial = client.ask_batch(exp.id, N_ARMS)
         if r > 0:
