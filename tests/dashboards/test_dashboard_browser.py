@@ -229,3 +229,29 @@ def test_sign_in_blocks_a_browser_without_a_key(browser, live_server_class, tmp_
         narrow.close()
     finally:
         srv.stop()
+
+
+def test_ab_experiment_page_draws_the_arm_effects_panel(browser, tmp_path, live_server_factory):
+    """Batch trials with a control: the page (trace, table, panels) renders without console
+    errors and the arm-effects forest plot comes first, with observed and model traces."""
+    from assay.dashboards.sample import seed_ab_experiment
+
+    url = f"sqlite:///{tmp_path / 'ab.db'}"
+    store = open_store(url)
+    ab = seed_ab_experiment(store, "pricing-ab", rounds=3)
+    store.close()
+    srv = live_server_factory(url).start()
+    tab = Tab(browser, WIDE)
+    p = tab.page
+    tab.open(f"{srv.url}/experiments/{ab.id}")
+    p.wait_for_function("document.querySelectorAll('.panel[data-loaded]').length === 6")
+    assert tab.traces("#panel-arm-effects .js-plotly-plot") == 2
+    assert "status_quo" in p.locator("#panel-arm-effects").inner_text()
+    p.select_option("#panel-arm-effects select", "bounce_rate")
+    p.wait_for_function(
+        "document.querySelector('#panel-arm-effects .js-plotly-plot')?.layout?.xaxis?.title"
+        "?.text?.startsWith('bounce_rate')"
+    )
+    tab.shot("experiment-ab-1280x800")
+    assert tab.errors == [], tab.errors
+    tab.close()
