@@ -22,6 +22,12 @@ baseline, not a reproduction of MST's numbers. All of it is post-processing of t
 private steps, so the release is ρ-zCDP, hence (ε, δ)-DP by :func:`zcdp_to_dp` and
 (2, 2ρ)-RDP for the reconstruction bound.
 
+Why not a packaged MST/AIM (checked against PyPI on 2026-12-02): ``smartnoise-synth`` 1.0.8
+pins ``opacus>=0.14,<0.15`` and ``mbi<2``, which cannot be installed beside the Opacus 1.5+ the
+DP-SGD model needs; ``mbi`` 2.0.0 ships only Private-PGM's estimation engine (no MST or AIM
+mechanism) and pulls in JAX. Writing the three private steps here, on our own accounting, is
+smaller than either.
+
 With ``epsilon = inf`` the same tree model uses exact marginals and the maximum-score tree
 (a Chow–Liu-like non-private reference).
 
