@@ -10,7 +10,7 @@ Error mapping (every error body is ``{"error": {"code", "message", "details"}}``
 ``GenerationError`` (space exhausted)      409
 ``UnsupportedError``                       400
 ``ValidationError`` and request shapes     422 (malformed JSON: 400)
-``SchemaOutOfDateError``, busy database    503
+``SchemaOutOfDateError``, busy database    503 (busy: with ``Retry-After``)
 anything else                              500 (logged; the body says nothing internal)
 =========================================  ======
 """
@@ -39,6 +39,7 @@ from assay.platform.errors import (
     GenerationError,
     NotFoundError,
     SchemaOutOfDateError,
+    StorageBusyError,
     StorageError,
     UnsupportedError,
     ValidationError,
@@ -72,10 +73,17 @@ def status_for(error: AssayError) -> int:
     return 500
 
 
-def _error(status: int, code: str, message: str, details: dict[str, Any] | None = None):
+def _error(
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+):
     return JSONResponse(
         status_code=status,
         content={"error": {"code": code, "message": message, "details": details or {}}},
+        headers=headers,
     )
 
 
@@ -85,7 +93,10 @@ def _install_error_handlers(app: FastAPI) -> None:
         status = status_for(exc)
         if status >= 500:
             log.warning("request failed: %s", exc)
-        return _error(status, exc.code, exc.message, exc.details)
+        headers = None
+        if isinstance(exc, StorageBusyError):  # transient: tell the client when to retry
+            headers = {"Retry-After": str(exc.retry_after_s)}
+        return _error(status, exc.code, exc.message, exc.details, headers)
 
     @app.exception_handler(RequestValidationError)
     async def request_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -185,6 +196,7 @@ def create_app(
             404: {"model": ErrorResponse},
             409: {"model": ErrorResponse},
             422: {"model": ErrorResponse},
+            503: {"model": ErrorResponse},
         },
     )
     app.state.settings = settings

@@ -10,6 +10,7 @@ known to the generator. Every request is validated in full before anything is wr
 from __future__ import annotations
 
 import logging
+import random
 import secrets
 import time
 from collections.abc import Mapping
@@ -22,7 +23,7 @@ from assay.platform.errors import (
     InvalidTransitionError,
     NotFoundError,
     ObservationError,
-    StorageError,
+    StorageBusyError,
     ValidationError,
 )
 from assay.platform.experiment import (
@@ -44,7 +45,18 @@ MAX_ASK = 100
 #: Most arms in one batch trial (control included).
 MAX_BATCH_ARMS = 64
 #: Whole-ask attempts when the database stays busy (each attempt already retried inside).
-ASK_ATTEMPTS = 3
+ASK_ATTEMPTS = 4
+
+
+def _retry_or_raise(e: StorageBusyError, attempt: int, verb: str, experiment_id: int) -> None:
+    """The one retry policy of asks: the whole locked ask (snapshot, generation, insert,
+    commit) runs again after a short jittered back-off when the store reports a transient
+    failure (deadlock, serialization failure, locked database, trial-number clash); after
+    ``ASK_ATTEMPTS`` the typed error reaches the caller (HTTP 503 with ``Retry-After``)."""
+    if attempt >= ASK_ATTEMPTS:
+        raise e
+    log.info("%s on experiment %s retried (attempt %d) after: %s", verb, experiment_id, attempt, e)
+    time.sleep(0.01 * 2**attempt * (1 + random.random()))
 
 
 def _derive_seed(base: int, salt: int) -> int:
@@ -145,10 +157,8 @@ class Engine:
                     self._check_active(exp)
                     n = self._within_budget(exp, n)
                     return self._generate(lock, n, start, lease_seconds, idempotency_key, actor)
-            except StorageError as e:  # deadlock/serialization/busy after the store's retries
-                if attempt == ASK_ATTEMPTS or e.code != "storage_busy":
-                    raise
-                log.info("ask on experiment %s retried after: %s", experiment_id, e)
+            except StorageBusyError as e:  # deadlock/serialization/busy/trial-number clash
+                _retry_or_raise(e, attempt, "ask", experiment_id)
         raise AssertionError("unreachable")
 
     @staticmethod
@@ -268,10 +278,8 @@ class Engine:
                         lock, fixed, n_arms - len(fixed), start, lease_seconds,
                         idempotency_key, actor,
                     )  # fmt: skip
-            except StorageError as e:
-                if attempt == ASK_ATTEMPTS or e.code != "storage_busy":
-                    raise
-                log.info("ask_batch on experiment %s retried after: %s", experiment_id, e)
+            except StorageBusyError as e:
+                _retry_or_raise(e, attempt, "ask_batch", experiment_id)
         raise AssertionError("unreachable")
 
     @staticmethod

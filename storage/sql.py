@@ -42,6 +42,7 @@ from assay.platform.errors import (
     ConflictError,
     InvalidTransitionError,
     NotFoundError,
+    StorageBusyError,
     StorageError,
 )
 from assay.platform.experiment import (
@@ -121,10 +122,29 @@ _CAS_STATE = (
 )  # fmt: skip
 
 
-class TransientStorageError(StorageError):
-    """A transient database failure that survived the bounded retries (safe to retry)."""
+#: A transient database failure that survived the bounded retries (safe to retry).
+TransientStorageError = StorageBusyError
 
-    code = "storage_busy"
+
+def _is_unique_violation(exc: BaseException) -> bool:
+    """A unique-constraint clash (PostgreSQL SQLSTATE 23505, SQLite ``UNIQUE constraint``)."""
+    orig = getattr(exc, "orig", None)
+    if getattr(orig, "sqlstate", None) == "23505":
+        return True
+    return isinstance(exc, IntegrityError) and "unique constraint" in str(orig or exc).lower()
+
+
+def _ask_clash(e: IntegrityError) -> StorageBusyError:
+    """Inside an ask, a unique clash means a concurrent writer took the same trial number
+    (or arm name, or idempotency key) first: the ask is retried on a fresh snapshot."""
+    return StorageBusyError(
+        "a concurrent request created the same trial number; retry the ask",
+        details={"reason": "unique_clash", "database": _first_line(e)},
+    )
+
+
+def _first_line(e: DBAPIError) -> str:
+    return str(e.orig).splitlines()[0] if e.orig else ""
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -177,9 +197,9 @@ class _SqlLock(ExperimentLock):
         self.experiment = experiment
 
     def _write(self, fn: Callable[[Session], T]) -> T:
-        if self._session is not None:
+        if self._session is not None:  # errors are typed by lock_experiment (whole ask)
             return fn(self._session)
-        return self._store._run(fn)
+        return self._store._run(fn, unique_clash=_ask_clash)
 
     def trials_for_key(self, idempotency_key: str) -> list[Trial] | None:
         def fn(s: Session) -> list[Trial] | None:
@@ -332,8 +352,17 @@ class SqlStore(Store):
         return current_revision(self.engine)
 
     # -- transactions ------------------------------------------------------------------------
-    def _run(self, fn: Callable[[Session], T], *, write: bool = True) -> T:
-        """Run ``fn(session)`` in one transaction, retrying transient failures."""
+    def _run(
+        self,
+        fn: Callable[[Session], T],
+        *,
+        write: bool = True,
+        unique_clash: Callable[[IntegrityError], AssayError] | None = None,
+    ) -> T:
+        """Run ``fn(session)`` in one transaction, retrying transient failures.
+
+        ``unique_clash`` turns a unique-constraint violation into a chosen error (default:
+        ``ConflictError``)."""
         maker = self._write if write else self._read
         delay = 0.02
         for attempt in range(1, MAX_ATTEMPTS + 1):
@@ -343,10 +372,12 @@ class SqlStore(Store):
             except AssayError:
                 raise
             except IntegrityError as e:
+                if unique_clash is not None and _is_unique_violation(e):
+                    raise unique_clash(e) from e
                 raise ConflictError(
                     "the change conflicts with stored data (a concurrent request may have made "
                     "it first); retry the request",
-                    details={"database": str(e.orig).splitlines()[0] if e.orig else ""},
+                    details={"database": _first_line(e)},
                 ) from e
             except (OperationalError, DBAPIError) as e:
                 if _is_transient(e) and attempt < MAX_ATTEMPTS:
@@ -659,21 +690,31 @@ class SqlStore(Store):
             session = self._write()
             try:
                 with session.begin():
-                    try:
-                        row, pname = self._experiment_row(
-                            session, experiment_id, project, for_update=True
-                        )
-                    except OperationalError as e:
-                        if _is_transient(e):
-                            raise TransientStorageError("experiment is busy; retry") from e
-                        raise
+                    row, pname = self._experiment_row(
+                        session, experiment_id, project, for_update=True
+                    )
                     yield _SqlLock(
                         self, session, self._load_experiment(session, row, pname, private=True)
                     )
+            # The whole ask is one transaction: a failure in the lock, in ``add_trials`` or
+            # at commit (deferred checks) rolls everything back and is typed here, so the
+            # engine's one retry loop (``Engine.ask``) can run the ask again on a fresh
+            # snapshot; nothing reaches the client as an untyped 500.
             except IntegrityError as e:
+                if _is_unique_violation(e):
+                    raise _ask_clash(e) from e
                 raise ConflictError(
-                    "a concurrent request created the same trial; retry the ask"
+                    "the ask conflicts with stored data; retry the request",
+                    details={"database": _first_line(e)},
                 ) from e
+            except DBAPIError as e:  # OperationalError included
+                if _is_transient(e):
+                    raise StorageBusyError(
+                        f"experiment {experiment_id} is busy (deadlock, serialization failure or "
+                        "lock timeout); retry the ask",
+                        details={"experiment_id": experiment_id, "database": _first_line(e)},
+                    ) from e
+                raise StorageError(f"database error: {type(e.orig or e).__name__}") from e
             finally:
                 session.close()
             return
