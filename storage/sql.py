@@ -8,8 +8,9 @@ Transactions and concurrency:
 * State changes are compare-and-set: ``UPDATE trials SET state = :new WHERE id = :id AND
   state = :old``; a concurrent change makes the update miss and the caller gets
   ``InvalidTransitionError`` with nothing written.
-* Asks are serialised per experiment. PostgreSQL: ``SELECT ... FOR UPDATE`` on the experiment
-  row for the whole ask (any number of servers). SQLite: an inter-process ``flock`` per
+* Asks are serialised per experiment. PostgreSQL: ``SELECT ... FOR NO KEY UPDATE`` on the
+  experiment row for the whole ask (any number of servers; tells, whose inserts check the
+  foreign key to that row, are not blocked — see :meth:`SqlStore._experiment_row`). SQLite: an inter-process ``flock`` per
   experiment held for the ask, and the trials are written in a short ``BEGIN IMMEDIATE``
   transaction with a busy timeout — so model fitting never holds SQLite's single write lock
   and tells keep flowing meanwhile. Trial numbers also carry a unique constraint.
@@ -412,7 +413,16 @@ class SqlStore(Store):
         if project is not None:
             stmt = stmt.where(ProjectRow.name == project)
         if for_update:
-            stmt = stmt.with_for_update(of=ExperimentRow)
+            # PostgreSQL: FOR NO KEY UPDATE, not FOR UPDATE. Trials, arms, trial events,
+            # idempotency keys and jobs reference experiments(id); each insert into them
+            # (a tell writes a trial event) checks the foreign key with FOR KEY SHARE on
+            # this row, which FOR UPDATE blocks for the whole ask, model fit included.
+            # NO KEY UPDATE does not conflict with KEY SHARE, yet still excludes other
+            # NO KEY UPDATE / FOR UPDATE lockers (concurrent asks, status changes, deletes)
+            # and plain UPDATEs of the row. It is safe because experiments.id is never
+            # updated (it is only ever inserted and cascaded on delete, and a DELETE takes
+            # FOR UPDATE, which still waits for the ask).
+            stmt = stmt.with_for_update(of=ExperimentRow, key_share=True)
         row = s.execute(stmt).one_or_none()
         if row is None:
             raise NotFoundError(

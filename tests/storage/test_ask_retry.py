@@ -125,3 +125,50 @@ def test_sqlite_trial_number_clash_is_retried(tmp_path) -> None:
         engine.ask(exp.id)
     assert stored(store, exp.id) == ([0], 1)
     store.close()
+
+
+def test_pg_tell_is_not_blocked_by_a_held_ask_lock(pg_store) -> None:
+    """A tell inserts a trial event whose foreign key references the experiment row (a
+    ``FOR KEY SHARE`` check). The ask lock is ``FOR NO KEY UPDATE``, which does not conflict
+    with that, so tells keep flowing while an ask holds the lock (model fit included); two
+    asks still exclude each other."""
+    import threading
+
+    from assay.platform.experiment import Observation, TrialState
+
+    engine = Engine(pg_store)
+    exp = engine.create_experiment(SPEC)
+    [trial] = engine.ask(exp.id)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_lock() -> None:
+        with pg_store.lock_experiment(exp.id):
+            locked.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold_lock)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        done: list = []
+        teller = threading.Thread(
+            target=lambda: done.append(
+                pg_store.transition_trial(
+                    trial.id, TrialState.COMPLETED,
+                    observations={trial.arms[0].name: {"y": Observation("y", 1.0, 0.1)}},
+                )
+            )
+        )  # fmt: skip
+        teller.start()
+        teller.join(timeout=5)
+        assert done and done[0].state is TrialState.COMPLETED, "the tell waited for the ask lock"
+        second: list = []
+        asker = threading.Thread(target=lambda: second.append(engine.ask(exp.id)))
+        asker.start()
+        asker.join(timeout=1)
+        assert not second, "a second ask must wait for the lock"
+    finally:
+        release.set()
+        holder.join(10)
+    asker.join(30)
+    assert [t.index for t in second[0]] == [1]
