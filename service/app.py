@@ -44,7 +44,7 @@ from assay.platform.errors import (
     UnsupportedError,
     ValidationError,
 )
-from assay.service.api import experiments, jobs, privacy, trials
+from assay.service.api import experiments, jobs, privacy, projects, trials
 from assay.service.auth import KeyResolver
 from assay.service.engine import Engine
 from assay.service.schemas import ErrorResponse
@@ -193,6 +193,7 @@ def create_app(
         responses={
             400: {"model": ErrorResponse},
             401: {"model": ErrorResponse},
+            403: {"model": ErrorResponse},
             404: {"model": ErrorResponse},
             409: {"model": ErrorResponse},
             422: {"model": ErrorResponse},
@@ -213,6 +214,7 @@ def create_app(
             "auth": "keys" if settings.auth_required else "none",
         }
 
+    app.include_router(projects.router, prefix="/api/v1")
     app.include_router(experiments.router, prefix="/api/v1")
     app.include_router(trials.router, prefix="/api/v1")
     app.include_router(jobs.router, prefix="/api/v1")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import secrets
 import time
 from collections.abc import Mapping
@@ -37,13 +38,23 @@ from assay.platform.experiment import (
 from assay.platform.generators import get_generator
 from assay.platform.jobspec import Job, TrialReport
 from assay.platform.space import SearchSpace
-from assay.storage.base import ExperimentSummary, NewTrial, Store, TrialEvent, name_arms
+from assay.storage.base import (
+    ExperimentSummary,
+    NewTrial,
+    ProjectSummary,
+    Store,
+    TrialEvent,
+    name_arms,
+)
 
 log = logging.getLogger("assay.engine")
 
 MAX_ASK = 100
 #: Most arms in one batch trial (control included).
 MAX_BATCH_ARMS = 64
+#: Project names: URL-safe path segments (``/projects/{name}``), at most 200 characters.
+PROJECT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
+
 #: Whole-ask attempts when the database stays busy (each attempt already retried inside).
 ASK_ATTEMPTS = 4
 
@@ -120,6 +131,27 @@ class Engine:
                 f"status must be one of {[s.value for s in ExperimentStatus]}", field="status"
             ) from None
         return self.store.set_experiment_status(experiment_id, status, project=project)
+
+    # -- projects ----------------------------------------------------------------------------
+    def create_project(self, name: str) -> ProjectSummary:
+        """Create an empty project (``ConflictError`` if it exists)."""
+        if not isinstance(name, str) or not re.fullmatch(PROJECT_NAME_PATTERN, name):
+            raise ValidationError(
+                "name must be 1-200 letters, digits, '.', '_' or '-', starting with a letter "
+                f"or digit; got {name!r}",
+                field="name",
+            )
+        return self.store.create_project(name)
+
+    def projects(self, *, project: str | None = None) -> list[ProjectSummary]:
+        """Every project (``project=None``) or only ``project`` (what a key may see)."""
+        return self.store.project_summaries(name=project)
+
+    def get_project(self, name: str, *, project: str | None = None) -> ProjectSummary:
+        """One project; another project's name is ``NotFoundError`` (names do not leak)."""
+        if project is not None and name != project:
+            raise NotFoundError(f"project {name!r} not found", details={"project": name})
+        return self.store.get_project(name)
 
     # -- ask ---------------------------------------------------------------------------------
     def ask(

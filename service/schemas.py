@@ -29,7 +29,8 @@ from assay.platform.experiment import (
     TrialState,
 )
 from assay.platform.relative import RelativeEffect
-from assay.storage.base import ExperimentSummary, TrialEvent
+from assay.service.engine import PROJECT_NAME_PATTERN
+from assay.storage.base import ExperimentSummary, ProjectSummary, TrialEvent
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Scalar = str | int | float | bool
@@ -210,6 +211,38 @@ class ExperimentSummaryPublic(BaseModel):
 
 class ExperimentList(BaseModel):
     experiments: list[ExperimentSummaryPublic]
+
+
+# -- projects ----------------------------------------------------------------------------------
+class ProjectCreate(_Strict):
+    """Create an empty project (local no-auth mode only; API keys are scoped to one project,
+    so a key gets 403: create projects with ``assay keys create --project NAME``)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"name": "ads"}]})
+
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=PROJECT_NAME_PATTERN)]
+
+
+class ProjectPublic(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"name": "ads", "created_at": "2025-01-01T00:00:00Z", "experiment_count": 3}
+            ]
+        }
+    )
+
+    name: str
+    created_at: datetime | None
+    experiment_count: int
+
+    @classmethod
+    def from_domain(cls, p: ProjectSummary) -> ProjectPublic:
+        return cls(name=p.name, created_at=p.created_at, experiment_count=p.experiment_count)
+
+
+class ProjectList(BaseModel):
+    projects: list[ProjectPublic]
 
 
 # -- trials ------------------------------------------------------------------------------------

@@ -83,6 +83,15 @@ class ExperimentSummary:
 
 
 @dataclass(frozen=True)
+class ProjectSummary:
+    """A project with how many experiments it holds."""
+
+    name: str
+    created_at: datetime | None
+    experiment_count: int
+
+
+@dataclass(frozen=True)
 class ObservationRecord:
     """One stored observation of a completed trial, flat (for cheap summaries)."""
 
@@ -266,6 +275,24 @@ class Store(ABC):
     @abstractmethod
     def list_projects(self) -> list[str]:
         """Project names."""
+
+    @abstractmethod
+    def create_project(self, name: str) -> ProjectSummary:
+        """Create a project. ``ConflictError`` (field ``name``) if it exists."""
+
+    @abstractmethod
+    def project_summaries(self, *, name: str | None = None) -> list[ProjectSummary]:
+        """Projects by name with their experiment counts, in one read (only ``name`` if
+        given: an empty list when it does not exist)."""
+
+    def get_project(self, name: str) -> ProjectSummary:
+        """One project. ``NotFoundError`` if absent."""
+        from assay.platform.errors import NotFoundError
+
+        found = self.project_summaries(name=name)
+        if not found:
+            raise NotFoundError(f"project {name!r} not found", details={"project": name})
+        return found[0]
 
     @abstractmethod
     def add_api_key(self, project: str, key_hash: str, *, name: str, prefix: str) -> None:

@@ -63,6 +63,7 @@ from assay.storage.base import (
     ExperimentSummary,
     NewTrial,
     ObservationRecord,
+    ProjectSummary,
     Store,
     TrialEvent,
 )
@@ -969,6 +970,34 @@ class SqlStore(Store):
     def list_projects(self) -> list[str]:
         return self._run(
             lambda s: list(s.scalars(select(ProjectRow.name).order_by(ProjectRow.name))),
+            write=False,
+        )
+
+    def create_project(self, name: str) -> ProjectSummary:
+        def fn(s: Session) -> ProjectSummary:
+            if s.scalar(select(ProjectRow.id).where(ProjectRow.name == name)) is not None:
+                raise ConflictError(f"project {name!r} already exists", field="name")
+            row = ProjectRow(name=name, created_at=utcnow())
+            s.add(row)
+            s.flush()
+            return ProjectSummary(row.name, row.created_at, 0)
+
+        def clash(e: IntegrityError) -> ConflictError:  # created concurrently
+            return ConflictError(f"project {name!r} already exists", field="name")
+
+        return self._run(fn, unique_clash=clash)
+
+    def project_summaries(self, *, name: str | None = None) -> list[ProjectSummary]:
+        stmt = (
+            select(ProjectRow.name, ProjectRow.created_at, func.count(ExperimentRow.id))
+            .outerjoin(ExperimentRow, ExperimentRow.project_id == ProjectRow.id)
+            .group_by(ProjectRow.id, ProjectRow.name, ProjectRow.created_at)
+            .order_by(ProjectRow.name)
+        )
+        if name is not None:
+            stmt = stmt.where(ProjectRow.name == name)
+        return self._run(
+            lambda s: [ProjectSummary(n, at, int(c)) for n, at, c in s.execute(stmt)],
             write=False,
         )
 
