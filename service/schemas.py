@@ -587,15 +587,19 @@ class JobPublic(BaseModel):
     error: str | None
     cancel_requested: bool
     last_step: int | None = None
+    #: The last bytes of the job's log, when the request asked for them (``log_tail_bytes``).
+    log_tail: str | None = None
 
     @classmethod
-    def from_domain(cls, j: Any, last_step: int | None = None) -> JobPublic:
+    def from_domain(
+        cls, j: Any, last_step: int | None = None, log_tail: str | None = None
+    ) -> JobPublic:
         return cls(
             id=j.id, trial_id=j.trial_id, experiment_id=j.experiment_id, executor=j.executor,
             worker=j.worker, state=j.state.value, attempt=j.attempt, resources=j.resources,
             host=j.host, gpus=j.gpus, created_at=j.created_at, started_at=j.started_at,
             ended_at=j.ended_at, exit_code=j.exit_code, error=j.error,
-            cancel_requested=j.cancel_requested, last_step=last_step,
+            cancel_requested=j.cancel_requested, last_step=last_step, log_tail=log_tail,
         )  # fmt: skip
 
 

@@ -369,6 +369,12 @@ class Store(ABC):
     ) -> list[TrialReport]:
         """A trial's reports in order (``id > after``)."""
 
+    @abstractmethod
+    def last_steps(self, trial_ids: Sequence[int]) -> dict[int, int]:
+        """``{trial_id: step}`` of each trial's latest report that carries a step, in one
+        read (job lists show progress without a query per job); trials without one are left
+        out. No visibility check: pass ids the caller may see."""
+
     # -- privacy ---------------------------------------------------------------------------
     def privacy_ledger(self, project: str = "default") -> PrivacyLedger:
         """The project's privacy budgets (:mod:`assay.generative.tabular.ledger` semantics)."""

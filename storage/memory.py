@@ -524,6 +524,15 @@ class MemoryStore(Store):
             self._trial(trial_id, project)
             return [copy.deepcopy(r) for r in self._reports.get(trial_id, []) if r.id > after]
 
+    def last_steps(self, trial_ids: Sequence[int]) -> dict[int, int]:
+        with self._lock:
+            out = {}
+            for tid in set(trial_ids):
+                steps = [r.step for r in self._reports.get(tid, []) if r.step is not None]
+                if steps:
+                    out[tid] = steps[-1]
+            return out
+
     # -- privacy -------------------------------------------------------------------------------
     def privacy_ledger(self, project: str = "default") -> Any:
         """An in-memory ledger per project (it lives as long as this store)."""

@@ -1233,6 +1233,21 @@ class SqlStore(Store):
 
         return self._run(fn, write=False)
 
+    def last_steps(self, trial_ids: Sequence[int]) -> dict[int, int]:
+        ids = sorted(set(trial_ids))
+        if not ids:
+            return {}
+        latest = (
+            select(TrialReportRow.trial_id, func.max(TrialReportRow.id).label("report_id"))
+            .where(TrialReportRow.trial_id.in_(ids), TrialReportRow.step.is_not(None))
+            .group_by(TrialReportRow.trial_id)
+            .subquery()
+        )
+        stmt = select(TrialReportRow.trial_id, TrialReportRow.step).join(
+            latest, TrialReportRow.id == latest.c.report_id
+        )  # one query; the (trial_id, id) index serves both parts
+        return self._run(lambda s: {t: int(step) for t, step in s.execute(stmt)}, write=False)
+
 
 def _copy_trial(t: Trial) -> Trial:
     """A copy that shares nothing mutable with ``t`` (cheaper than ``deepcopy``)."""
