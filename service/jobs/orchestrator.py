@@ -39,6 +39,7 @@ from assay.platform.jobspec import Job, JobSpec, JobState
 from assay.service.auth import hash_token, new_token
 from assay.service.engine import Engine
 from assay.service.jobs.base import Executor, JobLaunch, JobStatus, tail
+from assay.storage.factory import absolute_database_url
 
 log = logging.getLogger("assay.orchestrator")
 
@@ -89,7 +90,10 @@ class Orchestrator:
         self.default_executor = default_executor
         self.worker_id = worker_id or f"{'+'.join(sorted(executors))}@{socket.gethostname()}"
         self.log_dir = Path(log_dir).resolve()
-        self.service_url, self.database_url = service_url, database_url
+        self.service_url = service_url
+        # Jobs run with their work directory as cwd: a relative SQLite path (the default
+        # sqlite:///./assay.db) must be resolved here, against this process's directory.
+        self.database_url = absolute_database_url(database_url) if database_url else None
         self.poll_interval, self.max_interval = poll_interval, max_interval
         self.lease_seconds = lease_seconds
         self.on_event = on_event

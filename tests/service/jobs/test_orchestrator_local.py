@@ -224,3 +224,40 @@ def test_gpu_slots_map_to_cuda_visible_devices(tmp_path) -> None:
         time.sleep(0.05)
     assert (tmp_path / "t1" / "job.log").read_text().strip() == "0,1"
     assert ex.capacity(spec.resources) == 1
+
+
+def test_default_style_relative_sqlite_url_reaches_jobs(
+    tmp_path, jobs_module, drive, monkeypatch
+) -> None:
+    """``assay worker`` with the default ``sqlite:///./assay.db``: jobs run in their own work
+    directory, so the URL they get must be absolute or ``assay.report`` opens an empty DB."""
+    monkeypatch.chdir(tmp_path)
+    url = "sqlite:///./assay.db"
+    store = open_store(url)
+    engine = Engine(store)
+    exp = engine.create_experiment(
+        {"name": "rel", "parameters": [{"name": "x", "type": "float", "bounds": [0, 1]}],
+         "objective": "y", "generator": "sobol", "seed": 0,
+         "job": {"entrypoint": f"{jobs_module}:ok", "parallelism": 1, "max_trials": 1,
+                 "timeout_s": 60}}
+    )  # fmt: skip
+    orch = Orchestrator(
+        engine, {"local": LocalExecutor(cpus=1)}, worker_id="w1", log_dir="logs", database_url=url
+    )
+    assert orch.database_url == f"sqlite:///{tmp_path.resolve() / 'assay.db'}"
+    engine.set_run(exp.id, "start")
+    drive(orch, lambda: store.get_experiment(exp.id).run_state == "done")
+    [t] = trials(store, exp.id)
+    assert t.state is TrialState.COMPLETED, t.reason
+    assert [r.step for r in store.list_reports(t.id)] == [0, 1, 2]
+    assert not list((tmp_path / "logs").rglob("assay.db"))  # no stray DB in the workdir
+
+
+def test_absolute_database_url() -> None:
+    from assay.storage.factory import absolute_database_url as absolute
+
+    assert absolute("sqlite:///./a.db", base="/srv") == "sqlite:////srv/a.db"
+    assert absolute("sqlite:///d/a.db?timeout=5", base="/srv") == "sqlite:////srv/d/a.db?timeout=5"
+    for same in ("sqlite:////abs/a.db", "sqlite://", "sqlite:///:memory:", "memory://",
+                 "postgresql+psycopg://u@h/db"):  # fmt: skip
+        assert absolute(same, base="/srv") == same
