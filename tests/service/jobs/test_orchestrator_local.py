@@ -261,3 +261,45 @@ def test_absolute_database_url() -> None:
     for same in ("sqlite:////abs/a.db", "sqlite://", "sqlite:///:memory:", "memory://",
                  "postgresql+psycopg://u@h/db"):  # fmt: skip
         assert absolute(same, base="/srv") == same
+
+
+def test_long_lease_still_heartbeats_within_stale_after(tmp_path, jobs_module) -> None:
+    """A one-hour lease must not stretch the job heartbeat past ``stale_after_s``: another
+    worker (same ``stale_after_s``) checking for stale jobs the whole time never adopts the
+    live job of a worker that keeps polling it."""
+    import time
+
+    store, engine, exp_id, _, _ = make_run(
+        tmp_path, f"{jobs_module}:hang", parallelism=1, max_trials=1, timeout_s=3
+    )
+    make = lambda wid: Orchestrator(  # noqa: E731
+        engine, {"local": LocalExecutor(cpus=1)}, worker_id=wid, log_dir=tmp_path / "logs",
+        database_url=store.url, lease_seconds=3600, stale_after_s=1.0, poll_interval=0.1,
+    )  # fmt: skip
+    owner, other = make("owner"), make("other")
+    assert owner.heartbeat_every_s == 0.25
+    owner.step()
+    [job] = store.list_jobs(experiment_id=exp_id)
+    deadline = time.monotonic() + 2.5  # > 2 x stale_after_s while the job runs
+    while time.monotonic() < deadline:
+        owner.step()
+        other.adopt()
+        assert store.get_job(job.id).worker == "owner", "a live job was adopted"
+        time.sleep(0.1)
+    assert store.get_job(job.id).state is JobState.RUNNING
+    while store.get_job(job.id).state.is_active:  # the timeout kills the hanging job
+        owner.step()
+        time.sleep(0.1)
+
+
+def test_timer_settings_are_validated(tmp_path) -> None:
+    engine = Engine(open_store("memory://"))
+    for kw, field in (({"lease_seconds": 0}, "lease_seconds"),
+                      ({"stale_after_s": -1}, "stale_after_s"),
+                      ({"poll_interval": 40, "stale_after_s": 60}, "poll_interval")):  # fmt: skip
+        with pytest.raises(ValidationError) as e:
+            Orchestrator(engine, {"local": LocalExecutor(cpus=1)}, log_dir=tmp_path, **kw)
+        assert e.value.field == field
+    o = Orchestrator(engine, {"local": LocalExecutor(cpus=1)}, log_dir=tmp_path,
+                     lease_seconds=30, stale_after_s=60)  # fmt: skip
+    assert o.heartbeat_every_s == 7.5  # the lease is the tighter timer here
