@@ -122,6 +122,16 @@ class StorageError(AssayError, RuntimeError):
     code = "storage_error"
 
 
+class StorageBusyError(StorageError):
+    """A transient database failure that outlasted the bounded retries: a deadlock, a
+    serialization failure, a locked SQLite database, or a concurrent writer that took the same
+    trial number. Nothing was stored; the same request is safe to retry (the service answers
+    503 with ``Retry-After: retry_after_s``)."""
+
+    code = "storage_busy"
+    retry_after_s: int = 1
+
+
 class SchemaOutOfDateError(StorageError):
     """The database schema is older than this version of Assay."""
 

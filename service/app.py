@@ -10,7 +10,7 @@ Error mapping (every error body is ``{"error": {"code", "message", "details"}}``
 ``GenerationError`` (space exhausted)      409
 ``UnsupportedError``                       400
 ``ValidationError`` and request shapes     422 (malformed JSON: 400)
-``SchemaOutOfDateError``, busy database    503
+``SchemaOutOfDateError``, busy database    503 (busy: with ``Retry-After``)
 anything else                              500 (logged; the body says nothing internal)
 =========================================  ======
 """
@@ -39,11 +39,12 @@ from assay.platform.errors import (
     GenerationError,
     NotFoundError,
     SchemaOutOfDateError,
+    StorageBusyError,
     StorageError,
     UnsupportedError,
     ValidationError,
 )
-from assay.service.api import experiments, jobs, privacy, trials
+from assay.service.api import experiments, jobs, privacy, projects, trials
 from assay.service.auth import KeyResolver
 from assay.service.engine import Engine
 from assay.service.schemas import ErrorResponse
@@ -72,10 +73,17 @@ def status_for(error: AssayError) -> int:
     return 500
 
 
-def _error(status: int, code: str, message: str, details: dict[str, Any] | None = None):
+def _error(
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+):
     return JSONResponse(
         status_code=status,
         content={"error": {"code": code, "message": message, "details": details or {}}},
+        headers=headers,
     )
 
 
@@ -85,7 +93,10 @@ def _install_error_handlers(app: FastAPI) -> None:
         status = status_for(exc)
         if status >= 500:
             log.warning("request failed: %s", exc)
-        return _error(status, exc.code, exc.message, exc.details)
+        headers = None
+        if isinstance(exc, StorageBusyError):  # transient: tell the client when to retry
+            headers = {"Retry-After": str(exc.retry_after_s)}
+        return _error(status, exc.code, exc.message, exc.details, headers)
 
     @app.exception_handler(RequestValidationError)
     async def request_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -182,9 +193,11 @@ def create_app(
         responses={
             400: {"model": ErrorResponse},
             401: {"model": ErrorResponse},
+            403: {"model": ErrorResponse},
             404: {"model": ErrorResponse},
             409: {"model": ErrorResponse},
             422: {"model": ErrorResponse},
+            503: {"model": ErrorResponse},
         },
     )
     app.state.settings = settings
@@ -201,6 +214,7 @@ def create_app(
             "auth": "keys" if settings.auth_required else "none",
         }
 
+    app.include_router(projects.router, prefix="/api/v1")
     app.include_router(experiments.router, prefix="/api/v1")
     app.include_router(trials.router, prefix="/api/v1")
     app.include_router(jobs.router, prefix="/api/v1")

@@ -10,6 +10,8 @@ known to the generator. Every request is validated in full before anything is wr
 from __future__ import annotations
 
 import logging
+import random
+import re
 import secrets
 import time
 from collections.abc import Mapping
@@ -22,7 +24,7 @@ from assay.platform.errors import (
     InvalidTransitionError,
     NotFoundError,
     ObservationError,
-    StorageError,
+    StorageBusyError,
     ValidationError,
 )
 from assay.platform.experiment import (
@@ -36,15 +38,36 @@ from assay.platform.experiment import (
 from assay.platform.generators import get_generator
 from assay.platform.jobspec import Job, TrialReport
 from assay.platform.space import SearchSpace
-from assay.storage.base import ExperimentSummary, NewTrial, Store, TrialEvent, name_arms
+from assay.storage.base import (
+    ExperimentSummary,
+    NewTrial,
+    ProjectSummary,
+    Store,
+    TrialEvent,
+    name_arms,
+)
 
 log = logging.getLogger("assay.engine")
 
 MAX_ASK = 100
 #: Most arms in one batch trial (control included).
 MAX_BATCH_ARMS = 64
+#: Project names: URL-safe path segments (``/projects/{name}``), at most 200 characters.
+PROJECT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
+
 #: Whole-ask attempts when the database stays busy (each attempt already retried inside).
-ASK_ATTEMPTS = 3
+ASK_ATTEMPTS = 4
+
+
+def _retry_or_raise(e: StorageBusyError, attempt: int, verb: str, experiment_id: int) -> None:
+    """The one retry policy of asks: the whole locked ask (snapshot, generation, insert,
+    commit) runs again after a short jittered back-off when the store reports a transient
+    failure (deadlock, serialization failure, locked database, trial-number clash); after
+    ``ASK_ATTEMPTS`` the typed error reaches the caller (HTTP 503 with ``Retry-After``)."""
+    if attempt >= ASK_ATTEMPTS:
+        raise e
+    log.info("%s on experiment %s retried (attempt %d) after: %s", verb, experiment_id, attempt, e)
+    time.sleep(0.01 * 2**attempt * (1 + random.random()))
 
 
 def _derive_seed(base: int, salt: int) -> int:
@@ -109,6 +132,27 @@ class Engine:
             ) from None
         return self.store.set_experiment_status(experiment_id, status, project=project)
 
+    # -- projects ----------------------------------------------------------------------------
+    def create_project(self, name: str) -> ProjectSummary:
+        """Create an empty project (``ConflictError`` if it exists)."""
+        if not isinstance(name, str) or not re.fullmatch(PROJECT_NAME_PATTERN, name):
+            raise ValidationError(
+                "name must be 1-200 letters, digits, '.', '_' or '-', starting with a letter "
+                f"or digit; got {name!r}",
+                field="name",
+            )
+        return self.store.create_project(name)
+
+    def projects(self, *, project: str | None = None) -> list[ProjectSummary]:
+        """Every project (``project=None``) or only ``project`` (what a key may see)."""
+        return self.store.project_summaries(name=project)
+
+    def get_project(self, name: str, *, project: str | None = None) -> ProjectSummary:
+        """One project; another project's name is ``NotFoundError`` (names do not leak)."""
+        if project is not None and name != project:
+            raise NotFoundError(f"project {name!r} not found", details={"project": name})
+        return self.store.get_project(name)
+
     # -- ask ---------------------------------------------------------------------------------
     def ask(
         self,
@@ -145,10 +189,8 @@ class Engine:
                     self._check_active(exp)
                     n = self._within_budget(exp, n)
                     return self._generate(lock, n, start, lease_seconds, idempotency_key, actor)
-            except StorageError as e:  # deadlock/serialization/busy after the store's retries
-                if attempt == ASK_ATTEMPTS or e.code != "storage_busy":
-                    raise
-                log.info("ask on experiment %s retried after: %s", experiment_id, e)
+            except StorageBusyError as e:  # deadlock/serialization/busy/trial-number clash
+                _retry_or_raise(e, attempt, "ask", experiment_id)
         raise AssertionError("unreachable")
 
     @staticmethod
@@ -268,10 +310,8 @@ class Engine:
                         lock, fixed, n_arms - len(fixed), start, lease_seconds,
                         idempotency_key, actor,
                     )  # fmt: skip
-            except StorageError as e:
-                if attempt == ASK_ATTEMPTS or e.code != "storage_busy":
-                    raise
-                log.info("ask_batch on experiment %s retried after: %s", experiment_id, e)
+            except StorageBusyError as e:
+                _retry_or_raise(e, attempt, "ask_batch", experiment_id)
         raise AssertionError("unreachable")
 
     @staticmethod

@@ -29,7 +29,8 @@ from assay.platform.experiment import (
     TrialState,
 )
 from assay.platform.relative import RelativeEffect
-from assay.storage.base import ExperimentSummary, TrialEvent
+from assay.service.engine import PROJECT_NAME_PATTERN
+from assay.storage.base import ExperimentSummary, ProjectSummary, TrialEvent
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Scalar = str | int | float | bool
@@ -210,6 +211,38 @@ class ExperimentSummaryPublic(BaseModel):
 
 class ExperimentList(BaseModel):
     experiments: list[ExperimentSummaryPublic]
+
+
+# -- projects ----------------------------------------------------------------------------------
+class ProjectCreate(_Strict):
+    """Create an empty project (local no-auth mode only; API keys are scoped to one project,
+    so a key gets 403: create projects with ``assay keys create --project NAME``)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"name": "ads"}]})
+
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=PROJECT_NAME_PATTERN)]
+
+
+class ProjectPublic(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"name": "ads", "created_at": "2025-01-01T00:00:00Z", "experiment_count": 3}
+            ]
+        }
+    )
+
+    name: str
+    created_at: datetime | None
+    experiment_count: int
+
+    @classmethod
+    def from_domain(cls, p: ProjectSummary) -> ProjectPublic:
+        return cls(name=p.name, created_at=p.created_at, experiment_count=p.experiment_count)
+
+
+class ProjectList(BaseModel):
+    projects: list[ProjectPublic]
 
 
 # -- trials ------------------------------------------------------------------------------------
@@ -554,15 +587,19 @@ class JobPublic(BaseModel):
     error: str | None
     cancel_requested: bool
     last_step: int | None = None
+    #: The last bytes of the job's log, when the request asked for them (``log_tail_bytes``).
+    log_tail: str | None = None
 
     @classmethod
-    def from_domain(cls, j: Any, last_step: int | None = None) -> JobPublic:
+    def from_domain(
+        cls, j: Any, last_step: int | None = None, log_tail: str | None = None
+    ) -> JobPublic:
         return cls(
             id=j.id, trial_id=j.trial_id, experiment_id=j.experiment_id, executor=j.executor,
             worker=j.worker, state=j.state.value, attempt=j.attempt, resources=j.resources,
             host=j.host, gpus=j.gpus, created_at=j.created_at, started_at=j.started_at,
             ended_at=j.ended_at, exit_code=j.exit_code, error=j.error,
-            cancel_requested=j.cancel_requested, last_step=last_step,
+            cancel_requested=j.cancel_requested, last_step=last_step, log_tail=log_tail,
         )  # fmt: skip
 
 

@@ -83,6 +83,15 @@ class ExperimentSummary:
 
 
 @dataclass(frozen=True)
+class ProjectSummary:
+    """A project with how many experiments it holds."""
+
+    name: str
+    created_at: datetime | None
+    experiment_count: int
+
+
+@dataclass(frozen=True)
 class ObservationRecord:
     """One stored observation of a completed trial, flat (for cheap summaries)."""
 
@@ -268,6 +277,24 @@ class Store(ABC):
         """Project names."""
 
     @abstractmethod
+    def create_project(self, name: str) -> ProjectSummary:
+        """Create a project. ``ConflictError`` (field ``name``) if it exists."""
+
+    @abstractmethod
+    def project_summaries(self, *, name: str | None = None) -> list[ProjectSummary]:
+        """Projects by name with their experiment counts, in one read (only ``name`` if
+        given: an empty list when it does not exist)."""
+
+    def get_project(self, name: str) -> ProjectSummary:
+        """One project. ``NotFoundError`` if absent."""
+        from assay.platform.errors import NotFoundError
+
+        found = self.project_summaries(name=name)
+        if not found:
+            raise NotFoundError(f"project {name!r} not found", details={"project": name})
+        return found[0]
+
+    @abstractmethod
     def add_api_key(self, project: str, key_hash: str, *, name: str, prefix: str) -> None:
         """Store a hashed API key for ``project`` (creating the project if needed)."""
 
@@ -341,6 +368,12 @@ class Store(ABC):
         self, trial_id: int, *, after: int = 0, project: str | None = None
     ) -> list[TrialReport]:
         """A trial's reports in order (``id > after``)."""
+
+    @abstractmethod
+    def last_steps(self, trial_ids: Sequence[int]) -> dict[int, int]:
+        """``{trial_id: step}`` of each trial's latest report that carries a step, in one
+        read (job lists show progress without a query per job); trials without one are left
+        out. No visibility check: pass ids the caller may see."""
 
     # -- privacy ---------------------------------------------------------------------------
     def privacy_ledger(self, project: str = "default") -> PrivacyLedger:

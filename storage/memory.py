@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import itertools
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -33,6 +34,7 @@ from assay.storage.base import (
     ExperimentSummary,
     NewTrial,
     ObservationRecord,
+    ProjectSummary,
     Store,
     TrialEvent,
 )
@@ -100,7 +102,7 @@ class MemoryStore(Store):
         self._trials: dict[int, Trial] = {}
         self._events: list[TrialEvent] = []
         self._keys: dict[tuple[int, str], list[int]] = {}
-        self._projects: set[str] = set()
+        self._projects: dict[str, datetime] = {}  # name -> created_at
         self._jobs: dict[int, Job] = {}
         self._job_tokens: dict[str, int] = {}
         self._reports: dict[int, list[TrialReport]] = {}
@@ -166,6 +168,7 @@ class MemoryStore(Store):
                 id=next(self._experiment_ids), config=copy.deepcopy(config), project=project
             )
             self._experiments[exp.id] = exp
+            self._projects.setdefault(project, utcnow())
             self._ask_locks[exp.id] = threading.Lock()
             return copy.deepcopy(exp)
 
@@ -368,15 +371,31 @@ class MemoryStore(Store):
     # -- projects and API keys ---------------------------------------------------------------
     def ensure_project(self, name: str) -> None:
         with self._lock:
-            self._projects.add(name)
+            self._projects.setdefault(name, utcnow())
 
     def list_projects(self) -> list[str]:
         with self._lock:
-            return sorted(self._projects | {e.project for e in self._experiments.values()})
+            return sorted(self._projects)
+
+    def create_project(self, name: str) -> ProjectSummary:
+        with self._lock:
+            if name in self._projects:
+                raise ConflictError(f"project {name!r} already exists", field="name")
+            self._projects[name] = utcnow()
+            return ProjectSummary(name, self._projects[name], 0)
+
+    def project_summaries(self, *, name: str | None = None) -> list[ProjectSummary]:
+        with self._lock:
+            counts = Counter(e.project for e in self._experiments.values())
+            return [
+                ProjectSummary(n, at, counts[n])
+                for n, at in sorted(self._projects.items())
+                if name is None or n == name
+            ]
 
     def add_api_key(self, project: str, key_hash: str, *, name: str, prefix: str) -> None:
         with self._lock:
-            self._projects.add(project)
+            self._projects.setdefault(project, utcnow())
             self._api_keys[key_hash] = project
 
     def project_for_key(self, key_hash: str) -> str | None:
@@ -504,6 +523,15 @@ class MemoryStore(Store):
         with self._lock:
             self._trial(trial_id, project)
             return [copy.deepcopy(r) for r in self._reports.get(trial_id, []) if r.id > after]
+
+    def last_steps(self, trial_ids: Sequence[int]) -> dict[int, int]:
+        with self._lock:
+            out = {}
+            for tid in set(trial_ids):
+                steps = [r.step for r in self._reports.get(tid, []) if r.step is not None]
+                if steps:
+                    out[tid] = steps[-1]
+            return out
 
     # -- privacy -------------------------------------------------------------------------------
     def privacy_ledger(self, project: str = "default") -> Any:

@@ -8,8 +8,9 @@ Transactions and concurrency:
 * State changes are compare-and-set: ``UPDATE trials SET state = :new WHERE id = :id AND
   state = :old``; a concurrent change makes the update miss and the caller gets
   ``InvalidTransitionError`` with nothing written.
-* Asks are serialised per experiment. PostgreSQL: ``SELECT ... FOR UPDATE`` on the experiment
-  row for the whole ask (any number of servers). SQLite: an inter-process ``flock`` per
+* Asks are serialised per experiment. PostgreSQL: ``SELECT ... FOR NO KEY UPDATE`` on the
+  experiment row for the whole ask (any number of servers; tells, whose inserts check the
+  foreign key to that row, are not blocked — see :meth:`SqlStore._experiment_row`). SQLite: an inter-process ``flock`` per
   experiment held for the ask, and the trials are written in a short ``BEGIN IMMEDIATE``
   transaction with a busy timeout — so model fitting never holds SQLite's single write lock
   and tells keep flowing meanwhile. Trial numbers also carry a unique constraint.
@@ -42,6 +43,7 @@ from assay.platform.errors import (
     ConflictError,
     InvalidTransitionError,
     NotFoundError,
+    StorageBusyError,
     StorageError,
 )
 from assay.platform.experiment import (
@@ -61,6 +63,7 @@ from assay.storage.base import (
     ExperimentSummary,
     NewTrial,
     ObservationRecord,
+    ProjectSummary,
     Store,
     TrialEvent,
 )
@@ -121,10 +124,29 @@ _CAS_STATE = (
 )  # fmt: skip
 
 
-class TransientStorageError(StorageError):
-    """A transient database failure that survived the bounded retries (safe to retry)."""
+#: A transient database failure that survived the bounded retries (safe to retry).
+TransientStorageError = StorageBusyError
 
-    code = "storage_busy"
+
+def _is_unique_violation(exc: BaseException) -> bool:
+    """A unique-constraint clash (PostgreSQL SQLSTATE 23505, SQLite ``UNIQUE constraint``)."""
+    orig = getattr(exc, "orig", None)
+    if getattr(orig, "sqlstate", None) == "23505":
+        return True
+    return isinstance(exc, IntegrityError) and "unique constraint" in str(orig or exc).lower()
+
+
+def _ask_clash(e: IntegrityError) -> StorageBusyError:
+    """Inside an ask, a unique clash means a concurrent writer took the same trial number
+    (or arm name, or idempotency key) first: the ask is retried on a fresh snapshot."""
+    return StorageBusyError(
+        "a concurrent request created the same trial number; retry the ask",
+        details={"reason": "unique_clash", "database": _first_line(e)},
+    )
+
+
+def _first_line(e: DBAPIError) -> str:
+    return str(e.orig).splitlines()[0] if e.orig else ""
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -177,9 +199,9 @@ class _SqlLock(ExperimentLock):
         self.experiment = experiment
 
     def _write(self, fn: Callable[[Session], T]) -> T:
-        if self._session is not None:
+        if self._session is not None:  # errors are typed by lock_experiment (whole ask)
             return fn(self._session)
-        return self._store._run(fn)
+        return self._store._run(fn, unique_clash=_ask_clash)
 
     def trials_for_key(self, idempotency_key: str) -> list[Trial] | None:
         def fn(s: Session) -> list[Trial] | None:
@@ -332,8 +354,17 @@ class SqlStore(Store):
         return current_revision(self.engine)
 
     # -- transactions ------------------------------------------------------------------------
-    def _run(self, fn: Callable[[Session], T], *, write: bool = True) -> T:
-        """Run ``fn(session)`` in one transaction, retrying transient failures."""
+    def _run(
+        self,
+        fn: Callable[[Session], T],
+        *,
+        write: bool = True,
+        unique_clash: Callable[[IntegrityError], AssayError] | None = None,
+    ) -> T:
+        """Run ``fn(session)`` in one transaction, retrying transient failures.
+
+        ``unique_clash`` turns a unique-constraint violation into a chosen error (default:
+        ``ConflictError``)."""
         maker = self._write if write else self._read
         delay = 0.02
         for attempt in range(1, MAX_ATTEMPTS + 1):
@@ -343,10 +374,12 @@ class SqlStore(Store):
             except AssayError:
                 raise
             except IntegrityError as e:
+                if unique_clash is not None and _is_unique_violation(e):
+                    raise unique_clash(e) from e
                 raise ConflictError(
                     "the change conflicts with stored data (a concurrent request may have made "
                     "it first); retry the request",
-                    details={"database": str(e.orig).splitlines()[0] if e.orig else ""},
+                    details={"database": _first_line(e)},
                 ) from e
             except (OperationalError, DBAPIError) as e:
                 if _is_transient(e) and attempt < MAX_ATTEMPTS:
@@ -381,7 +414,16 @@ class SqlStore(Store):
         if project is not None:
             stmt = stmt.where(ProjectRow.name == project)
         if for_update:
-            stmt = stmt.with_for_update(of=ExperimentRow)
+            # PostgreSQL: FOR NO KEY UPDATE, not FOR UPDATE. Trials, arms, trial events,
+            # idempotency keys and jobs reference experiments(id); each insert into them
+            # (a tell writes a trial event) checks the foreign key with FOR KEY SHARE on
+            # this row, which FOR UPDATE blocks for the whole ask, model fit included.
+            # NO KEY UPDATE does not conflict with KEY SHARE, yet still excludes other
+            # NO KEY UPDATE / FOR UPDATE lockers (concurrent asks, status changes, deletes)
+            # and plain UPDATEs of the row. It is safe because experiments.id is never
+            # updated (it is only ever inserted and cascaded on delete, and a DELETE takes
+            # FOR UPDATE, which still waits for the ask).
+            stmt = stmt.with_for_update(of=ExperimentRow, key_share=True)
         row = s.execute(stmt).one_or_none()
         if row is None:
             raise NotFoundError(
@@ -659,21 +701,31 @@ class SqlStore(Store):
             session = self._write()
             try:
                 with session.begin():
-                    try:
-                        row, pname = self._experiment_row(
-                            session, experiment_id, project, for_update=True
-                        )
-                    except OperationalError as e:
-                        if _is_transient(e):
-                            raise TransientStorageError("experiment is busy; retry") from e
-                        raise
+                    row, pname = self._experiment_row(
+                        session, experiment_id, project, for_update=True
+                    )
                     yield _SqlLock(
                         self, session, self._load_experiment(session, row, pname, private=True)
                     )
+            # The whole ask is one transaction: a failure in the lock, in ``add_trials`` or
+            # at commit (deferred checks) rolls everything back and is typed here, so the
+            # engine's one retry loop (``Engine.ask``) can run the ask again on a fresh
+            # snapshot; nothing reaches the client as an untyped 500.
             except IntegrityError as e:
+                if _is_unique_violation(e):
+                    raise _ask_clash(e) from e
                 raise ConflictError(
-                    "a concurrent request created the same trial; retry the ask"
+                    "the ask conflicts with stored data; retry the request",
+                    details={"database": _first_line(e)},
                 ) from e
+            except DBAPIError as e:  # OperationalError included
+                if _is_transient(e):
+                    raise StorageBusyError(
+                        f"experiment {experiment_id} is busy (deadlock, serialization failure or "
+                        "lock timeout); retry the ask",
+                        details={"experiment_id": experiment_id, "database": _first_line(e)},
+                    ) from e
+                raise StorageError(f"database error: {type(e.orig or e).__name__}") from e
             finally:
                 session.close()
             return
@@ -921,6 +973,34 @@ class SqlStore(Store):
             write=False,
         )
 
+    def create_project(self, name: str) -> ProjectSummary:
+        def fn(s: Session) -> ProjectSummary:
+            if s.scalar(select(ProjectRow.id).where(ProjectRow.name == name)) is not None:
+                raise ConflictError(f"project {name!r} already exists", field="name")
+            row = ProjectRow(name=name, created_at=utcnow())
+            s.add(row)
+            s.flush()
+            return ProjectSummary(row.name, row.created_at, 0)
+
+        def clash(e: IntegrityError) -> ConflictError:  # created concurrently
+            return ConflictError(f"project {name!r} already exists", field="name")
+
+        return self._run(fn, unique_clash=clash)
+
+    def project_summaries(self, *, name: str | None = None) -> list[ProjectSummary]:
+        stmt = (
+            select(ProjectRow.name, ProjectRow.created_at, func.count(ExperimentRow.id))
+            .outerjoin(ExperimentRow, ExperimentRow.project_id == ProjectRow.id)
+            .group_by(ProjectRow.id, ProjectRow.name, ProjectRow.created_at)
+            .order_by(ProjectRow.name)
+        )
+        if name is not None:
+            stmt = stmt.where(ProjectRow.name == name)
+        return self._run(
+            lambda s: [ProjectSummary(n, at, int(c)) for n, at, c in s.execute(stmt)],
+            write=False,
+        )
+
     def add_api_key(self, project: str, key_hash: str, *, name: str, prefix: str) -> None:
         def fn(s: Session) -> None:
             pid = self._project_id(s, project)
@@ -1152,6 +1232,21 @@ class SqlStore(Store):
             return [TrialReport(r.id, r.trial_id, r.step, dict(r.metrics), r.at) for r in rows]
 
         return self._run(fn, write=False)
+
+    def last_steps(self, trial_ids: Sequence[int]) -> dict[int, int]:
+        ids = sorted(set(trial_ids))
+        if not ids:
+            return {}
+        latest = (
+            select(TrialReportRow.trial_id, func.max(TrialReportRow.id).label("report_id"))
+            .where(TrialReportRow.trial_id.in_(ids), TrialReportRow.step.is_not(None))
+            .group_by(TrialReportRow.trial_id)
+            .subquery()
+        )
+        stmt = select(TrialReportRow.trial_id, TrialReportRow.step).join(
+            latest, TrialReportRow.id == latest.c.report_id
+        )  # one query; the (trial_id, id) index serves both parts
+        return self._run(lambda s: {t: int(step) for t, step in s.execute(stmt)}, write=False)
 
 
 def _copy_trial(t: Trial) -> Trial:

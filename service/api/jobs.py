@@ -72,6 +72,34 @@ for _action in ("start", "pause", "resume"):
     )
 
 
+#: Most log bytes per job in a list (a list of 500 jobs stays a few MB at most).
+MAX_LIST_LOG_TAIL = 8_192
+LogTailBytes = Annotated[
+    int,
+    Query(
+        ge=0,
+        le=MAX_LIST_LOG_TAIL,
+        description="Include the last N bytes of each job's log as `log_tail` (0: none).",
+    ),
+]
+
+
+def _job_list(engine, jobs: list, log_tail_bytes: int) -> JobList:  # type: ignore[no-untyped-def]
+    """Jobs with their progress (one batched read of the last steps) and optional log tails
+    (read from the log files this server can see; '' when the log is elsewhere)."""
+    steps = engine.store.last_steps([j.trial_id for j in jobs])
+    return JobList(
+        jobs=[
+            JobPublic.from_domain(
+                j,
+                steps.get(j.trial_id),
+                tail(j.log_path, log_tail_bytes) if log_tail_bytes else None,
+            )
+            for j in jobs
+        ]
+    )
+
+
 @router.get("/experiments/{experiment_id}/jobs", response_model=JobList)
 def experiment_jobs(
     experiment_id: ExperimentId,
@@ -79,10 +107,12 @@ def experiment_jobs(
     who: PrincipalDep,
     state: Annotated[list[JobState] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
+    log_tail_bytes: LogTailBytes = 0,
 ):
+    """The experiment's jobs, newest first, with ``last_step`` (progress)."""
     engine.store.get_experiment_config(experiment_id, project=who.project)
     jobs = engine.store.list_jobs(experiment_id=experiment_id, states=state, limit=limit)
-    return JobList(jobs=[JobPublic.from_domain(j) for j in jobs])
+    return _job_list(engine, jobs, log_tail_bytes)
 
 
 @router.get("/jobs", response_model=JobList)
@@ -91,10 +121,12 @@ def all_jobs(
     who: PrincipalDep,
     state: Annotated[list[JobState] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
+    log_tail_bytes: LogTailBytes = 0,
 ):
-    """Jobs across the caller's experiments, newest first (filter e.g. ``state=running``)."""
+    """Jobs across the caller's experiments, newest first (filter e.g. ``state=running``),
+    with ``last_step`` (progress)."""
     jobs = engine.store.list_jobs(states=state, project=who.project, limit=limit)
-    return JobList(jobs=[JobPublic.from_domain(j) for j in jobs])
+    return _job_list(engine, jobs, log_tail_bytes)
 
 
 @router.get("/trials/{trial_id}/job", response_model=JobPublic)
@@ -102,9 +134,7 @@ def trial_job(trial_id: TrialId, engine: EngineDep, who: PrincipalDep):
     job = engine.store.job_for_trial(trial_id, project=who.project)
     if job is None:
         raise NotFoundError(f"trial {trial_id} has no job", details={"trial_id": trial_id})
-    reports = engine.store.list_reports(trial_id)
-    last = next((r.step for r in reversed(reports) if r.step is not None), None)
-    return JobPublic.from_domain(job, last)
+    return JobPublic.from_domain(job, engine.store.last_steps([trial_id]).get(trial_id))
 
 
 @router.post("/trials/{trial_id}:cancel", response_model=JobPublic | None)

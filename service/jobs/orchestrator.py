@@ -33,12 +33,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from assay.platform.errors import AssayError, ConflictError, InvalidTransitionError
+from assay.platform.errors import (
+    AssayError,
+    ConflictError,
+    InvalidTransitionError,
+    ValidationError,
+)
 from assay.platform.experiment import ExperimentStatus, Trial, TrialState
 from assay.platform.jobspec import Job, JobSpec, JobState
 from assay.service.auth import hash_token, new_token
 from assay.service.engine import Engine
 from assay.service.jobs.base import Executor, JobLaunch, JobStatus, tail
+from assay.storage.factory import absolute_database_url
 
 log = logging.getLogger("assay.orchestrator")
 
@@ -63,9 +69,15 @@ class Orchestrator:
         database_url: ... else straight into this database.
         poll_interval: Seconds between passes when jobs are active (idle passes back off to
             ``max_interval``).
-        lease_seconds: Lease on a running trial, renewed by every pass.
+        lease_seconds: Lease on a running trial, renewed while its job runs.
         on_event: Callback ``(message: str) -> None`` for a live terminal log.
         stale_after_s: Adopt another worker's jobs after this long without its heartbeat.
+            Use one value for all workers of a database: the keep-alive interval is derived
+            from it (see :attr:`heartbeat_every_s`).
+
+    Raises:
+        ValidationError: a non-positive ``lease_seconds`` or ``stale_after_s``, or a
+            ``poll_interval`` too slow to heartbeat within ``stale_after_s``.
     """
 
     def __init__(
@@ -89,7 +101,10 @@ class Orchestrator:
         self.default_executor = default_executor
         self.worker_id = worker_id or f"{'+'.join(sorted(executors))}@{socket.gethostname()}"
         self.log_dir = Path(log_dir).resolve()
-        self.service_url, self.database_url = service_url, database_url
+        self.service_url = service_url
+        # Jobs run with their work directory as cwd: a relative SQLite path (the default
+        # sqlite:///./assay.db) must be resolved here, against this process's directory.
+        self.database_url = absolute_database_url(database_url) if database_url else None
         self.poll_interval, self.max_interval = poll_interval, max_interval
         self.lease_seconds = lease_seconds
         self.on_event = on_event
@@ -98,6 +113,22 @@ class Orchestrator:
         self._adopted = False
         self._last_adopt = 0.0
         self.stale_after_s = stale_after_s
+        for name, value in (("lease_seconds", lease_seconds), ("stale_after_s", stale_after_s),
+                            ("poll_interval", poll_interval)):  # fmt: skip
+            if not value > 0:
+                raise ValidationError(f"{name} must be positive, got {value!r}", field=name)
+        if poll_interval > stale_after_s / 2:
+            raise ValidationError(
+                f"poll_interval={poll_interval:g} s is too slow to heartbeat running jobs "
+                f"within stale_after_s={stale_after_s:g} s (other workers would adopt them and "
+                "run their trials twice); use at most stale_after_s / 2",
+                field="poll_interval",
+            )
+        #: How often a running job's heartbeat (and its trial's lease) is renewed: often
+        #: enough for both timers that read it. Other workers adopt a job whose heartbeat is
+        #: older than ``stale_after_s``, so renewing only every ``lease_seconds / 4`` (a
+        #: one-hour lease: 15 min) would let them adopt live jobs and run the trial twice.
+        self.heartbeat_every_s = min(lease_seconds, stale_after_s) / 4
         self._specs: dict[int, JobSpec | None] = {}
 
     # -- running -----------------------------------------------------------------------------
@@ -278,7 +309,7 @@ class Orchestrator:
         return False
 
     def _keep_alive(self, job: Job, now: datetime) -> None:
-        if job.heartbeat_at and (now - job.heartbeat_at).total_seconds() < self.lease_seconds / 4:
+        if job.heartbeat_at and (now - job.heartbeat_at).total_seconds() < self.heartbeat_every_s:
             return
         self.store.update_job(job.id, heartbeat_at=now)
         with contextlib.suppress(InvalidTransitionError):

@@ -73,6 +73,8 @@ class RayExecutor:
         self._ray = ray
         self._actor_cls = ray.remote(max_restarts=0)(_TrialJobActor)
         self._pending: dict[str, Resources] = {}
+        #: One in-flight ``status()`` call per actor, checked without blocking by ``poll``.
+        self._status_refs: dict[str, Any] = {}
 
     def capacity(self, resources: Resources) -> int:
         avail = self._ray.available_resources()
@@ -115,14 +117,23 @@ class RayExecutor:
         actor = self._actor(handle)
         if actor is None:
             return JobStatus("lost", error="the job's Ray actor is gone")
+        # Never block the orchestrator's loop: an actor still being scheduled (no free
+        # resources yet) would otherwise stall every pass. One status call stays in flight
+        # per actor; each poll only checks (``ray.wait(timeout=0)``) whether it answered.
+        name = handle["actor"]
+        ref = self._status_refs.get(name)
+        if ref is None:
+            ref = self._status_refs[name] = actor.status.remote()
+        ready, _ = self._ray.wait([ref], timeout=0)
+        if not ready:
+            return JobStatus("running")  # scheduling, or the answer is on its way
+        del self._status_refs[name]
         try:
-            st = self._ray.get(actor.status.remote(), timeout=30)
-        except self._ray.exceptions.GetTimeoutError:
-            return JobStatus("running")  # still being scheduled
+            st = self._ray.get(ref)
         except self._ray.exceptions.RayActorError as e:
-            self._pending.pop(handle["actor"], None)
+            self._pending.pop(name, None)
             return JobStatus("lost", error=f"the job's Ray actor died: {e}")
-        self._pending.pop(handle["actor"], None)
+        self._pending.pop(name, None)
         if st["state"] == "running":
             return JobStatus("running", host=st.get("host"), gpus=st.get("gpus", []))
         self._ray.kill(actor)  # detached actors live until killed: free the resources
@@ -131,6 +142,7 @@ class RayExecutor:
     def cancel(self, handle: Mapping[str, Any]) -> None:
         actor = self._actor(handle)
         self._pending.pop(handle.get("actor", ""), None)
+        self._status_refs.pop(handle.get("actor", ""), None)
         if actor is None:
             return
         with contextlib.suppress(Exception):  # unresponsive: killing the actor still frees it

@@ -267,3 +267,24 @@ def test_api_keys_and_projects(store) -> None:
     assert store.project_for_key("h" * 64) == "team-a"
     assert store.project_for_key("x" * 64) is None
     assert {"team-a", "team-b"} <= set(store.list_projects())
+
+
+def test_projects_create_get_and_count(store) -> None:
+    created = store.create_project("team-c")
+    assert (created.name, created.experiment_count) == ("team-c", 0)
+    assert created.created_at is not None and created.created_at.tzinfo is not None
+    with pytest.raises(ConflictError) as e:
+        store.create_project("team-c")
+    assert e.value.field == "name"
+    store.create_experiment(config(), project="team-c")
+    store.create_experiment(config(name="other"), project="team-c")
+    store.create_experiment(config(), project="team-d")  # created implicitly
+    assert store.get_project("team-c").experiment_count == 2
+    by_name = {p.name: p.experiment_count for p in store.project_summaries()}
+    assert by_name["team-c"] == 2 and by_name["team-d"] == 1
+    assert [p.name for p in store.project_summaries()] == sorted(by_name)
+    assert [p.name for p in store.project_summaries(name="team-d")] == ["team-d"]
+    assert store.project_summaries(name="nope") == []
+    with pytest.raises(NotFoundError):
+        store.get_project("nope")
+    assert set(store.list_projects()) == set(by_name)

@@ -108,3 +108,16 @@ def test_jobs_tokens_and_reports(store) -> None:
         store.list_reports(t.id, project="other")
     with pytest.raises(ValueError):
         store.update_job(job.id, trial_id=5)
+
+
+def test_last_steps_in_one_read(store) -> None:
+    exp = store.create_experiment(ExperimentConfig.from_dict(SPEC), project="p")
+    a, b, c = candidates(store, exp.id, 3)
+    store.add_report(a.id, 1, {"loss": 0.5})
+    store.add_report(a.id, 7, {"loss": 0.4})
+    store.add_report(a.id, None, {"note": 1.0})  # no step: does not count as progress
+    store.add_report(b.id, None, {"loss": 0.3})
+    store.add_report(c.id, 3, {"loss": 0.2})
+    assert store.last_steps([a.id, b.id, c.id, 999_999]) == {a.id: 7, c.id: 3}
+    assert store.last_steps([c.id, c.id]) == {c.id: 3}
+    assert store.last_steps([]) == {}

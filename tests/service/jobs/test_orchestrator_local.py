@@ -224,3 +224,82 @@ def test_gpu_slots_map_to_cuda_visible_devices(tmp_path) -> None:
         time.sleep(0.05)
     assert (tmp_path / "t1" / "job.log").read_text().strip() == "0,1"
     assert ex.capacity(spec.resources) == 1
+
+
+def test_default_style_relative_sqlite_url_reaches_jobs(
+    tmp_path, jobs_module, drive, monkeypatch
+) -> None:
+    """``assay worker`` with the default ``sqlite:///./assay.db``: jobs run in their own work
+    directory, so the URL they get must be absolute or ``assay.report`` opens an empty DB."""
+    monkeypatch.chdir(tmp_path)
+    url = "sqlite:///./assay.db"
+    store = open_store(url)
+    engine = Engine(store)
+    exp = engine.create_experiment(
+        {"name": "rel", "parameters": [{"name": "x", "type": "float", "bounds": [0, 1]}],
+         "objective": "y", "generator": "sobol", "seed": 0,
+         "job": {"entrypoint": f"{jobs_module}:ok", "parallelism": 1, "max_trials": 1,
+                 "timeout_s": 60}}
+    )  # fmt: skip
+    orch = Orchestrator(
+        engine, {"local": LocalExecutor(cpus=1)}, worker_id="w1", log_dir="logs", database_url=url
+    )
+    assert orch.database_url == f"sqlite:///{tmp_path.resolve() / 'assay.db'}"
+    engine.set_run(exp.id, "start")
+    drive(orch, lambda: store.get_experiment(exp.id).run_state == "done")
+    [t] = trials(store, exp.id)
+    assert t.state is TrialState.COMPLETED, t.reason
+    assert [r.step for r in store.list_reports(t.id)] == [0, 1, 2]
+    assert not list((tmp_path / "logs").rglob("assay.db"))  # no stray DB in the workdir
+
+
+def test_absolute_database_url() -> None:
+    from assay.storage.factory import absolute_database_url as absolute
+
+    assert absolute("sqlite:///./a.db", base="/srv") == "sqlite:////srv/a.db"
+    assert absolute("sqlite:///d/a.db?timeout=5", base="/srv") == "sqlite:////srv/d/a.db?timeout=5"
+    for same in ("sqlite:////abs/a.db", "sqlite://", "sqlite:///:memory:", "memory://",
+                 "postgresql+psycopg://u@h/db"):  # fmt: skip
+        assert absolute(same, base="/srv") == same
+
+
+def test_long_lease_still_heartbeats_within_stale_after(tmp_path, jobs_module) -> None:
+    """A one-hour lease must not stretch the job heartbeat past ``stale_after_s``: another
+    worker (same ``stale_after_s``) checking for stale jobs the whole time never adopts the
+    live job of a worker that keeps polling it."""
+    import time
+
+    store, engine, exp_id, _, _ = make_run(
+        tmp_path, f"{jobs_module}:hang", parallelism=1, max_trials=1, timeout_s=3
+    )
+    make = lambda wid: Orchestrator(  # noqa: E731
+        engine, {"local": LocalExecutor(cpus=1)}, worker_id=wid, log_dir=tmp_path / "logs",
+        database_url=store.url, lease_seconds=3600, stale_after_s=1.0, poll_interval=0.1,
+    )  # fmt: skip
+    owner, other = make("owner"), make("other")
+    assert owner.heartbeat_every_s == 0.25
+    owner.step()
+    [job] = store.list_jobs(experiment_id=exp_id)
+    deadline = time.monotonic() + 2.5  # > 2 x stale_after_s while the job runs
+    while time.monotonic() < deadline:
+        owner.step()
+        other.adopt()
+        assert store.get_job(job.id).worker == "owner", "a live job was adopted"
+        time.sleep(0.1)
+    assert store.get_job(job.id).state is JobState.RUNNING
+    while store.get_job(job.id).state.is_active:  # the timeout kills the hanging job
+        owner.step()
+        time.sleep(0.1)
+
+
+def test_timer_settings_are_validated(tmp_path) -> None:
+    engine = Engine(open_store("memory://"))
+    for kw, field in (({"lease_seconds": 0}, "lease_seconds"),
+                      ({"stale_after_s": -1}, "stale_after_s"),
+                      ({"poll_interval": 40, "stale_after_s": 60}, "poll_interval")):  # fmt: skip
+        with pytest.raises(ValidationError) as e:
+            Orchestrator(engine, {"local": LocalExecutor(cpus=1)}, log_dir=tmp_path, **kw)
+        assert e.value.field == field
+    o = Orchestrator(engine, {"local": LocalExecutor(cpus=1)}, log_dir=tmp_path,
+                     lease_seconds=30, stale_after_s=60)  # fmt: skip
+    assert o.heartbeat_every_s == 7.5  # the lease is the tighter timer here
