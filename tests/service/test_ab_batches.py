@@ -241,3 +241,28 @@ def test_rest_effects_without_a_control_is_400(api) -> None:
     eid = r.json()["id"]
     r = api.get(f"/api/v1/experiments/{eid}/effects")
     assert r.status_code == 400 and r.json()["error"]["details"]["field"] == "status_quo"
+
+
+def test_included_arms_are_fantasized_and_never_proposed_again() -> None:
+    """Twin experiments, same data and seeds: the arm the generator proposes alone (q = 1) is
+    carried into the twin's next batch with ``include=``; the twin's generator must then see
+    it as pending — propose a different arm, moved away by the model (no duplicate topped up
+    by quasi-random), and the batch holds no arm twice."""
+    client = assay.Client()
+    twins = []
+    for k in range(2):
+        exp = client.create_experiment(name=f"twin-{k}", **SPEC)
+        first = client.ask_batch(exp.id, n_arms=5)
+        client.tell_batch(first.id, measure(first, np.random.default_rng(4)))
+        twins.append(exp)
+    alone = client.ask_batch(twins[0].id, n_arms=2)
+    [proposed] = [a.parameters for a in alone.arms if a.name != "status_quo"]
+    with_it = client.ask_batch(twins[1].id, n_arms=3, include=[proposed])
+    sigs = [tuple(sorted(a.parameters.items())) for a in with_it.arms]
+    assert len(set(sigs)) == 3 and len({a.name for a in with_it.arms}) == 3
+    [new] = with_it.arms[2:]
+    assert with_it.arms[1].parameters == proposed
+    assert with_it.metadata["arm_generators"][new.name] == "noisy_ei"
+    assert "deduplicated" not in with_it.metadata["generation"]
+    assert new.parameters != proposed
+    client.close()
