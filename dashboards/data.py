@@ -24,13 +24,16 @@ from typing import Any
 from assay.platform.diagnostics import AnalysisModel, completed_count, fit_analysis_model
 from assay.platform.errors import NotFoundError
 from assay.platform.experiment import (
+    Arm,
     Experiment,
     ExperimentConfig,
     ExperimentStatus,
+    Observation,
     Trial,
     TrialState,
 )
-from assay.platform.space import ChoiceParameter, FixedParameter
+from assay.platform.relative import control_arm_names, relative_effect
+from assay.platform.space import ChoiceParameter, FixedParameter, SearchSpace
 from assay.storage.base import ExperimentSummary, Store
 
 STATES = [s.value for s in TrialState]
@@ -160,18 +163,68 @@ def fmt_duration(seconds: float | None) -> str:
 
 
 # -- trials as data ----------------------------------------------------------------------------
-def observed_feasible(config: ExperimentConfig, values: Mapping[str, Any]) -> bool | None:
-    """Whether the observed means meet every (absolute) outcome constraint; ``None`` when a
-    constrained metric is missing or a constraint is relative to the control."""
+def observed_feasible(
+    config: ExperimentConfig,
+    values: Mapping[str, Observation],
+    control: Mapping[str, Observation] | None = None,
+    *,
+    is_control: bool = False,
+) -> bool | None:
+    """Whether the observed means meet every outcome constraint.
+
+    A relative constraint (``"latency <= +2%"``) is judged by the arm's % effect against
+    ``control``, the observations of the control arm *of the same batch* (the delta-method
+    point estimate of :func:`assay.platform.relative.relative_effect`, as in the effects
+    panel); the control itself is at 0 % (``is_control``). ``None`` when a constrained metric
+    is missing, or a relative constraint has no control observation (a single-arm trial, a
+    batch without the control's data, a control mean of 0) to compare with.
+    """
     ok = True
     for oc in config.outcome_constraints:
-        if oc.relative:
-            return None
         o = values.get(oc.metric)
         if o is None:
             return None
-        ok = ok and oc.is_satisfied(o.mean)
+        v = o.mean
+        if oc.relative and is_control:
+            v = 0.0
+        elif oc.relative:
+            c = control.get(oc.metric) if control is not None else None
+            if c is None or c.mean == 0:
+                return None
+            v = relative_effect(o.mean, o.sem, c.mean, c.sem).effect
+        ok = ok and oc.is_satisfied(v)
     return ok
+
+
+def control_arm(t: Trial, config: ExperimentConfig) -> Arm | None:
+    """The trial's control arm (parameters equal to the status quo), if a batch has one."""
+    if config.status_quo is None or len(t.arms) < 2:
+        return None
+    sig = SearchSpace.signature(config.status_quo)
+    return next((a for a in t.arms if SearchSpace.signature(a.parameters) == sig), None)
+
+
+def arm_feasibility(t: Trial, config: ExperimentConfig) -> dict[str, bool | None]:
+    """:func:`observed_feasible` of every observed arm of a trial, relative constraints
+    against the same trial's control."""
+    control = control_arm(t, config)
+    c_obs = t.observations.get(control.name) if control is not None else None
+    return {
+        a.name: observed_feasible(
+            config, t.observations[a.name], c_obs, is_control=control is not None and a is control
+        )
+        for a in t.arms
+        if t.observations.get(a.name)
+    }
+
+
+def trial_feasible(t: Trial, config: ExperimentConfig) -> bool | None:
+    """A trial's observed feasibility: its arm's, or for a batch, ``True`` when some arm is
+    feasible, ``False`` when every judged arm violates a constraint, else ``None``."""
+    judged = [f for f in arm_feasibility(t, config).values() if f is not None]
+    if not judged:
+        return None
+    return any(judged)
 
 
 def _short(v: Any) -> Any:
@@ -180,7 +233,32 @@ def _short(v: Any) -> Any:
 
 
 def trial_row(t: Trial, config: ExperimentConfig) -> dict[str, Any]:
-    """A trial for the charts and the live feed (short keys: thousands are sent at once)."""
+    """A trial for the charts and the live feed (short keys: thousands are sent at once).
+
+    A batch trial (several arms) carries its arms in ``"a"``, one entry per arm with the
+    arm's name, parameters, values and feasibility (relative constraints against the
+    batch's control; ``"c"`` marks the control), so charts show one point per arm; its own
+    ``"p"``/``"v"`` are empty and ``"f"`` is :func:`trial_feasible`.
+    """
+    if len(t.arms) > 1:
+        feas = arm_feasibility(t, config)
+        control = control_arm(t, config)
+        arms = []
+        for a in t.arms:
+            obs = t.observations.get(a.name, {})
+            arms.append(
+                {
+                    "arm": a.name,
+                    "c": a is control,
+                    "p": {k: _short(v) for k, v in a.parameters.items()},
+                    "v": {m: [_short(o.mean), _short(o.sem)] for m, o in obs.items()},
+                    "f": feas.get(a.name),
+                }
+            )
+        return {
+            "id": t.id, "i": t.index, "s": t.state.value, "arm": "", "p": {}, "v": {},
+            "f": trial_feasible(t, config), "a": arms,
+        }  # fmt: skip
     values = t.values if t.arms else {}
     return {
         "id": t.id,
@@ -252,11 +330,12 @@ def best_observed(exp: Experiment) -> BestObserved | None:
     sign = -1.0 if obj.minimize else 1.0
     best: BestObserved | None = None
     best_any: BestObserved | None = None
-    for t, _, obs in exp.observed():
+    feasibility = {t.id: arm_feasibility(t, config) for t in exp.trials if t.observations}
+    for t, arm, obs in exp.observed():
         o = obs.get(obj.name)
         if o is None:
             continue
-        feas = observed_feasible(config, obs) is not False
+        feas = feasibility[t.id].get(arm.name) is not False
         cand = BestObserved(o.mean, o.sem, t.index, t.id, feas)
         if best_any is None or sign * o.mean > sign * best_any.value:
             best_any = cand
@@ -333,7 +412,7 @@ def query_trials(exp: Experiment, query: TableQuery) -> TablePage:
         trials = [t for t in trials if match(t)]
     if query.feasible in ("yes", "no"):
         want = query.feasible == "yes"
-        trials = [t for t in trials if t.values and observed_feasible(config, t.values) is want]
+        trials = [t for t in trials if t.observations and trial_feasible(t, config) is want]
     if query.sort not in sort_keys(exp):
         query.sort = "index"
     if query.dir not in ("asc", "desc"):
@@ -341,6 +420,7 @@ def query_trials(exp: Experiment, query: TableQuery) -> TablePage:
     now = datetime.now(UTC)
     kind, _, name = query.sort.partition(":")
     state_order = {s: i for i, s in enumerate(STATES)}
+    extreme = max if query.dir == "desc" else min
 
     def key(t: Trial) -> Any:
         if kind == "state":
@@ -350,11 +430,14 @@ def query_trials(exp: Experiment, query: TableQuery) -> TablePage:
         if kind == "updated":
             return t.updated_at.timestamp()
         if kind == "param":
-            v = t.parameters.get(name) if t.arms else None
-            return v if isinstance(v, int | float) and not isinstance(v, bool) else str(v)
+            vs = [a.parameters.get(name) for a in t.arms]
+            if len(vs) > 1 and all(_is_num(v) for v in vs):
+                return extreme(vs)  # a batch sorts by its most extreme arm
+            v = vs[0] if vs else None
+            return v if _is_num(v) else str(v)
         if kind == "metric":
-            o = t.values.get(name) if t.arms else None
-            return None if o is None else o.mean
+            ms = [o[name].mean for a in t.arms if name in (o := t.observations.get(a.name, {}))]
+            return extreme(ms) if ms else None
         return t.index
 
     present = [t for t in trials if key(t) is not None]
@@ -371,6 +454,10 @@ def query_trials(exp: Experiment, query: TableQuery) -> TablePage:
         query, ordered[start : start + query.per_page], len(exp.trials), len(ordered), pages,
         [p.name for p in exp.search_space.tunable], config.metric_names,
     )  # fmt: skip
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
 
 
 # -- the experiments list ----------------------------------------------------------------------
@@ -391,7 +478,23 @@ class BestValueCache:
         self.store = store
         self._configs: dict[int, ExperimentConfig] = {}
         self._best: dict[int, tuple[datetime, float | None, bool]] = {}
+        self._controls: dict[int, str] = {}
         self._lock = threading.Lock()
+
+    def control_name(self, experiment_id: int, config: ExperimentConfig) -> str | None:
+        """The name of the control arm, needed to judge relative constraints (looked up in
+        the experiment once it exists: a control's name never changes afterwards)."""
+        if config.status_quo is None or not any(c.relative for c in config.outcome_constraints):
+            return None
+        with self._lock:
+            name = self._controls.get(experiment_id)
+        if name is None:
+            names = control_arm_names(self.store.get_experiment(experiment_id))
+            name = min(names) if names else None
+            if name is not None:
+                with self._lock:
+                    self._controls[experiment_id] = name
+        return name
 
     def config(self, experiment_id: int) -> ExperimentConfig:
         with self._lock:
@@ -416,15 +519,17 @@ class BestValueCache:
                 c = configs[i]
                 sign = -1.0 if c.objective.minimize else 1.0
                 best, best_any = None, None
-                for values in per[i].values():
+                control = self.control_name(i, c)
+                for (index, arm), values in per[i].items():
                     o = values.get(c.objective.name)
                     if o is None:
                         continue
                     if best_any is None or sign * o.mean > sign * best_any:
                         best_any = o.mean
-                    if observed_feasible(c, values) is not False and (
-                        best is None or sign * o.mean > sign * best
-                    ):
+                    feas = observed_feasible(
+                        c, values, per[i].get((index, control or "")), is_control=arm == control
+                    )
+                    if feas is not False and (best is None or sign * o.mean > sign * best):
                         best = o.mean
                 entry = (updated[i], best if best is not None else best_any, best is not None)
                 with self._lock:

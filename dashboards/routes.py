@@ -34,15 +34,17 @@ from assay.dashboards.data import (
     ModelCache,
     SnapshotCache,
     TableQuery,
+    arm_feasibility,
     best_observed,
+    control_arm,
     duration_s,
     experiment_meta,
     experiment_summaries,
     fmt_duration,
     fmt_value,
-    observed_feasible,
     query_trials,
     state_counts,
+    trial_feasible,
     trial_row,
 )
 from assay.dashboards.jobs import JobsView, NoJobsView
@@ -289,8 +291,10 @@ def _table_ctx(d: Dashboard, exp: Any, query: TableQuery, who: Principal) -> dic
     return {
         "table": page,
         "durations": {t.id: duration_s(t, now) for t in page.rows},
-        "feasible": {
-            t.id: observed_feasible(exp.config, t.values) if t.values else None for t in page.rows
+        "feasible": {t.id: trial_feasible(t, exp.config) for t in page.rows},
+        "arm_feasible": {t.id: arm_feasibility(t, exp.config) for t in page.rows},
+        "controls": {
+            t.id: c.name for t in page.rows if (c := control_arm(t, exp.config)) is not None
         },
     }
 
@@ -422,7 +426,8 @@ def _trial_ctx(d: Dashboard, who: Principal, trial_id: int) -> dict[str, Any]:
         "curves": curves, "log_tail": log_tail, "constraints": constraints,
         "jobs_available": d.jobs.available, "jobs_message": d.jobs.empty_message,
         "duration": duration_s(trial), "cursor": events[-1].id if events else 0,
-        "feasible": observed_feasible(exp.config, trial.values) if trial.values else None,
+        "feasible": trial_feasible(trial, exp.config),
+        "arm_feasible": arm_feasibility(trial, exp.config),
         "curves_data": [c.__dict__ for c in curves],
     }  # fmt: skip
 

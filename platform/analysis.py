@@ -388,6 +388,14 @@ def arm_effects(
     model can be fitted — the model's effect estimates, ``P(each constraint holds)``,
     ``P(feasible)`` and ``P(best feasible arm)``.
 
+    The model here is always the *relative* one, whatever the generator's ``relativize``
+    setting: an effect is a % change against the control by definition, so its posterior
+    must be one of % effects (a raw-level model's estimates would need the control's level,
+    which shifts from batch to batch). :func:`best_arm` follows the setting instead, so it
+    recommends from the same model that generated the arms; with ``relativize=False`` the two
+    may therefore disagree a little on ``P(best)`` / ``P(feasible)``, and
+    ``relative_model`` in the report says which model was used (``False``: none yet).
+
     Raises:
         UnsupportedError: the experiment has no control arm (``status_quo``).
     """

@@ -375,7 +375,10 @@ class Engine:
             generator = get_generator(exp.config.generator, exp.config.generator_settings)
             seed = _derive_seed(exp.config.seed or 0, len(exp.trials))
             t0 = time.perf_counter()
-            result = generator.generate(exp, n_new, seed=seed)
+            # The carried-over arms run in this batch: fantasized with the new ones and never
+            # proposed again (the control is already a baseline point and always avoided).
+            included = fixed[1:] if exp.config.status_quo is not None else fixed
+            result = generator.generate(exp, n_new, seed=seed, pending=included)
             info = {**result.info, "ask_seconds": round(time.perf_counter() - t0, 4)}
             log.info("experiment %s: generated a batch of %d arm(s) %s", exp.id, n_new, info)
             candidates = result.candidates

@@ -208,9 +208,17 @@
     var cursor = page.cursor, known = page.known || [];
     var modelTrace = null, completedSeen = null;
 
+    // One row per observed arm: a batch trial (A/B test) contributes each of its arms
+    // (t.a: name, parameters, values, feasibility against the batch's control).
     function completedRows() {
       var rows = [];
-      trials.forEach(function (t) { if (t.s === "completed" && t.v[obj]) rows.push(t); });
+      trials.forEach(function (t) {
+        if (t.s !== "completed") return;
+        if (!t.a) { if (t.v[obj]) rows.push(t); return; }
+        t.a.forEach(function (a) {
+          if (a.v[obj]) rows.push({ id: t.id, i: t.i, s: t.s, arm: a.arm, p: a.p, v: a.v, f: a.f, c: a.c });
+        });
+      });
       rows.sort(function (a, b) { return a.i - b.i; });
       return rows;
     }
@@ -484,7 +492,8 @@
         document.dispatchEvent(new CustomEvent("assay:live", { detail: r }));
       });
     }, 2000);
-    completedSeen = completedRows().length;
+    completedSeen = 0;
+    trials.forEach(function (t) { if (t.s === "completed") completedSeen += 1; });
     window.assayPage = { trials: trials, reloadModel: loadModel };
   }
 

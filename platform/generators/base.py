@@ -8,7 +8,7 @@ next ask (stateless generation: any server process can serve the next ask).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -72,8 +72,20 @@ class Generator(ABC):
             ) from None
 
     @abstractmethod
-    def generate(self, experiment: Experiment, n: int, *, seed: int) -> GenerationResult:
-        """Propose ``n`` new arms, avoiding every arm the experiment already has."""
+    def generate(
+        self,
+        experiment: Experiment,
+        n: int,
+        *,
+        seed: int,
+        pending: Sequence[Mapping[str, Any]] = (),
+    ) -> GenerationResult:
+        """Propose ``n`` new arms, avoiding every arm the experiment already has.
+
+        ``pending``: parameter assignments that will be evaluated with the new arms but are
+        not in the experiment's pending trials yet (arms carried into the same batch with
+        ``include=``): model-based generators fantasize them as ``X_pending``, and no
+        generator proposes one of them again."""
 
     def validate_experiment(self, experiment_config: Any) -> None:  # noqa: B027
         """Reject configurations this generator cannot handle (called at creation)."""

@@ -75,7 +75,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -322,12 +322,19 @@ class MultiStepGenerator(Generator):
             return list(self.settings.num_fantasies[: horizon - 1])
         return list(DEFAULT_FANTASIES[horizon])
 
-    def generate(self, experiment: Experiment, n: int, *, seed: int) -> GenerationResult:
+    def generate(
+        self,
+        experiment: Experiment,
+        n: int,
+        *,
+        seed: int,
+        pending: Sequence[Mapping[str, Any]] = (),
+    ) -> GenerationResult:
         t_start = time.perf_counter()
         self.validate_experiment(experiment.config)
         space, config = experiment.search_space, experiment.config
         state = dict(experiment.generator_state)
-        avoid = existing_signatures(experiment)
+        avoid = existing_signatures(experiment) | {SearchSpace.signature(p) for p in pending}
         info: dict[str, Any] = {"generator": self.name}
         live = [
             t for t in experiment.trials if t.state not in (TrialState.FAILED, TrialState.ABANDONED)
@@ -374,9 +381,9 @@ class MultiStepGenerator(Generator):
         fantasies = self.fantasies_for(k)
         info.update(horizon=self.settings.horizon, horizon_effective=k, num_fantasies=fantasies)
 
-        pending = [a.parameters for a in experiment.pending_arms()] + [
-            c.parameters for c in candidates
-        ]
+        fantasized = [a.parameters for a in experiment.pending_arms()] + [dict(p) for p in pending]
+        fantasized += [c.parameters for c in candidates]
+        pending = fantasized
         budget_left = self.settings.max_seconds - (time.perf_counter() - t_start)
         first = self._lookahead_candidate(
             experiment, fitted, pending, k, fantasies, seed, avoid, state, budget_left, info

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -170,10 +170,17 @@ class NoisyEIGenerator(Generator):
                 return min(default, max(sobol, 1))
         return default
 
-    def generate(self, experiment: Experiment, n: int, *, seed: int) -> GenerationResult:
+    def generate(
+        self,
+        experiment: Experiment,
+        n: int,
+        *,
+        seed: int,
+        pending: Sequence[Mapping[str, Any]] = (),
+    ) -> GenerationResult:
         space, config = experiment.search_space, experiment.config
         state = dict(experiment.generator_state)
-        avoid = existing_signatures(experiment)
+        avoid = existing_signatures(experiment) | {SearchSpace.signature(p) for p in pending}
         info: dict[str, Any] = {"generator": self.name}
         sobol_arms = sum(
             len(t.arms)
@@ -219,11 +226,12 @@ class NoisyEIGenerator(Generator):
             info["fit_seconds"] = round(fitted.fit_seconds, 4)
             if fitted.warnings:
                 info["fit_warnings"] = fitted.warnings
-            pending = [a.parameters for a in experiment.pending_arms()] + [
-                c.parameters for c in candidates
+            fantasized = [a.parameters for a in experiment.pending_arms()] + [
+                dict(p) for p in pending
             ]
+            fantasized += [c.parameters for c in candidates]
             model_candidates = self._optimize(
-                experiment, data, fitted, pending, n_model, seed, avoid, info,
+                experiment, data, fitted, fantasized, n_model, seed, avoid, info,
                 outcomes.constraints,
             )  # fmt: skip
             candidates += model_candidates

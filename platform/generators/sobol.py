@@ -7,7 +7,8 @@ are handled by rejection; discrete parameters map uniform coordinates to equally
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 from assay.platform.experiment import Experiment
 from assay.platform.generators.base import (
@@ -17,6 +18,7 @@ from assay.platform.generators.base import (
     existing_signatures,
     sobol_candidates,
 )
+from assay.platform.space import SearchSpace
 
 
 class SobolSettings(GeneratorSettings):
@@ -34,7 +36,14 @@ class SobolGenerator(Generator):
     name: ClassVar[str] = "sobol"
     Settings = SobolSettings
 
-    def generate(self, experiment: Experiment, n: int, *, seed: int) -> GenerationResult:
+    def generate(
+        self,
+        experiment: Experiment,
+        n: int,
+        *,
+        seed: int,
+        pending: Sequence[Mapping[str, Any]] = (),
+    ) -> GenerationResult:
         state = dict(experiment.generator_state)
         base_seed = experiment.config.seed or 0
         candidates, consumed = sobol_candidates(
@@ -42,7 +51,7 @@ class SobolGenerator(Generator):
             n,
             seed=base_seed,
             consumed=int(state.get("sobol_consumed", 0)),
-            avoid=existing_signatures(experiment),
+            avoid=existing_signatures(experiment) | {SearchSpace.signature(p) for p in pending},
         )
         state["sobol_consumed"] = consumed
         return GenerationResult(candidates, state, info={"generator": "sobol"})

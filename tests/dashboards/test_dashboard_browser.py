@@ -246,6 +246,12 @@ def test_ab_experiment_page_draws_the_arm_effects_panel(browser, tmp_path, live_
     tab.open(f"{srv.url}/experiments/{ab.id}")
     p.wait_for_function("document.querySelectorAll('.panel[data-loaded]').length === 6")
     assert tab.traces("#panel-arm-effects .js-plotly-plot") == 2
+    # The trace has one point per arm of every batch (feasible + violating), not the control's.
+    points = p.evaluate(
+        "(() => { const d = document.querySelector('#chart-trace').data;"
+        " return d[0].x.length + d[1].x.length; })()"
+    )
+    assert points == 3 * 6
     assert "status_quo" in p.locator("#panel-arm-effects").inner_text()
     p.select_option("#panel-arm-effects select", "bounce_rate")
     p.wait_for_function(

@@ -324,3 +324,70 @@ def test_arm_effects_panel_for_an_ab_experiment(seeded) -> None:
         f"/experiments/{ab.id}/panels/arm-effects?metric=bounce_rate", headers=JSON
     ).json()
     assert any(s["x0"] == 2.0 for s in body["figure"]["layout"]["shapes"])
+
+
+def test_batch_trials_show_every_arm_judged_against_their_own_control(seeded) -> None:
+    """An A/B experiment's charts data and trials table carry every arm of each batch (not
+    just the control), and relative constraints are judged against the batch's control."""
+    import json
+
+    from assay.dashboards.data import BestValueCache, best_observed
+    from assay.dashboards.sample import seed_ab_experiment
+
+    client, store, _ = seeded
+    ab = seed_ab_experiment(store, "pricing-ab-arms", rounds=2)
+    cons = ab.config.outcome_constraints  # bounce_rate <= +2%, orders >= -1% (both relative)
+
+    def expected(trial, arm_name: str) -> bool | None:
+        """Plain ratio against the batch's control (no bias correction); None near a bound."""
+        obs, ctl = trial.observations[arm_name], trial.observations["status_quo"]
+        ok = True
+        for oc in cons:
+            eff = 100 * (obs[oc.metric].mean / ctl[oc.metric].mean - 1)
+            if abs(eff - oc.bound) < 0.05:
+                return None
+            ok = ok and oc.is_satisfied(eff)
+        return ok
+
+    page = client.get(f"/experiments/{ab.id}", headers=HTML).text
+    data = json.loads(re.search(r'id="page-data">(.*?)</script>', page, re.S).group(1))
+    rows = {t["id"]: t for t in data["trials"]}
+    verdicts = []
+    for trial in ab.trials:
+        arms = rows[trial.id]["a"]
+        assert [a["arm"] for a in arms] == [a.name for a in trial.arms]  # all 6, in order
+        assert [a["c"] for a in arms] == [True] + [False] * 5
+        for a, arm in zip(arms, trial.arms, strict=True):
+            assert a["p"]["layout"] == arm.parameters["layout"]
+            assert a["p"]["price"] == pytest.approx(arm.parameters["price"], rel=1e-6)
+            assert a["v"]["revenue"][0] == pytest.approx(
+                trial.observations[arm.name]["revenue"].mean, rel=1e-6
+            )
+            want = True if arm.name == "status_quo" else expected(trial, arm.name)
+            if want is not None:
+                assert a["f"] is want, (trial.id, arm.name, a)
+                verdicts.append(want)
+    assert False in verdicts and verdicts.count(True) > 2  # the guardrails bite here
+
+    # The trials table: one sub-row per arm, the control tagged, violations marked.
+    table = client.get(f"/experiments/{ab.id}?partial=1").text
+    assert table.count('data-arm-of="') == 12 and table.count('data-trial="') == 2
+    assert table.count('<span class="chip">control</span>') == 2
+    assert "violates" in table and "feasible" in table
+
+    # The best feasible observed value (experiment page and list) skips violating arms.
+    feasible_revenue = [
+        t.observations[a.name]["revenue"].mean
+        for t in ab.trials
+        for a in t.arms
+        if (a.name == "status_quo" or expected(t, a.name))
+    ]
+    best = best_observed(ab)
+    assert best.feasible and best.value == pytest.approx(max(feasible_revenue))
+    [row] = [
+        r for r in BestValueCache(store).rows(store.list_experiments()) if r.summary.id == ab.id
+    ]
+    assert row.best_feasible and row.best == pytest.approx(max(feasible_revenue))
+    assert query_trials(ab, TableQuery(feasible="yes")).filtered == 2
+    trial_page = client.get(f"/trials/{ab.trials[0].id}", headers=HTML).text
+    assert re.search(r"\d of 6 arms meet all constraints", trial_page)

@@ -162,18 +162,99 @@ def test_constraints_are_converted_to_the_model_units() -> None:
     assert [c.metric for c in cons] == ["revenue"] and "not enforced yet" in notes[0]
 
 
-def test_relative_constraints_are_enforced_by_the_recommendation() -> None:
-    """The conversion-best arms have latency +3% (infeasible under <= +2%); the recommended
-    arm must be one that satisfies the bound, and its P(latency constraint) says so."""
-    exp = batch_experiment(rounds=3, arms_per_round=6, noise=0.002, seed=3)
-    best = best_arm(exp)
-    assert best.relative and best.model_based
-    assert set(best.probability_constraints) == {"latency <= +2%", "revenue >= 0.99"}
-    true_latency = 100 * (truth(best.parameters)["latency"] / truth(SQ)["latency"] - 1)
-    assert true_latency <= 2.0 + 0.3
+# -- relative constraints that bind -----------------------------------------------------------
+def binding_truth(p: dict) -> dict[str, float]:
+    """Conversion grows with ``y`` and so does latency (``+6 (y - 0.5) %``), so the best arms
+    by conversion (``y > 5/6``) break ``latency <= +2%``; revenue (``-2 (x - 0.5) %``) stays
+    above ``-1%`` on the whole square."""
+    return {
+        "conv": 0.10 * (1 + 0.05 * p["y"] + 0.01 * math.exp(-8 * (p["x"] - 0.5) ** 2)),
+        "latency": 100.0 * (1 + 0.06 * (p["y"] - 0.5)),
+        "revenue": 1.0 * (1 - 0.02 * (p["x"] - 0.5)),
+    }
+
+
+#: Treatment arms per round (the control added in front): the two highest-``y`` arms are the
+#: conversion winners and break the latency bound (+2.7 %, +2.4 %); the feasible arms top out
+#: at y = 0.75 (+1.5 %), clear of the bound by a few SEMs.
+BINDING_ARMS = [
+    [(0.5, 0.95), (0.3, 0.75), (0.7, 0.2), (0.5, 0.45)],
+    [(0.45, 0.9), (0.55, 0.7), (0.2, 0.6), (0.8, 0.35)],
+    [(0.6, 0.95), (0.4, 0.75), (0.1, 0.1), (0.9, 0.55)],
+]
+
+
+def binding_experiment(
+    constraints: list[str], relativize: bool = True, shifts=(1.0, 1.15, 0.9), rounds: int = 3
+) -> Experiment:
+    """Batches of the control plus :data:`BINDING_ARMS` under :func:`binding_truth`, each
+    batch scaled by its shift, with noise of SEM 0.2 % of the level (fixed seed)."""
+    rng = np.random.default_rng(7)
+    spec = {**SPEC, "outcome_constraints": constraints}
+    if not relativize:
+        spec["generator_settings"] = {"relativize": False}
+    exp = Experiment(id=1, config=ExperimentConfig.from_dict(spec))
+    for r in range(rounds):
+        arms = [Arm("status_quo", dict(SQ))] + [
+            Arm(f"{r}_{k}", {"x": x, "y": y}) for k, (x, y) in enumerate(BINDING_ARMS[r], 1)
+        ]
+        obs = {}
+        for a in arms:
+            obs[a.name] = {}
+            for m, v in binding_truth(a.parameters).items():
+                sem = 0.002 * v
+                obs[a.name][m] = Observation(
+                    m, shifts[r] * (v + float(rng.normal(0, sem))), shifts[r] * sem, 10_000
+                )
+        exp.trials.append(Trial(r + 1, 1, r, arms, TrialState.COMPLETED, "sobol", obs))
+    return exp
+
+
+def true_relative(p: dict, metric: str) -> float:
+    return 100 * (binding_truth(p)[metric] / binding_truth(SQ)[metric] - 1)
+
+
+@pytest.mark.parametrize("relativize", [True, False], ids=["relative-model", "absolute-model"])
+def test_relative_constraints_are_enforced_by_the_recommendation(relativize: bool) -> None:
+    """The conversion-best arms break ``latency <= +2%``. Without the constraint they are
+    recommended; with it, the recommendation is a feasible arm, and the model says so — in
+    the relative model and (bound converted with the control's level) the absolute one, here
+    without batch shifts (raw levels shifted by +-15% would swamp effects of a few %)."""
+    shifts = (1.0, 1.15, 0.9) if relativize else (1.0, 1.0, 1.0)
+    free = best_arm(binding_experiment(["revenue >= -1%"], relativize, shifts))
+    assert free.model_based and free.relative is relativize
+    assert true_relative(free.parameters, "latency") > 2.0  # the bound binds
+
+    best = best_arm(binding_experiment(["latency <= +2%", "revenue >= -1%"], relativize, shifts))
+    assert best.model_based and best.relative is relativize and best.feasible
+    assert best.arm_name != free.arm_name
+    assert true_relative(best.parameters, "latency") <= 2.0
+    assert best.parameters["y"] == 0.75  # the best feasible arm (up to noise: 0.7 is close)
+    assert set(best.probability_constraints) == {"latency <= +2%", "revenue >= -1%"}
     assert best.probability_constraints["latency <= +2%"] >= 0.9
-    assert sum(best.probability_best.values()) <= 1.0 + 1e-9
+    # The unconstrained winner is, by the model, almost surely infeasible, and P(best) agrees.
+    assert best.probability_best.get(free.arm_name, 0.0) < 0.05
+    assert sum(best.probability_best.values()) <= 1.0 + 1e-3  # each rounded to 4 places
     assert max(best.probability_best, key=best.probability_best.get) == best.arm_name
+
+
+def test_generation_respects_a_binding_relative_constraint() -> None:
+    """After two batches, a batch of model-based arms stays at or inside ``latency <= +2%``
+    (the constrained optimum is on the bound, so proposals hug it, within about one SEM of
+    an effect), where the same generator without the constraint goes well past it."""
+    gen = NoisyEIGenerator({"num_restarts": 2, "raw_samples": 64, "mc_samples": 32})
+
+    def proposed(constraints: list[str]) -> list[float]:
+        result = gen.generate(binding_experiment(constraints, rounds=2), 3, seed=0)
+        assert result.info["relative"] is True
+        assert all(c.generator == "noisy_ei" for c in result.candidates)
+        return [true_relative(c.parameters, "latency") for c in result.candidates]
+
+    free = proposed(["revenue >= -1%"])
+    held = proposed(["latency <= +2%", "revenue >= -1%"])
+    assert sum(v > 2.5 for v in free) >= 2, free  # unconstrained, EI chases high latency
+    assert max(held) <= 2.5, held  # constrained: at most ~1 effect SEM past the bound
+    assert sum(held) / len(held) < sum(free) / len(free) - 0.5, (held, free)
 
 
 def test_p_best_concentrates_on_a_clear_winner() -> None:
