@@ -46,8 +46,10 @@ Choices this generator makes (and why):
   come from noisy-constrained EI (:class:`~assay.platform.generators.noisy_ei.NoisyEIGenerator`)
   with every earlier point pending. A lookahead tree for a parallel batch is possible but its
   cost grows with the batch; this is what ``info["batch_fallback"]`` reports.
-* **Budget.** When the experiment has ``max_trials``, the horizon shrinks to the evaluations
-  left (this ask's included), so the tree never plans past the last one; the final evaluation
+* **Budget.** When the experiment has a trial budget (the job spec's ``max_trials``, else the
+  experiment's: :attr:`~assay.platform.experiment.ExperimentConfig.trial_budget`, the same
+  number the service stops at), the horizon shrinks to the evaluations left (this ask's
+  included), so the tree never plans past the last one; the final evaluation
   is chosen by one-step EI, as in the authors' experiments.
 * **Warm start.** The optimal tree of each ask is kept in the generator state (JSON lists) and
   seeds the next ask's optimization: BoTorch's ``warmstart_multistep`` trees, the previous
@@ -137,7 +139,7 @@ class MultiStepSettings(GeneratorSettings):
             of it once the model is fitted (initialization is not interrupted).
         warm_start: Seed the tree from the previous ask's optimum and the GP hyperparameters
             from the previous fit.
-        budget_aware: Shorten the horizon to the evaluations left under ``max_trials``.
+        budget_aware: Shorten the horizon to the evaluations left under the trial budget.
     """
 
     horizon: int = Field(default=2, ge=1, le=4)
@@ -367,9 +369,9 @@ class MultiStepGenerator(Generator):
         if fitted.warnings:
             info["fit_warnings"] = fitted.warnings
 
-        remaining = None
-        if config.max_trials is not None and self.settings.budget_aware:
-            remaining = config.max_trials - len(live) - n
+        remaining = experiment.remaining_budget() if self.settings.budget_aware else None
+        if remaining is not None:
+            remaining -= n  # evaluations left after this ask
         k = effective_horizon(self.settings.horizon, remaining)
         fantasies = self.fantasies_for(k)
         info.update(horizon=self.settings.horizon, horizon_effective=k, num_fantasies=fantasies)

@@ -279,6 +279,19 @@ def test_budget_shrinks_horizon_to_one_at_the_last_evaluation() -> None:
     assert client.get_experiment(exp.id).generator_state.get("tree") is None
 
 
+def test_a_job_runs_budget_shrinks_the_horizon_like_the_service_counts_it() -> None:
+    """A job-run experiment's budget is its job spec's ``max_trials`` (what the service and
+    the orchestrator stop at), not the experiment's larger one: the tree shrinks against it."""
+    client = assay.Client()
+    job = {"entrypoint": "assay.service.demo_job:train_digits", "max_trials": 7}
+    exp = _experiment(client, {"horizon": 3, "num_fantasies": [2, 2]}, max_trials=50, job=job)
+    trials = _run(client, exp.id, 7)
+    horizons = [t.metadata["generation"].get("horizon_effective") for t in trials[4:]]
+    assert horizons == [3, 2, 1]
+    with pytest.raises(assay.ConflictError):  # the service stops at the same number
+        client.ask(exp.id)
+
+
 def test_pending_trials_are_believed_and_batches_fall_back_to_noisy_ei() -> None:
     client = assay.Client()
     exp = _experiment(client)
