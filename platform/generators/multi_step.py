@@ -100,7 +100,9 @@ from assay.platform.generators.base import (
     GenerationResult,
     Generator,
     GeneratorSettings,
+    acquisition_fallback,
     existing_signatures,
+    is_numerical_failure,
     sobol_candidates,
 )
 from assay.platform.generators.noisy_ei import NoisyEIGenerator
@@ -380,19 +382,29 @@ class MultiStepGenerator(Generator):
             c.parameters for c in candidates
         ]
         budget_left = self.settings.max_seconds - (time.perf_counter() - t_start)
-        first = self._lookahead_candidate(
-            experiment, fitted, pending, k, fantasies, seed, avoid, state, budget_left, info
-        )
         model_candidates: list[Candidate] = []
-        if first is not None:
-            model_candidates.append(first)
-            avoid.add(SearchSpace.signature(first.parameters))
-            pending.append(first.parameters)
-        n_rest = n_model - len(model_candidates)
-        if n_rest:
-            model_candidates += self._noisy_ei_points(
-                experiment, data, fitted, pending, n_rest, seed, avoid, info
+        try:
+            first = self._lookahead_candidate(
+                experiment, fitted, pending, k, fantasies, seed, avoid, state, budget_left, info
             )
+            if first is not None:
+                model_candidates.append(first)
+                avoid.add(SearchSpace.signature(first.parameters))
+                pending.append(first.parameters)
+            n_rest = n_model - len(model_candidates)
+            if n_rest:
+                model_candidates += self._noisy_ei_points(
+                    experiment, data, fitted, pending, n_rest, seed, avoid, info
+                )
+        except Exception as e:  # numerical failures fall back; anything else is a bug
+            if not is_numerical_failure(e):
+                raise
+            if not model_candidates:  # a tree from a failed optimization must not seed the next
+                state.pop("tree", None)
+            model_candidates += acquisition_fallback(
+                e, experiment, n_model - len(model_candidates), state=state, avoid=avoid,
+                info=info, generator=self.name,
+            )  # fmt: skip
         missing = n_model - len(model_candidates)
         if missing:
             sob, state["sobol_consumed"] = sobol_candidates(
