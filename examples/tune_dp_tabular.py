@@ -32,9 +32,7 @@ import argparse
 import copy
 import json
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from assay.generative.tabular.job import OBJECTIVE, SEARCH_SPACE
@@ -121,58 +119,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.parallelism < 1:
         ap.error("--parallelism must be >= 1")
 
-    from assay.service.engine import Engine
-    from assay.service.jobs.local import LocalExecutor
-    from assay.service.jobs.orchestrator import Orchestrator
-    from assay.storage.factory import open_store
+    from assay.service.jobs.local_run import run_locally
 
-    work = Path(tempfile.mkdtemp(prefix="assay-tune-dp-"))
-    store = open_store(args.database_url or f"sqlite:///{work / 'tune.db'}")
-    try:
-        engine = Engine(store, actor="tune_dp_tabular")
-        exp = engine.create_experiment(
-            experiment_config(
-                args.budget, tiny=args.tiny, epsilon=args.epsilon,
-                parallelism=args.parallelism, timeout_s=args.timeout, seed=args.seed,
-            )
-        )  # fmt: skip
-        orch = Orchestrator(
-            engine, {"local": LocalExecutor(cpus=args.parallelism)}, worker_id="tune-dp-tabular",
-            log_dir=args.log_dir or work / "logs", database_url=store.url, poll_interval=0.2,
-            on_event=lambda m: print(f"{time.strftime('%H:%M:%S')}  {m}", flush=True),
-        )  # fmt: skip
-        print(f"experiment {exp.id} ({exp.config.name}): {args.budget} trials, "
-              f"{args.parallelism} at a time; database {store.url}", flush=True)  # fmt: skip
-        engine.set_run(exp.id, "start")
-        while store.get_experiment(exp.id).run_state not in ("done", "stopped"):
-            if not orch.step():
-                time.sleep(0.2)
-        final = store.get_experiment(exp.id)
-        results = []
-        for t in final.trials:
-            job = store.job_for_trial(t.id)
-            row: dict[str, Any] = {"trial": t.index, "state": t.state.value,
-                                   "parameters": t.parameters}  # fmt: skip
-            if job is not None and job.result:
-                row["metrics"] = {k: (v[0] if isinstance(v, list) else v)
-                                  for k, v in job.result.items()}  # fmt: skip
-            elif t.reason:
-                row["error"] = t.reason.splitlines()[0]
-            results.append(row)
-        summary: dict[str, Any] = {
-            "experiment_id": exp.id, "run_state": final.run_state, "trials": results,
-        }  # fmt: skip
-        if any("metrics" in r for r in results):
-            best = engine.best(exp.id)
-            summary["best"] = {"arm": best.arm_name, "parameters": best.parameters,
-                               "model_based": best.model_based}  # fmt: skip
-            print(f"recommended at epsilon={best.parameters['epsilon']:g}: "
-                  f"{json.dumps(best.parameters, default=float)}")  # fmt: skip
-        if args.json:
-            print(json.dumps(summary, default=float))
-        return summary
-    finally:
-        store.close()
+    run = run_locally(
+        experiment_config(
+            args.budget, tiny=args.tiny, epsilon=args.epsilon,
+            parallelism=args.parallelism, timeout_s=args.timeout, seed=args.seed,
+        ),
+        database_url=args.database_url, log_dir=args.log_dir, actor="tune-dp-tabular",
+    )  # fmt: skip
+    summary: dict[str, Any] = {
+        "experiment_id": run.experiment_id, "run_state": run.run_state, "trials": run.trials,
+    }  # fmt: skip
+    if run.best is not None:
+        best = run.best
+        summary["best"] = {"arm": best.arm_name, "parameters": best.parameters,
+                           "model_based": best.model_based}  # fmt: skip
+        print(f"recommended at epsilon={best.parameters['epsilon']:g}: "
+              f"{json.dumps(best.parameters, default=float)}")  # fmt: skip
+    if args.json:
+        print(json.dumps(summary, default=float))
+    return summary
 
 
 if __name__ == "__main__":

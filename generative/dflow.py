@@ -91,14 +91,28 @@ def blended_init(
 
 
 def _lbfgs(
-    var: Tensor, objective: Callable[[Tensor], Tensor], max_iter: int, lr: float, history: int
+    var: Tensor,
+    objective: Callable[[Tensor], Tensor],
+    max_iter: int,
+    lr: float,
+    history: int,
+    report_every: int = 0,
 ) -> tuple[Tensor, int]:
+    """L-BFGS on ``var``; with ``report_every > 0`` every that-many objective evaluations (and
+    the last) go to ``assay.report(step=evaluations, dflow_objective=..., lbfgs_iteration=...)``
+    — one ``opt.step`` runs all ``max_iter`` iterations, so progress is reported from the
+    closure."""
     var = var.detach().clone().requires_grad_(True)
     opt = torch.optim.LBFGS(
         [var], lr=lr, max_iter=max_iter, history_size=history, line_search_fn="strong_wolfe",
         tolerance_grad=1e-9, tolerance_change=1e-12,
     )  # fmt: skip
     evals = 0
+    last: list[float] = []
+
+    def progress() -> None:
+        it = int(opt.state[var].get("n_iter", 0)) if var in opt.state else 0
+        assay.report(step=evals, dflow_objective=last[0], lbfgs_iteration=it)
 
     def closure() -> Tensor:
         nonlocal evals
@@ -106,10 +120,16 @@ def _lbfgs(
         opt.zero_grad()
         val = objective(var)
         val.backward()
+        if report_every:
+            last[:] = [float(val.detach())]
+            if evals % report_every == 0 and math.isfinite(last[0]):
+                progress()
         return val
 
     with torch.enable_grad():
         opt.step(closure)
+    if report_every and evals % report_every and last and math.isfinite(last[0]):
+        progress()
     return var.detach(), evals
 
 
@@ -124,6 +144,7 @@ def dflow(
     max_iter: int = 30,
     lr: float = 1.0,
     history: int = 20,
+    report_every: int = 0,
 ) -> tuple[Tensor, Tensor, dict[str, float]]:
     """Optimise source points so the flow's outputs minimise ``cost`` (D-Flow).
 
@@ -139,6 +160,8 @@ def dflow(
         max_iter: L-BFGS iterations.
         lr: L-BFGS step length.
         history: L-BFGS history size.
+        report_every: ``assay.report`` the objective every this many L-BFGS function
+            evaluations, with ``step`` = evaluations so far (0: never).
 
     Returns:
         ``(x0*, x1* = Φ_1(x0*), info)`` with ``info`` holding the function-evaluation count.
@@ -151,7 +174,7 @@ def dflow(
             total = total + reg_weight * chi_nll(x0).sum()
         return total
 
-    x0, evals = _lbfgs(x0_init, objective, max_iter, lr, history)
+    x0, evals = _lbfgs(x0_init, objective, max_iter, lr, history, report_every)
     with torch.no_grad():
         x1 = ode_sample(velocity, x0, steps=steps, method=method)
     return x0, x1, {"function_evals": float(evals)}
@@ -197,6 +220,7 @@ class DFlowConfig:
         seed: Random seed.
         device: ``"auto"``, ``"cpu"`` or ``"cuda[:i]"``.
         cache_dir: Disk cache of the base models.
+        report_every: Progress report period in L-BFGS function evaluations (0: never).
     """
 
     task: str = "inpainting"
@@ -213,6 +237,7 @@ class DFlowConfig:
     seed: int = 0
     device: str = "auto"
     cache_dir: str = ""
+    report_every: int = 5
 
     def validate(self) -> None:
         w = "dflow"
@@ -224,6 +249,7 @@ class DFlowConfig:
         require(self.lr > 0, w, "lr", "must be > 0")
         require(self.steps >= 1, w, "steps", "must be >= 1")
         require(self.n >= 1, w, "n", "must be >= 1")
+        require(self.report_every >= 0, w, "report_every", "must be >= 0")
 
 
 #: The search space worth tuning (JSON form accepted by ``Client.create_experiment``).
@@ -249,6 +275,7 @@ def constraint2d(
     steps: int,
     device: torch.device | str = "cpu",
     generator: torch.Generator | None = None,
+    report_every: int = 0,
 ) -> dict[str, float]:
     """2-D constraint ``x[0] = target`` with D-Flow and with direct ``x1`` optimisation.
 
@@ -268,7 +295,7 @@ def constraint2d(
         back = ode_sample(velocity, guess, steps=steps, t0=1.0, t1=0.0)
     x0_init = math.sqrt(alpha) * back + math.sqrt(1 - alpha) * z if alpha > 0 else z
     x0, x1, info = dflow(velocity, cost, x0_init, steps=steps, reg_weight=reg_weight,
-                         max_iter=max_iter, lr=lr)  # fmt: skip
+                         max_iter=max_iter, lr=lr, report_every=report_every)  # fmt: skip
     direct = optimize_x1_directly(cost, start, max_iter=max_iter, lr=lr)
     lp = toy.log_prob(x1.cpu()).clamp_min(-50)
     lp_direct = toy.log_prob(direct.cpu()).clamp_min(-50)
@@ -295,6 +322,7 @@ def inpainting(
     fill: Tensor | None = None,
     device: torch.device | str = "cpu",
     generator: torch.Generator | None = None,
+    report_every: int = 0,
 ) -> tuple[Tensor, dict[str, float]]:
     """Inpaint the bottom half of ``images`` (``n x 1 x 8 x 8`` in ``[-1, 1]``) with D-Flow.
 
@@ -321,7 +349,7 @@ def inpainting(
     guess = observed + (1 - mask) * fill
     x0_init = blended_init(velocity, guess, alpha, steps=steps, generator=generator)
     x0, x1, info = dflow(velocity, cost, x0_init, steps=steps, reg_weight=reg_weight,
-                         max_iter=max_iter, lr=lr)  # fmt: skip
+                         max_iter=max_iter, lr=lr, report_every=report_every)  # fmt: skip
     out = x1.clamp(-1, 1)
     noise = torch.rand(images.shape, generator=generator).to(device) * 2 - 1
     noise_fill = observed + (1 - mask) * noise
@@ -357,7 +385,7 @@ def run(params: dict[str, Any] | None = None) -> dict[str, float]:
         metrics = constraint2d(
             base, get_toy(cfg.data), target=cfg.target, n=cfg.n, reg_weight=cfg.reg_weight,
             alpha=cfg.alpha, max_iter=cfg.max_iter, lr=cfg.lr, steps=cfg.steps, device=device,
-            generator=g,
+            generator=g, report_every=cfg.report_every,
         )  # fmt: skip
     else:
         from assay.generative.data import load_digits_tensor
@@ -371,8 +399,10 @@ def run(params: dict[str, Any] | None = None) -> dict[str, float]:
             base, x_test[pick], reg_weight=cfg.reg_weight, alpha=cfg.alpha,
             max_iter=cfg.max_iter, lr=cfg.lr, steps=cfg.steps,
             fill=x_train.mean(0, keepdim=True), device=device, generator=g,
+            report_every=cfg.report_every,
         )  # fmt: skip
     metrics["wall_time_s"] = timer.elapsed
     metrics["samples_per_s"] = cfg.n / max(timer.elapsed, 1e-9)
-    assay.report(step=cfg.max_iter, **metrics)
+    # The final report's step continues the evaluation count of the progress reports.
+    assay.report(step=int(metrics["function_evals"]), **metrics)
     return finite_metrics(metrics)

@@ -165,10 +165,13 @@ def cached(
         cache_dir: Optional directory for ``<key>.pt`` files.
         factory: Builds an untrained module of the right shape, needed to load from disk.
     """
-    if key in _MEMO:
-        return _MEMO[key]
     cache_dir = cache_dir or os.environ.get("ASSAY_GENERATIVE_CACHE") or None
     path = Path(cache_dir) / f"{key}.pt" if cache_dir else None
+    if key in _MEMO:
+        # Still fill the disk cache: jobs in other processes (trial subprocesses) read it.
+        if path is not None and factory is not None and not path.exists():
+            _save_state(_MEMO[key], path)
+        return _MEMO[key]
     model: torch.nn.Module | None = None
     if path is not None and factory is not None and path.exists():
         model = factory()
@@ -176,15 +179,20 @@ def cached(
     if model is None:
         model = build()
         if path is not None and factory is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
-            os.replace(tmp, path)
+            _save_state(model, path)
     model = model.cpu().eval()
     for p in model.parameters():
         p.requires_grad_(False)
     _MEMO[key] = model
     return model
+
+
+def _save_state(model: torch.nn.Module, path: Path) -> None:
+    """Write ``model``'s ``state_dict`` to ``path`` atomically (readers never see half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
+    os.replace(tmp, path)
 
 
 class Timer:

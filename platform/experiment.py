@@ -380,6 +380,16 @@ class ExperimentConfig:
         return self.objectives[0]
 
     @property
+    def trial_budget(self) -> int | None:
+        """The trial budget: the job spec's ``max_trials`` when set, else ``max_trials``.
+
+        The one definition the service (how many trials to ask for) and the generators
+        (e.g. ``multi_step`` shortening its horizon near the end) share."""
+        if self.job is not None and self.job.max_trials is not None:
+            return self.job.max_trials
+        return self.max_trials
+
+    @property
     def metric_names(self) -> list[str]:
         """Objective first, then constrained, then tracking metrics (no duplicates)."""
         out: list[str] = []
@@ -529,6 +539,17 @@ class Experiment:
 
     def arms_by_name(self) -> dict[str, Arm]:
         return {a.name: a for t in self.trials for a in t.arms}
+
+    def remaining_budget(self) -> int | None:
+        """Trials the budget (:attr:`ExperimentConfig.trial_budget`) still allows: failed and
+        abandoned trials do not count against it (``None``: no budget)."""
+        budget = self.config.trial_budget
+        if budget is None:
+            return None
+        used = sum(
+            1 for t in self.trials if t.state not in (TrialState.FAILED, TrialState.ABANDONED)
+        )
+        return max(0, budget - used)
 
     def pending_arms(self) -> list[Arm]:
         """Arms of trials asked but not yet finished (``X_pending`` for generation)."""

@@ -10,8 +10,13 @@ may be observed at different points).
 Hyperparameters are fitted by maximising the exact marginal log likelihood with
 ``fit_gpytorch_mll`` and are returned as JSON so the next fit can start from them (a warm start:
 the optimizer begins at the previous optimum, which usually needs far fewer iterations). A fit
-that fails is retried from the prior defaults; only then is :class:`ModelFitError` raised, which
-generators turn into a quasi-random fallback rather than a failed ask.
+that fails (a non-PSD covariance, NaNs, an optimizer error) is retried in order: cold from the
+prior defaults; then *stabilised* — a noise floor of :data:`RETRY_NOISE_FLOOR` (standardized
+units) and Cholesky jitter :data:`RETRY_JITTER`; then, without optimizing, at the
+hyperparameters the priors start from (with the same floor), accepted once its posterior
+evaluates. Each failed attempt is noted in :attr:`FittedModel.warnings`. Only when all fail is
+:class:`ModelFitError` raised, which generators turn into a quasi-random fallback rather than
+a failed ask.
 """
 
 from __future__ import annotations
@@ -23,11 +28,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import gpytorch
 import torch
 from botorch.exceptions.errors import ModelFittingError
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import ModelListGP, SingleTaskGP
 from botorch.models.transforms.outcome import Standardize
+from gpytorch.constraints import GreaterThan
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from torch import Tensor
 
@@ -37,6 +44,10 @@ from assay.platform.space import DTYPE
 
 #: Smallest noise variance given to a fixed-noise GP, relative to the metric's variance.
 MIN_RELATIVE_YVAR = 1e-6
+#: Noise floor (variance, in standardized outcome units) of the stabilised retry fits.
+RETRY_NOISE_FLOOR = 1e-3
+#: Cholesky jitter added to the covariance in the stabilised retry fits.
+RETRY_JITTER = 1e-4
 
 
 @dataclass
@@ -143,18 +154,27 @@ def _load_hyperparameters(model: SingleTaskGP, saved: Mapping[str, Any]) -> bool
     return loaded
 
 
-def _build_gp(data: MetricData) -> SingleTaskGP:
+def _build_gp(data: MetricData, noise_floor: float = MIN_RELATIVE_YVAR) -> SingleTaskGP:
+    """The GP of one metric; ``noise_floor`` bounds its noise variance from below, relative to
+    the metric's variance (i.e. in the standardized units the GP works in)."""
     Yvar = data.Yvar
     if Yvar is not None:
         scale = data.Y.var().item() if data.n > 1 else 1.0
-        floor = MIN_RELATIVE_YVAR * (scale if math.isfinite(scale) and scale > 0 else 1.0)
+        floor = noise_floor * (scale if math.isfinite(scale) and scale > 0 else 1.0)
         Yvar = Yvar.clamp_min(floor)
-    return SingleTaskGP(
+    gp = SingleTaskGP(
         train_X=data.X,
         train_Y=data.Y,
         train_Yvar=Yvar,
         outcome_transform=Standardize(m=1),
     )
+    if Yvar is None and noise_floor > MIN_RELATIVE_YVAR:
+        noise = gp.likelihood.noise_covar
+        with torch.no_grad():
+            start = noise.noise.clamp_min(2 * noise_floor)
+        noise.register_constraint("raw_noise", GreaterThan(noise_floor))
+        noise.noise = start
+    return gp
 
 
 def fit_metric_model(
@@ -162,27 +182,49 @@ def fit_metric_model(
 ) -> tuple[SingleTaskGP, list[str]]:
     """Fit one GP by maximum marginal likelihood (MAP under BoTorch's default priors).
 
-    Tries the warm start (if shapes match), then a cold start. Raises :class:`ModelFitError`
-    only when both fail.
+    Attempts, until one succeeds: the warm start (if shapes match), a cold start, a
+    stabilised cold start (noise floor :data:`RETRY_NOISE_FLOOR`, jitter :data:`RETRY_JITTER`),
+    and finally the unfitted GP at its prior starting hyperparameters with the same floor
+    (used only if its posterior evaluates). Failed attempts are returned as notes. Raises
+    :class:`ModelFitError` only when all fail.
     """
     notes: list[str] = []
-    attempts = [warm_start, None] if warm_start else [None]
+    # (name, warm start, noise floor, fit?)
+    attempts: list[tuple[str, Mapping[str, Any] | None, float, bool]] = []
+    if warm_start:
+        attempts.append(("warm start", warm_start, MIN_RELATIVE_YVAR, True))
+    attempts += [
+        ("cold start", None, MIN_RELATIVE_YVAR, True),
+        ("noise floor + jitter", None, RETRY_NOISE_FLOOR, True),
+        ("prior hyperparameters, unfitted", None, RETRY_NOISE_FLOOR, False),
+    ]
     last_error: Exception | None = None
-    for attempt, start in enumerate(attempts):
-        gp = _build_gp(data)
-        if start is not None and not _load_hyperparameters(gp, start.get("params", {})):
-            continue
-        mll = ExactMarginalLogLikelihood(gp.likelihood, gp)
+    for attempt, (name, start, floor, fit) in enumerate(attempts):
+        jitter = RETRY_JITTER if floor > MIN_RELATIVE_YVAR else None
         try:
-            with torch.random.fork_rng(), warnings.catch_warnings():
+            gp = _build_gp(data, floor)
+            if start is not None and not _load_hyperparameters(gp, start.get("params", {})):
+                continue
+            with (
+                torch.random.fork_rng(),
+                warnings.catch_warnings(),
+                gpytorch.settings.cholesky_jitter(jitter, jitter),
+            ):
                 torch.manual_seed(seed + attempt)
                 warnings.simplefilter("ignore")
-                fit_gpytorch_mll(mll)
-            gp.eval()
+                if fit:
+                    fit_gpytorch_mll(ExactMarginalLogLikelihood(gp.likelihood, gp))
+                gp.eval()
+                with torch.no_grad():  # the model must be usable, not just fitted
+                    post = gp.posterior(data.X[:1])
+                    if not torch.isfinite(post.variance).all():
+                        raise ValueError("the fitted posterior is not finite")
+            if notes:
+                notes.append(f"used attempt {attempt + 1} ({name})")
             return gp, notes
         except (ModelFittingError, RuntimeError, ValueError) as e:  # NotPSD, NaN, ...
             last_error = e
-            notes.append(f"fit attempt {attempt + 1} failed: {type(e).__name__}: {e}")
+            notes.append(f"fit attempt {attempt + 1} ({name}) failed: {type(e).__name__}: {e}")
     raise ModelFitError(
         f"could not fit a model: {last_error}", details={"attempts": notes}
     ) from last_error

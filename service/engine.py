@@ -438,21 +438,13 @@ class Engine:
 
     @staticmethod
     def budget(exp: Experiment) -> int | None:
-        """The trial budget: the job spec's ``max_trials`` or else the experiment's."""
-        job = exp.config.job
-        if job is not None and job.max_trials is not None:
-            return job.max_trials
-        return exp.config.max_trials
+        """The trial budget: the job spec's ``max_trials`` or else the experiment's
+        (:attr:`~assay.platform.experiment.ExperimentConfig.trial_budget`)."""
+        return exp.config.trial_budget
 
     @classmethod
     def remaining_budget(cls, exp: Experiment) -> int | None:
-        budget = cls.budget(exp)
-        if budget is None:
-            return None
-        used = sum(
-            1 for t in exp.trials if t.state not in (TrialState.FAILED, TrialState.ABANDONED)
-        )
-        return max(0, budget - used)
+        return exp.remaining_budget()
 
     @classmethod
     def _within_budget(cls, exp: Experiment, n: int) -> int:

@@ -7,6 +7,7 @@ next ask (stateless generation: any server process can serve the next ask).
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,9 +15,11 @@ from typing import Any, ClassVar
 
 import pydantic
 
-from assay.platform.errors import GenerationError, ValidationError
+from assay.platform.errors import AssayError, GenerationError, ValidationError
 from assay.platform.experiment import Experiment, TrialState
 from assay.platform.space import SearchSpace
+
+log = logging.getLogger("assay.generators")
 
 
 @dataclass
@@ -134,3 +137,57 @@ def sobol_candidates(
         f"could only find {len(out)} of {n} new points: the search space looks exhausted",
         details={"found": len(out), "requested": n},
     )
+
+
+def is_numerical_failure(error: BaseException) -> bool:
+    """Whether ``error`` is a numerical failure of model-based generation (a non-PSD
+    covariance, a failed Cholesky, NaNs in the optimizer: ``NotPSDError``, ``NanError``,
+    ``torch.linalg.LinAlgError`` and other ``RuntimeError``/``ValueError``), which should fall
+    back to a quasi-random point rather than fail the ask. Assay's own errors (validation,
+    unsupported settings, exhausted spaces) are not: they mean what they say."""
+    return isinstance(error, RuntimeError | ValueError) and not isinstance(error, AssayError)
+
+
+def acquisition_fallback(
+    error: BaseException,
+    experiment: Experiment,
+    n: int,
+    *,
+    state: dict[str, Any],
+    avoid: set[tuple],
+    info: dict[str, Any],
+    generator: str,
+) -> list[Candidate]:
+    """``n`` Sobol points standing in for model-based ones after a numerical failure.
+
+    The points respect the linear parameter constraints (:meth:`SearchSpace.sobol` rejects
+    infeasible ones) and avoid every existing arm; the failure is logged and recorded where it
+    is visible: ``info["fallback"]`` (stored with the trial's generation metadata), each
+    candidate's ``metadata["fallback"]``, and the generator state (``acquisition_fallbacks``,
+    a count, and ``last_acquisition_fallback``: trial index and error).
+
+    Args:
+        error: What acquisition optimization raised.
+        experiment: The experiment being asked.
+        n: Points needed.
+        state: The generator state being built (updated in place).
+        avoid: Signatures to avoid (updated with the new points).
+        info: The ask's info dict (updated in place).
+        generator: Name of the generator falling back (for the log).
+    """
+    reason = f"{type(error).__name__}: {error}"[:500]
+    log.warning(
+        "experiment %s: %s acquisition failed (%s); proposing %d Sobol point(s) instead",
+        experiment.id, generator, reason, n,
+    )  # fmt: skip
+    info["fallback"] = f"sobol: acquisition failed: {reason}"
+    state["acquisition_fallbacks"] = int(state.get("acquisition_fallbacks", 0)) + 1
+    state["last_acquisition_fallback"] = {"trial_index": len(experiment.trials), "error": reason}
+    sob, state["sobol_consumed"] = sobol_candidates(
+        experiment.search_space, n, seed=experiment.config.seed or 0,
+        consumed=int(state.get("sobol_consumed", 0)), avoid=avoid,
+    )  # fmt: skip
+    for c in sob:
+        c.metadata["fallback"] = f"acquisition failed: {reason}"
+        avoid.add(SearchSpace.signature(c.parameters))
+    return sob

@@ -46,8 +46,10 @@ Choices this generator makes (and why):
   come from noisy-constrained EI (:class:`~assay.platform.generators.noisy_ei.NoisyEIGenerator`)
   with every earlier point pending. A lookahead tree for a parallel batch is possible but its
   cost grows with the batch; this is what ``info["batch_fallback"]`` reports.
-* **Budget.** When the experiment has ``max_trials``, the horizon shrinks to the evaluations
-  left (this ask's included), so the tree never plans past the last one; the final evaluation
+* **Budget.** When the experiment has a trial budget (the job spec's ``max_trials``, else the
+  experiment's: :attr:`~assay.platform.experiment.ExperimentConfig.trial_budget`, the same
+  number the service stops at), the horizon shrinks to the evaluations left (this ask's
+  included), so the tree never plans past the last one; the final evaluation
   is chosen by one-step EI, as in the authors' experiments.
 * **Warm start.** The optimal tree of each ask is kept in the generator state (JSON lists) and
   seeds the next ask's optimization: BoTorch's ``warmstart_multistep`` trees, the previous
@@ -98,7 +100,9 @@ from assay.platform.generators.base import (
     GenerationResult,
     Generator,
     GeneratorSettings,
+    acquisition_fallback,
     existing_signatures,
+    is_numerical_failure,
     sobol_candidates,
 )
 from assay.platform.generators.noisy_ei import NoisyEIGenerator
@@ -137,7 +141,7 @@ class MultiStepSettings(GeneratorSettings):
             of it once the model is fitted (initialization is not interrupted).
         warm_start: Seed the tree from the previous ask's optimum and the GP hyperparameters
             from the previous fit.
-        budget_aware: Shorten the horizon to the evaluations left under ``max_trials``.
+        budget_aware: Shorten the horizon to the evaluations left under the trial budget.
     """
 
     horizon: int = Field(default=2, ge=1, le=4)
@@ -374,9 +378,9 @@ class MultiStepGenerator(Generator):
         if fitted.warnings:
             info["fit_warnings"] = fitted.warnings
 
-        remaining = None
-        if config.max_trials is not None and self.settings.budget_aware:
-            remaining = config.max_trials - len(live) - n
+        remaining = experiment.remaining_budget() if self.settings.budget_aware else None
+        if remaining is not None:
+            remaining -= n  # evaluations left after this ask
         k = effective_horizon(self.settings.horizon, remaining)
         fantasies = self.fantasies_for(k)
         info.update(horizon=self.settings.horizon, horizon_effective=k, num_fantasies=fantasies)
@@ -385,19 +389,29 @@ class MultiStepGenerator(Generator):
         fantasized += [c.parameters for c in candidates]
         pending = fantasized
         budget_left = self.settings.max_seconds - (time.perf_counter() - t_start)
-        first = self._lookahead_candidate(
-            experiment, fitted, pending, k, fantasies, seed, avoid, state, budget_left, info
-        )
         model_candidates: list[Candidate] = []
-        if first is not None:
-            model_candidates.append(first)
-            avoid.add(SearchSpace.signature(first.parameters))
-            pending.append(first.parameters)
-        n_rest = n_model - len(model_candidates)
-        if n_rest:
-            model_candidates += self._noisy_ei_points(
-                experiment, data, fitted, pending, n_rest, seed, avoid, info
+        try:
+            first = self._lookahead_candidate(
+                experiment, fitted, pending, k, fantasies, seed, avoid, state, budget_left, info
             )
+            if first is not None:
+                model_candidates.append(first)
+                avoid.add(SearchSpace.signature(first.parameters))
+                pending.append(first.parameters)
+            n_rest = n_model - len(model_candidates)
+            if n_rest:
+                model_candidates += self._noisy_ei_points(
+                    experiment, data, fitted, pending, n_rest, seed, avoid, info
+                )
+        except Exception as e:  # numerical failures fall back; anything else is a bug
+            if not is_numerical_failure(e):
+                raise
+            if not model_candidates:  # a tree from a failed optimization must not seed the next
+                state.pop("tree", None)
+            model_candidates += acquisition_fallback(
+                e, experiment, n_model - len(model_candidates), state=state, avoid=avoid,
+                info=info, generator=self.name,
+            )  # fmt: skip
         missing = n_model - len(model_candidates)
         if missing:
             sob, state["sobol_consumed"] = sobol_candidates(

@@ -50,7 +50,9 @@ from assay.platform.generators.base import (
     GenerationResult,
     Generator,
     GeneratorSettings,
+    acquisition_fallback,
     existing_signatures,
+    is_numerical_failure,
     sobol_candidates,
 )
 from assay.platform.models import FittedModel, fit_outcome_models
@@ -230,10 +232,18 @@ class NoisyEIGenerator(Generator):
                 dict(p) for p in pending
             ]
             fantasized += [c.parameters for c in candidates]
-            model_candidates = self._optimize(
-                experiment, data, fitted, fantasized, n_model, seed, avoid, info,
-                outcomes.constraints,
-            )  # fmt: skip
+            try:
+                model_candidates = self._optimize(
+                    experiment, data, fitted, fantasized, n_model, seed, avoid, info,
+                    outcomes.constraints,
+                )  # fmt: skip
+            except Exception as e:  # numerical failures fall back; anything else is a bug
+                if not is_numerical_failure(e):
+                    raise
+                model_candidates = acquisition_fallback(
+                    e, experiment, n_model, state=state, avoid=avoid, info=info,
+                    generator=self.name,
+                )  # fmt: skip
             candidates += model_candidates
             avoid |= {SearchSpace.signature(c.parameters) for c in model_candidates}
             missing = n_model - len(model_candidates)

@@ -1,5 +1,7 @@
-"""The example where Assay tunes Adjoint Matching on digits runs end to end with a tiny budget
-(ask → run the job → tell, an FD outcome constraint, a recommendation)."""
+"""The example where Assay tunes Adjoint Matching on digits runs end to end with a tiny budget:
+an experiment with a job spec (``assay.generative.adjoint_matching:run``), the orchestrator
+launching each trial as a local subprocess that streams ``assay.report`` progress, the
+diversity outcome constraint declared, reward/diversity stored, and a recommendation."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from assay.storage.factory import open_store
 
 
 @pytest.fixture(scope="module")
@@ -20,18 +24,54 @@ def example(repo_root: Path):
     return mod
 
 
-def test_example_runs_with_tiny_budget(example, capsys) -> None:
+def test_config_dispatches_the_job_with_a_diversity_constraint(example) -> None:
+    cfg = example.experiment_config(3, 4.25, tiny=True, cache_dir="/tmp/c")
+    assert cfg["job"]["entrypoint"] == "assay.generative.adjoint_matching:run"
+    assert cfg["job"]["max_trials"] == 3
+    assert cfg["job"]["env"]["ASSAY_GENERATIVE_CACHE"] == "/tmp/c"
+    assert cfg["objective"] == "reward"
+    assert cfg["outcome_constraints"] == ["diversity >= 4.25"]
+    fixed = {p["name"]: p["value"] for p in cfg["parameters"] if p["type"] == "fixed"}
+    assert fixed["iterations"] == 4 and fixed["task"] == "digits" and fixed["report_every"] > 0
+
+
+def test_example_runs_jobs_with_tiny_budget(example, tmp_path, capsys) -> None:
+    url = f"sqlite:///{tmp_path / 't.db'}"
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        summary = example.main(["--budget", "2", "--tiny", "--device", "cpu"])
+        summary = example.main(["--budget", "2", "--tiny", "--device", "cpu",
+                                "--database-url", url, "--log-dir", str(tmp_path / "logs"),
+                                "--cache-dir", str(tmp_path / "cache")])  # fmt: skip
     finally:
         torch.set_num_threads(before)
-    assert len(summary["trials"]) == 2
+    assert summary["run_state"] == "done"
+    trials = summary["trials"]
+    assert [t["state"] for t in trials] == ["completed", "completed"], trials
     assert summary["bound"] == pytest.approx(0.7 * summary["baseline"]["diversity"])
+    for t in trials:
+        assert set(t["parameters"]) == {"lr", "lam", "num_steps", "loss_steps"}
+        assert {"reward", "diversity", "fd"} <= set(t["metrics"])
+    # Each job streamed its learning curve (report_every=2 over 4 iterations, then the final).
+    assert all(n >= 2 for n in summary["reports"].values()), summary["reports"]
     assert set(summary["best"]["parameters"]) == {"lr", "lam", "num_steps", "loss_steps"}
+
+    # What the orchestrator stored: the constraint declared, reward/diversity observed.
+    store = open_store(url, migrate=False)
+    try:
+        exp = store.get_experiment(summary["experiment_id"])
+        [constraint] = exp.config.outcome_constraints
+        assert constraint.metric == "diversity" and constraint.bound == pytest.approx(
+            summary["bound"], rel=1e-5
+        )
+        assert exp.config.job is not None and exp.config.job.entrypoint == example.ENTRYPOINT
+        for t in exp.trials:
+            assert {"reward", "diversity"} <= set(t.values), t.values
+    finally:
+        store.close()
     out = capsys.readouterr().out
-    assert "constraint diversity >=" in out and "recommended:" in out
+    assert "constraint diversity >=" in out and "completed: reward=" in out
+    assert "recommended:" in out
 
 
 def test_example_rejects_a_zero_budget(example) -> None:

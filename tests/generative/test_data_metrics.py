@@ -67,3 +67,22 @@ def test_psnr_frechet_and_diversity() -> None:
     assert frechet_distance(f, f) == pytest.approx(0.0, abs=1e-6)
     assert frechet_distance(f, f + 1.0) == pytest.approx(4.0, rel=1e-3)
     assert mean_pairwise_distance(torch.tensor([[0.0, 0.0], [3.0, 4.0]])) == pytest.approx(5.0)
+
+
+def test_cached_fills_the_disk_cache_even_on_a_memo_hit(tmp_path) -> None:
+    """A model first built without a disk cache (memo only) is still written when a later
+    call names one: trial subprocesses of a tuning run load it from there."""
+    from assay.generative.jobs import cached, config_key
+
+    key = config_key("test_cached_linear", 3)
+    builds = []
+
+    def build() -> torch.nn.Module:
+        builds.append(1)
+        return torch.nn.Linear(3, 2)
+
+    first = cached(key, build, factory=lambda: torch.nn.Linear(3, 2))
+    again = cached(key, build, cache_dir=str(tmp_path), factory=lambda: torch.nn.Linear(3, 2))
+    assert again is first and len(builds) == 1
+    saved = torch.load(tmp_path / f"{key}.pt", weights_only=True)
+    assert torch.equal(saved["weight"], first.weight)

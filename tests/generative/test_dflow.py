@@ -98,3 +98,22 @@ def test_run_job_and_validation() -> None:
     assert e.value.field == "alpha"
     fields = {f.name for f in dataclasses.fields(DFlowConfig)}
     assert {p["name"] for p in SEARCH_SPACE} <= fields
+
+
+def test_run_reports_progress_during_lbfgs() -> None:
+    """Progress goes out from inside L-BFGS (every ``report_every`` function evaluations, with
+    step = evaluations so far), not only once at the end."""
+    from assay.service.reporting import CollectingReporter, use_reporter
+
+    with use_reporter(CollectingReporter()) as rep:
+        m = run({"task": "constraint2d", "n": 16, "max_iter": 6, "steps": 4, "device": "cpu",
+                 "base_iterations": 1000, "report_every": 2})  # fmt: skip
+    progress = [r for r in rep.reports if "dflow_objective" in r.metrics]
+    evals = int(m["function_evals"])
+    assert len(progress) >= max(2, evals // 2), [r.step for r in rep.reports]
+    steps = [r.step for r in progress]
+    assert steps == sorted(steps) and steps[-1] == evals
+    iters = [r.metrics["lbfgs_iteration"] for r in progress]
+    assert iters == sorted(iters) and 1 <= iters[-1] <= 6
+    final = rep.reports[-1]
+    assert final.step == evals and "constraint_error" in final.metrics

@@ -155,13 +155,28 @@ def test_discrete_space_deduplicates_and_reports_exhaustion(build_experiment) ->
 def test_model_fit_failure_falls_back_to_sobol(build_experiment, monkeypatch) -> None:
     import assay.platform.models as models
 
+    def broken(*args, **kwargs):
+        raise RuntimeError("cholesky failed")
+
+    monkeypatch.setattr(models, "fit_gpytorch_mll", broken)
+    monkeypatch.setattr(models, "_build_gp", broken)  # every fit attempt fails
+    res = NoisyEIGenerator().generate(build_experiment(SPEC_1D, observed_1d()), 2, seed=0)
+    assert [c.generator for c in res.candidates] == ["sobol", "sobol"]
+    assert "fallback" in res.info
+
+
+def test_failed_mll_fits_still_give_model_based_proposals(build_experiment, monkeypatch) -> None:
+    """A fit that never converges is retried down to the prior hyperparameters: the ask stays
+    model-based (and says so in fit_warnings) instead of dropping to Sobol."""
+    import assay.platform.models as models
+
     def broken(mll, **kwargs):
         raise RuntimeError("cholesky failed")
 
     monkeypatch.setattr(models, "fit_gpytorch_mll", broken)
-    res = NoisyEIGenerator().generate(build_experiment(SPEC_1D, observed_1d()), 2, seed=0)
-    assert [c.generator for c in res.candidates] == ["sobol", "sobol"]
-    assert "fallback" in res.info
+    res = NoisyEIGenerator().generate(build_experiment(SPEC_1D, observed_1d()), 1, seed=0)
+    assert [c.generator for c in res.candidates] == ["noisy_ei"]
+    assert any("prior hyperparameters" in w for w in res.info["fit_warnings"])
 
 
 def test_sobol_generator_continues_its_sequence(build_experiment) -> None:
@@ -172,3 +187,56 @@ def test_sobol_generator_continues_its_sequence(build_experiment) -> None:
     second = gen.generate(exp, 3, seed=0)
     xs = [c.parameters["x"] for c in first.candidates + second.candidates]
     assert len(set(xs)) == 6
+
+
+def test_acquisition_failure_falls_back_to_valid_sobol_points(monkeypatch) -> None:
+    """A numerical failure inside acquisition optimization (here a NotPSDError injected at the
+    BoTorch call) never crashes the ask: it returns in-bounds, constraint-respecting, new
+    Sobol points, and the fallback is visible in the trials and the generator state."""
+    from gpytorch.utils.errors import NotPSDError
+
+    import assay
+    import assay.platform.generators.noisy_ei as noisy_ei
+
+    client = assay.Client()
+    exp = client.create_experiment(
+        name="fallback",
+        parameters=[
+            {"name": "x", "type": "float", "bounds": [0, 1]},
+            {"name": "y", "type": "float", "bounds": [0, 2]},
+        ],
+        parameter_constraints=["x + y <= 1.5"],
+        objective="f",
+        generator_settings={"n_initial": 4},
+        seed=3,
+    )
+    for t in client.ask(exp.id, n=4):
+        p = t.parameters
+        client.tell(t.id, {"f": -((p["x"] - 0.3) ** 2) - (p["y"] - 0.5) ** 2})
+
+    def not_psd(*args, **kwargs):
+        raise NotPSDError("Matrix not positive definite after repeatedly adding jitter")
+
+    monkeypatch.setattr(noisy_ei, "optimize_acquisition", not_psd)
+    trials = client.ask(exp.id, n=3)
+    seen = [tuple(t.parameters.values()) for t in client.get_experiment(exp.id).trials]
+    assert len(trials) == 3 and len(set(seen)) == len(seen) == 7
+    for t in trials:
+        p = t.parameters
+        assert 0 <= p["x"] <= 1 and 0 <= p["y"] <= 2 and p["x"] + p["y"] <= 1.5 + 1e-9
+        assert t.generator == "sobol" and "NotPSDError" in t.metadata["fallback"]
+    assert "NotPSDError" in trials[0].metadata["generation"]["fallback"]
+    state = client.get_experiment(exp.id).generator_state
+    assert state["acquisition_fallbacks"] == 1
+    assert state["last_acquisition_fallback"]["trial_index"] == 4
+
+
+def test_non_numerical_errors_in_acquisition_still_raise(build_experiment, monkeypatch) -> None:
+    import assay.platform.generators.noisy_ei as noisy_ei
+
+    def bug(*args, **kwargs):
+        raise KeyError("a bug, not numerics")
+
+    monkeypatch.setattr(noisy_ei, "optimize_acquisition", bug)
+    with pytest.raises(KeyError):
+        NoisyEIGenerator().generate(build_experiment(SPEC_1D, observed_1d()), 1, seed=0)

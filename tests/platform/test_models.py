@@ -69,14 +69,59 @@ def test_warm_start_restores_hyperparameters_and_is_json(build_experiment) -> No
     fit_outcome_models(data, ["y"], warm_start=state, seed=0)
 
 
-def test_fit_failure_is_typed(build_experiment, monkeypatch) -> None:
-    """When every attempt fails the caller gets ModelFitError (generators then fall back)."""
+def test_failed_fits_retry_with_a_noise_floor_and_jitter(build_experiment, monkeypatch) -> None:
+    """Warm and cold fits fail (as a NotPSDError would): the stabilised retry is used, with
+    its noise floor, and the notes say what happened."""
+    from gpytorch.utils.errors import NotPSDError
+
+    import assay.platform.models as models
+
+    exp = build_experiment(SPEC, _points(6, None))
+    data = training_data(exp)["y"]
+    warm = fit_outcome_models({"y": data}, ["y"], seed=0).state["y"]
+    calls = []
+    real = models.fit_gpytorch_mll
+
+    def flaky(mll, **kwargs):
+        calls.append(1)
+        if len(calls) <= 2:
+            raise NotPSDError("matrix not positive definite after repeatedly adding jitter")
+        return real(mll, **kwargs)
+
+    monkeypatch.setattr(models, "fit_gpytorch_mll", flaky)
+    gp, notes = fit_metric_model(data, warm, seed=0)
+    assert len(calls) == 3
+    assert "attempt 1 (warm start) failed: NotPSDError" in notes[0]
+    assert "attempt 2 (cold start) failed" in notes[1]
+    assert notes[-1] == "used attempt 3 (noise floor + jitter)"
+    assert float(gp.likelihood.noise.detach().min()) >= models.RETRY_NOISE_FLOOR
+
+
+def test_fit_that_never_converges_uses_the_prior_hyperparameters(
+    build_experiment, monkeypatch
+) -> None:
     import assay.platform.models as models
 
     def broken(mll, **kwargs):
         raise RuntimeError("not positive definite")
 
     monkeypatch.setattr(models, "fit_gpytorch_mll", broken)
+    exp = build_experiment(SPEC, _points(6, 0.05))
+    gp, notes = fit_metric_model(training_data(exp)["y"], None, seed=0)
+    assert notes[-1] == "used attempt 3 (prior hyperparameters, unfitted)"
+    post = gp.posterior(torch.linspace(0, 1, 5, dtype=torch.float64).unsqueeze(-1))
+    assert torch.isfinite(post.mean).all() and torch.isfinite(post.variance).all()
+
+
+def test_fit_failure_is_typed(build_experiment, monkeypatch) -> None:
+    """When every attempt fails the caller gets ModelFitError (generators then fall back)."""
+    import assay.platform.models as models
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("not positive definite")
+
+    monkeypatch.setattr(models, "fit_gpytorch_mll", broken)
+    monkeypatch.setattr(models, "_build_gp", broken)  # not even the prior model evaluates
     exp = build_experiment(SPEC, _points(4, None))
     with pytest.raises(ModelFitError) as e:
         fit_metric_model(training_data(exp)["y"], {"d": 1, "params": {}}, seed=0)

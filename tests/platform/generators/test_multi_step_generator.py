@@ -279,6 +279,45 @@ def test_budget_shrinks_horizon_to_one_at_the_last_evaluation() -> None:
     assert client.get_experiment(exp.id).generator_state.get("tree") is None
 
 
+def test_a_job_runs_budget_shrinks_the_horizon_like_the_service_counts_it() -> None:
+    """A job-run experiment's budget is its job spec's ``max_trials`` (what the service and
+    the orchestrator stop at), not the experiment's larger one: the tree shrinks against it."""
+    client = assay.Client()
+    job = {"entrypoint": "assay.service.demo_job:train_digits", "max_trials": 7}
+    exp = _experiment(client, {"horizon": 3, "num_fantasies": [2, 2]}, max_trials=50, job=job)
+    trials = _run(client, exp.id, 7)
+    horizons = [t.metadata["generation"].get("horizon_effective") for t in trials[4:]]
+    assert horizons == [3, 2, 1]
+    with pytest.raises(assay.ConflictError):  # the service stops at the same number
+        client.ask(exp.id)
+
+
+def test_tree_optimization_failure_falls_back_to_sobol(monkeypatch) -> None:
+    """A numerical failure in the lookahead (a NotPSDError injected at the BoTorch call) gives
+    valid, new Sobol points; the fallback is recorded and no broken tree is kept."""
+    from gpytorch.utils.errors import NotPSDError
+
+    import assay.platform.generators.multi_step as ms
+
+    client = assay.Client()
+    exp = _experiment(client)
+    _run(client, exp.id, 4)  # the initial design
+
+    def not_psd(*args, **kwargs):
+        raise NotPSDError("Matrix not positive definite after repeatedly adding jitter")
+
+    monkeypatch.setattr(ms, "optimize_acqf", not_psd)
+    monkeypatch.setattr(ms, "optimize_acquisition", not_psd)
+    trials = client.ask(exp.id, n=2)
+    all_params = [tuple(t.parameters.values()) for t in client.get_experiment(exp.id).trials]
+    assert len(trials) == 2 and len(set(all_params)) == 6
+    for t in trials:
+        assert -5 <= t.parameters["a"] <= 10 and 0 <= t.parameters["b"] <= 15
+        assert t.generator == "sobol" and "NotPSDError" in t.metadata["fallback"]
+    state = client.get_experiment(exp.id).generator_state
+    assert state["acquisition_fallbacks"] == 1 and state.get("tree") is None
+
+
 def test_pending_trials_are_believed_and_batches_fall_back_to_noisy_ei() -> None:
     client = assay.Client()
     exp = _experiment(client)
