@@ -56,7 +56,11 @@ from assay.platform.generators.base import (
     sobol_candidates,
 )
 from assay.platform.models import FittedModel, fit_outcome_models
-from assay.platform.optimize import OptimizerOptions, optimize_acquisition
+from assay.platform.optimize import (
+    OptimizerOptions,
+    optimize_acquisition,
+    with_generator_threads,
+)
 from assay.platform.relative import control_arm_names as _controls
 from assay.platform.relative import modelled_outcomes
 from assay.platform.space import DTYPE, SearchSpace
@@ -80,6 +84,9 @@ class NoisyEISettings(GeneratorSettings):
         relativize: With a control arm (``status_quo``) observed in batch trials, model
             each arm's % effect against its batch's control rather than raw means (see
             :mod:`assay.platform.relative`): batch-to-batch shifts cancel.
+        torch_threads: torch intra-op threads during the ask (``None``: leave torch's
+            setting). One is fastest for an ask's tiny tensors, and much faster on shared
+            cores (see :func:`assay.platform.optimize.intra_op_threads`).
     """
 
     n_initial: int | None = Field(default=None, ge=1, le=10_000)
@@ -89,6 +96,7 @@ class NoisyEISettings(GeneratorSettings):
     prune_baseline: bool = True
     warm_start: bool = True
     relativize: bool = True
+    torch_threads: int | None = Field(default=1, ge=1, le=1024)
 
 
 def objective_and_constraints(
@@ -172,6 +180,7 @@ class NoisyEIGenerator(Generator):
                 return min(default, max(sobol, 1))
         return default
 
+    @with_generator_threads
     def generate(
         self,
         experiment: Experiment,

@@ -63,6 +63,31 @@ def test_same_seed_same_data_same_proposals(build_experiment) -> None:
     assert [c.parameters for c in a.candidates] == [c.parameters for c in b.candidates]
 
 
+def test_ask_runs_single_threaded_and_restores_torch_threads(build_experiment, monkeypatch) -> None:
+    import torch
+
+    from assay.platform import optimize
+
+    before = torch.get_num_threads()
+    seen: list[int] = []
+    real = optimize.optimize_acquisition
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("assay.platform.generators.noisy_ei.optimize_acquisition", spy)
+    NoisyEIGenerator().generate(build_experiment(SPEC_1D, observed_1d()), 1, seed=0)
+    assert seen == [1] and torch.get_num_threads() == before
+    NoisyEIGenerator({"torch_threads": None}).generate(
+        build_experiment(SPEC_1D, observed_1d()), 1, seed=0
+    )
+    assert seen[-1] == before and torch.get_num_threads() == before
+    with optimize.intra_op_threads(1), optimize.intra_op_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+
+
 def test_pending_points_are_passed_to_the_acquisition(build_experiment) -> None:
     """A running trial at the EI maximiser must make that point (nearly) worthless."""
     import torch
