@@ -22,10 +22,7 @@ FAST: dict[str, dict[str, Any]] = {
 MODEL_BASED = sorted(FAST)
 SPEC = {
     "name": "init",
-    "parameters": [
-        {"name": "x", "type": "float", "bounds": [0, 1]},
-        {"name": "y", "type": "float", "bounds": [0, 1]},
-    ],
+    "parameters": [{"name": n, "type": "float", "bounds": [0, 1]} for n in ("x", "y")],
     "objective": "f",
 }
 
