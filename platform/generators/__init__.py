@@ -2,6 +2,17 @@
 
 ``get_generator(name, settings)`` builds one by name; new generators register themselves with
 :func:`register_generator`.
+
+* :mod:`~assay.platform.generators.base` — the protocol and the shared flow of model-based
+  generators (initial design, fit, fallbacks);
+* :mod:`~assay.platform.generators.sobol` — ``"sobol"``, the quasi-random design;
+* :mod:`~assay.platform.generators.noisy_ei` — ``"noisy_ei"``, noisy-constrained EI
+  (Letham et al. 2019);
+* :mod:`~assay.platform.generators.multi_step` — ``"multi_step"``, multi-step lookahead EI
+  (Jiang et al. 2020), a package.
+
+May import: what its modules may: torch, gpytorch, botorch, pydantic and :mod:`assay.platform`;
+nothing of ``assay`` above :mod:`assay.platform`.
 """
 
 from __future__ import annotations
