@@ -122,10 +122,13 @@ class ReleaseStore:
         except (FileNotFoundError, NotADirectoryError):
             return None
         if rec["status"] == "running" and not self._alive(rec, path.parent):
-            rec = {**rec, "status": "failed", "finished_at": rec.get("finished_at"),
-                   "error": {"code": "interrupted", "message": "the server stopped while this "
-                             "release was running; if it was charged, the budget stays spent. "
-                             "Start a new release with a new release_id.", "details": {}}}  # fmt: skip
+            error = {
+                "code": "interrupted",
+                "message": "the server stopped while this release was running; if it was "
+                "charged, the budget stays spent. Start a new release with a new release_id.",
+                "details": {},
+            }
+            rec = {**rec, "status": "failed", "finished_at": rec.get("finished_at"), "error": error}
         return rec
 
     def records(self) -> list[dict[str, Any]]:

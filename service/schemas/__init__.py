@@ -9,7 +9,8 @@ One module per resource; this package re-exports every body, so
 
 * :mod:`~assay.service.schemas.common` — ``Name``, ``Scalar``, the ``Strict`` request base;
 * :mod:`~assay.service.schemas.errors` — the ``{"error": {...}}`` envelope;
-* :mod:`~assay.service.schemas.experiments` — parameters, objective, experiment create/update/public;
+* :mod:`~assay.service.schemas.experiments` — parameters, objective, experiments (create,
+  update, public, summary, list);
 * :mod:`~assay.service.schemas.trials` — ask/attach/complete, trials, events, observation rows;
 * :mod:`~assay.service.schemas.analysis` — best arm and relative effects;
 * :mod:`~assay.service.schemas.projects` — projects;
