@@ -1,43 +1,95 @@
-"""Plumbing shared by the generative job entry points: parameters, seeds, devices, caches.
+"""Plumbing shared by the job workloads: the config base, parameter checks, seeds, devices.
 
-Every workload in :mod:`assay.generative` exposes ``run(params: dict) -> dict``. The params
-dict is the trial's parameters plus any fixed settings; it is resolved against a dataclass of
-documented defaults by :func:`resolve_config`, which rejects unknown names and wrong types with
-a :class:`~assay.platform.errors.ValidationError` naming the offending parameter, so a typo in
-an experiment definition fails the first trial loudly instead of silently using a default.
+Every workload in :mod:`assay.generative.workloads` exposes ``run(params: dict) -> dict``. The
+params dict is the trial's parameters plus any fixed settings; it is resolved against the
+workload's config dataclass (a :class:`WorkloadConfig`) by :func:`resolve_config`, which rejects
+unknown names and wrong types with a :class:`~assay.platform.errors.ValidationError` naming the
+offending parameter, so a typo in an experiment definition fails the first trial loudly instead
+of silently using a default. :class:`WorkloadRun` is the start (config, seeds, device,
+stopwatch) and the end (final report, finite metrics) that every workload shares.
+
+Owns the config base and the run plumbing. May import torch, numpy,
+:mod:`assay.platform.errors` and ``assay.report``; no algorithm module (they do not import
+this either) and nothing of ``assay.service`` or ``assay.storage``.
 
 Example:
     >>> from dataclasses import dataclass
     >>> @dataclass
-    ... class Cfg:
+    ... class Cfg(WorkloadConfig):
+    ...     workload = "demo"
     ...     lr: float = 1e-3
     ...     steps: int = 10
-    >>> resolve_config(Cfg, {"lr": 0.01}, "demo").lr
+    >>> resolve_config(Cfg, {"lr": 0.01}).lr
     0.01
+    >>> job = WorkloadRun.start(Cfg, {"steps": 2, "device": "cpu"})
+    >>> job.finish({"loss": 0.5}, step=job.config.steps)["loss"]
+    0.5
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import os
 import random
 import time
 import typing
-from collections.abc import Callable, Mapping
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 import torch
 
+import assay
 from assay.platform.errors import ValidationError
 
-C = TypeVar("C")
 
-#: Process-wide memo of trained helper models (base flows, classifiers), keyed by config hash.
-_MEMO: dict[str, Any] = {}
+@dataclass
+class WorkloadConfig:
+    """The parameters every workload has; a workload's config extends it with its own.
+
+    A subclass sets :attr:`workload` (its name in error messages), may give these fields other
+    defaults by declaring them again, and checks its own fields in ``validate`` after calling
+    ``super().validate()``.
+
+    Attributes:
+        seed: Random seed of python, numpy and torch (:func:`seed_everything`).
+        device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda[:i]"``.
+        cache_dir: Disk cache of the pretrained helper models (base flows, the digits
+            classifier; :func:`~assay.generative.workloads.pretrained.cached`); empty:
+            ``$ASSAY_GENERATIVE_CACHE``, else none. Workloads that train no helper model
+            ignore it.
+        report_every: Progress-report period, in the workload's own unit (optimiser steps,
+            L-BFGS evaluations, epochs); 0: only the final report.
+    """
+
+    #: The workload's name in error messages.
+    workload: ClassVar[str] = "workload"
+
+    seed: int = 0
+    device: str = "auto"
+    cache_dir: str = ""
+    report_every: int = 0
+
+    def require(self, cond: bool, name: str, message: str) -> None:
+        """Raise a ValidationError naming parameter ``name`` unless ``cond`` holds."""
+        require(cond, self.workload, name, message)
+
+    def at_least(self, **bounds: int) -> None:
+        """Require each named parameter to be ``>=`` its bound, in the order given."""
+        for name, low in bounds.items():
+            self.require(getattr(self, name) >= low, name, f"must be >= {low}")
+
+    def positive(self, *names: str) -> None:
+        """Require each named parameter to be ``> 0``, in the order given."""
+        for name in names:
+            self.require(getattr(self, name) > 0, name, "must be > 0")
+
+    def validate(self) -> None:
+        """Check the values (called by :func:`resolve_config`)."""
+        self.at_least(report_every=0)
+
+
+C = TypeVar("C", bound=WorkloadConfig)
 
 
 def _coerce(name: str, value: Any, annotation: Any, where: str) -> Any:
@@ -79,17 +131,18 @@ def _coerce(name: str, value: Any, annotation: Any, where: str) -> Any:
     )
 
 
-def resolve_config(cls: type[C], params: Mapping[str, Any] | None, where: str) -> C:
+def resolve_config(cls: type[C], params: Mapping[str, Any] | None, where: str | None = None) -> C:
     """Build the config dataclass ``cls`` from ``params`` (defaults for missing names).
 
     Args:
-        cls: A dataclass whose fields (with defaults) are the job's parameters.
+        cls: The workload's config dataclass (all fields with defaults).
         params: The trial's parameters; ``None`` means all defaults.
-        where: Name of the job, used in error messages.
+        where: Name of the job in error messages (default: ``cls.workload``).
 
     Raises:
         ValidationError: An unknown parameter name or a value of the wrong type.
     """
+    where = where or cls.workload
     params = dict(params or {})
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
@@ -101,9 +154,7 @@ def resolve_config(cls: type[C], params: Mapping[str, Any] | None, where: str) -
         )
     kwargs = {k: _coerce(k, v, hints[k], where) for k, v in params.items()}
     cfg = cls(**kwargs)
-    check = getattr(cfg, "validate", None)
-    if check is not None:
-        check()
+    cfg.validate()
     return cfg
 
 
@@ -133,68 +184,6 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def config_key(*parts: Any) -> str:
-    """A short stable hash of JSON-serialisable parts (dataclasses allowed)."""
-
-    def enc(p: Any) -> Any:
-        if dataclasses.is_dataclass(p) and not isinstance(p, type):
-            return dataclasses.asdict(p)
-        return p
-
-    blob = json.dumps([enc(p) for p in parts], sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def cached(
-    key: str,
-    build: Callable[[], torch.nn.Module],
-    *,
-    cache_dir: str | None = None,
-    factory: Callable[[], torch.nn.Module] | None = None,
-) -> torch.nn.Module:
-    """Return a trained helper model, building it at most once per process (and per disk cache).
-
-    Jobs such as Adjoint Matching need a pretrained base flow and, for digits, a classifier.
-    Each trial of a tuning experiment would otherwise retrain them; this memoises them in the
-    process and, when ``cache_dir`` (or ``$ASSAY_GENERATIVE_CACHE``) is set, on disk as a
-    ``state_dict`` (``factory`` rebuilds the empty module to load it into).
-
-    Args:
-        key: Identity of the model (see :func:`config_key`).
-        build: Trains and returns the model (on CPU or any device).
-        cache_dir: Optional directory for ``<key>.pt`` files.
-        factory: Builds an untrained module of the right shape, needed to load from disk.
-    """
-    cache_dir = cache_dir or os.environ.get("ASSAY_GENERATIVE_CACHE") or None
-    path = Path(cache_dir) / f"{key}.pt" if cache_dir else None
-    if key in _MEMO:
-        # Still fill the disk cache: jobs in other processes (trial subprocesses) read it.
-        if path is not None and factory is not None and not path.exists():
-            _save_state(_MEMO[key], path)
-        return _MEMO[key]
-    model: torch.nn.Module | None = None
-    if path is not None and factory is not None and path.exists():
-        model = factory()
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    if model is None:
-        model = build()
-        if path is not None and factory is not None:
-            _save_state(model, path)
-    model = model.cpu().eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    _MEMO[key] = model
-    return model
-
-
-def _save_state(model: torch.nn.Module, path: Path) -> None:
-    """Write ``model``'s ``state_dict`` to ``path`` atomically (readers never see half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
-    os.replace(tmp, path)
-
-
 class Timer:
     """Wall-clock stopwatch: ``elapsed`` seconds since construction."""
 
@@ -204,16 +193,6 @@ class Timer:
     @property
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
-
-
-def clone_frozen(module: torch.nn.Module) -> torch.nn.Module:
-    """A deep copy of ``module`` with gradients switched off (e.g. the frozen base model)."""
-    import copy
-
-    m = copy.deepcopy(module)
-    for p in m.parameters():
-        p.requires_grad_(False)
-    return m.eval()
 
 
 def finite_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -231,3 +210,52 @@ def finite_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
             raise FloatingPointError(f"metric {k!r} is not finite ({f}); the run diverged")
         out[k] = f
     return out
+
+
+@dataclass
+class WorkloadRun(Generic[C]):
+    """One run of a workload: its resolved config, seeded generator, device and stopwatch.
+
+    :meth:`start` is the first line of every workload's ``run`` and :meth:`finish` its last.
+
+    Args:
+        config: The resolved, validated parameters.
+        generator: CPU generator seeded with ``config.seed`` (python, numpy and torch are
+            seeded too).
+        device: The device to compute on.
+        timer: Started before seeding; ``wall_time_s`` is its reading at :meth:`finish`.
+    """
+
+    config: C
+    generator: torch.Generator
+    device: torch.device
+    timer: Timer
+
+    @classmethod
+    def start(cls, config_cls: type[C], params: Mapping[str, Any] | None) -> WorkloadRun[C]:
+        """Resolve ``params`` against ``config_cls``, start the stopwatch, seed, pick the device.
+
+        Raises:
+            ValidationError: An unknown parameter, a wrong type or value, or CUDA requested
+                where there is none.
+        """
+        cfg = resolve_config(config_cls, params)
+        timer = Timer()
+        generator = seed_everything(cfg.seed)
+        return cls(cfg, generator, pick_device(cfg.device), timer)
+
+    @property
+    def cache_dir(self) -> str | None:
+        """The helper-model disk cache (``None``: ``$ASSAY_GENERATIVE_CACHE`` or none)."""
+        return self.config.cache_dir or None
+
+    def finish(self, metrics: dict[str, float], *, step: int) -> dict[str, float]:
+        """The job's return value: adds ``wall_time_s`` (unless set), reports every metric at
+        ``step`` with ``assay.report`` and returns them as finite floats.
+
+        Raises:
+            FloatingPointError: A metric is NaN or infinite (see :func:`finite_metrics`).
+        """
+        metrics.setdefault("wall_time_s", self.timer.elapsed)
+        assay.report(step=step, **metrics)
+        return finite_metrics(metrics)

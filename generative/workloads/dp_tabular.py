@@ -1,16 +1,28 @@
-"""Job entry point: tune DP-SGD hyperparameters of the tabular LM at a fixed ε with Assay.
+"""Workload: tune DP-SGD hyperparameters of the tabular LM at a fixed ε with Assay.
+
+Canonical entry point ``assay.generative.workloads.dp_tabular:run`` (the old
+``assay.generative.tabular.job:run`` is an alias). The model, training and metrics are
+:mod:`assay.generative.tabular`; this module owns the job's parameters (:data:`DEFAULTS`), the
+search space (:data:`SEARCH_SPACE`), the objective (:data:`OBJECTIVE`) and :func:`run`.
 
 ``run(params) -> metrics`` trains one model at the fixed ``epsilon``/``delta`` with the given
 hyperparameters, reports progress with ``assay.report(step=epoch, ...)`` and returns the utility
 metrics. An Assay experiment over :data:`SEARCH_SPACE` (the JSON parameter form the REST API
 and :meth:`SearchSpace.from_dict` accept) minimising :data:`OBJECTIVE` finds the learning rate,
 clipping norm, batch size, epochs and width that give the best synthetic data *at that ε*:
-every trial has the same privacy guarantee, so the comparison is fair.
+every trial has the same privacy guarantee, so the comparison is fair. Its parameters are a
+plain dict of defaults rather than a
+:class:`~assay.generative.workloads.common.WorkloadConfig`: it trains on CPU threads
+(``threads``), uses no helper-model cache, reports every epoch, and names a bad parameter as
+``params.<name>`` in its errors.
 
 Privacy caveat: each trial is a separate DP-SGD run on the same private data, and choosing the
 best of many runs is itself a release that leaks (Papernot & Steinke 2022). Tune on public or
 proxy data (e.g. :func:`~assay.generative.tabular.data.ab_logs` with the same schema), or
 account for the tuning; the default ``dataset`` here is a public table for that reason.
+
+May import :mod:`assay.generative` (the tabular package, privacy accounting) and
+``assay.report``; nothing of ``assay.service`` or ``assay.storage``.
 
 Example:
     >>> from assay.platform.space import SearchSpace
