@@ -18,7 +18,8 @@ One module per resource; this package re-exports every body, so
 * :mod:`~assay.service.schemas.privacy` — privacy budgets and DP synthetic releases.
 
 The modules may import pydantic, :mod:`assay.platform`, the row types of
-:mod:`assay.storage.base` and each other; never FastAPI (routing is :mod:`assay.service.api`'s).
+:mod:`assay.storage.base` and each other (``projects`` also the engine's project-name rule);
+never FastAPI (routing is :mod:`assay.service.api`'s).
 """
 
 from __future__ import annotations
