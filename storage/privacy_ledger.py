@@ -70,7 +70,7 @@ class SqlPrivacyLedger(PrivacyLedger):
 
         ``migrate=False`` refuses an out-of-date schema, naming ``assay db upgrade``.
         """
-        from assay.storage.factory import normalize_database_url
+        from assay.storage.urls import normalize_database_url
 
         return cls(SqlStore(normalize_database_url(url), migrate=migrate), project)
 

@@ -81,6 +81,7 @@ from assay.storage.orm import (
     TrialReportRow,
     TrialRow,
 )
+from assay.storage.urls import is_sqlite_url, sqlite_database
 
 log = logging.getLogger("assay.storage")
 T = TypeVar("T")
@@ -162,8 +163,8 @@ def _is_transient(exc: BaseException) -> bool:
 
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     """An engine with the settings Assay relies on (see the module docstring)."""
-    if url.startswith("sqlite"):
-        memory = url in ("sqlite://", "sqlite:///:memory:")
+    if is_sqlite_url(url):
+        memory = sqlite_database(url) is None
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
@@ -320,12 +321,8 @@ class SqlStore(Store):
         self._configs: dict[int, ExperimentConfig] = {}
         self._trial_cache: dict[int, dict[int, tuple[tuple, Trial]]] = {}
         self._thread_locks_guard = threading.Lock()
-        db = self.engine.url.database
-        self._lock_dir = (
-            Path(db).resolve().parent / f".{Path(db).name}.locks"
-            if self.dialect == "sqlite" and db not in (None, "", ":memory:")
-            else None
-        )
+        db = sqlite_database(url)
+        self._lock_dir = Path(db).resolve().parent / f".{Path(db).name}.locks" if db else None
 
     def _upgrade_serialised(self) -> None:
         """Upgrade the schema; concurrent openers wait for each other (advisory lock)."""
