@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from assay.platform.experiment import (
     Experiment,
@@ -27,9 +27,7 @@ from assay.platform.experiment import (
     TrialState,
 )
 from assay.platform.jobspec import Job, JobState, TrialReport
-
-if TYPE_CHECKING:
-    from assay.generative.tabular.ledger import PrivacyLedger
+from assay.storage.ledger.base import PrivacyLedger
 
 
 @dataclass
@@ -377,7 +375,7 @@ class Store(ABC):
 
     # -- privacy ---------------------------------------------------------------------------
     def privacy_ledger(self, project: str = "default") -> PrivacyLedger:
-        """The project's privacy budgets (:mod:`assay.generative.tabular.ledger` semantics)."""
+        """The project's privacy budgets (:mod:`assay.storage.ledger` semantics)."""
         from assay.platform.errors import UnsupportedError
 
         raise UnsupportedError(f"{type(self).__name__} has no privacy ledger")

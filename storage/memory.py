@@ -38,6 +38,7 @@ from assay.storage.base import (
     Store,
     TrialEvent,
 )
+from assay.storage.ledger import InMemoryPrivacyLedger, PrivacyLedger
 
 
 class _MemoryLock(ExperimentLock):
@@ -113,7 +114,7 @@ class MemoryStore(Store):
         self._experiment_ids = itertools.count(1)
         self._trial_ids = itertools.count(1)
         self._event_ids = itertools.count(1)
-        self._privacy_ledgers: dict[str, Any] = {}
+        self._privacy_ledgers: dict[str, InMemoryPrivacyLedger] = {}
 
     # -- helpers -----------------------------------------------------------------------------
     def _get(self, experiment_id: int, project: str | None) -> Experiment:
@@ -534,9 +535,7 @@ class MemoryStore(Store):
             return out
 
     # -- privacy -------------------------------------------------------------------------------
-    def privacy_ledger(self, project: str = "default") -> Any:
+    def privacy_ledger(self, project: str = "default") -> PrivacyLedger:
         """An in-memory ledger per project (it lives as long as this store)."""
-        from assay.generative.tabular.ledger import InMemoryPrivacyLedger
-
         with self._lock:
             return self._privacy_ledgers.setdefault(project, InMemoryPrivacyLedger())

@@ -1,11 +1,11 @@
 """The privacy ledger in SQL: per-dataset (ε, δ) budgets and the releases charged to them.
 
-:class:`SqlPrivacyLedger` implements :class:`~assay.generative.tabular.ledger.PrivacyLedger`
+:class:`SqlPrivacyLedger` implements :class:`~assay.storage.ledger.PrivacyLedger`
 on the ``privacy_budgets`` / ``privacy_charges`` tables, scoped to one project (the same
 dataset name in two projects is two budgets). Its semantics are *the* shared ones — it loads
 the dataset's budget and charges into the plain-dict state that the in-memory and JSON-file
-ledgers use and calls the same ``_set_budget`` / ``_charge`` functions, so same-id retries,
-refusals, validation and the floating-point tolerance cannot drift between backends.
+ledgers use and applies the same rules (:mod:`assay.storage.ledger.state`), so same-id
+retries, refusals, validation and the floating-point tolerance cannot drift between backends.
 
 Atomicity: :meth:`SqlPrivacyLedger.charge` is one transaction that first locks the dataset's
 budget row — ``SELECT ... FOR UPDATE`` on PostgreSQL, the ``BEGIN IMMEDIATE`` write
@@ -34,18 +34,19 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from assay.generative.tabular.ledger import (
-    BudgetStatus,
-    Charge,
-    PrivacyLedger,
-    State,
-    _charge,
-    _check_name,
-    _set_budget,
-    _status,
-)
 from assay.platform.errors import ConflictError
 from assay.platform.experiment import utcnow
+from assay.storage.ledger.base import PrivacyLedger
+from assay.storage.ledger.state import (
+    BudgetStatus,
+    Charge,
+    LedgerState,
+    budget_status,
+    charges_of,
+    check_name,
+    record_charge,
+    set_budget,
+)
 from assay.storage.orm import PrivacyBudgetRow, PrivacyChargeRow, ProjectRow
 from assay.storage.sql import SqlStore
 
@@ -60,7 +61,7 @@ class SqlPrivacyLedger(PrivacyLedger):
 
     def __init__(self, store: SqlStore, project: str = "default") -> None:
         self.store = store
-        self.project = _check_name(project, "project")
+        self.project = check_name(project, "project")
 
     @classmethod
     def from_url(
@@ -91,7 +92,7 @@ class SqlPrivacyLedger(PrivacyLedger):
         return s.execute(stmt).scalar_one_or_none()
 
     @staticmethod
-    def _state(s: Session, dataset: str, budget: PrivacyBudgetRow | None) -> State:
+    def _state(s: Session, dataset: str, budget: PrivacyBudgetRow | None) -> LedgerState:
         if budget is None:
             return {}
         rows = s.execute(
@@ -120,7 +121,7 @@ class SqlPrivacyLedger(PrivacyLedger):
                 budget = self._budget_row(s, dataset, for_update=True)
                 if budget is not None:
                     break
-                check = _set_budget({}, dataset, epsilon, delta)  # validates the new budget
+                check = set_budget({}, dataset, epsilon, delta)  # validates the new budget
                 now = utcnow()
                 try:
                     # A concurrent first budget of this dataset (or a new project) makes the
@@ -143,7 +144,7 @@ class SqlPrivacyLedger(PrivacyLedger):
                     field="dataset",
                 )
             state = self._state(s, dataset, budget)
-            status = _set_budget(state, dataset, epsilon, delta)  # ConflictError below spend
+            status = set_budget(state, dataset, epsilon, delta)  # ConflictError below spend
             budget.epsilon, budget.delta = float(epsilon), float(delta)
             budget.updated_at = utcnow()
             return status
@@ -152,7 +153,7 @@ class SqlPrivacyLedger(PrivacyLedger):
 
     def status(self, dataset: str) -> BudgetStatus:
         def fn(s: Session) -> BudgetStatus:
-            return _status(self._state(s, dataset, self._budget_row(s, dataset)), dataset)
+            return budget_status(self._state(s, dataset, self._budget_row(s, dataset)), dataset)
 
         return self.store._run(fn, write=False)
 
@@ -169,7 +170,7 @@ class SqlPrivacyLedger(PrivacyLedger):
         def fn(s: Session) -> Charge:
             budget = self._budget_row(s, dataset, for_update=True)  # the lock
             state = self._state(s, dataset, budget)
-            charge, stored = _charge(
+            charge, stored = record_charge(
                 state, dataset, epsilon, delta, release_id, description, metadata
             )
             if stored:
@@ -189,9 +190,7 @@ class SqlPrivacyLedger(PrivacyLedger):
 
     def charges(self, dataset: str) -> list[Charge]:
         def fn(s: Session) -> list[Charge]:
-            state = self._state(s, dataset, self._budget_row(s, dataset))
-            _status(state, dataset)  # NotFoundError without a budget
-            return [Charge(**c) for c in state[dataset]["charges"]]
+            return charges_of(self._state(s, dataset, self._budget_row(s, dataset)), dataset)
 
         return self.store._run(fn, write=False)
 

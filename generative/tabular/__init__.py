@@ -5,8 +5,9 @@ models" (arXiv 2306.04803): rows become token sentences (:mod:`.schema`), a smal
 trained from scratch with DP-SGD through Opacus (:mod:`.model`, :mod:`.train`), sampled back
 under constraints, and compared with a marginal-based DP baseline (:mod:`.baseline`) on
 held-out likelihood, k-way marginals and train-on-synthetic/test-on-real accuracy
-(:mod:`.metrics`). Releases are charged to a per-dataset privacy budget (:mod:`.ledger`) and
-come with a reconstruction-risk report (:mod:`assay.generative.privacy`).
+(:mod:`.metrics`). Releases are charged to a per-dataset privacy budget (a ledger the caller
+passes in; see :mod:`.release` and :mod:`assay.storage.ledger`) and come with a
+reconstruction-risk report (:mod:`assay.generative.privacy`).
 
 Heavy modules (torch, opacus) load on first use of the submodules, not on import of this one.
 """

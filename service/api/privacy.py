@@ -396,9 +396,9 @@ def create_release(
             raise UnsupportedError(
                 f"DP releases need {module!r} on the server: pip install 'assay[privacy]'"
             )
-    from assay.generative.tabular.ledger import PrivacyBudgetExceededError
     from assay.generative.tabular.schema import RowCodec, TableSchema
     from assay.generative.tabular.train import TrainConfig
+    from assay.platform.errors import PrivacyBudgetExceededError
 
     project = who.write_project
     releases = _Releases(request, project, name)

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from assay.generative.tabular.ledger import (
-    InMemoryPrivacyLedger,
-    JsonFilePrivacyLedger,
+from assay.platform.errors import (
+    ConflictError,
+    NotFoundError,
     PrivacyBudgetExceededError,
-    PrivacyLedger,
+    ValidationError,
 )
-from assay.platform.errors import ConflictError, NotFoundError, ValidationError
+from assay.storage.ledger import InMemoryPrivacyLedger, JsonFilePrivacyLedger, PrivacyLedger
 
 
 @pytest.fixture(params=["memory", "json", "sqlite", "postgresql"])
