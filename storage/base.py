@@ -7,6 +7,9 @@ state changes are compare-and-set (so two callers cannot both complete a trial),
 create duplicate trials.
 
 One behavioural test suite (``tests/storage/``) runs against every backend.
+
+May import: :mod:`assay.platform` (the domain types) and :mod:`assay.storage.ledger` (the
+privacy ledger interface); never a backend, never SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from assay.platform.errors import NotFoundError, UnsupportedError
 from assay.platform.experiment import (
     Experiment,
     ExperimentConfig,
@@ -28,6 +32,15 @@ from assay.platform.experiment import (
 )
 from assay.platform.jobspec import Job, JobState, TrialReport
 from assay.storage.ledger.base import PrivacyLedger
+
+#: What a completion stores: ``{arm: {metric: Observation}}``, or a callable that receives the
+#: trial as loaded inside the transaction and returns them (validation and write in one
+#: transaction), or ``None``.
+ObservationsArg = (
+    Mapping[str, Mapping[str, Observation]]
+    | Callable[[Trial], Mapping[str, Mapping[str, Observation]]]
+    | None
+)
 
 
 @dataclass
@@ -185,9 +198,7 @@ class Store(ABC):
         to_state: TrialState,
         *,
         project: str | None = None,
-        observations: Mapping[str, Mapping[str, Observation]]
-        | Callable[[Trial], Mapping[str, Mapping[str, Observation]]]
-        | None = None,
+        observations: ObservationsArg = None,
         reason: str | None = None,
         actor: str | None = None,
         lease_expires_at: datetime | None = None,
@@ -285,8 +296,6 @@ class Store(ABC):
 
     def get_project(self, name: str) -> ProjectSummary:
         """One project. ``NotFoundError`` if absent."""
-        from assay.platform.errors import NotFoundError
-
         found = self.project_summaries(name=name)
         if not found:
             raise NotFoundError(f"project {name!r} not found", details={"project": name})
@@ -376,8 +385,6 @@ class Store(ABC):
     # -- privacy ---------------------------------------------------------------------------
     def privacy_ledger(self, project: str = "default") -> PrivacyLedger:
         """The project's privacy budgets (:mod:`assay.storage.ledger` semantics)."""
-        from assay.platform.errors import UnsupportedError
-
         raise UnsupportedError(f"{type(self).__name__} has no privacy ledger")
 
     def close(self) -> None:  # noqa: B027

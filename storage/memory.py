@@ -3,6 +3,9 @@
 Thread-safe (one re-entrant lock for reads/writes, one lock per experiment for asks) and
 copy-on-read: callers get deep copies, so mutating a returned object never changes what is
 stored. Useful for notebooks, tests and the in-process client; nothing survives the process.
+
+May import: the standard library, :mod:`assay.platform`, :mod:`assay.storage.base` and
+:mod:`assay.storage.ledger`.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import copy
 import itertools
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -22,7 +25,6 @@ from assay.platform.experiment import (
     Experiment,
     ExperimentConfig,
     ExperimentStatus,
-    Observation,
     Trial,
     TrialState,
     check_transition,
@@ -34,6 +36,7 @@ from assay.storage.base import (
     ExperimentSummary,
     NewTrial,
     ObservationRecord,
+    ObservationsArg,
     ProjectSummary,
     Store,
     TrialEvent,
@@ -250,9 +253,7 @@ class MemoryStore(Store):
         to_state: TrialState,
         *,
         project: str | None = None,
-        observations: Mapping[str, Mapping[str, Observation]]
-        | Callable[[Trial], Mapping[str, Mapping[str, Observation]]]
-        | None = None,
+        observations: ObservationsArg = None,
         reason: str | None = None,
         actor: str | None = None,
         lease_expires_at: datetime | None = None,

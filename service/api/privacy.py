@@ -9,7 +9,7 @@
     GET  /datasets/{name}/synthetic-releases/{release_id}         status + privacy report
     GET  /datasets/{name}/synthetic-releases/{release_id}/table   the synthetic CSV
 
-Budgets live in the store's privacy ledger (:mod:`assay.storage.privacy_ledger` on SQL), one
+Budgets live in the store's privacy ledger (:mod:`assay.storage.sql.ledger` on SQL), one
 per (project, dataset); another project's datasets answer 404 like its experiments.
 
 A release (:func:`assay.generative.tabular.release.release_synthetic`, Sablayrolles et al.

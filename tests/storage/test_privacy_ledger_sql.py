@@ -15,8 +15,7 @@ from sqlalchemy import create_engine, func, select, text
 
 from assay.platform.errors import NotFoundError, PrivacyBudgetExceededError
 from assay.storage.orm import PrivacyChargeRow
-from assay.storage.privacy_ledger import SqlPrivacyLedger
-from assay.storage.sql import SqlStore
+from assay.storage.sql import SqlPrivacyLedger, SqlStore
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -112,7 +111,7 @@ WORKER = textwrap.dedent(
     """
     import json, os, sys, threading, time
     from assay.platform.errors import PrivacyBudgetExceededError
-    from assay.storage.privacy_ledger import SqlPrivacyLedger
+    from assay.storage.sql import SqlPrivacyLedger
 
     url, worker, go = sys.argv[1], sys.argv[2], sys.argv[3]
     ledger = SqlPrivacyLedger.from_url(url, project="race")

@@ -25,7 +25,7 @@ def ledger(request, tmp_path: Path):
     elif request.param == "json":
         yield JsonFilePrivacyLedger(tmp_path / "ledger.json")
     else:
-        from assay.storage.privacy_ledger import SqlPrivacyLedger
+        from assay.storage.sql import SqlPrivacyLedger
 
         url = (
             f"sqlite:///{tmp_path / 'ledger.db'}"
