@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from assay.platform.errors import NotFoundError, UnsupportedError
+from assay.platform.errors import InvalidTransitionError, NotFoundError, UnsupportedError
 from assay.platform.experiment import (
     Experiment,
     ExperimentConfig,
@@ -41,6 +41,27 @@ ObservationsArg = (
     | Callable[[Trial], Mapping[str, Mapping[str, Observation]]]
     | None
 )
+
+
+def check_expected_state(
+    trial_id: int, state: TrialState, expected_states: Sequence[TrialState] | None
+) -> None:
+    """``InvalidTransitionError`` unless ``expected_states`` is ``None`` or holds ``state``
+    (the guard of :meth:`Store.transition_trial`, before the life-cycle check)."""
+    if expected_states is not None and state not in expected_states:
+        raise InvalidTransitionError(
+            f"trial {trial_id} is {state.value}, expected one of "
+            f"{[x.value for x in expected_states]}",
+            details={"trial_id": trial_id, "state": state.value},
+        )
+
+
+def not_running_error(trial_id: int, state: TrialState) -> InvalidTransitionError:
+    """The refusal of a heartbeat for a trial that is not running."""
+    return InvalidTransitionError(
+        f"trial {trial_id} is {state.value}; only running trials take heartbeats",
+        details={"trial_id": trial_id, "state": state.value},
+    )
 
 
 @dataclass
@@ -243,8 +264,30 @@ class Store(ABC):
         """Number of trials (for pagination)."""
 
     @abstractmethod
+    def expired_leases(self, now: datetime) -> list[int]:
+        """Ids of the running trials whose lease expired before ``now``."""
+
     def reap_expired_leases(self, now: datetime, *, actor: str = "reaper") -> list[Trial]:
-        """Fail every running trial whose lease expired before ``now`` (reason in its event)."""
+        """Fail every running trial whose lease expired before ``now`` (reason in its event).
+
+        Each is one compare-and-set ``running → failed``; a trial that completed, or that
+        another server reaped, meanwhile is skipped.
+        """
+        out = []
+        for trial_id in self.expired_leases(now):
+            try:
+                out.append(
+                    self.transition_trial(
+                        trial_id,
+                        TrialState.FAILED,
+                        reason=f"lease expired before {now.isoformat()} (no heartbeat)",
+                        actor=actor,
+                        expected_states=[TrialState.RUNNING],
+                    )
+                )
+            except InvalidTransitionError:
+                continue
+        return out
 
     # -- cheap reads for dashboards ---------------------------------------------------------
     def latest_event_id(self, *, experiment_id: int | None = None) -> int:

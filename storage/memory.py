@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from assay.platform.errors import ConflictError, InvalidTransitionError, NotFoundError
+from assay.platform.errors import ConflictError, NotFoundError
 from assay.platform.experiment import (
     Arm,
     Experiment,
@@ -40,6 +40,8 @@ from assay.storage.base import (
     ProjectSummary,
     Store,
     TrialEvent,
+    check_expected_state,
+    not_running_error,
 )
 from assay.storage.ledger import InMemoryPrivacyLedger, PrivacyLedger
 
@@ -261,12 +263,7 @@ class MemoryStore(Store):
     ) -> Trial:
         with self._lock:
             t = self._trial(trial_id, project)
-            if expected_states is not None and t.state not in expected_states:
-                raise InvalidTransitionError(
-                    f"trial {trial_id} is {t.state.value}, expected one of "
-                    f"{[s.value for s in expected_states]}",
-                    details={"trial_id": trial_id, "state": t.state.value},
-                )
+            check_expected_state(trial_id, t.state, expected_states)
             check_transition(trial_id, t.state, to_state)
             if callable(observations):
                 observations = observations(copy.deepcopy(t))
@@ -287,10 +284,7 @@ class MemoryStore(Store):
         with self._lock:
             t = self._trial(trial_id, project)
             if t.state is not TrialState.RUNNING:
-                raise InvalidTransitionError(
-                    f"trial {trial_id} is {t.state.value}; only running trials take heartbeats",
-                    details={"trial_id": trial_id, "state": t.state.value},
-                )
+                raise not_running_error(trial_id, t.state)
             t.lease_expires_at = lease_expires_at
             return copy.deepcopy(t)
 
@@ -317,30 +311,15 @@ class MemoryStore(Store):
             trials = self._get(experiment_id, project).trials
             return sum(1 for t in trials if not states or t.state in set(states))
 
-    def reap_expired_leases(self, now: datetime, *, actor: str = "reaper") -> list[Trial]:
+    def expired_leases(self, now: datetime) -> list[int]:
         with self._lock:
-            expired = [
+            return [
                 t.id
                 for t in self._trials.values()
                 if t.state is TrialState.RUNNING
                 and t.lease_expires_at is not None
                 and t.lease_expires_at < now
             ]
-        out = []
-        for trial_id in expired:
-            try:
-                out.append(
-                    self.transition_trial(
-                        trial_id,
-                        TrialState.FAILED,
-                        reason="lease expired (no heartbeat)",
-                        actor=actor,
-                        expected_states=[TrialState.RUNNING],
-                    )
-                )
-            except InvalidTransitionError:  # finished meanwhile
-                continue
-        return out
 
     # -- cheap reads for dashboards ---------------------------------------------------------
     def latest_event_id(self, *, experiment_id: int | None = None) -> int:

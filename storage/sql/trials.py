@@ -21,7 +21,13 @@ from sqlalchemy.orm import Session
 
 from assay.platform.errors import InvalidTransitionError
 from assay.platform.experiment import Trial, TrialState, check_transition, utcnow
-from assay.storage.base import ObservationRecord, ObservationsArg, TrialEvent
+from assay.storage.base import (
+    ObservationRecord,
+    ObservationsArg,
+    TrialEvent,
+    check_expected_state,
+    not_running_error,
+)
 from assay.storage.orm import ArmRow, ObservationRow, TrialEventRow, TrialRow
 from assay.storage.sql.codec import (
     CAS_STATE,
@@ -95,12 +101,7 @@ class SqlTrials(SqlDatabase):
     ) -> Trial:
         def fn(s: Session) -> Trial:
             trial, arm_ids = load_one_trial(s, trial_id, project)
-            if expected_states is not None and trial.state not in expected_states:
-                raise InvalidTransitionError(
-                    f"trial {trial_id} is {trial.state.value}, expected one of "
-                    f"{[x.value for x in expected_states]}",
-                    details={"trial_id": trial_id, "state": trial.state.value},
-                )
+            check_expected_state(trial_id, trial.state, expected_states)
             check_transition(trial_id, trial.state, to_state)
             obs = observations(trial) if callable(observations) else observations
             now = utcnow()
@@ -152,42 +153,19 @@ class SqlTrials(SqlDatabase):
                 .values(lease_expires_at=lease_expires_at)
             )
             if result.rowcount != 1:
-                raise InvalidTransitionError(
-                    f"trial {trial_id} is {trial.state.value}; only running trials take heartbeats",
-                    details={"trial_id": trial_id, "state": trial.state.value},
-                )
+                raise not_running_error(trial_id, trial.state)
             trial.lease_expires_at = lease_expires_at
             return trial
 
         return self.run_transaction(fn)
 
-    def reap_expired_leases(self, now: datetime, *, actor: str = "reaper") -> list[Trial]:
-        def find(s: Session) -> list[int]:
-            return list(
-                s.scalars(
-                    select(TrialRow.id).where(
-                        TrialRow.state == TrialState.RUNNING.value,
-                        TrialRow.lease_expires_at.is_not(None),
-                        TrialRow.lease_expires_at < now,
-                    )
-                )
-            )
-
-        out = []
-        for trial_id in self.run_transaction(find, write=False):
-            try:
-                out.append(
-                    self.transition_trial(
-                        trial_id,
-                        TrialState.FAILED,
-                        reason=f"lease expired before {now.isoformat()} (no heartbeat)",
-                        actor=actor,
-                        expected_states=[TrialState.RUNNING],
-                    )
-                )
-            except InvalidTransitionError:  # completed or reaped by another server meanwhile
-                continue
-        return out
+    def expired_leases(self, now: datetime) -> list[int]:
+        stmt = select(TrialRow.id).where(
+            TrialRow.state == TrialState.RUNNING.value,
+            TrialRow.lease_expires_at.is_not(None),
+            TrialRow.lease_expires_at < now,
+        )
+        return self.run_transaction(lambda s: list(s.scalars(stmt)), write=False)
 
     def list_events(
         self, *, experiment_id: int | None = None, trial_id: int | None = None, after: int = 0
