@@ -45,7 +45,7 @@ EXIT_ERROR, EXIT_BUDGET = 2, 3
 @contextlib.contextmanager
 def _ledger(args: argparse.Namespace) -> Iterator[Any]:
     """The SQL ledger when a database URL is given and ``--ledger`` is not; else the JSON file."""
-    from assay.generative.tabular.ledger import JsonFilePrivacyLedger
+    from assay.storage.ledger import JsonFilePrivacyLedger
 
     if args.ledger and args.database_url:
         raise ValidationError(
@@ -152,7 +152,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _guard(func):
     def wrapped(args: argparse.Namespace) -> int:
-        from assay.generative.tabular.ledger import PrivacyBudgetExceededError
+        from assay.platform.errors import PrivacyBudgetExceededError
 
         try:
             return func(args)

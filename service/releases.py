@@ -45,6 +45,7 @@ from assay.platform.errors import (
     AssayError,
     ConflictError,
     NotFoundError,
+    PrivacyBudgetExceededError,
     UnsupportedError,
     ValidationError,
 )
@@ -258,7 +259,6 @@ def start_release(
             raise UnsupportedError(
                 f"DP releases need {module!r} on the server: pip install 'assay[privacy]'"
             )
-    from assay.generative.tabular.ledger import PrivacyBudgetExceededError
     from assay.generative.tabular.schema import RowCodec, TableSchema
     from assay.generative.tabular.train import TrainConfig
 

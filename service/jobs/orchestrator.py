@@ -44,7 +44,7 @@ from assay.platform.jobspec import Job, JobSpec, JobState
 from assay.service.auth import hash_token, new_token
 from assay.service.engine import Engine
 from assay.service.jobs.base import Executor, JobLaunch, JobStatus, tail
-from assay.storage.factory import absolute_database_url
+from assay.storage.urls import absolute_database_url
 
 log = logging.getLogger("assay.orchestrator")
 
