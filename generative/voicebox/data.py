@@ -49,7 +49,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -142,16 +142,27 @@ class Utterance:
 
 @dataclass
 class SpeechData:
-    """The synthesised corpus: train/test utterances, the phoneme inventory, normalisation."""
+    """The synthesised corpus: train/test utterances, the phoneme inventory, normalisation.
+
+    Attributes:
+        config: What was synthesised.
+        train, test: Utterances (test sentences never occur in training).
+        phonemes: Label id → name; the first three are :data:`RESERVED`, then espeak's
+            mnemonics seen in the training split, sorted.
+        mean, std: ``n_mels`` per-band statistics of the raw log-mel of the training split
+            (``frames = (raw − mean) / std``).
+        build_seconds: Synthesis time.
+        sample_rate: espeak-ng's output rate (Hz).
+    """
 
     config: SpeechConfig
     train: list[Utterance]
     test: list[Utterance]
-    phonemes: list[str]  # label id → name (the first three are RESERVED)
-    mean: Tensor  # n_mels: per-band mean of the raw log-mel (training split)
-    std: Tensor  # n_mels
+    phonemes: list[str]
+    mean: Tensor
+    std: Tensor
     build_seconds: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
+    sample_rate: int = 22050
 
     @property
     def voices(self) -> tuple[str, ...]:
@@ -187,6 +198,7 @@ class SpeechData:
             "mean": self.mean,
             "std": self.std,
             "build_seconds": self.build_seconds,
+            "sample_rate": self.sample_rate,
         }
 
     @classmethod
@@ -207,7 +219,8 @@ class SpeechData:
             ]
 
         return cls(cfg, unpack(d["train"]), unpack(d["test"]), list(d["phonemes"]), d["mean"],
-                   d["std"], float(d.get("build_seconds", 0.0)))  # fmt: skip
+                   d["std"], float(d.get("build_seconds", 0.0)),
+                   int(d.get("sample_rate", 22050)))  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
@@ -451,7 +464,7 @@ def _build(config: SpeechConfig) -> SpeechData:
     index = {p: i for i, p in enumerate(phonemes)}
     train_mels = torch.cat([m for s, m, *_ in raw if s == "train"])
     mean, std = train_mels.mean(0), train_mels.std(0).clamp_min(1e-3)
-    data = SpeechData(config, [], [], phonemes, mean, std)
+    data = SpeechData(config, [], [], phonemes, mean, std, sample_rate=eng.sample_rate)
     for split, mel, ph, spk, text in raw:
         u = Utterance((mel - mean) / std, align_frames(ph, len(mel), config.hop, index), spk, text)
         (data.train if split == "train" else data.test).append(u)
@@ -496,7 +509,7 @@ def load_speech(
 def describe(data: SpeechData) -> dict[str, Any]:
     """Summary statistics of a corpus (what the data script prints)."""
     lengths = [len(u) for u in data.train + data.test]
-    frame_s = data.config.hop / 22050.0
+    frame_s = data.config.hop / data.sample_rate
     voiced = torch.cat([u.phones for u in data.train]) > SILENCE
     return {
         "speakers": list(data.voices),

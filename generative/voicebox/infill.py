@@ -13,7 +13,10 @@ CondOT path ``x_t = (1 − t) x_0 + t x``, ``x_0 ~ N(0, I)``:
     L = E ‖ m ⊙ (v_θ(x_t, t | x_ctx, m, z) − (x − x_0)) ‖² / Σ m
 
 — the loss is taken on the **masked frames only** (``loss_on="masked"``); the ablation
-``loss_on="full"`` takes it on every frame (what claim 3 compares against).
+``loss_on="full"`` takes it on every frame (what claim 3 compares against). Defaults:
+``r ~ U[0.7, 1]``, ``p_drop = 0.3``, ``p_uncond = 0.2``. Choices of ours: the mask bit is an
+extra input channel (a masked frame and a context frame of value 0 differ), and an example
+whose context was dropped counts all its frames as masked.
 
 **Sampling** (:func:`infill`). Integrate ``dx/dt = ṽ(x, t)`` from ``x_0 ~ N(0, I)`` at ``t = 0``
 to ``t = 1`` with a few midpoint (or Euler) steps, where classifier-free guidance with weight
@@ -35,7 +38,7 @@ Example:
     >>> us = [Utterance(torch.randn(12, 4), torch.randint(3, 6, (12,)), 0, "a")] * 2
     >>> batch = collate(us)
     >>> model = VoiceboxVelocity(4, 6, width=16, layers=2, heads=2)
-    >>> float(voicebox_loss(model, batch, generator=torch.Generator().manual_seed(0))) >= 0
+    >>> bool(voicebox_loss(model, batch, generator=torch.Generator().manual_seed(0)) >= 0)
     True
 """
 
