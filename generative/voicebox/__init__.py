@@ -13,7 +13,7 @@ masked-span objective, sampled with classifier-free guidance and a few ODE steps
   evaluation (infill error with/without context, speaker similarity, voice prompting).
 
 The job entry point is :func:`assay.generative.workloads.voicebox.run`. This package imports
-torch, numpy, the standard library and :mod:`assay.generative.flow_matching` /
-:mod:`assay.generative.jobs` only — never ``assay.service`` or ``assay.storage``
-(``assay.report`` is the package root's re-export).
+torch, numpy, the standard library, :mod:`assay.generative.flow_matching`,
+:mod:`assay.platform.errors` and ``assay.report`` only — never a workload module,
+``assay.service`` or ``assay.storage``.
 """

@@ -1,6 +1,6 @@
-"""Voicebox-style speech infilling as a job: ``run(params) -> metrics`` and its search space.
+"""Workload: Voicebox-style speech infilling as a job, ``run(params) -> metrics``.
 
-Trains the masked-span flow-matching model of :mod:`assay.generative.voicebox` (Le et al., 2023)
+Canonical entry point ``assay.generative.workloads.voicebox:run``. Trains the masked-span flow-matching model of :mod:`assay.generative.voicebox` (Le et al., 2023)
 on the espeak-ng corpus (built once per configuration into the cache directory), then infills
 held-out spans and reports how well — e.g.
 ``run({"iterations": 800, "guidance_weight": 0.7, "ode_steps": 4})``.
@@ -22,6 +22,9 @@ Metrics (all floats; minimise ``infill_mse``, the rest to constrain or track):
 
 Progress: ``assay.report(step=…, fm_loss=…)`` every ``report_every`` iterations, then the
 metrics at ``step=iterations``.
+
+May import :mod:`assay.generative` (the algorithm, the workload plumbing) and ``assay.report``;
+nothing of ``assay.service`` or ``assay.storage``.
 """
 
 from __future__ import annotations
@@ -29,22 +32,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import assay
-from assay.generative.jobs import (
-    Timer,
-    finite_metrics,
-    pick_device,
-    require,
-    resolve_config,
-    seed_everything,
-)
-
-WORKLOAD = "voicebox"
+from assay.generative.workloads.common import Timer, WorkloadConfig, WorkloadRun
 
 
 @dataclass
-class VoiceboxConfig:
-    """Parameters of :func:`run`.
+class VoiceboxConfig(WorkloadConfig):
+    """Parameters of :func:`run`, besides the shared ones (``seed``; ``device``; ``cache_dir``,
+    here the corpus cache, default ``$ASSAY_GENERATIVE_CACHE`` or ``<tmp>/assay-voicebox``;
+    ``report_every`` in optimiser steps; see
+    :class:`~assay.generative.workloads.common.WorkloadConfig`).
 
     Attributes:
         speakers: Number of voices (the first of
@@ -68,11 +64,9 @@ class VoiceboxConfig:
         eval_mask_ratio: Fraction of each held-out utterance masked for evaluation.
         prompt_frames: Prompt length of the voice-prompting evaluation (0: skip it).
         max_train_seconds: Stop training after this long (0: no limit).
-        seed: Seed of initialisation, masks, noise.
-        device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda[:i]"``.
-        cache_dir: Corpus cache (default ``$ASSAY_GENERATIVE_CACHE`` or ``<tmp>/assay-voicebox``).
-        report_every: Progress report period in iterations (0: only the final report).
     """
+
+    workload = "voicebox"
 
     speakers: int = 6
     utterances_per_speaker: int = 48
@@ -95,38 +89,30 @@ class VoiceboxConfig:
     eval_mask_ratio: float = 0.7
     prompt_frames: int = 12
     max_train_seconds: float = 0.0
-    seed: int = 0
-    device: str = "auto"
-    cache_dir: str = ""
     report_every: int = 100
 
     def validate(self) -> None:
         from assay.generative.voicebox.data import DEFAULT_VOICES
 
-        w = WORKLOAD
+        super().validate()
         n = len(DEFAULT_VOICES)
-        require(2 <= self.speakers <= n, w, "speakers", f"must be between 2 and {n}")
-        require(self.utterances_per_speaker >= 2, w, "utterances_per_speaker", "must be >= 2")
-        require(self.test_per_speaker >= 1, w, "test_per_speaker", "must be >= 1")
-        require(self.heads >= 1, w, "heads", "must be >= 1")
-        require(self.width >= 8 and self.width % self.heads == 0, w, "width",
-                "must be >= 8 and a multiple of heads")  # fmt: skip
-        require(self.layers >= 1, w, "layers", "must be >= 1")
-        require(self.iterations >= 0, w, "iterations", "must be >= 0")
-        require(self.batch_size >= 1, w, "batch_size", "must be >= 1")
-        require(self.lr > 0, w, "lr", "must be > 0")
-        require(0 < self.mask_min <= 1, w, "mask_min", "must be in (0, 1]")
-        require(self.mask_min <= self.mask_max <= 1, w, "mask_max", "must be in [mask_min, 1]")
-        require(0 <= self.p_drop <= 1, w, "p_drop", "must be in [0, 1]")
-        require(0 <= self.p_uncond < 1, w, "p_uncond", "must be in [0, 1)")
-        require(self.loss_on in ("masked", "full"), w, "loss_on", "must be masked or full")
-        require(self.ode_steps >= 1, w, "ode_steps", "must be >= 1")
-        require(self.solver in ("midpoint", "euler"), w, "solver", "must be midpoint or euler")
-        require(self.guidance_weight >= 0, w, "guidance_weight", "must be >= 0")
-        require(0 < self.eval_mask_ratio <= 1, w, "eval_mask_ratio", "must be in (0, 1]")
-        require(self.prompt_frames >= 0, w, "prompt_frames", "must be >= 0")
-        require(self.max_train_seconds >= 0, w, "max_train_seconds", "must be >= 0")
-        require(self.report_every >= 0, w, "report_every", "must be >= 0")
+        self.require(2 <= self.speakers <= n, "speakers", f"must be between 2 and {n}")
+        self.at_least(utterances_per_speaker=2, test_per_speaker=1, heads=1)
+        self.require(self.width >= 8 and self.width % self.heads == 0, "width",
+                     "must be >= 8 and a multiple of heads")  # fmt: skip
+        self.at_least(layers=1, iterations=0, batch_size=1)
+        self.positive("lr")
+        self.require(0 < self.mask_min <= 1, "mask_min", "must be in (0, 1]")
+        self.require(self.mask_min <= self.mask_max <= 1, "mask_max", "must be in [mask_min, 1]")
+        self.require(0 <= self.p_drop <= 1, "p_drop", "must be in [0, 1]")
+        self.require(0 <= self.p_uncond < 1, "p_uncond", "must be in [0, 1)")
+        self.require(self.loss_on in ("masked", "full"), "loss_on", "must be masked or full")
+        self.at_least(ode_steps=1)
+        self.require(self.solver in ("midpoint", "euler"), "solver", "must be midpoint or euler")
+        self.require(self.guidance_weight >= 0, "guidance_weight", "must be >= 0")
+        self.require(0 < self.eval_mask_ratio <= 1, "eval_mask_ratio", "must be in (0, 1]")
+        self.at_least(prompt_frames=0)
+        self.require(self.max_train_seconds >= 0, "max_train_seconds", "must be >= 0")
 
 
 #: The search space worth tuning (JSON form accepted by ``Client.create_experiment``).
@@ -143,7 +129,7 @@ SEARCH_SPACE: list[dict[str, Any]] = [
 
 def run(params: dict[str, Any] | None = None) -> dict[str, float]:
     """Train Voicebox on the espeak corpus, infill held-out spans, return the metrics above."""
-    cfg = resolve_config(VoiceboxConfig, params, WORKLOAD)
+    job = WorkloadRun.start(VoiceboxConfig, params)
     from assay.generative.voicebox.data import DEFAULT_VOICES, SpeechConfig, load_speech
     from assay.generative.voicebox.infill import (
         evaluate_infill,
@@ -153,15 +139,13 @@ def run(params: dict[str, Any] | None = None) -> dict[str, float]:
     )
     from assay.generative.voicebox.model import VoiceboxVelocity
 
-    timer = Timer()
-    device = pick_device(cfg.device)
+    cfg, g, device = job.config, job.generator, job.device
     data = load_speech(
         SpeechConfig(voices=DEFAULT_VOICES[: cfg.speakers],
                      utterances_per_speaker=cfg.utterances_per_speaker,
                      test_per_speaker=cfg.test_per_speaker, seed=cfg.data_seed),
-        cfg.cache_dir or None,
+        job.cache_dir,
     )  # fmt: skip
-    g = seed_everything(cfg.seed)
     model = VoiceboxVelocity(data.n_mels, data.n_labels, width=cfg.width, layers=cfg.layers,
                              heads=cfg.heads)  # fmt: skip
     t_train = Timer()
@@ -192,9 +176,7 @@ def run(params: dict[str, Any] | None = None) -> dict[str, float]:
         metrics["final_loss"] = sum(tail) / len(tail)
     metrics["train_seconds"] = train_s
     metrics["iterations_per_s"] = len(losses) / max(train_s, 1e-9)
-    metrics["wall_time_s"] = timer.elapsed
-    assay.report(step=cfg.iterations, **metrics)
-    return finite_metrics(metrics)
+    return job.finish(metrics, step=cfg.iterations)
 
 
 __all__ = ["SEARCH_SPACE", "VoiceboxConfig", "run"]
