@@ -10,7 +10,11 @@ Runs, in order, within ``--budget-seconds`` (default 450 s, under 8 minutes on o
 3. D-Flow — 2-D constraint (true log-density vs. optimising x1 directly) and digits inpainting
    (PSNR vs. masked-noise and mean-fill baselines); solved samples/s;
 4. GSBM — Stunnel and Vneck against plain bridge matching (marginal distances, obstacle cost,
-   collision rate); matching iterations/s.
+   collision rate); matching iterations/s;
+5. Voicebox — masked-span flow vs. an autoregressive baseline of the same size and the
+   full-utterance-loss ablation on the espeak-ng corpus (``benchmarks/voicebox.py``): infill
+   error, speaker similarity, latency/batch-time ratios at comparable error, peak memory and
+   GPU utilisation.
 
 Every training loop also stops at its share of the budget, and a section that would start past
 the budget is skipped (and reported as such). Needs only torch, numpy, scipy, scikit-learn and
@@ -69,6 +73,9 @@ from assay.generative.rewards import (  # noqa: E402
     train_digits_classifier,
 )
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import voicebox as voicebox_bench  # noqa: E402  (benchmarks/voicebox.py)
+
 #: Sizes for the GPU run and for the CPU smoke test. ``share`` is each section's fraction of
 #: the time budget (its training loops stop when their share is used up).
 SIZES: dict[str, dict[str, Any]] = {
@@ -80,6 +87,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "am_eval": 1000, "dflow_2d_n": 2048, "dflow_images": 256, "dflow_iters": 50,
         "dflow_steps": 10, "gsbm_pairs": 2048, "gsbm_epochs": 5, "gsbm_match_iters": 3000,
         "gsbm_csoc_iters": 500, "gsbm_batch": 1024, "gsbm_eval": 4000, "gsbm_sim_steps": 200,
+        "voicebox_size": "full",
     },
     "tiny": {
         "toy_iters": 100, "toy_batch": 128, "digits_iters": 30, "digits_batch": 32,
@@ -89,9 +97,10 @@ SIZES: dict[str, dict[str, Any]] = {
         "am_eval": 64, "dflow_2d_n": 32, "dflow_images": 4, "dflow_iters": 3,
         "dflow_steps": 3, "gsbm_pairs": 32, "gsbm_epochs": 1, "gsbm_match_iters": 20,
         "gsbm_csoc_iters": 5, "gsbm_batch": 64, "gsbm_eval": 128, "gsbm_sim_steps": 20,
+        "voicebox_size": "tiny",
     },
 }  # fmt: skip
-SHARE = {"base": 0.22, "am": 0.30, "dflow": 0.10, "gsbm": 0.38}
+SHARE = {"base": 0.20, "am": 0.26, "dflow": 0.08, "gsbm": 0.34, "voicebox": 0.12}
 
 
 def _sync(device: torch.device) -> None:
@@ -298,6 +307,30 @@ def section_gsbm(b: Bench, S: dict[str, Any], g: torch.Generator) -> None:
                   **ev)  # fmt: skip
 
 
+def section_voicebox(b: Bench, S: dict[str, Any], seed: int) -> None:
+    """``benchmarks/voicebox.py`` within this section's share of the budget."""
+    res = voicebox_bench.run_benchmark(S["voicebox_size"], device=b.device,
+                                       budget_seconds=b.share("voicebox"), seed=seed,
+                                       log=lambda s: None)  # fmt: skip
+    flow, ar, cmp = res["flow"], res["ar"], res["comparison"]
+    k = cmp["flow_steps"]
+    row = flow["by_steps"][k]
+    b.put("voicebox", flow_params=flow["params"], ar_params=ar["params"],
+          flow_train_iters_per_s=flow["train_iters_per_s"],
+          flow_train_utterances_per_s=flow["train_utterances_per_s"],
+          infill_mse=row["infill_mse"],
+          infill_mse_no_context=flow.get("infill_mse_no_context", float("nan")),
+          speaker_similarity=row["speaker_similarity"], flow_steps=k, ar_mse=ar["infill_mse"],
+          comparable=cmp["comparable"], latency_ratio_ar_over_flow=cmp["latency_ratio_ar_over_flow"],
+          batch_ratio_ar_over_flow=cmp["batch_ratio_ar_over_flow"],
+          flow_latency_ms=row["latency_ms"], ar_latency_ms=ar["latency_ms"],
+          **{k2: v for k2, v in res["ablation"].items() if k2 != "skipped"},
+          **({"cuda_peak_memory_gb": res["cuda_peak_memory_gb"]}
+             if "cuda_peak_memory_gb" in res else {}),
+          **({"gpu_utilisation_pct": flow["gpu_utilisation_pct"]}
+             if "gpu_utilisation_pct" in flow else {}))  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -323,6 +356,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         section_dflow(b, S, models, g)
     if b.can_start("gsbm"):
         section_gsbm(b, S, g)
+    if b.can_start("voicebox"):
+        section_voicebox(b, S, args.seed)
     b.results["total_seconds"] = {"value": b.elapsed}
     print(f"total {b.elapsed:.1f}s", flush=True)
     if args.json:

@@ -11,7 +11,10 @@ Algorithms (one module per method, each citing its paper):
 * :mod:`assay.generative.gsbm` — generalized Schrödinger bridge matching with spline Gaussian
   paths on Stunnel / Vneck (Liu et al., ICLR 2024);
 * :mod:`assay.generative.tabular` — DP synthetic tables with a small language model
-  (Sablayrolles et al. 2023), with :mod:`assay.generative.privacy` accounting.
+  (Sablayrolles et al. 2023), with :mod:`assay.generative.privacy` accounting;
+* :mod:`assay.generative.voicebox` — Voicebox-style speech infilling: masked-span flow
+  matching over log-mel frames of espeak-ng speech, conditioned on aligned phonemes and the
+  audio context, with classifier-free guidance (Le et al., 2023).
 
 Job workloads (:mod:`assay.generative.workloads`, one module per workload): each exposes the
 job entry point ``run(params: dict) -> dict`` (documented parameters with defaults, validated
@@ -23,6 +26,7 @@ accepts, e.g. ``assay.generative.workloads.adjoint_matching:run``. The old entry
 Support modules: :mod:`~assay.generative.data` (2-D toys with exact densities, digits),
 :mod:`~assay.generative.metrics`, :mod:`~assay.generative.rewards`. Everything here imports only
 torch, numpy, scipy, scikit-learn and torchdiffeq (the ``generative`` extra; pandas and opacus
-for ``tabular``, the ``privacy`` extra) besides ``assay`` itself — never ``assay.service`` or
+for ``tabular``, the ``privacy`` extra; Debian's ``espeak-ng`` for the Voicebox corpus, ``make
+espeak``) besides ``assay`` itself — never ``assay.service`` or
 ``assay.storage``. Workloads import algorithms, never the reverse.
 """

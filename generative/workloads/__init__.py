@@ -15,7 +15,9 @@ one: its parameters, its task set-up and its metrics.
 * :mod:`.gsbm` — generalized Schrödinger bridge matching
   (``assay.generative.workloads.gsbm:run``);
 * :mod:`.dp_tabular` — the DP-SGD tabular LM at a fixed ε
-  (``assay.generative.workloads.dp_tabular:run``).
+  (``assay.generative.workloads.dp_tabular:run``);
+* :mod:`.voicebox` — Voicebox-style speech infilling
+  (``assay.generative.workloads.voicebox:run``; no old alias, it is new).
 
 The old entry points (``assay.generative.<algorithm>:run``,
 ``assay.generative.tabular.job:run``) stay valid aliases (:mod:`assay.generative.legacy`).
@@ -31,5 +33,5 @@ no algorithm module imports a workload. Importing this package imports no worklo
 #: Every workload's canonical job entry point, by workload name.
 ENTRYPOINTS: dict[str, str] = {
     name: f"assay.generative.workloads.{name}:run"
-    for name in ("flow_matching", "adjoint_matching", "dflow", "gsbm", "dp_tabular")
+    for name in ("flow_matching", "adjoint_matching", "dflow", "gsbm", "dp_tabular", "voicebox")
 }

@@ -29,11 +29,13 @@ ALIASES = [
     ("assay.generative.gsbm:run", "gsbm", "GSBMConfig"),
     ("assay.generative.tabular.job:run", "dp_tabular", None),
 ]
+#: Workloads born in ``workloads`` (no old entry point): (name, the workload's config class).
+NEW = [("voicebox", "VoiceboxConfig")]
 SHARED = {"seed", "device", "cache_dir", "report_every"}
 
 
 def test_every_workload_is_listed_with_a_valid_search_space() -> None:
-    assert set(workloads.ENTRYPOINTS) == {new for _, new, _ in ALIASES}
+    assert set(workloads.ENTRYPOINTS) == {new for _, new, _ in ALIASES} | {n for n, _ in NEW}
     for entry in workloads.ENTRYPOINTS.values():
         module = importlib.import_module(entry.partition(":")[0])
         assert module.run is load_entrypoint(entry)
@@ -86,7 +88,7 @@ def test_algorithms_do_not_load_their_workloads() -> None:
         "import sys\n"
         "import assay.generative.flow_matching, assay.generative.adjoint_matching\n"
         "import assay.generative.dflow, assay.generative.gsbm, assay.generative.rewards\n"
-        "import assay.generative.tabular.job\n"
+        "import assay.generative.tabular.job, assay.generative.voicebox.infill\n"
         "print(sorted(m for m in sys.modules if m.startswith('assay.generative.workloads')))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -94,7 +96,7 @@ def test_algorithms_do_not_load_their_workloads() -> None:
     assert out.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize(("name", "config_name"), [(n, c) for _, n, c in ALIASES if c])
+@pytest.mark.parametrize(("name", "config_name"), [(n, c) for _, n, c in ALIASES if c] + NEW)
 def test_configs_share_one_base(name, config_name) -> None:
     module = legacy.workload(name)
     config = getattr(module, config_name)
