@@ -29,6 +29,7 @@ from assay.platform.experiment import (
     TrialState,
 )
 from assay.platform.jobspec import Job, JobState, TrialReport
+from assay.service.errors import error_from_body
 from assay.service.schemas import (
     BestArmPublic,
     EffectsPublic,
@@ -41,22 +42,6 @@ from assay.service.schemas import (
 from assay.storage.base import ExperimentSummary, TrialEvent
 
 
-def _all_error_classes() -> dict[str, type[E.AssayError]]:
-    out: dict[str, type[E.AssayError]] = {}
-    stack: list[type[E.AssayError]] = [E.AssayError]
-    while stack:
-        cls = stack.pop()
-        out.setdefault(cls.code, cls)
-        stack.extend(cls.__subclasses__())
-    return out
-
-
-_BY_STATUS = {
-    400: E.UnsupportedError, 401: E.AuthenticationError, 404: E.NotFoundError,
-    409: E.ConflictError, 422: E.ValidationError, 503: E.StorageError,
-}  # fmt: skip
-
-
 class ServiceUnavailableError(E.StorageError):
     """The server could not be reached (after retries)."""
 
@@ -64,20 +49,12 @@ class ServiceUnavailableError(E.StorageError):
 
 
 def decode_error(response: httpx.Response) -> E.AssayError:
+    """The typed error an error answer stands for (:func:`.errors.error_from_body`)."""
     try:
-        body = response.json()["error"]
-        code, message, details = body["code"], body["message"], body.get("details") or {}
-    except (ValueError, KeyError, TypeError):
-        code, message, details = (
-            "http_error",
-            f"HTTP {response.status_code}: {response.text[:200]}",
-            {},
-        )
-    cls = _all_error_classes().get(code) or _BY_STATUS.get(response.status_code, E.AssayError)
-    err = cls(message, details=details)
-    err.field = details.get("field")
-    err.code = code
-    return err
+        body = response.json()
+    except ValueError:
+        body = None
+    return error_from_body(response.status_code, body, response.text)
 
 
 def _json_value(v: Any) -> Any:
