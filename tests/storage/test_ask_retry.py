@@ -17,7 +17,8 @@ from sqlalchemy import event, text
 
 from assay.platform.errors import StorageBusyError
 from assay.service.app import create_app
-from assay.service.engine import ASK_ATTEMPTS, Engine
+from assay.service.engine import Engine
+from assay.service.generation import ASK_ATTEMPTS
 from assay.service.settings import Settings
 from assay.storage.factory import open_store
 
