@@ -137,13 +137,10 @@ class Engine(Generation, Runs):
         *,
         project: str | None = None,
         states: Sequence[TrialState] | None = None,
-        offset: int = 0,
-        limit: int | None = None,
     ) -> list[Trial]:
-        """Trials of one experiment by index (``offset``/``limit`` page through them)."""
-        return self.store.list_trials(
-            experiment_id, project=project, states=states, offset=offset, limit=limit
-        )
+        """Every trial of one experiment by index, optionally only those in ``states`` (the
+        REST API pages through the store directly)."""
+        return self.store.list_trials(experiment_id, project=project, states=states)
 
     def tell(
         self,

@@ -1,4 +1,5 @@
-"""The client's HTTP backend: the engine verbs over the REST API (httpx).
+"""The client's HTTP backend: the experiment verbs (:class:`~assay.service.verbs.ExperimentVerbs`)
+over the REST API (httpx).
 
 Retries are safe by construction: reads are idempotent; an ask always carries an idempotency
 key (generated when the caller gives none), so a retried ask returns the trials the server
@@ -69,7 +70,8 @@ def _json_value(v: Any) -> Any:
 
 
 class RemoteEngine:
-    """Engine verbs against ``base_url`` (e.g. ``http://127.0.0.1:8000``).
+    """The experiment verbs (:class:`~assay.service.verbs.ExperimentVerbs`) against
+    ``base_url`` (e.g. ``http://127.0.0.1:8000``).
 
     Args:
         base_url: The server's root URL.
@@ -130,7 +132,7 @@ class RemoteEngine:
 
     # -- experiments -------------------------------------------------------------------------
     def create_experiment(
-        self, spec: ExperimentConfig | Mapping[str, Any], *, project: str | None = None
+        self, spec: ExperimentConfig | Mapping[str, Any], *, project: str = "default"
     ) -> Experiment:
         body = spec.to_dict() if isinstance(spec, ExperimentConfig) else dict(spec)
         body = {k: v for k, v in body.items() if v is not None}
@@ -322,8 +324,23 @@ class RemoteEngine:
                 return out
 
     def events(
-        self, *, experiment_id: int | None = None, after: int = 0, project: str | None = None
+        self,
+        *,
+        experiment_id: int | None = None,
+        trial_id: int | None = None,
+        after: int = 0,
+        project: str | None = None,
     ) -> list[TrialEvent]:
+        if trial_id is not None:
+            data = self._get(f"/trials/{trial_id}/events")
+            events = [EventPublic.model_validate(e).to_domain() for e in data["events"]]
+            return [
+                e
+                for e in events
+                if e.id > after and (experiment_id is None or e.experiment_id == experiment_id)
+            ]
+        if experiment_id is None:
+            raise E.ValidationError("events: give experiment_id or trial_id", field="experiment_id")
         data = self._get(f"/experiments/{experiment_id}/events", after=after)
         return [EventPublic.model_validate(e).to_domain() for e in data["events"]]
 
@@ -346,8 +363,9 @@ class RemoteEngine:
         data = self._get(f"/experiments/{experiment_id}/jobs")
         return [_job_from_json(j) for j in data["jobs"]]
 
-    def cancel_trial(self, trial_id: int, *, project: str | None = None) -> None:
-        self._request("POST", f"/trials/{trial_id}:cancel", json={})
+    def cancel_trial(self, trial_id: int, *, project: str | None = None) -> Job | None:
+        data, _ = self._request("POST", f"/trials/{trial_id}:cancel", json={})
+        return _job_from_json(data) if data is not None else None
 
     def reports(self, trial_id: int, *, project: str | None = None) -> list[TrialReport]:
         data = self._get(f"/trials/{trial_id}/reports")
