@@ -200,17 +200,12 @@ class Generation:
     """The verbs that create trials: ``ask``, ``ask_batch``, ``attach_trial`` and
     ``fill_candidates``, each one locked unit of work run by :func:`run_locked`.
 
-    Args:
-        store: The backend.
-        actor: Default actor recorded in the audit trail.
+    A mixin with no state of its own: :class:`~assay.service.engine.Engine` composes it and
+    sets ``store`` (the backend) and ``actor`` (who the audit trail records by default).
     """
 
     store: Store
     actor: str | None
-
-    def __init__(self, store: Store, *, actor: str | None = None) -> None:
-        self.store = store
-        self.actor = actor
 
     def ask(
         self,

@@ -23,19 +23,12 @@ from assay.storage.base import Store
 
 
 class Runs:
-    """Run control, jobs and reports over a :class:`~assay.storage.base.Store`.
-
-    Args:
-        store: The backend.
-        actor: Default actor recorded in the audit trail.
-    """
+    """Run control, jobs and reports over a :class:`~assay.storage.base.Store`: a mixin
+    that :class:`~assay.service.engine.Engine` composes, reading its ``store`` and its default
+    audit ``actor``."""
 
     store: Store
     actor: str | None
-
-    def __init__(self, store: Store, *, actor: str | None = None) -> None:
-        self.store = store
-        self.actor = actor
 
     def set_run(self, experiment_id: int, action: str, *, project: str | None = None) -> str:
         """``start`` / ``resume`` (run state ``running``) or ``pause``; returns the new state.
