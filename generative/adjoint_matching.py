@@ -57,7 +57,7 @@ import torch
 from torch import Tensor, nn
 
 import assay
-from assay.generative.flow_matching import Velocity, _batch_t, ode_sample
+from assay.generative.flow_matching import Velocity, batch_t, ode_sample
 from assay.generative.legacy import entry_point, forward
 from assay.platform.errors import ValidationError
 
@@ -186,7 +186,7 @@ def sde_trajectory(
     for k in range(num_steps):
         t, s = k / num_steps, (k + 1) / num_steps
         d, c, std = schedule.step(t, s)
-        x = d * x + c * velocity(x, _batch_t(t, x))
+        x = d * x + c * velocity(x, batch_t(t, x))
         if std > 0:
             x = x + std * torch.randn(x.shape, generator=generator).to(x)
         xs.append(x)
@@ -256,7 +256,7 @@ def lean_adjoint(
         d, c, _ = schedule.step(t, s)
         with torch.enable_grad():
             x = traj[k].detach().requires_grad_(True)
-            v = base(x, _batch_t(t, x))
+            v = base(x, batch_t(t, x))
             (vjp,) = torch.autograd.grad(v, x, grad_outputs=adj[k + 1])
         adj[k] = (d * adj[k + 1] + c * vjp).detach()
         vb[k] = v.detach()

@@ -40,7 +40,7 @@ from assay.generative.legacy import entry_point, forward
 Velocity = Callable[[Tensor, Tensor], Tensor]
 
 
-def _batch_t(t: Tensor | float, x: Tensor) -> Tensor:
+def batch_t(t: Tensor | float, x: Tensor) -> Tensor:
     """Broadcast a scalar (or 0-d) time to one time per sample, on ``x``'s device/dtype."""
     if not isinstance(t, Tensor):
         t = torch.tensor(float(t))
@@ -104,7 +104,7 @@ class MLPVelocity(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         """``x``: ``n x d``, ``t``: ``n`` (or scalar) → ``n x d``."""
-        te = self.time(_batch_t(t, x))
+        te = self.time(batch_t(t, x))
         h = self.act(self.inp(x / self.input_scale) + te)
         for layer in self.hidden:
             h = self.act(layer(h) + te)
@@ -164,7 +164,7 @@ class UNetVelocity(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         """``x``: ``n x C x 8 x 8``, ``t``: ``n`` (or scalar) → same shape as ``x``."""
-        te = self.time(_batch_t(t, x))
+        te = self.time(batch_t(t, x))
         h1 = self.d1(self.inp(x), te)  # 8x8, c
         h2 = self.d2(self.down1(h1), te)  # 4x4, 2c
         h = self.mid(self.down2(h2), te)  # 2x2, 2c
@@ -237,19 +237,19 @@ def ode_sample(
         path = [x0] if return_path else None
         for k in range(steps):
             t = t0 + k * h
-            tk = _batch_t(t, x)
+            tk = batch_t(t, x)
             if method == "euler":
                 x = x + h * velocity(x, tk)
             else:
                 xm = x + 0.5 * h * velocity(x, tk)
-                x = x + h * velocity(xm, _batch_t(t + 0.5 * h, x))
+                x = x + h * velocity(xm, batch_t(t + 0.5 * h, x))
             if path is not None:
                 path.append(x)
         return torch.stack(path) if path is not None else x
     from torchdiffeq import odeint
 
     def f(t: Tensor, x: Tensor) -> Tensor:
-        return velocity(x, _batch_t(t, x))
+        return velocity(x, batch_t(t, x))
 
     ts = (
         torch.linspace(t0, t1, steps + 1, device=x0.device, dtype=x0.dtype)
@@ -289,7 +289,7 @@ def sde_sample(
         t, s = float(grid[k]), float(grid[k + 1])
         dt = s - t
         noise = torch.randn(x.shape, generator=generator).to(x)
-        x = x + drift(x, _batch_t(t, x)) * dt + sigma(t) * math.sqrt(abs(dt)) * noise
+        x = x + drift(x, batch_t(t, x)) * dt + sigma(t) * math.sqrt(abs(dt)) * noise
         if path is not None:
             path.append(x)
     return torch.stack(path) if path is not None else x

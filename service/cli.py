@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
     from assay.service.cli_synth import add_synth_parser
 
-    add_synth_parser(sub)  # `assay synth ...`: DP synthetic tables (issue 9)
+    add_synth_parser(sub)  # `assay synth ...`: DP synthetic tables
     return parser
 
 

@@ -19,6 +19,7 @@ gone reads as ``failed`` (``interrupted``). A failed release is final; retry wit
 
 Owns the release folders, the pre-flight checks of a release request and the worker thread.
 May import :mod:`assay.platform.errors`, the privacy bodies (:mod:`assay.service.schemas`),
+:func:`assay.service.jobs.process.pid_alive` (is a training process still there),
 :mod:`assay.generative.tabular` (the release, the table schema, the file formats) and pandas on
 first use; no FastAPI (HTTP is :mod:`assay.service.api.privacy`'s) and no SQL (budgets are the
 privacy ledger the caller opens).
@@ -49,6 +50,7 @@ from assay.platform.errors import (
     UnsupportedError,
     ValidationError,
 )
+from assay.service.jobs.process import pid_alive
 from assay.service.schemas.privacy import SAFE_NAME, SyntheticReleaseCreate
 
 log = logging.getLogger("assay.service.privacy")
@@ -84,16 +86,6 @@ def _write_json(path: Path, data: dict[str, Any], *, exclusive: bool = False) ->
             os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return True
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
 
 
@@ -180,7 +172,7 @@ class ReleaseStore:
         if rec.get("pid") == os.getpid():
             with _ACTIVE_LOCK:
                 return str(folder) in _ACTIVE
-        return _pid_alive(int(rec.get("pid", 0)))
+        return pid_alive(int(rec.get("pid", 0)))
 
     def server_table(self, name: str) -> Path:
         """A file under this project's data folder (no absolute paths, no escaping it)."""

@@ -69,7 +69,8 @@ class NewTrial:
     """A trial to create under an experiment lock.
 
     Args:
-        arms: ``[(arm_name, parameters)]``; names come from :func:`name_arms`.
+        arms: ``[(arm_name, parameters)]``; names come from
+            :meth:`~assay.platform.experiment.Experiment.name_arms`.
         generator: What produced it (``"sobol"``, ``"noisy_ei"``, ``"manual"``, ...).
         state: Initial state (``candidate`` or ``running``).
         lease_expires_at: Optional heartbeat deadline for a running trial.
@@ -432,24 +433,3 @@ class Store(ABC):
 
     def close(self) -> None:  # noqa: B027
         """Release connections."""
-
-
-def name_arms(
-    experiment: Experiment, index: int, assignments: Sequence[Mapping[str, Any]]
-) -> list[tuple[str, dict[str, Any]]]:
-    """Name the arms of a new trial number ``index``: an assignment equal to an existing arm
-    reuses that arm's name (arms are stable across trials); new ones are ``"{index}_{k}"``."""
-    from assay.platform.space import SearchSpace
-
-    by_sig = {
-        SearchSpace.signature(a.parameters): a.name for t in experiment.trials for a in t.arms
-    }
-    if experiment.config.status_quo is not None:
-        by_sig.setdefault(SearchSpace.signature(experiment.config.status_quo), "status_quo")
-    out = []
-    for k, params in enumerate(assignments):
-        sig = SearchSpace.signature(params)
-        name = by_sig.get(sig) or f"{index}_{k}"
-        by_sig[sig] = name
-        out.append((name, dict(params)))
-    return out
