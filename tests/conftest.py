@@ -17,6 +17,20 @@ def repo_root() -> Path:
     return REPO_ROOT
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Torch on one intra-op thread for the rest of the test module, restored afterwards. On the shared 2-core
+    machine two threads per process make small model steps an order of magnitude slower (the
+    OpenMP workers spin-wait for each other). Folders whose every test trains a model use it
+    from their conftest (``autouse``, module scope, so the module's trained-model fixtures run
+    pinned too); single tests ask for it by name; session-scoped model fixtures use the same
+    :func:`assay.platform.optimize.intra_op_threads` directly."""
+    from assay.platform.optimize import intra_op_threads
+
+    with intra_op_threads(1):
+        yield
+
+
 # ---------------------------------------------------------------------------------------------
 # PostgreSQL: a fresh database per test, cloned from a migrated template made once per session.
 # ---------------------------------------------------------------------------------------------
@@ -109,9 +123,25 @@ def database_url(request, tmp_path):
 
 @pytest.fixture
 def store(database_url):
+    """A store on each backend: every storage-facing and REST suite runs once per backend."""
     from assay.storage.factory import open_store
 
     s = open_store(database_url)
+    yield s
+    s.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sql_store(request, tmp_path):
+    """A SQL store on each SQL backend, for tests that look at the SQL itself."""
+    from assay.storage.factory import open_store
+
+    url = (
+        f"sqlite:///{tmp_path / 'assay.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    s = open_store(url)
     yield s
     s.close()
 

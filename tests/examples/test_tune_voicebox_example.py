@@ -9,7 +9,6 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-import torch
 
 from assay.storage.factory import open_store
 
@@ -41,16 +40,11 @@ def test_config_dispatches_the_job_with_a_similarity_constraint(example) -> None
         assert p["name"] in space and p["bounds"] == space[p["name"]]["bounds"], p
 
 
-def test_example_runs_jobs_with_tiny_budget(example, tmp_path, capsys) -> None:
+def test_example_runs_jobs_with_tiny_budget(example, tmp_path, capsys, one_torch_thread) -> None:
     url = f"sqlite:///{tmp_path / 't.db'}"
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        summary = example.main(["--budget", "2", "--tiny", "--device", "cpu",
-                                "--database-url", url, "--log-dir", str(tmp_path / "logs"),
-                                "--cache-dir", str(tmp_path / "cache")])  # fmt: skip
-    finally:
-        torch.set_num_threads(before)
+    summary = example.main(["--budget", "2", "--tiny", "--device", "cpu",
+                            "--database-url", url, "--log-dir", str(tmp_path / "logs"),
+                            "--cache-dir", str(tmp_path / "cache")])  # fmt: skip
     assert summary["run_state"] == "done"
     trials = summary["trials"]
     assert [t["state"] for t in trials] == ["completed", "completed"], trials

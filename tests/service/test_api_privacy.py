@@ -18,32 +18,19 @@ from assay.generative.tabular.schema import RowCodec, TableSchema
 from assay.service.app import create_app
 from assay.service.auth import create_api_key
 from assay.service.settings import Settings
-from assay.storage.factory import open_store
 
 TINY_LM = {"epochs": 1, "d_model": 8, "n_layers": 1, "n_heads": 2, "batch_size": 60}
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
 def ab_csv() -> str:
     _, table = ab_logs(300, seed=3)
     return pd.DataFrame(table).to_csv(index=False)
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(f"sqlite:///{tmp_path / 'api.db'}")
-    yield s
-    s.close()
 
 
 @pytest.fixture
