@@ -230,3 +230,26 @@ def live_server_factory():
 @pytest.fixture(scope="session")
 def live_server_class() -> type[LiveServer]:
     return LiveServer
+
+
+# ---------------------------------------------------------------------------------------------
+# The fast lane: `pytest -m "not slow"` skips every test marked slow (over ~5 s on a quiet
+# 2-core machine). `make test` runs everything. So that the lane stays fast, the end of a run
+# lists the unmarked tests that took longer (a hint to mark them, never a failure: timings on
+# a shared machine are noise, not a verdict).
+# ---------------------------------------------------------------------------------------------
+SLOW_HINT_S = 5.0
+_unmarked_slow: list[tuple[float, str]] = []
+
+
+def pytest_runtest_logreport(report) -> None:
+    slow = report.duration > SLOW_HINT_S and "slow" not in report.keywords
+    if slow and report.when in ("setup", "call"):
+        _unmarked_slow.append((report.duration, f"{report.nodeid} ({report.when})"))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if _unmarked_slow:
+        terminalreporter.section("unmarked tests over ~5 s (consider @pytest.mark.slow)")
+        for seconds, name in sorted(_unmarked_slow, reverse=True)[:20]:
+            terminalreporter.write_line(f"{seconds:6.1f}s {name}")

@@ -34,6 +34,7 @@ def test_config_dispatches_the_job_with_a_diversity_constraint(example) -> None:
     assert fixed["iterations"] == 4 and fixed["task"] == "digits" and fixed["report_every"] > 0
 
 
+@pytest.mark.slow
 def test_example_runs_jobs_with_tiny_budget(example, tmp_path, capsys, one_torch_thread) -> None:
     url = f"sqlite:///{tmp_path / 't.db'}"
     summary = example.main(["--budget", "2", "--tiny", "--device", "cpu",

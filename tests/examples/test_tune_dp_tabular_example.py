@@ -32,6 +32,7 @@ def test_config_uses_the_job_search_space_and_objective(example) -> None:
     assert cfg["objective"] == {"name": "heldout_nll", "minimize": True}
 
 
+@pytest.mark.slow
 def test_example_runs_jobs_with_tiny_budget(example, tmp_path, capsys) -> None:
     summary = example.main(["--budget", "2", "--parallelism", "2", "--tiny",
                             "--database-url", f"sqlite:///{tmp_path / 't.db'}",

@@ -40,6 +40,7 @@ def test_config_dispatches_the_job_with_a_similarity_constraint(example) -> None
         assert p["name"] in space and p["bounds"] == space[p["name"]]["bounds"], p
 
 
+@pytest.mark.slow
 def test_example_runs_jobs_with_tiny_budget(example, tmp_path, capsys, one_torch_thread) -> None:
     url = f"sqlite:///{tmp_path / 't.db'}"
     summary = example.main(["--budget", "2", "--tiny", "--device", "cpu",

@@ -90,6 +90,7 @@ def test_budget_put_get_and_errors(api) -> None:
     assert [c["release_id"] for c in charges] == ["cli-1"]
 
 
+@pytest.mark.slow
 def test_lm_release_end_to_end(api, ab_csv, settings) -> None:
     api.put("/api/v1/datasets/ab/privacy-budget", json={"epsilon": 4, "delta": 1e-5})
     body = _body(ab_csv, epsilon=3.0, hyperparameters=TINY_LM, rows=120, release_id="wk49")

@@ -140,6 +140,7 @@ WORKER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_processes_racing_on_postgres_never_overshoot(postgres_url, tmp_path) -> None:
     ledger = open_privacy_ledger(postgres_url, project="race")
     ledger.set_budget("d", epsilon=5.0, delta=1e-5)
