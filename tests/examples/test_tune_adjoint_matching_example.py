@@ -5,22 +5,9 @@ the diversity outcome constraint declared, reward/diversity stored, and a recomm
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from assay.storage.factory import open_store
-
-
-@pytest.fixture(scope="module")
-def example(repo_root: Path):
-    path = repo_root / "examples" / "tune_adjoint_matching.py"
-    spec = importlib.util.spec_from_file_location("tune_adjoint_matching_example", path)
-    mod = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_config_dispatches_the_job_with_a_diversity_constraint(example) -> None:

@@ -5,22 +5,9 @@ speaker-similarity outcome constraint declared, infill error stored, and a recom
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from assay.storage.factory import open_store
-
-
-@pytest.fixture(scope="module")
-def example(repo_root: Path):
-    path = repo_root / "examples" / "tune_voicebox.py"
-    spec = importlib.util.spec_from_file_location("tune_voicebox_example", path)
-    mod = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_config_dispatches_the_job_with_a_similarity_constraint(example) -> None:
