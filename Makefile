@@ -9,7 +9,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.assay-installed
 
-.PHONY: venv test lint serve demo bench clean chromium espeak
+.PHONY: venv test test-fast lint serve demo bench clean chromium espeak
 
 venv: $(STAMP) espeak
 
@@ -33,6 +33,10 @@ espeak:
 
 test: venv lint chromium espeak
 	$(PY) -m pytest -q
+
+# The development lane: everything but the tests marked slow (a few minutes instead of ~15).
+test-fast: venv lint
+	$(PY) -m pytest -q -m "not slow"
 
 serve: venv
 	$(VENV)/bin/assay db upgrade

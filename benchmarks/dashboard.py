@@ -1,6 +1,6 @@
 """Dashboard performance: an experiment page with 2,000 trials and 3 metrics.
 
-Targets (issue 6): the page renders in <= 300 ms of server time on SQLite, and its charts in
+Targets: the page renders in <= 300 ms of server time on SQLite, and its charts in
 <= 1.5 s in headless Chromium.
 
 * **Server time** — ``GET /experiments/{id}`` through the ASGI app in-process (no network),

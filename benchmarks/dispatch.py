@@ -11,7 +11,7 @@ parallelism 2 on this machine:
 
 Reported: wall time, sustained trials/minute, and dispatch overhead per trial =
 ``wall * parallelism / N`` (seconds of a parallel slot spent per trial when the job itself
-takes no time). Target (issue #5): local executor overhead per trial <= Ray Tune's.
+takes no time). Target: local executor overhead per trial <= Ray Tune's.
 
     python benchmarks/dispatch.py            # N = 40
     python benchmarks/dispatch.py --quick    # N = 12

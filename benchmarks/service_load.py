@@ -11,7 +11,7 @@ For each backend (SQLite file, PostgreSQL) and each concurrency (1, 4, 16 client
 * Optuna: ``RDBStorage`` on the same server, ``RandomSampler``, one float parameter pair,
   each client doing ``study.ask()`` + suggests + ``study.tell()`` -> cycles per second.
 
-Targets (issue #4): tell >= 500 obs/s on PostgreSQL with 16 clients; sobol ask p50 <= 20 ms;
+Targets: tell >= 500 obs/s on PostgreSQL with 16 clients; sobol ask p50 <= 20 ms;
 Assay ask+tell throughput >= 2x Optuna RDB's on the same backend.
 
     python benchmarks/service_load.py                 # full run, markdown tables on stdout

@@ -1,6 +1,6 @@
 """Sample experiments for the dashboard's tests, benchmark and screenshots.
 
-The synthetic system is the one of ``assay demo`` (:func:`assay.service.demo.demo_truth`):
+The synthetic system is the one of ``assay demo`` (:func:`assay.platform.synthetic.demo_truth`):
 accuracy as a function of learning rate, depth, dropout and optimizer, measured with noise,
 under a latency constraint, plus an untracked memory metric. Trials are written through the
 :class:`~assay.storage.base.Store` interface (quasi-random parameters, no model fits), so a
@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from assay.platform.experiment import Experiment, ExperimentConfig, Observation, TrialState
-from assay.service.demo import DEMO_PARAMETERS, demo_truth
+from assay.platform.synthetic import DEMO_PARAMETERS, demo_truth
 from assay.storage.base import NewTrial, Store
 
 SAMPLE_SPEC: dict[str, Any] = {

@@ -32,7 +32,6 @@ Run (CPU, a few minutes; CUDA is used when available)::
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -134,32 +133,20 @@ def experiment_config(
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Measure the base model, run the tuning jobs with the orchestrator, return a summary."""
-    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--budget", type=int, default=12, help="number of trials (jobs)")
-    ap.add_argument("--parallelism", type=int, default=1, help="jobs at once")
-    ap.add_argument("--tiny", action="store_true", help="tiny models and settings (smoke test)")
+    from assay.service.jobs.local_run import parse_tuning_arguments, run_locally, tuning_arguments
+
+    ap = tuning_arguments(__doc__, budget=12)
     ap.add_argument(
         "--diversity-fraction",
         type=float,
         default=0.7,
         help="constraint: diversity >= fraction × the base model's diversity",
     )
-    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
     ap.add_argument(
         "--cache-dir", default="", help="disk cache for the base model/classifier (default: temp)"
     )
-    ap.add_argument(
-        "--database-url", help="keep the experiment here (default: a temporary SQLite file)"
-    )
-    ap.add_argument("--log-dir", help="job logs (default: a temporary directory)")
-    ap.add_argument("--timeout", type=float, default=3600.0, help="per-job limit, seconds")
-    ap.add_argument("--json", action="store_true", help="print the summary as JSON")
-    args = ap.parse_args(argv)
-    if args.budget < 1:
-        ap.error("--budget must be >= 1")
-    if args.parallelism < 1:
-        ap.error("--parallelism must be >= 1")
+    args = parse_tuning_arguments(ap, argv)
 
     cache_dir = args.cache_dir or tempfile.mkdtemp(prefix="assay-am-cache-")
     fixed = fixed_settings(tiny=args.tiny, seed=args.seed, device=args.device)
@@ -172,9 +159,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"diversity {base['diversity']:.3f}  -> constraint diversity >= {bound:.3f}",
         flush=True,
     )
-
-    from assay.service.jobs.local_run import run_locally
-
     config = experiment_config(
         args.budget, bound, tiny=args.tiny, seed=args.seed, device=args.device,
         parallelism=args.parallelism, timeout_s=args.timeout, cache_dir=cache_dir,
@@ -183,33 +167,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         config, database_url=args.database_url, log_dir=args.log_dir,
         actor="tune-adjoint-matching",
     )  # fmt: skip
-    tuned = {p["name"] for p in config["parameters"] if p["type"] != "fixed"}
-    trials = []
-    for t in result.trials:
-        row = {**t, "parameters": {k: v for k, v in t["parameters"].items() if k in tuned}}
-        trials.append(row)
-        m = t.get("metrics")
-        if m is None:
-            print(f"trial {t['trial']:2d} {t['state']}: {t.get('error', '')}")
-            continue
+
+    def line(m: dict[str, Any]) -> str:
         ok = "ok " if m["diversity"] >= bound else "div"
-        print(
-            f"trial {t['trial']:2d} {ok} reward {m['reward']:7.3f}  "
-            f"diversity {m['diversity']:.3f}  fd(3s) {m['fd']:7.1f}  "
-            f"acc {m['target_accuracy']:.2f}  reports {result.reports.get(t['trial'], 0)}  "
-            f"{json.dumps(row['parameters'], default=float)}"
-        )
-    summary: dict[str, Any] = {
-        "baseline": base, "bound": bound, "experiment_id": result.experiment_id,
-        "run_state": result.run_state, "database_url": result.database_url,
-        "trials": trials, "reports": result.reports,
-    }  # fmt: skip
-    if result.best is not None:
-        best = result.best
-        params = {k: v for k, v in best.parameters.items() if k in tuned}
-        summary["best"] = {"arm": best.arm_name, "parameters": params,
-                           "probability_feasible": best.probability_feasible}  # fmt: skip
-        print(f"recommended: {params} (P(feasible) {best.probability_feasible:.2f})")
+        return (f"{ok} reward {m['reward']:7.3f}  diversity {m['diversity']:.3f}  "
+                f"fd(3s) {m['fd']:7.1f}  acc {m['target_accuracy']:.2f}")  # fmt: skip
+
+    tuned = {p["name"] for p in config["parameters"] if p["type"] != "fixed"}
+    summary = result.summary(tuned, line=line, baseline=base, bound=bound)
     if args.json:
         print(json.dumps(summary, default=float))
     return summary

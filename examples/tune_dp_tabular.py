@@ -30,7 +30,6 @@ Run (CPU; a trial of the full settings takes minutes)::
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import sys
@@ -103,25 +102,11 @@ def experiment_config(
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Create the experiment, run its jobs with the orchestrator, return a summary."""
-    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--budget", type=int, default=12, help="number of trials (jobs)")
-    ap.add_argument("--parallelism", type=int, default=1, help="jobs at once")
-    ap.add_argument("--epsilon", type=float, help="the fixed epsilon (default 3)")
-    ap.add_argument("--tiny", action="store_true", help="tiny data and models (smoke test)")
-    ap.add_argument(
-        "--database-url", help="keep the experiment here (default: a temporary SQLite file)"
-    )
-    ap.add_argument("--log-dir", help="job logs (default: next to the temporary database)")
-    ap.add_argument("--timeout", type=float, default=3600.0, help="per-job limit, seconds")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--json", action="store_true", help="print the summary as JSON")
-    args = ap.parse_args(argv)
-    if args.budget < 1:
-        ap.error("--budget must be >= 1")
-    if args.parallelism < 1:
-        ap.error("--parallelism must be >= 1")
+    from assay.service.jobs.local_run import parse_tuning_arguments, run_locally, tuning_arguments
 
-    from assay.service.jobs.local_run import run_locally
+    ap = tuning_arguments(__doc__, budget=12)
+    ap.add_argument("--epsilon", type=float, help="the fixed epsilon (default 3)")
+    args = parse_tuning_arguments(ap, argv)
 
     run = run_locally(
         experiment_config(
@@ -130,15 +115,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ),
         database_url=args.database_url, log_dir=args.log_dir, actor="tune-dp-tabular",
     )  # fmt: skip
-    summary: dict[str, Any] = {
-        "experiment_id": run.experiment_id, "run_state": run.run_state, "trials": run.trials,
-    }  # fmt: skip
+    summary = run.summary()
     if run.best is not None:
-        best = run.best
-        summary["best"] = {"arm": best.arm_name, "parameters": best.parameters,
-                           "model_based": best.model_based}  # fmt: skip
-        print(f"recommended at epsilon={best.parameters['epsilon']:g}: "
-              f"{json.dumps(best.parameters, default=float)}")  # fmt: skip
+        params = run.best.parameters
+        print(f"recommended at epsilon={params['epsilon']:g}: "
+              f"{json.dumps(params, default=float)}")  # fmt: skip
     if args.json:
         print(json.dumps(summary, default=float))
     return summary

@@ -344,7 +344,7 @@ def _block(am: AnalysisModel, name: str) -> tuple[Parameter, int, int]:
         raise ValidationError(
             f"unknown parameter {name!r}; the search space has {space.names}", field="parameter"
         )
-    for b in space._blocks:
+    for b in space.blocks:
         if b.parameter.name == name:
             return b.parameter, b.model_start, b.model_stop
     raise ValidationError(f"parameter {name!r} is fixed; it has no effect", field="parameter")
@@ -674,7 +674,7 @@ def sobol_importance(
     U = torch.quasirandom.SobolEngine(2 * k, scramble=True, seed=seed).draw(n_samples).tolist()
     A = space.encode_many([space.from_unit_row(u[:k]) for u in U])
     B = space.encode_many([space.from_unit_row(u[k:]) for u in U])
-    blocks = space._blocks
+    blocks = space.blocks
     mixed = []
     for b in blocks:
         AB = A.clone()

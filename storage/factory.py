@@ -6,9 +6,14 @@ in-memory store never imports SQLAlchemy).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from assay.platform.errors import ValidationError
 from assay.storage.base import Store
 from assay.storage.urls import is_memory_url, is_sql_url, normalize_database_url
+
+if TYPE_CHECKING:
+    from assay.storage.sql.ledger import SqlPrivacyLedger
 
 
 def open_store(url: str, *, migrate: bool = True) -> Store:
@@ -34,3 +39,16 @@ def open_store(url: str, *, migrate: bool = True) -> Store:
         "postgresql+psycopg://user@host/db or memory://",
         field="database_url",
     )
+
+
+def open_privacy_ledger(
+    url: str, project: str = "default", *, migrate: bool = False
+) -> SqlPrivacyLedger:
+    """A project's privacy ledger with its own SQL store on ``url`` (close it with
+    ``ledger.close()``), for the CLI and scripts that need budgets without a whole service.
+
+    ``migrate=False`` refuses an out-of-date schema, naming ``assay db upgrade``.
+    """
+    from assay.storage.sql import SqlPrivacyLedger, SqlStore
+
+    return SqlPrivacyLedger(SqlStore(normalize_database_url(url), migrate=migrate), project)

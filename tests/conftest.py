@@ -17,6 +17,20 @@ def repo_root() -> Path:
     return REPO_ROOT
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Torch on one intra-op thread for the rest of the test module, restored afterwards. On the shared 2-core
+    machine two threads per process make small model steps an order of magnitude slower (the
+    OpenMP workers spin-wait for each other). Folders whose every test trains a model use it
+    from their conftest (``autouse``, module scope, so the module's trained-model fixtures run
+    pinned too); single tests ask for it by name; session-scoped model fixtures use the same
+    :func:`assay.platform.optimize.intra_op_threads` directly."""
+    from assay.platform.optimize import intra_op_threads
+
+    with intra_op_threads(1):
+        yield
+
+
 # ---------------------------------------------------------------------------------------------
 # PostgreSQL: a fresh database per test, cloned from a migrated template made once per session.
 # ---------------------------------------------------------------------------------------------
@@ -109,9 +123,25 @@ def database_url(request, tmp_path):
 
 @pytest.fixture
 def store(database_url):
+    """A store on each backend: every storage-facing and REST suite runs once per backend."""
     from assay.storage.factory import open_store
 
     s = open_store(database_url)
+    yield s
+    s.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sql_store(request, tmp_path):
+    """A SQL store on each SQL backend, for tests that look at the SQL itself."""
+    from assay.storage.factory import open_store
+
+    url = (
+        f"sqlite:///{tmp_path / 'assay.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    s = open_store(url)
     yield s
     s.close()
 
@@ -200,3 +230,26 @@ def live_server_factory():
 @pytest.fixture(scope="session")
 def live_server_class() -> type[LiveServer]:
     return LiveServer
+
+
+# ---------------------------------------------------------------------------------------------
+# The fast lane: `pytest -m "not slow"` skips every test marked slow (over ~5 s on a quiet
+# 2-core machine). `make test` runs everything. So that the lane stays fast, the end of a run
+# lists the unmarked tests that took longer (a hint to mark them, never a failure: timings on
+# a shared machine are noise, not a verdict).
+# ---------------------------------------------------------------------------------------------
+SLOW_HINT_S = 5.0
+_unmarked_slow: list[tuple[float, str]] = []
+
+
+def pytest_runtest_logreport(report) -> None:
+    slow = report.duration > SLOW_HINT_S and "slow" not in report.keywords
+    if slow and report.when in ("setup", "call"):
+        _unmarked_slow.append((report.duration, f"{report.nodeid} ({report.when})"))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if _unmarked_slow:
+        terminalreporter.section("unmarked tests over ~5 s (consider @pytest.mark.slow)")
+        for seconds, name in sorted(_unmarked_slow, reverse=True)[:20]:
+            terminalreporter.write_line(f"{seconds:6.1f}s {name}")

@@ -6,7 +6,8 @@ experiment (with its ``job`` spec), start its run, let the :class:`Orchestrator`
 trial as a subprocess with the :class:`LocalExecutor` (each job reports its progress with
 ``assay.report(...)`` straight into the database), and stop when the run is ``done`` (budget
 spent) or ``stopped`` (failing). :func:`run_locally` is that loop, so no script re-implements
-the orchestration.
+the orchestration; :func:`tuning_arguments` and :meth:`LocalRun.summary` are the command line
+and the printed/returned summary those scripts share.
 
 Example:
     >>> from assay.service.jobs.local_run import run_locally
@@ -17,6 +18,8 @@ Example:
 
 from __future__ import annotations
 
+import argparse
+import json
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -55,6 +58,83 @@ class LocalRun:
     best: BestArm | None = None
     database_url: str = ""
     log_dir: str = ""
+
+    def summary(
+        self,
+        tuned: set[str] | None = None,
+        *,
+        line: Callable[[dict[str, Any]], str] | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """The run as a JSON-able dict, printing one line per trial and the recommendation.
+
+        Args:
+            tuned: Keep only these parameters in the trials and the recommendation (the
+                fixed ones are noise in a summary); ``None`` keeps all.
+            line: ``line(metrics) -> str`` describes a completed trial (after its index and
+                before its parameters); ``None`` prints nothing (no trial lines, no
+                recommendation).
+            extra: More keys for the summary (the baseline, a constraint's bound, ...).
+        """
+
+        def keep(params: Mapping[str, Any]) -> dict[str, Any]:
+            return {k: v for k, v in params.items() if tuned is None or k in tuned}
+
+        trials = []
+        for t in self.trials:
+            row = {**t, "parameters": keep(t["parameters"])}
+            trials.append(row)
+            if line is None:
+                continue
+            m = t.get("metrics")
+            if m is None:
+                print(f"trial {t['trial']:2d} {t['state']}: {t.get('error', '')}")
+            else:
+                print(f"trial {t['trial']:2d} {line(m)}  reports {self.reports.get(t['trial'], 0)}"
+                      f"  {json.dumps(row['parameters'], default=float)}")  # fmt: skip
+        out: dict[str, Any] = {
+            **extra, "experiment_id": self.experiment_id, "run_state": self.run_state,
+            "database_url": self.database_url, "trials": trials, "reports": self.reports,
+        }  # fmt: skip
+        if self.best is not None:
+            best = self.best
+            out["best"] = {"arm": best.arm_name, "parameters": keep(best.parameters),
+                           "probability_feasible": best.probability_feasible,
+                           "model_based": best.model_based}  # fmt: skip
+            if line is not None:
+                print(f"recommended: {out['best']['parameters']} "
+                      f"(P(feasible) {best.probability_feasible:.2f})")  # fmt: skip
+        return out
+
+
+def tuning_arguments(
+    description: str | None, *, budget: int, parallelism: int = 1
+) -> argparse.ArgumentParser:
+    """The command line every tuning example shares: ``--budget``, ``--parallelism``,
+    ``--tiny``, ``--seed``, ``--database-url``, ``--log-dir``, ``--timeout``, ``--json``
+    (an example adds its own). Parse with :func:`parse_tuning_arguments`."""
+    ap = argparse.ArgumentParser(description=(description or "").splitlines()[0])
+    ap.add_argument("--budget", type=int, default=budget, help="number of trials (jobs)")
+    ap.add_argument("--parallelism", type=int, default=parallelism, help="jobs at once")
+    ap.add_argument("--tiny", action="store_true", help="tiny data and models (smoke test)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--database-url", help="keep the experiment here (default: a temporary SQLite file)"
+    )
+    ap.add_argument("--log-dir", help="job logs (default: a temporary directory)")
+    ap.add_argument("--timeout", type=float, default=3600.0, help="per-job limit, seconds")
+    ap.add_argument("--json", action="store_true", help="print the summary as JSON")
+    return ap
+
+
+def parse_tuning_arguments(ap: argparse.ArgumentParser, argv: list[str] | None) -> Any:
+    """Parse, refusing a budget or parallelism below 1 (exit status 2, like argparse)."""
+    args = ap.parse_args(argv)
+    if args.budget < 1:
+        ap.error("--budget must be >= 1")
+    if args.parallelism < 1:
+        ap.error("--parallelism must be >= 1")
+    return args
 
 
 def run_locally(

@@ -17,7 +17,7 @@ backend.
 
 May import: sqlalchemy, :mod:`assay.platform`, :mod:`assay.storage.ledger`,
 :mod:`assay.storage.orm`, :mod:`assay.storage.urls` and the sibling modules :mod:`.projects`,
-:mod:`.session` (and :mod:`.store`, only to open a ledger from a URL).
+:mod:`.session`.
 
 Example:
     >>> from assay.storage.sql import SqlStore
@@ -70,21 +70,9 @@ class SqlPrivacyLedger(PrivacyLedger):
         self.store = store
         self.project = check_name(project, "project")
 
-    @classmethod
-    def from_url(
-        cls, url: str, project: str = "default", *, migrate: bool = False
-    ) -> SqlPrivacyLedger:
-        """A ledger with its own store on ``url`` (close it with :meth:`close`).
-
-        ``migrate=False`` refuses an out-of-date schema, naming ``assay db upgrade``.
-        """
-        from assay.storage.sql.store import SqlStore
-        from assay.storage.urls import normalize_database_url
-
-        return cls(SqlStore(normalize_database_url(url), migrate=migrate), project)
-
     def close(self) -> None:
-        """Close the store's connections (for a ledger made by :meth:`from_url`)."""
+        """Close the store's connections (for a ledger made by
+        :func:`assay.storage.factory.open_privacy_ledger`)."""
         self.store.close()
 
     # -- rows <-> the shared plain-dict state ------------------------------------------------

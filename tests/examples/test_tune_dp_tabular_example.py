@@ -4,22 +4,9 @@ every trial at the same fixed epsilon, and a recommendation."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from assay.generative.workloads.dp_tabular import SEARCH_SPACE
-
-
-@pytest.fixture(scope="module")
-def example(repo_root: Path):
-    path = repo_root / "examples" / "tune_dp_tabular.py"
-    spec = importlib.util.spec_from_file_location("tune_dp_tabular_example", path)
-    mod = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_config_uses_the_job_search_space_and_objective(example) -> None:
@@ -32,6 +19,7 @@ def test_config_uses_the_job_search_space_and_objective(example) -> None:
     assert cfg["objective"] == {"name": "heldout_nll", "minimize": True}
 
 
+@pytest.mark.slow
 def test_example_runs_jobs_with_tiny_budget(example, tmp_path, capsys) -> None:
     summary = example.main(["--budget", "2", "--parallelism", "2", "--tiny",
                             "--database-url", f"sqlite:///{tmp_path / 't.db'}",

@@ -82,6 +82,7 @@ def _mode_hist(toy: EightGaussians, x: torch.Tensor, w: torch.Tensor | None = No
     return torch.bincount(toy.component(x), weights=w, minlength=8).float()
 
 
+@pytest.mark.slow
 def test_memoryless_reaches_tilted_target_and_constant_schedule_misses_it(toy_base) -> None:
     """Fine-tune 8 Gaussians with r(x) = x_1, λ = 1 (target mass 39% right mode, 0.9% left).
 

@@ -46,6 +46,7 @@ def test_constraint_outputs_stay_on_the_support(toy_base) -> None:
     assert m["mean_log_density"] > -3.0
 
 
+@pytest.mark.slow
 def test_inpainting_beats_masked_noise_and_regulariser_keeps_typical_norm(digits_base) -> None:
     x_train, _ = load_digits_tensor("train")
     x_test, _ = load_digits_tensor("test")

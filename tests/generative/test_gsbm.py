@@ -69,6 +69,7 @@ def test_brownian_bridge_drift() -> None:
     torch.testing.assert_close(g[0, :, 0], 1.3 * torch.sqrt(t * (1 - t)))
 
 
+@pytest.mark.slow
 def test_stunnel_gsbm_keeps_marginals_and_avoids_obstacles() -> None:
     """Thresholds: both boundary sliced-W2 distances < 0.5 (μ and ν are 22 apart; the sampling
     floor is ≈ 0.04; measured ≈ 0.11–0.15), and the obstacle cost at most 5% of plain bridge

@@ -253,12 +253,14 @@ def test_ar_incremental_infill_matches_teacher_forcing() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_claim1_infilling_with_audio_context_is_closer_to_the_truth(masked_eval) -> None:
     ev = masked_eval
     assert ev["infill_mse"] < 0.9 * ev["infill_mse_no_context"], ev
     assert ev["infill_mse"] < 0.6, ev  # well below predicting the mean (≈ 1)
 
 
+@pytest.mark.slow
 def test_claim2_the_infill_takes_the_voice_of_its_context(
     masked_model, masked_eval, speech, classifier
 ) -> None:
@@ -274,6 +276,7 @@ def test_claim2_the_infill_takes_the_voice_of_its_context(
     assert vt["prompt_speaker_accuracy"] > 3 * vt["source_speaker_accuracy"], vt
 
 
+@pytest.mark.slow
 def test_claim3_masked_span_loss_infills_better_than_full_utterance_loss(
     masked_eval, speech, classifier
 ) -> None:
@@ -291,6 +294,7 @@ def test_claim3_masked_span_loss_infills_better_than_full_utterance_loss(
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_job_reports_progress_and_metrics(cache_dir, speech) -> None:
     from assay.generative.workloads.voicebox import SEARCH_SPACE, run
 

@@ -109,6 +109,7 @@ def test_pending_points_are_passed_to_the_acquisition(build_experiment) -> None:
     assert with_pending < no_pending - 2.0  # log-EI: > 7x smaller
 
 
+@pytest.mark.slow
 def test_batch_is_distinct_and_within_constraints(build_experiment) -> None:
     spec = {
         "name": "b",

@@ -58,29 +58,6 @@ def measure(trial, rng, shift: float = 1.0) -> dict:
 
 
 # -- the client in four modes -------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def http_server(tmp_path_factory, live_server_class):
-    url = f"sqlite:///{tmp_path_factory.mktemp('ab') / 'server.db'}"
-    open_store(url).close()
-    server = live_server_class(url).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgresql", "http"])
-def client(request, tmp_path):
-    if request.param == "memory":
-        c = assay.Client()
-    elif request.param == "sqlite":
-        c = assay.Client(f"sqlite:///{tmp_path / 'ab.db'}")
-    elif request.param == "postgresql":
-        c = assay.Client(request.getfixturevalue("postgres_url"))
-    else:
-        c = assay.Client(request.getfixturevalue("http_server").url)
-    yield c
-    c.close()
-
-
 def test_batch_rounds_effects_and_best(client) -> None:
     rng = np.random.default_rng(0)
     exp = client.create_experiment(name=f"ab-{id(client)}", **SPEC)

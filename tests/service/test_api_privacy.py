@@ -18,32 +18,19 @@ from assay.generative.tabular.schema import RowCodec, TableSchema
 from assay.service.app import create_app
 from assay.service.auth import create_api_key
 from assay.service.settings import Settings
-from assay.storage.factory import open_store
 
 TINY_LM = {"epochs": 1, "d_model": 8, "n_layers": 1, "n_heads": 2, "batch_size": 60}
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
 def ab_csv() -> str:
     _, table = ab_logs(300, seed=3)
     return pd.DataFrame(table).to_csv(index=False)
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(f"sqlite:///{tmp_path / 'api.db'}")
-    yield s
-    s.close()
 
 
 @pytest.fixture
@@ -103,6 +90,7 @@ def test_budget_put_get_and_errors(api) -> None:
     assert [c["release_id"] for c in charges] == ["cli-1"]
 
 
+@pytest.mark.slow
 def test_lm_release_end_to_end(api, ab_csv, settings) -> None:
     api.put("/api/v1/datasets/ab/privacy-budget", json={"epsilon": 4, "delta": 1e-5})
     body = _body(ab_csv, epsilon=3.0, hyperparameters=TINY_LM, rows=120, release_id="wk49")

@@ -9,7 +9,6 @@ from fastapi.testclient import TestClient
 from assay.service.app import create_app
 from assay.service.auth import create_api_key
 from assay.service.settings import Settings
-from assay.storage.factory import open_store
 
 EXP = {
     "name": "e",
@@ -17,13 +16,6 @@ EXP = {
     "objective": "y",
     "generator": "sobol",
 }
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(f"sqlite:///{tmp_path / 'api.db'}")
-    yield s
-    s.close()
 
 
 def error(r, status: int, code: str) -> dict:

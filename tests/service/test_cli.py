@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import httpx
+import pytest
 
 from assay.storage.factory import open_store
 
@@ -18,6 +19,7 @@ def assay(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_serve_refuses_an_unmigrated_database_and_names_the_command(tmp_path) -> None:
     url = f"sqlite:///{tmp_path / 'x.db'}"
     r = assay("serve", "--database-url", url, "--port", "1")
@@ -37,6 +39,7 @@ def test_database_url_from_environment(tmp_path) -> None:
     assert (tmp_path / "env.db").exists()
 
 
+@pytest.mark.slow
 def test_keys_create_prints_a_working_key_once(tmp_path, live_server_factory) -> None:
     url = f"sqlite:///{tmp_path / 'k.db'}"
     assert assay("db", "upgrade", "--database-url", url).returncode == 0

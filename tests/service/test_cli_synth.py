@@ -32,6 +32,7 @@ def _release(files, out, *extra):
                  "--ledger", files["ledger"], "--dataset", "ab", "--out", out, *extra])  # fmt: skip
 
 
+@pytest.mark.slow
 def test_release_writes_schema_valid_rows_report_and_charges(files, capsys):
     assert main(["synth", "budget", "ab", "--epsilon", "4", "--ledger", files["ledger"]]) == 0
     out = f"{files['dir']}/syn.csv"

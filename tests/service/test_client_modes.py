@@ -24,32 +24,6 @@ PARAMS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def http_server(tmp_path_factory, live_server_class):
-    from assay.storage.factory import open_store
-
-    url = f"sqlite:///{tmp_path_factory.mktemp('http') / 'server.db'}"
-    open_store(url).close()  # migrate
-    server = live_server_class(url).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgresql", "http"])
-def client(request, tmp_path):
-    if request.param == "memory":
-        c = assay.Client()
-    elif request.param == "sqlite":
-        c = assay.Client(f"sqlite:///{tmp_path / 'client.db'}")
-    elif request.param == "postgresql":
-        c = assay.Client(request.getfixturevalue("postgres_url"))
-    else:
-        c = assay.Client(request.getfixturevalue("http_server").url)
-    c.mode = request.param
-    yield c
-    c.close()
-
-
 _counter = iter(range(10**6))
 
 

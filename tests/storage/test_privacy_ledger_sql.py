@@ -14,8 +14,9 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 
 from assay.platform.errors import NotFoundError, PrivacyBudgetExceededError
+from assay.storage.factory import open_privacy_ledger
 from assay.storage.orm import PrivacyChargeRow
-from assay.storage.sql import SqlPrivacyLedger, SqlStore
+from assay.storage.sql import SqlStore
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -46,18 +47,18 @@ def test_budgets_are_per_project_and_survive_reopening(sql_url) -> None:
     search.charge("signups", 1.5, 1e-6, release_id="r1")  # same id, other project: its own
     store.close()
 
-    again = SqlPrivacyLedger.from_url(sql_url, project="growth")
+    again = open_privacy_ledger(sql_url, project="growth")
     st = again.status("signups")
     assert (st.epsilon_budget, st.epsilon_spent, st.releases) == (2.0, 1.5, 1)
     assert again.charges("signups")[0].metadata == {"rows": 10}
     with pytest.raises(PrivacyBudgetExceededError):
         again.charge("signups", 1.0, 0.0, release_id="r2")
     again.close()
-    assert SqlPrivacyLedger.from_url(sql_url, "search").status("signups").epsilon_remaining == 7.5
+    assert open_privacy_ledger(sql_url, "search").status("signups").epsilon_remaining == 7.5
 
 
 def test_a_refused_charge_writes_no_row(sql_url) -> None:
-    ledger = SqlPrivacyLedger.from_url(sql_url)
+    ledger = open_privacy_ledger(sql_url)
     ledger.set_budget("d", epsilon=1.0, delta=1e-5)
     ledger.charge("d", 0.6, 1e-6, release_id="a")
     assert _charge_rows(sql_url) == 1
@@ -71,7 +72,7 @@ def test_a_refused_charge_writes_no_row(sql_url) -> None:
 def test_postgres_charge_waits_for_the_budget_row_lock(postgres_url) -> None:
     """A charge blocks while another transaction holds the budget row FOR UPDATE, and then
     sees that transaction's charge (so it cannot overshoot)."""
-    ledger = SqlPrivacyLedger.from_url(postgres_url, project="p")
+    ledger = open_privacy_ledger(postgres_url, project="p")
     ledger.set_budget("d", epsilon=1.0, delta=1e-5)
     engine = create_engine(postgres_url)
     done = threading.Event()
@@ -111,10 +112,10 @@ WORKER = textwrap.dedent(
     """
     import json, os, sys, threading, time
     from assay.platform.errors import PrivacyBudgetExceededError
-    from assay.storage.sql import SqlPrivacyLedger
+    from assay.storage.factory import open_privacy_ledger
 
     url, worker, go = sys.argv[1], sys.argv[2], sys.argv[3]
-    ledger = SqlPrivacyLedger.from_url(url, project="race")
+    ledger = open_privacy_ledger(url, project="race")
     ledger.status("d")  # connected
     print("ready", flush=True)
     results = []
@@ -139,8 +140,9 @@ WORKER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_processes_racing_on_postgres_never_overshoot(postgres_url, tmp_path) -> None:
-    ledger = SqlPrivacyLedger.from_url(postgres_url, project="race")
+    ledger = open_privacy_ledger(postgres_url, project="race")
     ledger.set_budget("d", epsilon=5.0, delta=1e-5)
     go = tmp_path / "go"
     argv = [sys.executable, "-c", WORKER, postgres_url]

@@ -95,6 +95,7 @@ def test_private_run_meets_target_epsilon_with_poisson_batches(ab):
     assert spend.noise_multiplier > 0
 
 
+@pytest.mark.slow
 def test_utility_degrades_monotonically_as_epsilon_shrinks(ab):
     _, codec, codes = ab
     train, test = split_rows(codes.shape[0], 0.2, 0)

@@ -25,14 +25,14 @@ def ledger(request, tmp_path: Path):
     elif request.param == "json":
         yield JsonFilePrivacyLedger(tmp_path / "ledger.json")
     else:
-        from assay.storage.sql import SqlPrivacyLedger
+        from assay.storage.factory import open_privacy_ledger
 
         url = (
             f"sqlite:///{tmp_path / 'ledger.db'}"
             if request.param == "sqlite"
             else request.getfixturevalue("postgres_url")
         )
-        sql_ledger = SqlPrivacyLedger.from_url(url, migrate=True)
+        sql_ledger = open_privacy_ledger(url, migrate=True)
         yield sql_ledger
         sql_ledger.close()
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
@@ -12,7 +11,6 @@ from assay.platform.jobspec import Job, JobState
 from assay.service.app import create_app
 from assay.service.settings import Settings
 from assay.storage.base import NewTrial
-from assay.storage.factory import open_store
 
 SPEC = {
     "name": "jobs",
@@ -21,13 +19,6 @@ SPEC = {
     "generator": "sobol",
     "job": {"entrypoint": "mypkg.train:run", "parallelism": 2},
 }
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(f"sqlite:///{tmp_path / 'jobs.db'}")
-    yield s
-    s.close()
 
 
 def add_jobs(store, exp_id, n, tmp_path) -> list:
@@ -73,7 +64,8 @@ def test_lists_show_last_step_and_log_tail(store, tmp_path) -> None:
         assert api.get(f"/api/v1/trials/{jobs[1].trial_id}/job").json()["last_step"] == 2
 
 
-def test_last_step_is_one_query_for_the_whole_list(store, tmp_path) -> None:
+def test_last_step_is_one_query_for_the_whole_list(sql_store, tmp_path) -> None:
+    store = sql_store
     exp = store.create_experiment(ExperimentConfig.from_dict(SPEC))
     statements: list[str] = []
 
