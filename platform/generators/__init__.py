@@ -11,6 +11,7 @@ from typing import Any
 
 from assay.platform.errors import ValidationError
 from assay.platform.generators.base import Candidate, GenerationResult, Generator
+from assay.platform.generators.knowledge_gradient import KnowledgeGradientGenerator
 from assay.platform.generators.multi_step import MultiStepGenerator
 from assay.platform.generators.noisy_ei import NoisyEIGenerator
 from assay.platform.generators.sobol import SobolGenerator
@@ -37,12 +38,14 @@ def get_generator(name: str, settings: Mapping[str, Any] | None = None) -> Gener
 register_generator(SobolGenerator)
 register_generator(NoisyEIGenerator)
 register_generator(MultiStepGenerator)
+register_generator(KnowledgeGradientGenerator)
 
 __all__ = [
     "GENERATORS",
     "Candidate",
     "GenerationResult",
     "Generator",
+    "KnowledgeGradientGenerator",
     "MultiStepGenerator",
     "NoisyEIGenerator",
     "SobolGenerator",
