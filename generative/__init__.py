@@ -13,7 +13,10 @@ periodic ``assay.report(step=...)`` progress:
 * :mod:`assay.generative.dflow` — controlled generation by source-point optimisation through
   the flow (Ben-Hamu et al., ICML 2024);
 * :mod:`assay.generative.gsbm` — generalized Schrödinger bridge matching with spline Gaussian
-  paths on Stunnel / Vneck (Liu et al., ICLR 2024).
+  paths on Stunnel / Vneck (Liu et al., ICLR 2024);
+* :mod:`assay.generative.cm3leon` — a retrieval-augmented decoder-only model over caption and
+  image tokens with CFG and TopK contrastive decoding (CM3Leon, Yu et al. 2023); its job entry
+  point is :mod:`assay.generative.workloads.cm3leon` (``workloads.cm3leon:run``).
 
 Support modules: :mod:`~assay.generative.data` (2-D toys with exact densities, digits),
 :mod:`~assay.generative.metrics`, :mod:`~assay.generative.rewards`,
