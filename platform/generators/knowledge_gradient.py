@@ -1,7 +1,7 @@
 """One-shot knowledge gradient: value a new observation by the recommendation it leads to.
 
-Implements the BoTorch paper's showcase acquisition (Balandat et al., NeurIPS 2020, §5 and
-their eq. 8) with BoTorch's ``qKnowledgeGradient``. After the experiment ends, Assay ships
+Implements the BoTorch paper's showcase acquisition, the one-shot knowledge gradient "OKG"
+(Balandat et al., NeurIPS 2020), with BoTorch's ``qKnowledgeGradient``. After the experiment ends, Assay ships
 the arm the *model* recommends, not the best noisy observation; the knowledge gradient of a
 batch ``X`` is how much observing it is expected to raise the value of that recommendation::
 
