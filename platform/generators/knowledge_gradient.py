@@ -225,7 +225,9 @@ def build_knowledge_gradient(
     )
 
 
-def objective_transform(config: ExperimentConfig, fitted: FittedModel) -> Any:
+def objective_transform(
+    config: ExperimentConfig, fitted: FittedModel
+) -> ScalarizedPosteriorTransform:
     """The objective as a scalarised posterior (``±1`` on its output, 0 elsewhere)."""
     w = torch.zeros(len(fitted.metrics), dtype=DTYPE)
     w[fitted.output_index(config.objective.name)] = -1.0 if config.objective.minimize else 1.0
