@@ -9,9 +9,9 @@ PIP := $(PY) -m pip --disable-pip-version-check
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.assay-installed
 
-.PHONY: venv test lint serve demo bench clean chromium
+.PHONY: venv test lint serve demo bench clean chromium espeak
 
-venv: $(STAMP)
+venv: $(STAMP) espeak
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,11 @@ lint: venv
 chromium:
 	@test -x /usr/bin/chromium || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
-test: venv lint chromium
+# Debian's espeak-ng speaks the Voicebox workload's toy corpus (assay.generative.voicebox.data).
+espeak:
+	@test -x /usr/bin/espeak-ng || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng; }
+
+test: venv lint chromium espeak
 	$(PY) -m pytest -q
 
 serve: venv

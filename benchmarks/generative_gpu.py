@@ -11,7 +11,11 @@ Runs, in order, within ``--budget-seconds`` (default 450 s, under 8 minutes on o
    (PSNR vs. masked-noise and mean-fill baselines); solved samples/s;
 4. GSBM — Stunnel and Vneck against plain bridge matching (marginal distances, obstacle cost,
    collision rate); matching iterations/s;
-5. CM3Leon — retrieval-augmented pre-training vs. none at equal steps (held-out NLL), SFT,
+5. Voicebox — masked-span flow vs. an autoregressive baseline of the same size and the
+   full-utterance-loss ablation on the espeak-ng corpus (``benchmarks/voicebox.py``): infill
+   error, speaker similarity, latency/batch-time ratios at comparable error, peak memory and
+   GPU utilisation;
+6. CM3Leon — retrieval-augmented pre-training vs. none at equal steps (held-out NLL), SFT,
    text→image accuracy with plain / CFG / TopK contrastive decoding, Fréchet distance,
    captioning; training tokens/s, samples/s, peak device memory and utilisation.
 
@@ -75,6 +79,9 @@ from assay.generative.rewards import (  # noqa: E402
     train_digits_classifier,
 )
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import voicebox as voicebox_bench  # noqa: E402  (benchmarks/voicebox.py)
+
 #: Sizes for the GPU run and for the CPU smoke test. ``share`` is each section's fraction of
 #: the time budget (its training loops stop when their share is used up).
 SIZES: dict[str, dict[str, Any]] = {
@@ -88,6 +95,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "gsbm_csoc_iters": 500, "gsbm_batch": 1024, "gsbm_eval": 4000, "gsbm_sim_steps": 200,
         "cm3_k": 2, "cm3_width": 128, "cm3_layers": 4, "cm3_heads": 4, "cm3_batch": 256,
         "cm3_pretrain": 3000, "cm3_sft": 1500, "cm3_retriever": 500, "cm3_eval": 1000,
+        "voicebox_size": "full",
     },
     "tiny": {
         "toy_iters": 100, "toy_batch": 128, "digits_iters": 30, "digits_batch": 32,
@@ -99,9 +107,10 @@ SIZES: dict[str, dict[str, Any]] = {
         "gsbm_csoc_iters": 5, "gsbm_batch": 64, "gsbm_eval": 128, "gsbm_sim_steps": 20,
         "cm3_k": 1, "cm3_width": 16, "cm3_layers": 1, "cm3_heads": 2, "cm3_batch": 8,
         "cm3_pretrain": 4, "cm3_sft": 3, "cm3_retriever": 5, "cm3_eval": 16,
+        "voicebox_size": "tiny",
     },
 }  # fmt: skip
-SHARE = {"base": 0.20, "am": 0.26, "dflow": 0.10, "gsbm": 0.30, "cm3leon": 0.14}
+SHARE = {"base": 0.18, "am": 0.22, "dflow": 0.08, "gsbm": 0.28, "voicebox": 0.12, "cm3leon": 0.12}
 
 
 def _sync(device: torch.device) -> None:
@@ -314,6 +323,30 @@ def section_gsbm(b: Bench, S: dict[str, Any], g: torch.Generator) -> None:
                   **ev)  # fmt: skip
 
 
+def section_voicebox(b: Bench, S: dict[str, Any], seed: int) -> None:
+    """``benchmarks/voicebox.py`` within this section's share of the budget."""
+    res = voicebox_bench.run_benchmark(S["voicebox_size"], device=b.device,
+                                       budget_seconds=b.share("voicebox"), seed=seed,
+                                       log=lambda s: None)  # fmt: skip
+    flow, ar, cmp = res["flow"], res["ar"], res["comparison"]
+    k = cmp["flow_steps"]
+    row = flow["by_steps"][k]
+    b.put("voicebox", flow_params=flow["params"], ar_params=ar["params"],
+          flow_train_iters_per_s=flow["train_iters_per_s"],
+          flow_train_utterances_per_s=flow["train_utterances_per_s"],
+          infill_mse=row["infill_mse"],
+          infill_mse_no_context=flow.get("infill_mse_no_context", float("nan")),
+          speaker_similarity=row["speaker_similarity"], flow_steps=k, ar_mse=ar["infill_mse"],
+          comparable=cmp["comparable"], latency_ratio_ar_over_flow=cmp["latency_ratio_ar_over_flow"],
+          batch_ratio_ar_over_flow=cmp["batch_ratio_ar_over_flow"],
+          flow_latency_ms=row["latency_ms"], ar_latency_ms=ar["latency_ms"],
+          **{k2: v for k2, v in res["ablation"].items() if k2 != "skipped"},
+          **({"cuda_peak_memory_gb": res["cuda_peak_memory_gb"]}
+             if "cuda_peak_memory_gb" in res else {}),
+          **({"gpu_utilisation_pct": flow["gpu_utilisation_pct"]}
+             if "gpu_utilisation_pct" in flow else {}))  # fmt: skip
+
+
 def device_stats(dev: torch.device) -> dict[str, Any]:
     """Peak allocated memory (GiB) since the last reset and, where NVML answers, the GPU's
     current utilisation (%)."""
@@ -393,6 +426,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         section_dflow(b, S, models, g)
     if b.can_start("gsbm"):
         section_gsbm(b, S, g)
+    if b.can_start("voicebox"):
+        section_voicebox(b, S, args.seed)
     if b.can_start("cm3leon"):
         section_cm3leon(b, S, models, g)
     b.results["total_seconds"] = {"value": b.elapsed}

@@ -180,9 +180,9 @@ def run_one(problem: str, method: str, seed: int, budget_mult: int) -> RunResult
     for i in range(budget):
         if i < n_init or generator is None:
             params = {f"x{j}": float(raw[i, j]) for j in range(d)}
-            # noisy_ei counts arms labelled "sobol" toward its own initial design; the shared
-            # random design plays that role here, so label it so.
-            label = "sobol"
+            # the shared random design: every observed arm counts toward a generator's initial
+            # design whatever its label, so this only says where the point came from
+            label = "random"
         else:
             t0 = time.perf_counter()
             res = generator.generate(exp, 1, seed=seed * 100_003 + i)
@@ -283,7 +283,7 @@ def _bo_states(problem: str, seed: int, n_obs: list[int]) -> list[Experiment]:
         exp = Experiment(id=1, config=config)
         for i in range(n):
             p = {f"x{j}": float(raw[i, j]) for j in range(fn.dim)}
-            exp.trials.append(_trial(i, p, evaluate(fn, p), "sobol"))
+            exp.trials.append(_trial(i, p, evaluate(fn, p), "random"))
         out.append(exp)
     return out
 
@@ -427,10 +427,9 @@ def warmstart_study(args: argparse.Namespace) -> None:
     Variants, all with the same fitted GP, fantasy samples, seed and restarts at each ask:
     ``cold`` (raw-sample initialization), ``botorch`` (``warmstart_multistep`` alone),
     ``shifted`` (plus the previous tree moved one level up) and ``warm`` (the default
-    ``"pool"``: those plus fresh raw-sample starts).
+    ``"pool"``: those plus fresh raw-sample starts), each chosen by the generator setting
+    ``warm_start_mode``.
     """
-    from assay.platform.generators import multi_step
-
     problems = args.functions or ["branin", "hartmann3"]
     horizon = args.horizon or 2
     rows = []
@@ -440,23 +439,21 @@ def warmstart_study(args: argparse.Namespace) -> None:
         for seed in range(args.seeds):
             base = {"horizon": horizon, "n_initial": 2 * d}
             variants = {
-                "cold": (multi_step.MultiStepGenerator({**base, "warm_start": False}), "pool"),
-                "botorch": (multi_step.MultiStepGenerator(base), "botorch"),
-                "shifted": (multi_step.MultiStepGenerator(base), "shifted"),
-                "warm": (multi_step.MultiStepGenerator(base), "pool"),
+                "cold": get_generator("multi_step", {**base, "warm_start": False}),
+                "botorch": get_generator("multi_step", {**base, "warm_start_mode": "botorch"}),
+                "shifted": get_generator("multi_step", {**base, "warm_start_mode": "shifted"}),
+                "warm": get_generator("multi_step", {**base, "warm_start_mode": "pool"}),
             }
             exp = _bo_states(problem, 10_000 + seed, [2 * d])[0]
             states = {k: dict(exp.generator_state) for k in variants}
             for i in range(2 * d, args.budget_mult * d):
                 seed_i = seed * 100_003 + i
                 out = {}
-                for name, (gen, mode) in variants.items():
-                    multi_step.WARM_START_MODE = mode
+                for name, gen in variants.items():
                     exp.generator_state = states[name]
                     res = gen.generate(exp, 1, seed=seed_i)
                     out[name] = res
                     states[name] = res.generator_state
-                multi_step.WARM_START_MODE = "pool"
                 row: dict[str, Any] = {"problem": problem, "seed": seed, "i": i}
                 for name, res in out.items():
                     row[f"{name}_seconds"] = res.info.get("optimize_seconds")

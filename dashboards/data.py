@@ -33,7 +33,7 @@ from assay.platform.experiment import (
     TrialState,
 )
 from assay.platform.relative import control_arm_names, relative_effect
-from assay.platform.space import ChoiceParameter, FixedParameter, SearchSpace
+from assay.platform.space import ChoiceParameter, FixedParameter
 from assay.storage.base import ExperimentSummary, Store
 
 STATES = [s.value for s in TrialState]
@@ -197,11 +197,9 @@ def observed_feasible(
 
 
 def control_arm(t: Trial, config: ExperimentConfig) -> Arm | None:
-    """The trial's control arm (parameters equal to the status quo), if a batch has one."""
-    if config.status_quo is None or len(t.arms) < 2:
-        return None
-    sig = SearchSpace.signature(config.status_quo)
-    return next((a for a in t.arms if SearchSpace.signature(a.parameters) == sig), None)
+    """The control arm of a batch trial (:meth:`Trial.control_arm`); a single-arm trial is
+    never judged against a control."""
+    return t.control_arm(config.status_quo) if t.is_batch else None
 
 
 def arm_feasibility(t: Trial, config: ExperimentConfig) -> dict[str, bool | None]:
@@ -240,7 +238,7 @@ def trial_row(t: Trial, config: ExperimentConfig) -> dict[str, Any]:
     batch's control; ``"c"`` marks the control), so charts show one point per arm; its own
     ``"p"``/``"v"`` are empty and ``"f"`` is :func:`trial_feasible`.
     """
-    if len(t.arms) > 1:
+    if t.is_batch:
         feas = arm_feasibility(t, config)
         control = control_arm(t, config)
         arms = []

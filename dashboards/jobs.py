@@ -1,11 +1,12 @@
 """What the dashboard needs to know about jobs and workers: a narrow read interface.
 
-The orchestrator (issue 5) turns trials into jobs on executors (local GPU pool, Ray, Slurm).
-The dashboard reads jobs only through :class:`JobsView`, so the pages do not depend on how
-jobs are stored. :class:`NoJobsView` is what runs until the jobs tables exist: every read is
-empty and :attr:`JobsView.empty_message` tells the user how jobs come about.
+The orchestrator turns trials into jobs on executors (local GPU pool, Ray, Slurm). The
+dashboard reads jobs only through :class:`JobsView`, so the pages do not depend on how jobs
+are stored. ``create_app`` installs :class:`StoreJobsView` (the store's ``jobs`` and
+``trial_reports`` tables); :class:`NoJobsView` answers when an app has no jobs view at all
+(every read is empty and :attr:`JobsView.empty_message` tells the user how jobs come about).
 
-To wire a real implementation, set ``app.state.jobs_view`` (after ``create_app``) to any
+To wire another implementation, set ``app.state.jobs_view`` (after ``create_app``) to any
 object with these methods; the pages pick it up on the next request.
 
 Example:
@@ -121,7 +122,7 @@ class JobsView(Protocol):
 
 
 class NoJobsView:
-    """The jobs view before jobs exist: everything is empty."""
+    """The jobs view of an app without one: everything is empty."""
 
     available = False
     empty_message = NO_JOBS_MESSAGE

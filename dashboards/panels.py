@@ -16,7 +16,7 @@ Extending (the A/B arm-effects panel below is built this way)::
 
     register_panel(
         Panel("arm-effects", "Arm effects", "Effect of each arm vs. the control, with 95% CIs.",
-              arm_effects, applies=lambda exp: any(len(t.arms) > 1 for t in exp.trials),
+              arm_effects, applies=lambda exp: any(t.is_batch for t in exp.trials),
               wide=True),
         before="slices",
     )
@@ -283,7 +283,7 @@ PANELS: list[Panel] = [
         arm_effects_panel,
         controls=lambda exp: [_effects_metric_control(exp)],
         applies=lambda exp: (
-            exp.config.status_quo is not None and any(len(t.arms) > 1 for t in exp.trials)
+            exp.config.status_quo is not None and any(t.is_batch for t in exp.trials)
         ),
         wide=True,
     ),

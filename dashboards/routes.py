@@ -4,6 +4,11 @@ Pages render on the server (Jinja2) and work without JavaScript; scripts then dr
 (vendored Plotly.js), poll for changes with an ``after`` cursor over the audit trail, and swap
 in server-rendered fragments. Every failure renders as a page that says what to do next (HTML)
 or as a JSON error (for the scripts); unauthenticated browsers go to the login page.
+:func:`mount_dashboard` adds the pages and static files to the service's app.
+
+May import: the other dashboard modules, :mod:`assay.platform`, and the service's public
+surface (:mod:`assay.service.auth`, :mod:`assay.service.deps`, :mod:`assay.service.errors`),
+never :mod:`assay.service.app` (the app imports this module).
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.staticfiles import StaticFiles
 
 from assay import __version__
 from assay.dashboards import auth
@@ -54,6 +61,7 @@ from assay.platform.errors import AssayError, AuthenticationError, NotFoundError
 from assay.platform.experiment import ExperimentStatus, TrialState
 from assay.service.auth import Principal
 from assay.service.deps import ExperimentId, TrialId
+from assay.service.errors import status_for
 
 log = logging.getLogger("assay.dashboards")
 HERE = Path(__file__).resolve().parent
@@ -216,8 +224,6 @@ class DashboardRoute(APIRoute):
                     "It may belong to another project, or the link is out of date.",
                 )  # fmt: skip
             except AssayError as e:
-                from assay.service.app import status_for
-
                 return _error_page(request, status_for(e), "Something went wrong", e.message)
             except Exception:
                 log.exception("dashboard request failed: %s", request.url.path)
@@ -526,3 +532,37 @@ def json_script(data: Any) -> Markup:
     """Compact JSON that is safe inside ``<script type="application/json">``."""
     text = json.dumps(data, separators=(",", ":"), default=str)
     return Markup(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
+
+
+# -- mounting ----------------------------------------------------------------------------------
+class _CachedStatic(StaticFiles):
+    """Static files with long-lived caching (URLs carry a version query string)."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        return response
+
+
+def mount_dashboard(app: Any) -> None:
+    """Add the dashboard's routes and static files to ``app`` (after the API routers).
+
+    Unknown paths outside ``/api/`` answer browsers with an HTML 404 page; API clients keep
+    the JSON error body.
+    """
+    app.state.dashboard = Dashboard(app)
+    app.mount("/static", _CachedStatic(directory=str(STATIC)), name="static")
+    app.include_router(router)
+    json_handler = app.exception_handlers.get(StarletteHTTPException)
+
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        browser = "text/html" in request.headers.get("accept", "")
+        if browser and exc.status_code == 404 and not request.url.path.startswith("/api/"):
+            return _error_page(
+                request, 404, "Page not found", f"There is no page at {request.url.path}.",
+                "Go back to the experiments list.",
+            )  # fmt: skip
+        return await json_handler(request, exc)
+
+    if json_handler is not None:
+        app.add_exception_handler(StarletteHTTPException, http_error)

@@ -1,8 +1,8 @@
 """Assay tunes Adjoint Matching on digits: maximise reward without losing realism.
 
-The job is :func:`assay.generative.adjoint_matching.run`: it fine-tunes a flow-matching U-Net
-on scikit-learn's 8×8 digits towards ``p_base(x)·p(target | x)^λ`` (the reward is a small
-classifier's log-probability of the target digit) and reports, among others:
+The job is :func:`assay.generative.workloads.adjoint_matching.run`: it fine-tunes a
+flow-matching U-Net on scikit-learn's 8×8 digits towards ``p_base(x)·p(target | x)^λ`` (the
+reward is a small classifier's log-probability of the target digit) and reports, among others:
 
 * ``reward`` — mean ``log p(target | x)`` of the fine-tuned samples (the **objective**);
 * ``diversity`` — mean pairwise distance of the samples (the **outcome constraint**: it must
@@ -14,7 +14,7 @@ classifier's log-probability of the target digit) and reports, among others:
 
 Assay proposes learning rate, λ, number of SDE steps K and the loss's time-step subset with
 its noisy-constrained EI generator. The experiment carries a job spec
-(``{"entrypoint": "assay.generative.adjoint_matching:run", ...}``) and, as in
+(``{"entrypoint": "assay.generative.workloads.adjoint_matching:run", ...}``) and, as in
 ``examples/tune_dp_tabular.py``, the orchestrator launches every trial as a subprocess with the
 local executor (:func:`assay.service.jobs.local_run.run_locally`); each job streams its
 learning curve with ``assay.report(step=...)`` into the database and its metrics complete the
@@ -39,11 +39,11 @@ import tempfile
 import time
 from typing import Any
 
-from assay.generative.adjoint_matching import run
+from assay.generative.workloads.adjoint_matching import run
 
-ENTRYPOINT = "assay.generative.adjoint_matching:run"
+ENTRYPOINT = "assay.generative.workloads.adjoint_matching:run"
 
-#: The tuned parameters (a subset of ``adjoint_matching.SEARCH_SPACE``).
+#: The tuned parameters (a subset of ``workloads.adjoint_matching.SEARCH_SPACE``).
 PARAMETERS: list[dict[str, Any]] = [
     {"name": "lr", "type": "float", "bounds": [1e-5, 3e-3], "log": True},
     {"name": "lam", "type": "float", "bounds": [0.5, 4.0], "log": True},
@@ -100,7 +100,7 @@ def experiment_config(
     Example:
         >>> cfg = experiment_config(4, 3.5)
         >>> cfg["job"]["entrypoint"], cfg["objective"], cfg["outcome_constraints"]
-        ('assay.generative.adjoint_matching:run', 'reward', ['diversity >= 3.5'])
+        ('assay.generative.workloads.adjoint_matching:run', 'reward', ['diversity >= 3.5'])
     """
     tuned = TINY_PARAMETERS if tiny else PARAMETERS
     fixed = [{"name": k, "type": "fixed", "value": v}

@@ -1,18 +1,20 @@
 """Assay tunes DP-SGD for synthetic tables: the best utility at a fixed privacy guarantee.
 
-The job is :func:`assay.generative.tabular.job.run`: it trains the small tabular language model
-of Sablayrolles, Wang & Karrer (2023) with DP-SGD at a **fixed** (ε, δ) — every trial has the
-same guarantee, so comparing them is fair — and returns the utility metrics. Assay searches
-:data:`~assay.generative.tabular.job.SEARCH_SPACE` (learning rate, clipping norm, batch size,
-epochs, model width) to minimise :data:`~assay.generative.tabular.job.OBJECTIVE`, the held-out
-negative log-likelihood, and tracks 1-/2-way marginal TV distance, train-on-synthetic accuracy
-and the ε the accountant certifies.
+The job is :func:`assay.generative.workloads.dp_tabular.run`: it trains the small tabular
+language model of Sablayrolles, Wang & Karrer (2023) with DP-SGD at a **fixed** (ε, δ) — every
+trial has the same guarantee, so comparing them is fair — and returns the utility metrics.
+Assay searches :data:`~assay.generative.workloads.dp_tabular.SEARCH_SPACE` (learning rate,
+clipping norm, batch size, epochs, model width) to minimise
+:data:`~assay.generative.workloads.dp_tabular.OBJECTIVE`, the held-out negative
+log-likelihood, and tracks 1-/2-way marginal TV distance, train-on-synthetic accuracy and the ε
+the accountant certifies.
 
 Unlike a hand-written ask/tell loop, this runs the way a team would run it on a server: the
-experiment carries a job spec (``{"entrypoint": "assay.generative.tabular.job:run", ...}``) and
-the orchestrator launches each trial as a subprocess with the local executor, collects its
-``assay.report(...)`` learning curve and result, and stops after ``--budget`` trials. The same
-experiment created through the REST API runs inside ``assay serve``.
+experiment carries a job spec
+(``{"entrypoint": "assay.generative.workloads.dp_tabular:run", ...}``) and the orchestrator
+launches each trial as a subprocess with the local executor, collects its ``assay.report(...)``
+learning curve and result, and stops after ``--budget`` trials. The same experiment created
+through the REST API runs inside ``assay serve``.
 
 Privacy caveat: every trial is a separate DP-SGD run, and picking the best of many runs on the
 private table leaks more than one run's ε (Papernot & Steinke 2022). Tune on public or proxy
@@ -35,9 +37,9 @@ import sys
 import time
 from typing import Any
 
-from assay.generative.tabular.job import OBJECTIVE, SEARCH_SPACE
+from assay.generative.workloads.dp_tabular import OBJECTIVE, SEARCH_SPACE
 
-ENTRYPOINT = "assay.generative.tabular.job:run"
+ENTRYPOINT = "assay.generative.workloads.dp_tabular:run"
 TRACKED = ["tv_1way", "tv_2way", "tstr_accuracy", "epsilon_prv", "train_seconds"]
 #: Tiny settings for the smoke test: fewer rows and a narrower, cheaper search space.
 TINY_FIXED = {"n_rows": 400, "n_synthetic": 200, "n_layers": 1, "n_heads": 2}
@@ -67,7 +69,7 @@ def experiment_config(
     Example:
         >>> cfg = experiment_config(4)
         >>> cfg["job"]["entrypoint"], cfg["objective"]
-        ('assay.generative.tabular.job:run', {'name': 'heldout_nll', 'minimize': True})
+        ('assay.generative.workloads.dp_tabular:run', {'name': 'heldout_nll', 'minimize': True})
     """
     parameters = copy.deepcopy(SEARCH_SPACE["parameters"])
     for p in parameters:

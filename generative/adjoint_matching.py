@@ -31,9 +31,10 @@ because ``x/t`` is singular at ``t = 0``; for the memoryless schedule the first 
 memorylessness. The lean adjoint is the exact discrete adjoint of this base step map:
 ``ã_k = d_k ã_{k+1} + c_k J_{v_base}(X_k, t_k)ᵀ ã_{k+1}``.
 
-The entry point :func:`run` fine-tunes a toy 2-D model (region/linear reward, scored against
-the exact reweighted target) or the digits U-Net (classifier log-probability reward, scored by
-reward, Fréchet distance in the classifier's feature space, and diversity).
+The job that fine-tunes a toy 2-D model (region/linear reward, scored against the exact
+reweighted target) or the digits U-Net (classifier log-probability reward, scored by
+:func:`digits_metrics`) is the workload :mod:`assay.generative.workloads.adjoint_matching`
+(``run`` here is its alias).
 
 Example:
     >>> from assay.generative.flow_matching import MLPVelocity
@@ -49,23 +50,15 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 import assay
-from assay.generative.flow_matching import Velocity, _batch_t, ode_sample
-from assay.generative.jobs import (
-    Timer,
-    finite_metrics,
-    pick_device,
-    require,
-    resolve_config,
-    seed_everything,
-)
+from assay.generative.flow_matching import Velocity, batch_t, ode_sample
+from assay.generative.legacy import entry_point, forward
 from assay.platform.errors import ValidationError
 
 Reward = Callable[[Tensor], Tensor]
@@ -193,7 +186,7 @@ def sde_trajectory(
     for k in range(num_steps):
         t, s = k / num_steps, (k + 1) / num_steps
         d, c, std = schedule.step(t, s)
-        x = d * x + c * velocity(x, _batch_t(t, x))
+        x = d * x + c * velocity(x, batch_t(t, x))
         if std > 0:
             x = x + std * torch.randn(x.shape, generator=generator).to(x)
         xs.append(x)
@@ -263,7 +256,7 @@ def lean_adjoint(
         d, c, _ = schedule.step(t, s)
         with torch.enable_grad():
             x = traj[k].detach().requires_grad_(True)
-            v = base(x, _batch_t(t, x))
+            v = base(x, batch_t(t, x))
             (vjp,) = torch.autograd.grad(v, x, grad_outputs=adj[k + 1])
         adj[k] = (d * adj[k + 1] + c * vjp).detach()
         vb[k] = v.detach()
@@ -402,7 +395,7 @@ def adjoint_matching(
         p.requires_grad_(True)
     opt = torch.optim.Adam(ft.parameters(), lr=lr)
     hist: dict[str, list[float]] = {"loss": [], "reward": []}
-    timer = Timer()
+    t_start = time.perf_counter()
     for it in range(iterations):
         loss, info = adjoint_matching_step(
             ft, base_frozen, reward, lam=lam, schedule=sch, num_steps=num_steps,
@@ -427,7 +420,7 @@ def adjoint_matching(
                 metrics.update(callback(it + 1, ft) or {})
                 ft.train()
             assay.report(step=it + 1, **metrics)
-        if max_seconds > 0 and timer.elapsed > max_seconds:
+        if max_seconds > 0 and time.perf_counter() - t_start > max_seconds:
             break
     ft.eval()
     for p in ft.parameters():
@@ -441,93 +434,8 @@ def tilted_weights(reward_values: Tensor, lam: float) -> Tensor:
 
 
 # --------------------------------------------------------------------------------------------
-# Job entry point
+# Scoring generated digits
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class AdjointMatchingConfig:
-    """Parameters of :func:`run`.
-
-    Attributes:
-        task: ``"digits"`` (U-Net base, classifier reward) or a 2-D toy (``"8gaussians"``,
-            ``"moons"``, ``"checkerboard"``).
-        reward: Toys: ``"linear"`` (``r = x_1``) or ``"region"`` (disc at ``region_center``).
-            Digits: ``"classifier"`` (``log p(target_class | x)``).
-        lam: Reward multiplier ``λ``.
-        lr: Adam learning rate.
-        num_steps: ``K``, SDE steps per trajectory.
-        loss_steps: Time steps per trajectory in the loss (0: all ``K − 1``).
-        loss_clip: Per-sample loss cap (0: off).
-        iterations: Fine-tuning iterations.
-        batch_size: Trajectories per iteration.
-        schedule: ``"memoryless"`` (the method) or ``"constant"`` (ablation).
-        sigma_const: ``c`` of the constant schedule.
-        target_class: Digit whose log-probability is the reward.
-        region_center_x, region_center_y, region_scale: The region reward's disc.
-        eval_samples: Samples used for the metrics.
-        eval_steps: SDE steps for evaluation sampling.
-        base_iterations: Training steps of the base flow (cached per process/disk).
-        base_channels: U-Net width of the digits base flow.
-        seed: Random seed.
-        device: ``"auto"``, ``"cpu"`` or ``"cuda[:i]"``.
-        cache_dir: Disk cache of base models and the classifier (``$ASSAY_GENERATIVE_CACHE``).
-        report_every: Progress report period (iterations).
-    """
-
-    task: str = "digits"
-    reward: str = "classifier"
-    lam: float = 1.0
-    lr: float = 3e-4
-    num_steps: int = 20
-    loss_steps: int = 0
-    loss_clip: float = 0.0
-    iterations: int = 200
-    batch_size: int = 64
-    schedule: str = "memoryless"
-    sigma_const: float = 1.0
-    target_class: int = 3
-    region_center_x: float = 2.0
-    region_center_y: float = 0.0
-    region_scale: float = 1.0
-    eval_samples: int = 1000
-    eval_steps: int = 40
-    base_iterations: int = 4000
-    base_channels: int = 32
-    seed: int = 0
-    device: str = "auto"
-    cache_dir: str = ""
-    report_every: int = 25
-
-    def validate(self) -> None:
-        w = "adjoint_matching"
-        require(self.task in ("digits", "8gaussians", "moons", "checkerboard"), w, "task",
-                "must be digits, 8gaussians, moons or checkerboard")  # fmt: skip
-        ok = ("classifier",) if self.task == "digits" else ("linear", "region")
-        require(self.reward in ok, w, "reward", f"must be one of {ok} for task {self.task!r}")
-        require(self.lam >= 0, w, "lam", "must be >= 0")
-        require(self.lr > 0, w, "lr", "must be > 0")
-        require(self.num_steps >= 2, w, "num_steps", "must be >= 2")
-        require(self.loss_steps >= 0, w, "loss_steps", "must be >= 0")
-        require(self.loss_clip >= 0, w, "loss_clip", "must be >= 0")
-        require(self.iterations >= 0, w, "iterations", "must be >= 0")
-        require(self.batch_size >= 2, w, "batch_size", "must be >= 2")
-        require(self.schedule in ("memoryless", "constant"), w, "schedule",
-                "must be memoryless or constant")  # fmt: skip
-        require(0 <= self.target_class <= 9, w, "target_class", "must be a digit 0-9")
-        require(self.eval_samples >= 10, w, "eval_samples", "must be >= 10")
-
-
-#: The search space worth tuning (JSON form accepted by ``Client.create_experiment``).
-SEARCH_SPACE: list[dict[str, Any]] = [
-    {"name": "lr", "type": "float", "bounds": [3e-5, 3e-3], "log": True},
-    {"name": "lam", "type": "float", "bounds": [0.25, 4.0], "log": True},
-    {"name": "num_steps", "type": "int", "bounds": [10, 40]},
-    {"name": "loss_steps", "type": "int", "bounds": [4, 20]},
-    {"name": "loss_clip", "type": "float", "bounds": [1.0, 1000.0], "log": True},
-    {"name": "batch_size", "type": "int", "bounds": [16, 256], "log": True},
-    {"name": "iterations", "type": "int", "bounds": [50, 1000], "log": True},
-]
 
 
 def real_digit_features(classifier: nn.Module, target: int) -> tuple[Tensor, Tensor]:
@@ -576,87 +484,10 @@ def digits_metrics(
     }
 
 
-def run(params: dict[str, Any] | None = None) -> dict[str, float]:
-    """Adjoint Matching as a job: fine-tune, then score.
+# --------------------------------------------------------------------------------------------
+# Old home of the job workload, now assay.generative.workloads.adjoint_matching
+# --------------------------------------------------------------------------------------------
 
-    Metrics (all floats):
-
-    * digits (see :func:`digits_metrics`): ``reward`` (maximise), ``target_accuracy``, ``fd``
-      (to real target-class digits), ``fd_all``, ``diversity`` (constrain: reward hacking
-      collapses it), ``label_entropy``, and the same
-      for the base model as ``base_reward``, ``base_fd``, ``base_diversity``;
-    * toys: ``reward``, ``sw_to_target`` (sliced W2 to the exact tilted target, minimise),
-      ``sw_base_to_target``, ``mean_log_density``;
-    * always: ``final_loss``, ``wall_time_s``, ``iterations_per_s``, ``samples_per_s``.
-    """
-    cfg = resolve_config(AdjointMatchingConfig, params, "adjoint_matching")
-    from assay.generative.flow_matching import digits_base_model, toy_base_model
-
-    timer = Timer()
-    g = seed_everything(cfg.seed)
-    device = pick_device(cfg.device)
-    cache = cfg.cache_dir or None
-    metrics: dict[str, float] = {}
-    if cfg.task == "digits":
-        from assay.generative.rewards import ClassifierLogProb, digits_classifier
-
-        base = digits_base_model(iterations=cfg.base_iterations, channels=cfg.base_channels,
-                                 cache_dir=cache, device=device)  # fmt: skip
-        clf = digits_classifier(cache_dir=cache, device=device).to(device)
-        reward: nn.Module = ClassifierLogProb(clf, cfg.target_class)
-        shape: tuple[int, ...] = (1, 8, 8)
-        real_feats = real_digit_features(clf, cfg.target_class)
-    else:
-        from assay.generative.data import get_toy
-        from assay.generative.rewards import LinearReward, RegionReward
-
-        base = toy_base_model(cfg.task, iterations=cfg.base_iterations, cache_dir=cache,
-                              device=device)  # fmt: skip
-        reward = (
-            LinearReward([1.0, 0.0])
-            if cfg.reward == "linear"
-            else RegionReward([cfg.region_center_x, cfg.region_center_y], cfg.region_scale)
-        ).to(device)
-        shape = (2,)
-    base = base.to(device)
-    t_train = Timer()
-    ft, hist = adjoint_matching(
-        base, reward, lam=cfg.lam, schedule=cfg.schedule, sigma_const=cfg.sigma_const,
-        num_steps=cfg.num_steps, iterations=cfg.iterations, batch_size=cfg.batch_size,
-        lr=cfg.lr, loss_steps=cfg.loss_steps, loss_clip=cfg.loss_clip, sample_shape=shape,
-        device=device, generator=g, report_every=cfg.report_every,
-    )  # fmt: skip
-    train_s = t_train.elapsed
-    t_s = Timer()
-    gen = sample(ft, cfg.eval_samples, shape, schedule=cfg.schedule if cfg.schedule ==
-                 "memoryless" else make_schedule(cfg.schedule, cfg.sigma_const),
-                 num_steps=cfg.eval_steps, device=device, generator=g)  # fmt: skip
-    sps = cfg.eval_samples / max(t_s.elapsed, 1e-9)
-    base_gen = sample(base, cfg.eval_samples if cfg.task == "digits" else 20 * cfg.eval_samples,
-                      shape, num_steps=cfg.eval_steps, device=device, generator=g)  # fmt: skip
-    if cfg.task == "digits":
-        metrics.update(digits_metrics(gen.to(device), clf, cfg.target_class, *real_feats))
-        for k, v in digits_metrics(base_gen.to(device), clf, cfg.target_class, *real_feats).items():
-            metrics[f"base_{k}"] = v
-    else:
-        from assay.generative.metrics import sliced_wasserstein
-
-        toy = get_toy(cfg.task)
-        with torch.no_grad():
-            r_gen = reward(gen.to(device)).cpu()
-            r_base = reward(base_gen.to(device)).cpu()
-        wts = tilted_weights(r_base, cfg.lam)
-        metrics["reward"] = float(r_gen.mean())
-        metrics["base_reward"] = float(r_base.mean())
-        metrics["sw_to_target"] = float(sliced_wasserstein(gen, base_gen, y_weights=wts))
-        metrics["sw_base_to_target"] = float(
-            sliced_wasserstein(base_gen[: cfg.eval_samples], base_gen, y_weights=wts)
-        )
-        metrics["mean_log_density"] = float(toy.log_prob(gen).clamp_min(-50).mean())
-    n_last = max(1, min(20, len(hist["loss"])))
-    metrics["final_loss"] = sum(hist["loss"][-n_last:]) / n_last if hist["loss"] else 0.0
-    metrics["iterations_per_s"] = cfg.iterations / max(train_s, 1e-9)
-    metrics["samples_per_s"] = sps
-    metrics["wall_time_s"] = timer.elapsed
-    assay.report(step=cfg.iterations, **metrics)
-    return finite_metrics(metrics)
+#: The old job entry point ``assay.generative.adjoint_matching:run``, an alias of the workload's.
+run = entry_point(__name__, "adjoint_matching")
+__getattr__ = forward(__name__, adjoint_matching=("AdjointMatchingConfig", "SEARCH_SPACE"))

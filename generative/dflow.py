@@ -20,9 +20,11 @@ sample ``x1`` directly, which just projects onto the constraint set.
   of the backward ODE solve of a crude guess ``y`` and fresh noise ``z ~ N(0, I)``.
 * **Optimiser**: L-BFGS (strong-Wolfe line search), few iterations, few midpoint steps.
 
-Tasks of :func:`run`: 2-D constraint satisfaction on a toy density (score: constraint error and
-the true log-density of the outputs, against optimising ``x1`` directly) and digits inpainting
-with the bottom half masked (score: PSNR against the masked-noise and mean-fill baselines).
+Tasks (:func:`constraint2d`, :func:`inpainting`): 2-D constraint satisfaction on a toy density
+(score: constraint error and the true log-density of the outputs, against optimising ``x1``
+directly) and digits inpainting with the bottom half masked (score: PSNR against the
+masked-noise and mean-fill baselines). The job running them is the workload
+:mod:`assay.generative.workloads.dflow` (``run`` here is its alias).
 
 Example:
     >>> from assay.generative.flow_matching import MLPVelocity
@@ -37,7 +39,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -45,14 +46,7 @@ from torch import Tensor
 
 import assay
 from assay.generative.flow_matching import Velocity, ode_sample
-from assay.generative.jobs import (
-    Timer,
-    finite_metrics,
-    pick_device,
-    require,
-    resolve_config,
-    seed_everything,
-)
+from assay.generative.legacy import entry_point, forward
 
 Cost = Callable[[Tensor], Tensor]
 
@@ -220,70 +214,8 @@ def bottom_half_mask(n: int = 1) -> Tensor:
 
 
 # --------------------------------------------------------------------------------------------
-# Job entry point
+# The tasks of the workload: 2-D constraints and digits inpainting
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class DFlowConfig:
-    """Parameters of :func:`run`.
-
-    Attributes:
-        task: ``"constraint2d"`` (toy density, hit ``x_1 = target`` on the first coordinate)
-            or ``"inpainting"`` (digits, bottom half masked).
-        data: Toy density for ``constraint2d``.
-        target: Constraint value ``c`` in ``x[0] = c``.
-        reg_weight: Weight of the χ regulariser.
-        alpha: Blend of the inverted guess in the initialisation (``0``: pure noise).
-        max_iter: L-BFGS iterations.
-        lr: L-BFGS step length.
-        steps: Midpoint steps of the differentiated ODE solve.
-        n: Number of samples (2-D) or test digits (inpainting) to solve.
-        base_iterations: Training steps of the cached base flow (toy or digits).
-        base_channels: U-Net width of the digits base flow.
-        seed: Random seed.
-        device: ``"auto"``, ``"cpu"`` or ``"cuda[:i]"``.
-        cache_dir: Disk cache of the base models.
-        report_every: Progress report period in L-BFGS function evaluations (0: never).
-    """
-
-    task: str = "inpainting"
-    data: str = "8gaussians"
-    target: float = 0.0
-    reg_weight: float = 1e-3
-    alpha: float = 0.1
-    max_iter: int = 30
-    lr: float = 1.0
-    steps: int = 8
-    n: int = 64
-    base_iterations: int = 2000
-    base_channels: int = 32
-    seed: int = 0
-    device: str = "auto"
-    cache_dir: str = ""
-    report_every: int = 5
-
-    def validate(self) -> None:
-        w = "dflow"
-        require(self.task in ("constraint2d", "inpainting"), w, "task",
-                "must be constraint2d or inpainting")  # fmt: skip
-        require(self.reg_weight >= 0, w, "reg_weight", "must be >= 0")
-        require(0 <= self.alpha <= 1, w, "alpha", "must be in [0, 1]")
-        require(self.max_iter >= 1, w, "max_iter", "must be >= 1")
-        require(self.lr > 0, w, "lr", "must be > 0")
-        require(self.steps >= 1, w, "steps", "must be >= 1")
-        require(self.n >= 1, w, "n", "must be >= 1")
-        require(self.report_every >= 0, w, "report_every", "must be >= 0")
-
-
-#: The search space worth tuning (JSON form accepted by ``Client.create_experiment``).
-SEARCH_SPACE: list[dict[str, Any]] = [
-    {"name": "reg_weight", "type": "float", "bounds": [1e-5, 1.0], "log": True},
-    {"name": "alpha", "type": "float", "bounds": [0.0, 0.9]},
-    {"name": "max_iter", "type": "int", "bounds": [5, 100], "log": True},
-    {"name": "steps", "type": "int", "bounds": [2, 20]},
-    {"name": "lr", "type": "float", "bounds": [0.1, 1.0]},
-]
 
 
 def constraint2d(
@@ -394,43 +326,10 @@ def inpainting(
     return out.cpu(), metrics
 
 
-def run(params: dict[str, Any] | None = None) -> dict[str, float]:
-    """D-Flow as a job. See :func:`constraint2d` and :func:`inpainting` for the metrics; also
-    ``wall_time_s`` and ``samples_per_s``. Maximise ``psnr`` / ``mean_log_density``; constrain
-    ``observed_mse`` / ``constraint_error`` and ``wall_time_s``."""
-    cfg = resolve_config(DFlowConfig, params, "dflow")
-    from assay.generative.flow_matching import digits_base_model, toy_base_model
+# --------------------------------------------------------------------------------------------
+# Old home of the job workload, now assay.generative.workloads.dflow
+# --------------------------------------------------------------------------------------------
 
-    timer = Timer()
-    g = seed_everything(cfg.seed)
-    device = pick_device(cfg.device)
-    cache = cfg.cache_dir or None
-    if cfg.task == "constraint2d":
-        from assay.generative.data import get_toy
-
-        base = toy_base_model(cfg.data, iterations=cfg.base_iterations, cache_dir=cache,
-                              device=device).to(device)  # fmt: skip
-        metrics = constraint2d(
-            base, get_toy(cfg.data), target=cfg.target, n=cfg.n, reg_weight=cfg.reg_weight,
-            alpha=cfg.alpha, max_iter=cfg.max_iter, lr=cfg.lr, steps=cfg.steps, device=device,
-            generator=g, report_every=cfg.report_every,
-        )  # fmt: skip
-    else:
-        from assay.generative.data import load_digits_tensor
-
-        base = digits_base_model(iterations=cfg.base_iterations, channels=cfg.base_channels,
-                                 cache_dir=cache, device=device).to(device)  # fmt: skip
-        x_train, _ = load_digits_tensor("train")
-        x_test, _ = load_digits_tensor("test")
-        pick = torch.randperm(len(x_test), generator=g)[: cfg.n]
-        _, metrics = inpainting(
-            base, x_test[pick], reg_weight=cfg.reg_weight, alpha=cfg.alpha,
-            max_iter=cfg.max_iter, lr=cfg.lr, steps=cfg.steps,
-            fill=x_train.mean(0, keepdim=True), device=device, generator=g,
-            report_every=cfg.report_every,
-        )  # fmt: skip
-    metrics["wall_time_s"] = timer.elapsed
-    metrics["samples_per_s"] = cfg.n / max(timer.elapsed, 1e-9)
-    # The final report's step continues the evaluation count of the progress reports.
-    assay.report(step=int(metrics["function_evals"]), **metrics)
-    return finite_metrics(metrics)
+#: The old job entry point ``assay.generative.dflow:run``, an alias of the workload's.
+run = entry_point(__name__, "dflow")
+__getattr__ = forward(__name__, dflow=("DFlowConfig", "SEARCH_SPACE"))

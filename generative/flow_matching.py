@@ -13,8 +13,8 @@ fixed-step Euler/midpoint are differentiable end to end for D-Flow, adaptive sol
 
 This is our own implementation; the ``flow-matching`` package is CC BY-NC and not used.
 
-Job entry point :func:`run` trains a base flow on a toy density or the digits and reports its
-sample quality, e.g. ``run({"data": "moons", "iterations": 2000})``.
+The job that trains a base flow on a toy density or the digits and scores its samples is the
+workload :mod:`assay.generative.workloads.flow_matching` (``run`` here is its alias).
 
 Example:
     >>> model = MLPVelocity(dim=2)
@@ -29,27 +29,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 import assay
-from assay.generative.jobs import (
-    Timer,
-    finite_metrics,
-    pick_device,
-    require,
-    resolve_config,
-    seed_everything,
-)
+from assay.generative.legacy import entry_point, forward
 
 #: ``v(x, t)`` with ``x`` of shape ``n x ...`` and ``t`` of shape ``n``.
 Velocity = Callable[[Tensor, Tensor], Tensor]
 
 
-def _batch_t(t: Tensor | float, x: Tensor) -> Tensor:
+def batch_t(t: Tensor | float, x: Tensor) -> Tensor:
     """Broadcast a scalar (or 0-d) time to one time per sample, on ``x``'s device/dtype."""
     if not isinstance(t, Tensor):
         t = torch.tensor(float(t))
@@ -113,7 +104,7 @@ class MLPVelocity(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         """``x``: ``n x d``, ``t``: ``n`` (or scalar) → ``n x d``."""
-        te = self.time(_batch_t(t, x))
+        te = self.time(batch_t(t, x))
         h = self.act(self.inp(x / self.input_scale) + te)
         for layer in self.hidden:
             h = self.act(layer(h) + te)
@@ -173,7 +164,7 @@ class UNetVelocity(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         """``x``: ``n x C x 8 x 8``, ``t``: ``n`` (or scalar) → same shape as ``x``."""
-        te = self.time(_batch_t(t, x))
+        te = self.time(batch_t(t, x))
         h1 = self.d1(self.inp(x), te)  # 8x8, c
         h2 = self.d2(self.down1(h1), te)  # 4x4, 2c
         h = self.mid(self.down2(h2), te)  # 2x2, 2c
@@ -246,19 +237,19 @@ def ode_sample(
         path = [x0] if return_path else None
         for k in range(steps):
             t = t0 + k * h
-            tk = _batch_t(t, x)
+            tk = batch_t(t, x)
             if method == "euler":
                 x = x + h * velocity(x, tk)
             else:
                 xm = x + 0.5 * h * velocity(x, tk)
-                x = x + h * velocity(xm, _batch_t(t + 0.5 * h, x))
+                x = x + h * velocity(xm, batch_t(t + 0.5 * h, x))
             if path is not None:
                 path.append(x)
         return torch.stack(path) if path is not None else x
     from torchdiffeq import odeint
 
     def f(t: Tensor, x: Tensor) -> Tensor:
-        return velocity(x, _batch_t(t, x))
+        return velocity(x, batch_t(t, x))
 
     ts = (
         torch.linspace(t0, t1, steps + 1, device=x0.device, dtype=x0.dtype)
@@ -298,7 +289,7 @@ def sde_sample(
         t, s = float(grid[k]), float(grid[k + 1])
         dt = s - t
         noise = torch.randn(x.shape, generator=generator).to(x)
-        x = x + drift(x, _batch_t(t, x)) * dt + sigma(t) * math.sqrt(abs(dt)) * noise
+        x = x + drift(x, batch_t(t, x)) * dt + sigma(t) * math.sqrt(abs(dt)) * noise
         if path is not None:
             path.append(x)
     return torch.stack(path) if path is not None else x
@@ -362,207 +353,13 @@ def train_flow_matching(
 
 
 # --------------------------------------------------------------------------------------------
-# Base models shared by the fine-tuning / control jobs (trained once per process, see jobs.cached)
+# Old home of the job workload, now assay.generative.workloads.flow_matching
 # --------------------------------------------------------------------------------------------
 
-
-def toy_base_model(
-    data: str,
-    *,
-    iterations: int = 2000,
-    batch_size: int = 256,
-    lr: float = 2e-3,
-    hidden: int = 128,
-    layers: int = 3,
-    seed: int = 0,
-    device: torch.device | str = "cpu",
-    cache_dir: str | None = None,
-) -> MLPVelocity:
-    """A flow-matching MLP on the 2-D toy ``data``, trained once per process (memoised)."""
-    from assay.generative.data import get_toy
-    from assay.generative.jobs import cached, config_key
-
-    key = config_key("toy_base", data, iterations, batch_size, lr, hidden, layers, seed)
-
-    def build() -> nn.Module:
-        g = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)
-        toy = get_toy(data)
-        model = MLPVelocity(2, hidden=hidden, layers=layers)
-        train_flow_matching(
-            model,
-            lambda n: toy.sample(n, generator=g),
-            iterations=iterations,
-            batch_size=batch_size,
-            lr=lr,
-            device=device,
-            generator=g,
-        )
-        return model
-
-    return cached(  # type: ignore[return-value]
-        key,
-        build,
-        cache_dir=cache_dir,
-        factory=lambda: MLPVelocity(2, hidden=hidden, layers=layers),
-    )
-
-
-def digits_base_model(
-    *,
-    iterations: int = 4000,
-    batch_size: int = 128,
-    lr: float = 2e-3,
-    channels: int = 32,
-    seed: int = 0,
-    device: torch.device | str = "cpu",
-    cache_dir: str | None = None,
-) -> UNetVelocity:
-    """A flow-matching U-Net on the digits training split, trained once per process."""
-    from assay.generative.data import load_digits_tensor
-    from assay.generative.jobs import cached, config_key
-
-    key = config_key("digits_base", iterations, batch_size, lr, channels, seed)
-
-    def build() -> nn.Module:
-        g = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)
-        x, _ = load_digits_tensor("train")
-        x = x.to(device)
-
-        def sample(n: int) -> Tensor:
-            idx = torch.randint(0, len(x), (n,), generator=g).to(x.device)
-            return x[idx]
-
-        model = UNetVelocity(channels)
-        train_flow_matching(
-            model,
-            sample,
-            iterations=iterations,
-            batch_size=batch_size,
-            lr=lr,
-            device=device,
-            generator=g,
-        )
-        return model
-
-    return cached(  # type: ignore[return-value]
-        key, build, cache_dir=cache_dir, factory=lambda: UNetVelocity(channels)
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# Job entry point
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class FlowMatchingConfig:
-    """Parameters of :func:`run` (base flow-matching training).
-
-    Attributes:
-        data: ``"8gaussians"``, ``"checkerboard"``, ``"moons"`` or ``"digits"``.
-        iterations: Optimiser steps.
-        batch_size: Data batch size.
-        lr: Adam learning rate (cosine-decayed to 10%).
-        hidden: MLP width (toys); ``channels``: U-Net base width (digits).
-        layers: MLP hidden layers.
-        sample_steps: Midpoint steps for the evaluation samples.
-        eval_samples: Number of generated samples to score.
-        seed: Random seed.
-        device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda[:i]"``.
-        report_every: Progress report period in steps.
-    """
-
-    data: str = "moons"
-    iterations: int = 2000
-    batch_size: int = 256
-    lr: float = 2e-3
-    hidden: int = 128
-    layers: int = 3
-    channels: int = 32
-    sample_steps: int = 50
-    eval_samples: int = 2000
-    seed: int = 0
-    device: str = "auto"
-    report_every: int = 100
-
-    def validate(self) -> None:
-        w = "flow_matching"
-        require(self.data in ("8gaussians", "checkerboard", "moons", "digits"), w, "data",
-                "must be one of 8gaussians, checkerboard, moons, digits")  # fmt: skip
-        require(self.iterations >= 1, w, "iterations", "must be >= 1")
-        require(self.batch_size >= 2, w, "batch_size", "must be >= 2")
-        require(self.lr > 0, w, "lr", "must be > 0")
-        require(self.sample_steps >= 1, w, "sample_steps", "must be >= 1")
-
-
-#: Search space worth tuning for base training (the JSON form ``create_experiment`` accepts).
-SEARCH_SPACE: list[dict[str, Any]] = [
-    {"name": "lr", "type": "float", "bounds": [1e-4, 1e-2], "log": True},
-    {"name": "batch_size", "type": "int", "bounds": [64, 1024], "log": True},
-    {"name": "hidden", "type": "int", "bounds": [32, 256], "log": True},
-    {"name": "layers", "type": "int", "bounds": [2, 5]},
-]
-
-
-def run(params: dict[str, Any] | None = None) -> dict[str, float]:
-    """Train a base flow-matching model and score its samples.
-
-    Metrics: ``sliced_w2`` (generated vs. held-out data; minimise), ``mean_log_density`` (toys:
-    the true log-density of generated samples; maximise), ``final_loss``, ``wall_time_s``,
-    ``samples_per_s``.
-    """
-    cfg = resolve_config(FlowMatchingConfig, params, "flow_matching")
-    from assay.generative.data import get_toy, load_digits_tensor
-    from assay.generative.metrics import sliced_wasserstein
-
-    timer = Timer()
-    g = seed_everything(cfg.seed)
-    device = pick_device(cfg.device)
-    if cfg.data == "digits":
-        x, _ = load_digits_tensor("train")
-        x_test, _ = load_digits_tensor("test")
-        x = x.to(device)
-        model: nn.Module = UNetVelocity(cfg.channels)
-
-        def sample(n: int) -> Tensor:
-            return x[torch.randint(0, len(x), (n,), generator=g).to(device)]
-
-        shape: tuple[int, ...] = (1, 8, 8)
-        toy = None
-    else:
-        toy = get_toy(cfg.data)
-        x_test = toy.sample(cfg.eval_samples, generator=g)
-        model = MLPVelocity(2, hidden=cfg.hidden, layers=cfg.layers)
-
-        def sample(n: int) -> Tensor:
-            return toy.sample(n, generator=g)
-
-        shape = (2,)
-    losses = train_flow_matching(
-        model,
-        sample,
-        iterations=cfg.iterations,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        device=device,
-        generator=g,
-        report_every=cfg.report_every,
-    )
-    t_s = Timer()
-    with torch.no_grad():
-        z = torch.randn(cfg.eval_samples, *shape, generator=g).to(device)
-        gen = ode_sample(model, z, steps=cfg.sample_steps).cpu()
-    sps = cfg.eval_samples / max(t_s.elapsed, 1e-9)
-    metrics = {
-        "sliced_w2": float(sliced_wasserstein(gen, x_test)),
-        "final_loss": sum(losses[-50:]) / len(losses[-50:]),
-        "samples_per_s": sps,
-    }
-    if toy is not None:
-        lp = toy.log_prob(gen)
-        metrics["mean_log_density"] = float(lp.clamp_min(-50).mean())
-    metrics["wall_time_s"] = timer.elapsed
-    assay.report(step=cfg.iterations, **metrics)
-    return finite_metrics(metrics)
+#: The old job entry point ``assay.generative.flow_matching:run``, an alias of the workload's.
+run = entry_point(__name__, "flow_matching")
+__getattr__ = forward(
+    __name__,
+    flow_matching=("FlowMatchingConfig", "SEARCH_SPACE"),
+    pretrained=("toy_base_model", "digits_base_model"),
+)

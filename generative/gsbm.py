@@ -30,7 +30,8 @@ Tasks (:data:`TASKS`) use the official obstacle costs (``gsbm/state_cost.py`` an
 ``softplus(90 − (20 (x − cx)² + (y − cy)²))`` centred at ``(5, 6)`` and ``(−5, −6)``;
 **Vneck** — ``μ = N((−7, 0), 0.2 I)``, ``ν = N((7, 0), 0.2 I)``, σ = 1, weight 3000,
 ``softplus(−0.36 − (5x² − y²))``. (The official configs add interaction costs — congestion 50
-for Stunnel, entropy 8 for Vneck; :func:`run` supports the congestion cost, not the entropy one.)
+for Stunnel, entropy 8 for Vneck; :func:`gsbm` supports the congestion cost, not the entropy
+one.) The job is the workload :mod:`assay.generative.workloads.gsbm` (``run`` here is its alias).
 
 Example:
     >>> task = TASKS["stunnel"]
@@ -41,6 +42,7 @@ Example:
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -51,14 +53,7 @@ from torch import Tensor, nn
 
 import assay
 from assay.generative.flow_matching import MLPVelocity
-from assay.generative.jobs import (
-    Timer,
-    finite_metrics,
-    pick_device,
-    require,
-    resolve_config,
-    seed_everything,
-)
+from assay.generative.legacy import entry_point, forward
 
 _SOFTPLUS_INV_1 = math.log(math.e - 1.0)  # softplus(x) = 1
 
@@ -268,9 +263,9 @@ def fit_gaussian_paths(
     t = torch.linspace(eps, 1 - eps, time_points, device=paths.x0.device, dtype=paths.x0.dtype)
     s2, d = task.sigma**2, paths.x0.shape[-1]
     losses = []
-    timer = Timer()
+    t_end = time.perf_counter() + max_seconds
     for _ in range(iterations):
-        if max_seconds > 0 and timer.elapsed > max_seconds:
+        if max_seconds > 0 and time.perf_counter() > t_end:
             break
         m, dm = paths.mean(t)
         g, dg = paths.gamma(t)
@@ -305,7 +300,7 @@ def bridge_matching(
 
     Stops early after ``max_seconds`` of wall time when that is positive.
     """
-    timer = Timer()
+    t_start = time.perf_counter()
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, iterations, eta_min=0.1 * lr)
     B = paths.x0.shape[0]
@@ -338,7 +333,7 @@ def bridge_matching(
         opt.step()
         sched.step()
         losses.append(float(loss.detach()))
-        if max_seconds > 0 and timer.elapsed > max_seconds:
+        if max_seconds > 0 and time.perf_counter() - t_start > max_seconds:
             break
     net.eval()
     return losses
@@ -406,7 +401,7 @@ def gsbm(
     sim_steps: int = 100,
     device: torch.device | str = "cpu",
     generator: torch.Generator | None = None,
-    report: bool = False,
+    report_every: int = 0,
     max_seconds: float = 0.0,
     csoc_max_seconds: float = 0.0,
 ) -> dict[str, Any]:
@@ -414,7 +409,9 @@ def gsbm(
     no path optimisation) for ``epochs`` alternating forward/backward stages.
 
     ``max_seconds`` (0: none) splits a wall-time budget evenly over the epochs' matching, and
-    ``csoc_max_seconds`` (0: none) one over the epochs' path fitting.
+    ``csoc_max_seconds`` (0: none) one over the epochs' path fitting; ``report_every`` (0:
+    never) sends ``assay.report(step=epoch, match_loss=..., csoc_loss=...)`` every that many
+    epochs.
 
     Returns:
         ``{"fwd": net, "bwd": net or None, "csoc_losses": [...], "match_losses": [...]}``.
@@ -451,7 +448,7 @@ def gsbm(
             max_seconds=max_seconds / epochs if max_seconds > 0 else 0.0,
         ))  # fmt: skip
         nets[direction] = net
-        if report:
+        if report_every and (epoch + 1) % report_every == 0:
             info = {"match_loss": sum(match_losses[-1][-50:]) / len(match_losses[-1][-50:])}
             if csoc_losses and state_cost:
                 info["csoc_loss"] = csoc_losses[-1][-1]
@@ -511,103 +508,9 @@ def evaluate(
 
 
 # --------------------------------------------------------------------------------------------
-# Job entry point
+# Old home of the job workload, now assay.generative.workloads.gsbm
 # --------------------------------------------------------------------------------------------
 
-
-@dataclass
-class GSBMConfig:
-    """Parameters of :func:`run`.
-
-    Attributes:
-        task: ``"stunnel"`` or ``"vneck"``.
-        state_cost: ``False`` runs plain bridge matching (the no-state-cost baseline).
-        sigma: Diffusion ``σ`` (official: 1.0).
-        obstacle_weight: Weight of the obstacle cost (0: the task's official weight).
-        congestion_weight: Weight of the congestion interaction cost (official Stunnel: 50).
-        epochs: Alternating stages (odd: the last trained drift is the forward one).
-        pairs: Coupled endpoint pairs per stage.
-        mean_knots, gamma_knots: Knots of the mean / std splines (official: 15 / 30).
-        spline: ``"linear"`` (official) or ``"cubic"``.
-        csoc_iterations, lr_mean, lr_gamma: Path-optimisation steps and Adam learning rates.
-        matching_iterations, batch_size, lr, hidden: Bridge-matching training.
-        sim_steps: Euler–Maruyama steps for couplings and evaluation.
-        eval_samples: Trajectories for the metrics.
-        seed, device: As usual.
-    """
-
-    task: str = "stunnel"
-    state_cost: bool = True
-    sigma: float = 1.0
-    obstacle_weight: float = 0.0
-    congestion_weight: float = 0.0
-    epochs: int = 3
-    pairs: int = 512
-    mean_knots: int = 15
-    gamma_knots: int = 30
-    spline: str = "linear"
-    csoc_iterations: int = 300
-    lr_mean: float = 0.05
-    lr_gamma: float = 0.02
-    matching_iterations: int = 2000
-    batch_size: int = 256
-    lr: float = 1e-3
-    hidden: int = 128
-    sim_steps: int = 200
-    eval_samples: int = 2000
-    seed: int = 0
-    device: str = "auto"
-
-    def validate(self) -> None:
-        w = "gsbm"
-        require(self.task in TASKS, w, "task", f"must be one of {sorted(TASKS)}")
-        require(self.sigma > 0, w, "sigma", "must be > 0")
-        require(self.obstacle_weight >= 0, w, "obstacle_weight", "must be >= 0")
-        require(self.congestion_weight >= 0, w, "congestion_weight", "must be >= 0")
-        require(self.epochs >= 1, w, "epochs", "must be >= 1")
-        require(self.pairs >= 2, w, "pairs", "must be >= 2")
-        require(self.mean_knots >= 3, w, "mean_knots", "must be >= 3")
-        require(self.gamma_knots >= 3, w, "gamma_knots", "must be >= 3")
-        require(self.spline in ("linear", "cubic"), w, "spline", "must be linear or cubic")
-        require(self.csoc_iterations >= 0, w, "csoc_iterations", "must be >= 0")
-        require(self.matching_iterations >= 1, w, "matching_iterations", "must be >= 1")
-        require(self.sim_steps >= 2, w, "sim_steps", "must be >= 2")
-
-
-#: The search space worth tuning (JSON form accepted by ``Client.create_experiment``).
-SEARCH_SPACE: list[dict[str, Any]] = [
-    {"name": "sigma", "type": "float", "bounds": [0.25, 2.0], "log": True},
-    {"name": "obstacle_weight", "type": "float", "bounds": [100.0, 5000.0], "log": True},
-    {"name": "lr_mean", "type": "float", "bounds": [0.005, 0.5], "log": True},
-    {"name": "lr_gamma", "type": "float", "bounds": [0.002, 0.2], "log": True},
-    {"name": "csoc_iterations", "type": "int", "bounds": [50, 1000], "log": True},
-    {"name": "mean_knots", "type": "int", "bounds": [5, 30]},
-    {"name": "epochs", "type": "choice", "values": [1, 3, 5], "ordered": True},
-    {"name": "lr", "type": "float", "bounds": [1e-4, 1e-2], "log": True},
-]
-
-
-def run(params: dict[str, Any] | None = None) -> dict[str, float]:
-    """GSBM as a job. Metrics (see :func:`evaluate`): ``w_t1``, ``w_t0`` (constrain: boundary
-    marginals), ``obstacle_cost``, ``collision_rate``, ``control_cost`` (minimise), ``w_floor``,
-    ``wall_time_s``, ``iterations_per_s`` (matching steps per second)."""
-    cfg = resolve_config(GSBMConfig, params, "gsbm")
-    timer = Timer()
-    g = seed_everything(cfg.seed)
-    device = pick_device(cfg.device)
-    result = gsbm(
-        TASKS[cfg.task], state_cost=cfg.state_cost, epochs=cfg.epochs, pairs=cfg.pairs,
-        mean_knots=cfg.mean_knots, gamma_knots=cfg.gamma_knots, spline=cfg.spline,
-        sigma=cfg.sigma, obstacle_weight=cfg.obstacle_weight or None,
-        congestion_weight=cfg.congestion_weight, csoc_iterations=cfg.csoc_iterations,
-        lr_mean=cfg.lr_mean, lr_gamma=cfg.lr_gamma, matching_iterations=cfg.matching_iterations,
-        batch_size=cfg.batch_size, lr=cfg.lr, hidden=cfg.hidden, sim_steps=cfg.sim_steps,
-        device=device, generator=g, report=True,
-    )  # fmt: skip
-    train_s = timer.elapsed
-    metrics = evaluate(result, n=cfg.eval_samples, sim_steps=cfg.sim_steps, device=device,
-                       generator=g)  # fmt: skip
-    metrics["wall_time_s"] = timer.elapsed
-    metrics["iterations_per_s"] = cfg.epochs * cfg.matching_iterations / max(train_s, 1e-9)
-    assay.report(step=cfg.epochs, **metrics)
-    return finite_metrics(metrics)
+#: The old job entry point ``assay.generative.gsbm:run``, an alias of the workload's.
+run = entry_point(__name__, "gsbm")
+__getattr__ = forward(__name__, gsbm=("GSBMConfig", "SEARCH_SPACE"))

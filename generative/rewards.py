@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from assay.generative.legacy import forward
 from assay.platform.errors import ValidationError
 
 
@@ -129,20 +130,6 @@ def train_digits_classifier(
     return model, acc
 
 
-def digits_classifier(
-    *, seed: int = 0, device: torch.device | str = "cpu", cache_dir: str | None = None
-) -> DigitsClassifier:
-    """The digits classifier, trained once per process (and per disk cache, see ``jobs.cached``)."""
-    from assay.generative.jobs import cached, config_key
-
-    return cached(  # type: ignore[return-value]
-        config_key("digits_classifier", seed),
-        lambda: train_digits_classifier(seed=seed, device=device)[0],
-        cache_dir=cache_dir,
-        factory=DigitsClassifier,
-    )
-
-
 class ClassifierLogProb(nn.Module):
     """``r(x) = log softmax(f(x))[target]`` for a frozen classifier ``f``.
 
@@ -165,6 +152,8 @@ __all__ = [
     "DigitsClassifier",
     "LinearReward",
     "RegionReward",
-    "digits_classifier",
     "train_digits_classifier",
 ]
+
+#: ``digits_classifier`` (the cached classifier) moved to the workloads' pretrained models.
+__getattr__ = forward(__name__, pretrained=("digits_classifier",))

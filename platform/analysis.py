@@ -412,7 +412,7 @@ def arm_effects(
     trial_ids: dict[str, list[int]] = {}
     notes: list[str] = []
     for trial in experiment.trials:
-        if not trial.observations or len(trial.arms) < 2:
+        if not trial.observations or not trial.is_batch:
             continue
         control = next((a for a in trial.arms if a.name in controls), None)
         c_obs = trial.observations.get(control.name, {}) if control is not None else {}

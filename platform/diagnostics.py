@@ -53,10 +53,10 @@ from assay.platform.experiment import Experiment, TrialState
 from assay.platform.models import (
     FittedModel,
     MetricData,
-    _build_gp,
-    _hyperparameters,
-    _load_hyperparameters,
+    build_gp,
     fit_outcome_models,
+    hyperparameters,
+    load_hyperparameters,
     training_data,
 )
 from assay.platform.relative import model_constraints
@@ -193,8 +193,8 @@ def fit_analysis_model(
         with exact_inference():
             models = []
             for m in metrics:
-                gp = _build_gp(data[m])
-                if not _load_hyperparameters(gp, state[m].get("params", {})):
+                gp = build_gp(data[m])
+                if not load_hyperparameters(gp, state[m].get("params", {})):
                     break
                 gp.eval()
                 models.append(gp)
@@ -225,8 +225,8 @@ def _condition_on_all(fitted: FittedModel, data: Mapping[str, MetricData]) -> Fi
     """Rebuild each GP on the full data with the hyperparameters fitted on a subset."""
     models = []
     for m, gp in zip(fitted.metrics, fitted.model.models, strict=True):
-        full = _build_gp(data[m])
-        _load_hyperparameters(full, _hyperparameters(gp))
+        full = build_gp(data[m])
+        load_hyperparameters(full, hyperparameters(gp))
         full.eval()
         models.append(full)
     return FittedModel(

@@ -136,3 +136,13 @@ class SchemaOutOfDateError(StorageError):
     """The database schema is older than this version of Assay."""
 
     code = "schema_out_of_date"
+
+
+class PrivacyBudgetExceededError(ConflictError):
+    """A release would spend more ε or δ than the dataset's remaining privacy budget; nothing
+    was stored.
+
+    ``details`` carries ``dataset``, ``release_id``, the requested and remaining amounts.
+    """
+
+    code = "privacy_budget_exceeded"

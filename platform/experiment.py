@@ -306,6 +306,29 @@ class Trial:
         """The observations of a single-arm trial, by metric."""
         return self.observations.get(self.arms[0].name, {})
 
+    @property
+    def is_batch(self) -> bool:
+        """Whether the trial deploys several arms at once (one round of an A/B test)."""
+        return len(self.arms) > 1
+
+    def control_arm(self, status_quo: Mapping[str, Any] | None) -> Arm | None:
+        """The trial's control arm: the arm whose parameters equal ``status_quo`` (the
+        experiment's control, :attr:`ExperimentConfig.status_quo`), or ``None`` when there
+        is no status quo or the trial does not deploy it.
+
+        The one lookup of the control: effects, relative models, batch validation and the
+        dashboard all find the control through it.
+
+        Example:
+            >>> t = Trial(1, 1, 0, [Arm("status_quo", {"x": 0.5}), Arm("0_1", {"x": 0.2})])
+            >>> t.control_arm({"x": 0.5}).name
+            'status_quo'
+        """
+        if status_quo is None:
+            return None
+        sig = SearchSpace.signature(status_quo)
+        return next((a for a in self.arms if SearchSpace.signature(a.parameters) == sig), None)
+
 
 @dataclass
 class ExperimentConfig:
@@ -509,6 +532,92 @@ class ExperimentConfig:
             out[metric] = Observation.parse(metric, value)
         return out
 
+    def parse_trial_observations(
+        self, trial: Trial, raw: Mapping[str, Any], *, batch: bool
+    ) -> dict[str, dict[str, Observation]]:
+        """Validate what completes ``trial``: ``{metric: value}`` for a single-arm trial
+        (``batch=False``) or ``{arm_name: {metric: value}}`` (``batch=True``).
+
+        A batch with the control arm is analysed against it, so the control must report every
+        metric any other arm reports and, when the model relativizes (the ``relativize``
+        generator setting, on by default), every modelled metric needs its SEM: the
+        delta-method intervals of the % effects are built from them (Letham et al. 2019, §5).
+
+        Returns:
+            ``{arm_name: {metric: Observation}}``, ready to store.
+
+        Raises:
+            ObservationError: naming the field (``observations.<arm>.<metric>``) for a
+                single-arm tell of a batch trial, an unknown arm or metric, a bad value, or a
+                batch whose control data is missing.
+        """
+        if not batch:
+            if len(trial.arms) != 1:
+                raise ObservationError(
+                    f"trial {trial.id} has {len(trial.arms)} arms; use tell_batch with "
+                    "{arm_name: {metric: value}}",
+                    field="observations",
+                )
+            return {trial.arms[0].name: self.parse_observations(raw)}
+        if not isinstance(raw, Mapping) or not raw:
+            raise ObservationError(
+                "observations must be {arm_name: {metric: value}}", field="observations"
+            )
+        names = {a.name for a in trial.arms}
+        out = {}
+        for arm_name, obs in raw.items():
+            if arm_name not in names:
+                raise ObservationError(
+                    f"trial {trial.id} has no arm {arm_name!r}; its arms are {sorted(names)}",
+                    field=f"observations.{arm_name}",
+                )
+            try:
+                out[arm_name] = self.parse_observations(obs)
+            except ObservationError as e:  # name the arm too: observations.<arm>.<metric>
+                field = (e.field or "observations").replace(
+                    "observations", f"observations.{arm_name}", 1
+                )
+                raise ObservationError(f"arm {arm_name!r}: {e.message}", field=field) from e
+        self._check_batch_against_control(trial, out)
+        return out
+
+    def _check_batch_against_control(
+        self, trial: Trial, out: Mapping[str, Mapping[str, Observation]]
+    ) -> None:
+        """The control-arm rules of :meth:`parse_trial_observations`."""
+        if not trial.is_batch:
+            return
+        arm = trial.control_arm(self.status_quo)
+        if arm is None:
+            return
+        control = arm.name
+        reported = {m for name, obs in out.items() if name != control for m in obs}
+        have = set(out.get(control, {}))
+        if reported and not have:
+            raise ObservationError(
+                f"batch trial {trial.id} lacks data for its control arm {control!r}: effects "
+                "are measured against the control of the same batch",
+                field=f"observations.{control}",
+            )
+        missing = sorted(reported - have)
+        if missing:
+            raise ObservationError(
+                f"batch trial {trial.id}: the control arm {control!r} has no {missing[0]!r}, "
+                "which other arms report",
+                field=f"observations.{control}.{missing[0]}",
+            )
+        if not self.generator_settings.get("relativize", True):
+            return
+        modelled = set(self.modelled_metrics)
+        for name, obs in out.items():
+            for m, o in obs.items():
+                if m in modelled and o.sem is None:
+                    raise ObservationError(
+                        f"batch trial {trial.id}: {name!r} reports {m!r} without a standard "
+                        "error; relative effects against the control need (mean, sem[, n])",
+                        field=f"observations.{name}.{m}.sem",
+                    )
+
 
 @dataclass
 class Experiment:
@@ -550,6 +659,27 @@ class Experiment:
             1 for t in self.trials if t.state not in (TrialState.FAILED, TrialState.ABANDONED)
         )
         return max(0, budget - used)
+
+    def name_arms(
+        self, index: int, assignments: Sequence[Mapping[str, Any]]
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Name the arms of a new trial number ``index``: an assignment equal to an existing
+        arm reuses that arm's name (arms are stable across trials, the control is
+        ``"status_quo"``); new ones are ``"{index}_{k}"``.
+
+        Returns:
+            ``[(arm_name, parameters)]`` in the order of ``assignments``.
+        """
+        by_sig = {SearchSpace.signature(a.parameters): a.name for t in self.trials for a in t.arms}
+        if self.config.status_quo is not None:
+            by_sig.setdefault(SearchSpace.signature(self.config.status_quo), "status_quo")
+        out = []
+        for k, params in enumerate(assignments):
+            sig = SearchSpace.signature(params)
+            name = by_sig.get(sig) or f"{index}_{k}"
+            by_sig[sig] = name
+            out.append((name, dict(params)))
+        return out
 
     def pending_arms(self) -> list[Arm]:
         """Arms of trials asked but not yet finished (``X_pending`` for generation)."""

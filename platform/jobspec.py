@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import re
 import string
 from collections.abc import Iterable, Mapping
@@ -277,6 +278,30 @@ class Job:
     error: str | None = None
     cancel_requested: bool = False
     result: dict[str, Any] = field(default_factory=dict)
+
+
+def clean_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The metrics of one report as finite floats (numpy and torch scalars converted).
+
+    The one rule for what a job may report, applied where the job reports
+    (``assay.report``) and again where the service stores it.
+
+    Raises:
+        ValidationError: a metric that is not a number or not finite (``field`` names it).
+    """
+    out = {}
+    for k, v in metrics.items():
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            try:
+                v = float(v)  # numpy / torch scalars
+            except (TypeError, ValueError):
+                raise ValidationError(
+                    f"report: metric {k!r} must be a number, got {v!r}", field=k
+                ) from None
+        if not math.isfinite(v):
+            raise ValidationError(f"report: metric {k!r} must be finite, got {v!r}", field=k)
+        out[k] = float(v)
+    return out
 
 
 @dataclass

@@ -135,11 +135,14 @@ class FittedModel:
             return post.mean, post.variance.clamp_min(0.0)
 
 
-def _hyperparameters(model: SingleTaskGP) -> dict[str, list]:
+def hyperparameters(model: SingleTaskGP) -> dict[str, list]:
+    """The GP's hyperparameters as JSON (``{parameter name: nested list}``), for warm starts."""
     return {n: p.detach().tolist() for n, p in model.named_parameters()}
 
 
-def _load_hyperparameters(model: SingleTaskGP, saved: Mapping[str, Any]) -> bool:
+def load_hyperparameters(model: SingleTaskGP, saved: Mapping[str, Any]) -> bool:
+    """Copy saved hyperparameters (from :func:`hyperparameters`) into ``model`` where name,
+    shape and finiteness allow; ``True`` if at least one was loaded."""
     params = dict(model.named_parameters())
     loaded = False
     with torch.no_grad():
@@ -154,7 +157,7 @@ def _load_hyperparameters(model: SingleTaskGP, saved: Mapping[str, Any]) -> bool
     return loaded
 
 
-def _build_gp(data: MetricData, noise_floor: float = MIN_RELATIVE_YVAR) -> SingleTaskGP:
+def build_gp(data: MetricData, noise_floor: float = MIN_RELATIVE_YVAR) -> SingleTaskGP:
     """The GP of one metric; ``noise_floor`` bounds its noise variance from below, relative to
     the metric's variance (i.e. in the standardized units the GP works in)."""
     Yvar = data.Yvar
@@ -202,8 +205,8 @@ def fit_metric_model(
     for attempt, (name, start, floor, fit) in enumerate(attempts):
         jitter = RETRY_JITTER if floor > MIN_RELATIVE_YVAR else None
         try:
-            gp = _build_gp(data, floor)
-            if start is not None and not _load_hyperparameters(gp, start.get("params", {})):
+            gp = build_gp(data, floor)
+            if start is not None and not load_hyperparameters(gp, start.get("params", {})):
                 continue
             with (
                 torch.random.fork_rng(),
@@ -255,5 +258,5 @@ def fit_outcome_models(
         gp, n = fit_metric_model(d, start, seed=seed + 7919 * i)
         notes += [f"{m}: {x}" for x in n]
         models.append(gp)
-        state[m] = {"d": int(d.X.shape[-1]), "params": _hyperparameters(gp)}
+        state[m] = {"d": int(d.X.shape[-1]), "params": hyperparameters(gp)}
     return FittedModel(ModelListGP(*models), list(metrics), state, time.perf_counter() - t0, notes)

@@ -35,13 +35,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from assay.platform.experiment import Arm, Experiment, OutcomeConstraint, Trial
 from assay.platform.models import MetricData, training_data
-from assay.platform.space import SearchSpace
 
 Z95 = 1.959963984540054
 
@@ -104,15 +103,7 @@ def relative_effect(
 def control_arm_names(experiment: Experiment) -> set[str]:
     """Names of the arms whose parameters equal the experiment's status quo."""
     sq = experiment.config.status_quo
-    if sq is None:
-        return set()
-    sig = SearchSpace.signature(sq)
-    return {
-        a.name
-        for t in experiment.trials
-        for a in t.arms
-        if SearchSpace.signature(a.parameters) == sig
-    }
+    return {c.name for t in experiment.trials if (c := t.control_arm(sq)) is not None}
 
 
 def control_levels(experiment: Experiment, metric: str) -> list[float]:
@@ -212,7 +203,7 @@ def _has_control_data(experiment: Experiment) -> bool:
     controls = control_arm_names(experiment)
     obj = experiment.config.objective.name
     for trial, arm, obs in experiment.observed():
-        if arm.name in controls and obj in obs and len(trial.arms) > 1:
+        if arm.name in controls and obj in obs and trial.is_batch:
             return True
     return False
 
@@ -274,11 +265,6 @@ def modelled_outcomes(
     data = training_data(experiment, metrics, transform=transform)
     constraints, sources = model_constraints(experiment, relative, notes)
     return ModelledOutcomes(data, constraints, relative, notes, sources)
-
-
-def batch_trials(experiment: Experiment) -> Iterable[Trial]:
-    """Completed trials with more than one arm."""
-    return (t for t in experiment.trials if len(t.arms) > 1 and t.observations)
 
 
 def to_json(eff: RelativeEffect) -> dict[str, Any]:

@@ -1,18 +1,7 @@
 """The FastAPI application: ``create_app(settings)`` composes the routers under ``/api/v1``,
-maps typed errors to HTTP once, and runs the lease reaper in the background.
-
-Error mapping (every error body is ``{"error": {"code", "message", "details"}}``):
-
-=========================================  ======
-``NotFoundError``                          404
-``AuthenticationError``                    401
-``ConflictError`` / ``InvalidTransition``  409
-``GenerationError`` (space exhausted)      409
-``UnsupportedError``                       400
-``ValidationError`` and request shapes     422 (malformed JSON: 400)
-``SchemaOutOfDateError``, busy database    503 (busy: with ``Retry-After``)
-anything else                              500 (logged; the body says nothing internal)
-=========================================  ======
+installs the error handlers (typed errors become HTTP once, through the table in
+:mod:`assay.service.errors`; every error body is ``{"error": {"code", "message", "details"}}``),
+mounts the dashboard, and runs the lease reaper in the background.
 """
 
 from __future__ import annotations
@@ -30,73 +19,26 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from assay import __version__
-from assay.dashboards import mount_dashboard
-from assay.platform.errors import (
-    AssayError,
-    AuthenticationError,
-    ConflictError,
-    ForbiddenError,
-    GenerationError,
-    NotFoundError,
-    SchemaOutOfDateError,
-    StorageBusyError,
-    StorageError,
-    UnsupportedError,
-    ValidationError,
-)
+from assay.dashboards.jobs import StoreJobsView
+from assay.dashboards.routes import mount_dashboard
+from assay.platform.errors import AssayError
 from assay.service.api import experiments, jobs, privacy, projects, trials
 from assay.service.auth import KeyResolver
 from assay.service.engine import Engine
+from assay.service.errors import error_response, response_for, status_for
 from assay.service.schemas import ErrorResponse
 from assay.service.settings import Settings
 from assay.storage.base import Store
 
 log = logging.getLogger("assay.service")
 
-STATUS_BY_ERROR: list[tuple[type[AssayError], int]] = [
-    (NotFoundError, 404),
-    (AuthenticationError, 401),
-    (ForbiddenError, 403),
-    (ConflictError, 409),
-    (GenerationError, 409),
-    (UnsupportedError, 400),
-    (ValidationError, 422),
-    (SchemaOutOfDateError, 503),
-    (StorageError, 503),
-]
-
-
-def status_for(error: AssayError) -> int:
-    for cls, code in STATUS_BY_ERROR:
-        if isinstance(error, cls):
-            return code
-    return 500
-
-
-def _error(
-    status: int,
-    code: str,
-    message: str,
-    details: dict[str, Any] | None = None,
-    headers: dict[str, str] | None = None,
-):
-    return JSONResponse(
-        status_code=status,
-        content={"error": {"code": code, "message": message, "details": details or {}}},
-        headers=headers,
-    )
-
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AssayError)
     async def assay_error(_: Request, exc: AssayError) -> JSONResponse:
-        status = status_for(exc)
-        if status >= 500:
+        if status_for(exc) >= 500:
             log.warning("request failed: %s", exc)
-        headers = None
-        if isinstance(exc, StorageBusyError):  # transient: tell the client when to retry
-            headers = {"Retry-After": str(exc.retry_after_s)}
-        return _error(status, exc.code, exc.message, exc.details, headers)
+        return response_for(exc)
 
     @app.exception_handler(RequestValidationError)
     async def request_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -105,11 +47,11 @@ def _install_error_handlers(app: FastAPI) -> None:
             loc = [str(x) for x in e.get("loc", ()) if x not in ("body",)]
             errors.append({"field": ".".join(loc), "problem": e.get("msg", "invalid")})
         if any(e.get("type") == "json_invalid" for e in exc.errors()):
-            return _error(
+            return error_response(
                 400, "malformed_json", "the request body is not valid JSON", {"errors": errors}
             )
         first = errors[0] if errors else {"field": "", "problem": "invalid request"}
-        return _error(
+        return error_response(
             422,
             "invalid_request",
             f"{first['field'] or 'request'}: {first['problem']}",
@@ -119,12 +61,12 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return _error(exc.status_code, code, str(exc.detail))
+        return error_response(exc.status_code, code, str(exc.detail))
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
-        return _error(500, "internal_error", "internal server error; see the server log")
+        return error_response(500, "internal_error", "internal server error; see the server log")
 
 
 class LeaseReaper:
@@ -220,8 +162,6 @@ def create_app(
     app.include_router(jobs.router, prefix="/api/v1")
     app.include_router(privacy.router, prefix="/api/v1")  # budgets, DP synthetic releases
     mount_dashboard(app)  # pages at /, static files at /static
-    from assay.dashboards.jobs import StoreJobsView
-
     app.state.jobs_view = StoreJobsView(store)
     return app
 

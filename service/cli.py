@@ -40,9 +40,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from assay.storage.factory import normalize_database_url
     from assay.storage.migrate import current_revision, head_revision, upgrade
     from assay.storage.sql import make_engine
+    from assay.storage.urls import normalize_database_url
 
     settings = _settings(args)
     engine = make_engine(normalize_database_url(settings.database_url))
@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
     from assay.service.cli_synth import add_synth_parser
 
-    add_synth_parser(sub)  # `assay synth ...`: DP synthetic tables (issue 9)
+    add_synth_parser(sub)  # `assay synth ...`: DP synthetic tables
     return parser
 
 

@@ -30,11 +30,12 @@ import importlib.util
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from assay.generative.tabular import io as tabular_io
+from assay.generative.tabular.io import is_parquet, write_table
 from assay.platform.errors import AssayError, UnsupportedError, ValidationError
 
 DEFAULT_LEDGER = ".assay/privacy_ledger.json"
@@ -44,7 +45,7 @@ EXIT_ERROR, EXIT_BUDGET = 2, 3
 @contextlib.contextmanager
 def _ledger(args: argparse.Namespace) -> Iterator[Any]:
     """The SQL ledger when a database URL is given and ``--ledger`` is not; else the JSON file."""
-    from assay.generative.tabular.ledger import JsonFilePrivacyLedger
+    from assay.storage.ledger import JsonFilePrivacyLedger
 
     if args.ledger and args.database_url:
         raise ValidationError(
@@ -66,45 +67,11 @@ def _ledger(args: argparse.Namespace) -> Iterator[Any]:
         store.close()
 
 
-def _is_parquet(path: str) -> bool:
-    return path.lower().endswith((".parquet", ".pq"))
-
-
 def read_table(path: str) -> Any:
-    """A CSV or Parquet file as a pandas DataFrame."""
-    import pandas as pd
-
+    """A CSV or Parquet file (``--input``) as a pandas DataFrame."""
     if not Path(path).exists():
         raise ValidationError(f"input file {path!r} does not exist", field="input")
-    if _is_parquet(path):
-        try:
-            return pd.read_parquet(path)
-        except ImportError as e:
-            raise UnsupportedError("reading Parquet needs pyarrow (pip install pyarrow)") from e
-    return pd.read_csv(path, dtype=str, keep_default_na=False)
-
-
-def write_table(rows: list[dict[str, Any]], columns: list[str], path: str) -> None:
-    """Write rows atomically (temporary file + rename) as CSV or Parquet."""
-    import pandas as pd
-
-    df = pd.DataFrame(rows, columns=columns)
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        if _is_parquet(path):
-            try:
-                df.to_parquet(tmp, index=False)
-            except ImportError as e:
-                raise UnsupportedError("writing Parquet needs pyarrow") from e
-        else:
-            df.to_csv(tmp, index=False)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    return tabular_io.read_table(path)
 
 
 def _cmd_release(args: argparse.Namespace) -> int:
@@ -116,7 +83,7 @@ def _cmd_release(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     for path in (args.input, args.out):  # fail before the release is charged, not after
-        if _is_parquet(path) and importlib.util.find_spec("pyarrow") is None:
+        if is_parquet(path) and importlib.util.find_spec("pyarrow") is None:
             raise UnsupportedError(f"{path!r}: Parquet needs pyarrow (pip install pyarrow)")
     try:
         schema_dict = json.loads(Path(args.schema).read_text())
@@ -185,7 +152,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _guard(func):
     def wrapped(args: argparse.Namespace) -> int:
-        from assay.generative.tabular.ledger import PrivacyBudgetExceededError
+        from assay.platform.errors import PrivacyBudgetExceededError
 
         try:
             return func(args)

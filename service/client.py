@@ -1,7 +1,11 @@
 """The Python client: the experiment verbs people already know, in one object.
 
 ``Client()`` keeps everything in memory (notebooks, tests). The same verbs work against a
-database or a server (see :class:`Client`'s ``url``).
+database or a server (see :class:`Client`'s ``url``): the client holds an
+:class:`~assay.service.verbs.ExperimentVerbs` backend, the in-process
+:class:`~assay.service.engine.Engine` or the HTTP :class:`~assay.service.remote.RemoteEngine`,
+and names each verb the way users know it (``trials`` for ``list_trials``, ``start_run`` /
+``pause_run`` / ``resume_run`` for ``set_run``, ``cancel`` for ``cancel_trial``).
 
 Example:
     >>> import assay
@@ -25,6 +29,7 @@ from assay.platform.analysis import BestArm, EffectsReport
 from assay.platform.experiment import Experiment, ExperimentStatus, Trial, TrialState
 from assay.platform.jobspec import Job, TrialReport
 from assay.service.engine import Engine
+from assay.service.verbs import ExperimentVerbs
 from assay.storage.base import ExperimentSummary, Store, TrialEvent
 
 
@@ -51,10 +56,11 @@ class Client:
     ) -> None:
         self.project = project
         self.url = url
+        self._engine: ExperimentVerbs
         if store is None and url is not None and url.startswith(("http://", "https://")):
             from assay.service.remote import RemoteEngine
 
-            self._engine: Any = RemoteEngine(url, token)
+            self._engine = RemoteEngine(url, token)
             return
         if store is None:
             from assay.storage.factory import open_store
@@ -64,8 +70,7 @@ class Client:
 
     def close(self) -> None:
         """Release connections (database pool or HTTP client)."""
-        closer = getattr(self._engine, "close", None) or self._engine.store.close
-        closer()
+        self._engine.close()
 
     def __enter__(self) -> Client:
         return self

@@ -1,4 +1,5 @@
-"""The client's HTTP backend: the engine verbs over the REST API (httpx).
+"""The client's HTTP backend: the experiment verbs (:class:`~assay.service.verbs.ExperimentVerbs`)
+over the REST API (httpx).
 
 Retries are safe by construction: reads are idempotent; an ask always carries an idempotency
 key (generated when the caller gives none), so a retried ask returns the trials the server
@@ -29,6 +30,7 @@ from assay.platform.experiment import (
     TrialState,
 )
 from assay.platform.jobspec import Job, JobState, TrialReport
+from assay.service.errors import error_from_body
 from assay.service.schemas import (
     BestArmPublic,
     EffectsPublic,
@@ -41,22 +43,6 @@ from assay.service.schemas import (
 from assay.storage.base import ExperimentSummary, TrialEvent
 
 
-def _all_error_classes() -> dict[str, type[E.AssayError]]:
-    out: dict[str, type[E.AssayError]] = {}
-    stack: list[type[E.AssayError]] = [E.AssayError]
-    while stack:
-        cls = stack.pop()
-        out.setdefault(cls.code, cls)
-        stack.extend(cls.__subclasses__())
-    return out
-
-
-_BY_STATUS = {
-    400: E.UnsupportedError, 401: E.AuthenticationError, 404: E.NotFoundError,
-    409: E.ConflictError, 422: E.ValidationError, 503: E.StorageError,
-}  # fmt: skip
-
-
 class ServiceUnavailableError(E.StorageError):
     """The server could not be reached (after retries)."""
 
@@ -64,20 +50,12 @@ class ServiceUnavailableError(E.StorageError):
 
 
 def decode_error(response: httpx.Response) -> E.AssayError:
+    """The typed error an error answer stands for (:func:`.errors.error_from_body`)."""
     try:
-        body = response.json()["error"]
-        code, message, details = body["code"], body["message"], body.get("details") or {}
-    except (ValueError, KeyError, TypeError):
-        code, message, details = (
-            "http_error",
-            f"HTTP {response.status_code}: {response.text[:200]}",
-            {},
-        )
-    cls = _all_error_classes().get(code) or _BY_STATUS.get(response.status_code, E.AssayError)
-    err = cls(message, details=details)
-    err.field = details.get("field")
-    err.code = code
-    return err
+        body = response.json()
+    except ValueError:
+        body = None
+    return error_from_body(response.status_code, body, response.text)
 
 
 def _json_value(v: Any) -> Any:
@@ -92,7 +70,8 @@ def _json_value(v: Any) -> Any:
 
 
 class RemoteEngine:
-    """Engine verbs against ``base_url`` (e.g. ``http://127.0.0.1:8000``).
+    """The experiment verbs (:class:`~assay.service.verbs.ExperimentVerbs`) against
+    ``base_url`` (e.g. ``http://127.0.0.1:8000``).
 
     Args:
         base_url: The server's root URL.
@@ -153,7 +132,7 @@ class RemoteEngine:
 
     # -- experiments -------------------------------------------------------------------------
     def create_experiment(
-        self, spec: ExperimentConfig | Mapping[str, Any], *, project: str | None = None
+        self, spec: ExperimentConfig | Mapping[str, Any], *, project: str = "default"
     ) -> Experiment:
         body = spec.to_dict() if isinstance(spec, ExperimentConfig) else dict(spec)
         body = {k: v for k, v in body.items() if v is not None}
@@ -345,8 +324,23 @@ class RemoteEngine:
                 return out
 
     def events(
-        self, *, experiment_id: int | None = None, after: int = 0, project: str | None = None
+        self,
+        *,
+        experiment_id: int | None = None,
+        trial_id: int | None = None,
+        after: int = 0,
+        project: str | None = None,
     ) -> list[TrialEvent]:
+        if trial_id is not None:
+            data = self._get(f"/trials/{trial_id}/events")
+            events = [EventPublic.model_validate(e).to_domain() for e in data["events"]]
+            return [
+                e
+                for e in events
+                if e.id > after and (experiment_id is None or e.experiment_id == experiment_id)
+            ]
+        if experiment_id is None:
+            raise E.ValidationError("events: give experiment_id or trial_id", field="experiment_id")
         data = self._get(f"/experiments/{experiment_id}/events", after=after)
         return [EventPublic.model_validate(e).to_domain() for e in data["events"]]
 
@@ -369,8 +363,9 @@ class RemoteEngine:
         data = self._get(f"/experiments/{experiment_id}/jobs")
         return [_job_from_json(j) for j in data["jobs"]]
 
-    def cancel_trial(self, trial_id: int, *, project: str | None = None) -> None:
-        self._request("POST", f"/trials/{trial_id}:cancel", json={})
+    def cancel_trial(self, trial_id: int, *, project: str | None = None) -> Job | None:
+        data, _ = self._request("POST", f"/trials/{trial_id}:cancel", json={})
+        return _job_from_json(data) if data is not None else None
 
     def reports(self, trial_id: int, *, project: str | None = None) -> list[TrialReport]:
         data = self._get(f"/trials/{trial_id}/reports")

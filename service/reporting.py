@@ -11,38 +11,21 @@ curves) and ``assay.heartbeat()`` extends the trial's lease. The calls go to the
 * none: outside a job both calls are cheap no-ops, so a workload's ``run(params)`` can be
   called directly from a notebook.
 
-This module imports nothing heavy, so ``import assay; assay.report(...)`` stays fast in jobs.
+The reporter interface and its transports live in :mod:`assay.service.jobs.context`; this
+module imports nothing heavy, so ``import assay; assay.report(...)`` stays fast in jobs.
 """
 
 from __future__ import annotations
 
 import contextvars
-import math
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from assay.platform.errors import ValidationError
-
-
-@dataclass
-class Report:
-    """One ``assay.report`` call."""
-
-    step: int | None
-    metrics: dict[str, float]
-
-
-class Reporter:
-    """Receives reports and heartbeats. Subclass for a transport (HTTP, SQL, ...)."""
-
-    def report(self, report: Report) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def heartbeat(self) -> None:
-        pass
+from assay.platform.jobspec import clean_metrics
+from assay.service.jobs.context import Report, Reporter, reporter_from_environment
 
 
 @dataclass
@@ -67,24 +50,8 @@ _active: contextvars.ContextVar[Reporter | None] = contextvars.ContextVar(
 )
 
 
-def _default_environment_reporter() -> Reporter | None:
-    """Inside a job (``ASSAY_TRIAL_ID`` set) build the reporter its environment describes."""
-    if not os.environ.get("ASSAY_TRIAL_ID"):
-        return None
-    from assay.service.jobs.context import reporter_from_environment
-
-    return reporter_from_environment()
-
-
-#: Factory for the environment-configured reporter.
-_env_reporter_factory: Callable[[], Reporter | None] | None = _default_environment_reporter
+#: The environment-configured reporter, built on first use inside a job.
 _env_reporter: Reporter | None = None
-
-
-def set_environment_reporter_factory(factory: Callable[[], Reporter | None] | None) -> None:
-    """Register how to build a reporter from the job's environment variables."""
-    global _env_reporter_factory, _env_reporter
-    _env_reporter_factory, _env_reporter = factory, None
 
 
 def current_reporter() -> Reporter | None:
@@ -92,8 +59,8 @@ def current_reporter() -> Reporter | None:
     r = _active.get()
     if r is not None:
         return r
-    if _env_reporter is None and _env_reporter_factory is not None:
-        _env_reporter = _env_reporter_factory()
+    if _env_reporter is None:
+        _env_reporter = reporter_from_environment()
     return _env_reporter
 
 
@@ -107,22 +74,6 @@ def use_reporter(reporter: Reporter) -> Iterator[Reporter]:
         _active.reset(token)
 
 
-def _clean(metrics: dict[str, Any]) -> dict[str, float]:
-    out = {}
-    for k, v in metrics.items():
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            try:
-                v = float(v)  # numpy / torch scalars
-            except (TypeError, ValueError):
-                raise ValidationError(
-                    f"report: metric {k!r} must be a number, got {v!r}", field=k
-                ) from None
-        if not math.isfinite(v):
-            raise ValidationError(f"report: metric {k!r} must be finite, got {v!r}", field=k)
-        out[k] = float(v)
-    return out
-
-
 def report(step: int | None = None, **metrics: Any) -> None:
     """Record intermediate metrics of the running trial (e.g. ``report(step=3, loss=0.2)``)."""
     r = current_reporter()
@@ -132,7 +83,7 @@ def report(step: int | None = None, **metrics: Any) -> None:
         raise ValidationError(
             f"report: step must be a non-negative integer, got {step!r}", field="step"
         )
-    r.report(Report(step, _clean(metrics)))
+    r.report(Report(step, clean_metrics(metrics)))
 
 
 def heartbeat() -> None:

@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     orchestrator: bool = True
     log_dir: str = ".assay/logs"
     local_cpus: float | None = None
-    #: DP synthetic releases (issue 9): where releases are written / tables are read from.
+    #: DP synthetic releases: where releases are written / tables are read from.
     release_dir: str = ".assay/releases"
     data_dir: str = ".assay/data"
 

@@ -7,6 +7,9 @@ state changes are compare-and-set (so two callers cannot both complete a trial),
 create duplicate trials.
 
 One behavioural test suite (``tests/storage/``) runs against every backend.
+
+May import: :mod:`assay.platform` (the domain types) and :mod:`assay.storage.ledger` (the
+privacy ledger interface); never a backend, never SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from assay.platform.errors import InvalidTransitionError, NotFoundError, UnsupportedError
 from assay.platform.experiment import (
     Experiment,
     ExperimentConfig,
@@ -27,9 +31,37 @@ from assay.platform.experiment import (
     TrialState,
 )
 from assay.platform.jobspec import Job, JobState, TrialReport
+from assay.storage.ledger.base import PrivacyLedger
 
-if TYPE_CHECKING:
-    from assay.generative.tabular.ledger import PrivacyLedger
+#: What a completion stores: ``{arm: {metric: Observation}}``, or a callable that receives the
+#: trial as loaded inside the transaction and returns them (validation and write in one
+#: transaction), or ``None``.
+ObservationsArg = (
+    Mapping[str, Mapping[str, Observation]]
+    | Callable[[Trial], Mapping[str, Mapping[str, Observation]]]
+    | None
+)
+
+
+def check_expected_state(
+    trial_id: int, state: TrialState, expected_states: Sequence[TrialState] | None
+) -> None:
+    """``InvalidTransitionError`` unless ``expected_states`` is ``None`` or holds ``state``
+    (the guard of :meth:`Store.transition_trial`, before the life-cycle check)."""
+    if expected_states is not None and state not in expected_states:
+        raise InvalidTransitionError(
+            f"trial {trial_id} is {state.value}, expected one of "
+            f"{[x.value for x in expected_states]}",
+            details={"trial_id": trial_id, "state": state.value},
+        )
+
+
+def not_running_error(trial_id: int, state: TrialState) -> InvalidTransitionError:
+    """The refusal of a heartbeat for a trial that is not running."""
+    return InvalidTransitionError(
+        f"trial {trial_id} is {state.value}; only running trials take heartbeats",
+        details={"trial_id": trial_id, "state": state.value},
+    )
 
 
 @dataclass
@@ -37,7 +69,8 @@ class NewTrial:
     """A trial to create under an experiment lock.
 
     Args:
-        arms: ``[(arm_name, parameters)]``; names come from :func:`name_arms`.
+        arms: ``[(arm_name, parameters)]``; names come from
+            :meth:`~assay.platform.experiment.Experiment.name_arms`.
         generator: What produced it (``"sobol"``, ``"noisy_ei"``, ``"manual"``, ...).
         state: Initial state (``candidate`` or ``running``).
         lease_expires_at: Optional heartbeat deadline for a running trial.
@@ -187,9 +220,7 @@ class Store(ABC):
         to_state: TrialState,
         *,
         project: str | None = None,
-        observations: Mapping[str, Mapping[str, Observation]]
-        | Callable[[Trial], Mapping[str, Mapping[str, Observation]]]
-        | None = None,
+        observations: ObservationsArg = None,
         reason: str | None = None,
         actor: str | None = None,
         lease_expires_at: datetime | None = None,
@@ -234,8 +265,30 @@ class Store(ABC):
         """Number of trials (for pagination)."""
 
     @abstractmethod
+    def expired_leases(self, now: datetime) -> list[int]:
+        """Ids of the running trials whose lease expired before ``now``."""
+
     def reap_expired_leases(self, now: datetime, *, actor: str = "reaper") -> list[Trial]:
-        """Fail every running trial whose lease expired before ``now`` (reason in its event)."""
+        """Fail every running trial whose lease expired before ``now`` (reason in its event).
+
+        Each is one compare-and-set ``running → failed``; a trial that completed, or that
+        another server reaped, meanwhile is skipped.
+        """
+        out = []
+        for trial_id in self.expired_leases(now):
+            try:
+                out.append(
+                    self.transition_trial(
+                        trial_id,
+                        TrialState.FAILED,
+                        reason=f"lease expired before {now.isoformat()} (no heartbeat)",
+                        actor=actor,
+                        expected_states=[TrialState.RUNNING],
+                    )
+                )
+            except InvalidTransitionError:
+                continue
+        return out
 
     # -- cheap reads for dashboards ---------------------------------------------------------
     def latest_event_id(self, *, experiment_id: int | None = None) -> int:
@@ -287,8 +340,6 @@ class Store(ABC):
 
     def get_project(self, name: str) -> ProjectSummary:
         """One project. ``NotFoundError`` if absent."""
-        from assay.platform.errors import NotFoundError
-
         found = self.project_summaries(name=name)
         if not found:
             raise NotFoundError(f"project {name!r} not found", details={"project": name})
@@ -377,31 +428,8 @@ class Store(ABC):
 
     # -- privacy ---------------------------------------------------------------------------
     def privacy_ledger(self, project: str = "default") -> PrivacyLedger:
-        """The project's privacy budgets (:mod:`assay.generative.tabular.ledger` semantics)."""
-        from assay.platform.errors import UnsupportedError
-
+        """The project's privacy budgets (:mod:`assay.storage.ledger` semantics)."""
         raise UnsupportedError(f"{type(self).__name__} has no privacy ledger")
 
     def close(self) -> None:  # noqa: B027
         """Release connections."""
-
-
-def name_arms(
-    experiment: Experiment, index: int, assignments: Sequence[Mapping[str, Any]]
-) -> list[tuple[str, dict[str, Any]]]:
-    """Name the arms of a new trial number ``index``: an assignment equal to an existing arm
-    reuses that arm's name (arms are stable across trials); new ones are ``"{index}_{k}"``."""
-    from assay.platform.space import SearchSpace
-
-    by_sig = {
-        SearchSpace.signature(a.parameters): a.name for t in experiment.trials for a in t.arms
-    }
-    if experiment.config.status_quo is not None:
-        by_sig.setdefault(SearchSpace.signature(experiment.config.status_quo), "status_quo")
-    out = []
-    for k, params in enumerate(assignments):
-        sig = SearchSpace.signature(params)
-        name = by_sig.get(sig) or f"{index}_{k}"
-        by_sig[sig] = name
-        out.append((name, dict(params)))
-    return out

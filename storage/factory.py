@@ -1,47 +1,14 @@
-"""Open a store from a URL: ``memory://``, ``sqlite:///path.db`` or ``postgresql+psycopg://…``."""
+"""Open a store from a URL: ``memory://``, ``sqlite:///path.db`` or ``postgresql+psycopg://…``.
+
+May import: :mod:`assay.platform.errors` and the storage backends (loaded on demand, so the
+in-memory store never imports SQLAlchemy).
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from assay.platform.errors import ValidationError
 from assay.storage.base import Store
-
-
-def normalize_database_url(url: str) -> str:
-    """Accept ``postgresql://`` and ``postgres://`` as the psycopg 3 driver."""
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
-
-
-def absolute_database_url(url: str, *, base: str | Path | None = None) -> str:
-    """``url`` with a relative SQLite path made absolute (against ``base``, default the
-    current directory); every other URL unchanged.
-
-    Pass URLs through this before handing them to another process that may run in another
-    directory: jobs run with their work directory as cwd, where the default
-    ``sqlite:///./assay.db`` would open a new, empty database.
-
-    Example:
-        >>> absolute_database_url("sqlite:///./assay.db", base="/srv")
-        'sqlite:////srv/assay.db'
-    """
-    url = normalize_database_url(url)
-    if not url.startswith("sqlite:"):
-        return url
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    db = parsed.database
-    if not db or db == ":memory:" or db.startswith("file:") or parsed.query.get("uri"):
-        return url
-    path = Path(db)
-    if path.is_absolute():
-        return url
-    resolved = (Path(base) if base is not None else Path.cwd()).joinpath(path).resolve()
-    return parsed.set(database=str(resolved)).render_as_string(hide_password=False)
+from assay.storage.urls import is_memory_url, is_sql_url, normalize_database_url
 
 
 def open_store(url: str, *, migrate: bool = True) -> Store:
@@ -54,11 +21,11 @@ def open_store(url: str, *, migrate: bool = True) -> Store:
             schema instead (servers).
     """
     url = normalize_database_url(url)
-    if url in ("memory://", ":memory:"):
+    if is_memory_url(url):
         from assay.storage.memory import MemoryStore
 
         return MemoryStore()
-    if url.startswith(("sqlite:", "postgresql+psycopg:")):
+    if is_sql_url(url):
         from assay.storage.sql import SqlStore
 
         return SqlStore(url, migrate=migrate)

@@ -3,6 +3,9 @@
 Thread-safe (one re-entrant lock for reads/writes, one lock per experiment for asks) and
 copy-on-read: callers get deep copies, so mutating a returned object never changes what is
 stored. Useful for notebooks, tests and the in-process client; nothing survives the process.
+
+May import: the standard library, :mod:`assay.platform`, :mod:`assay.storage.base` and
+:mod:`assay.storage.ledger`.
 """
 
 from __future__ import annotations
@@ -11,18 +14,17 @@ import copy
 import itertools
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from assay.platform.errors import ConflictError, InvalidTransitionError, NotFoundError
+from assay.platform.errors import ConflictError, NotFoundError
 from assay.platform.experiment import (
     Arm,
     Experiment,
     ExperimentConfig,
     ExperimentStatus,
-    Observation,
     Trial,
     TrialState,
     check_transition,
@@ -34,10 +36,14 @@ from assay.storage.base import (
     ExperimentSummary,
     NewTrial,
     ObservationRecord,
+    ObservationsArg,
     ProjectSummary,
     Store,
     TrialEvent,
+    check_expected_state,
+    not_running_error,
 )
+from assay.storage.ledger import InMemoryPrivacyLedger, PrivacyLedger
 
 
 class _MemoryLock(ExperimentLock):
@@ -113,7 +119,7 @@ class MemoryStore(Store):
         self._experiment_ids = itertools.count(1)
         self._trial_ids = itertools.count(1)
         self._event_ids = itertools.count(1)
-        self._privacy_ledgers: dict[str, Any] = {}
+        self._privacy_ledgers: dict[str, InMemoryPrivacyLedger] = {}
 
     # -- helpers -----------------------------------------------------------------------------
     def _get(self, experiment_id: int, project: str | None) -> Experiment:
@@ -249,9 +255,7 @@ class MemoryStore(Store):
         to_state: TrialState,
         *,
         project: str | None = None,
-        observations: Mapping[str, Mapping[str, Observation]]
-        | Callable[[Trial], Mapping[str, Mapping[str, Observation]]]
-        | None = None,
+        observations: ObservationsArg = None,
         reason: str | None = None,
         actor: str | None = None,
         lease_expires_at: datetime | None = None,
@@ -259,12 +263,7 @@ class MemoryStore(Store):
     ) -> Trial:
         with self._lock:
             t = self._trial(trial_id, project)
-            if expected_states is not None and t.state not in expected_states:
-                raise InvalidTransitionError(
-                    f"trial {trial_id} is {t.state.value}, expected one of "
-                    f"{[s.value for s in expected_states]}",
-                    details={"trial_id": trial_id, "state": t.state.value},
-                )
+            check_expected_state(trial_id, t.state, expected_states)
             check_transition(trial_id, t.state, to_state)
             if callable(observations):
                 observations = observations(copy.deepcopy(t))
@@ -285,10 +284,7 @@ class MemoryStore(Store):
         with self._lock:
             t = self._trial(trial_id, project)
             if t.state is not TrialState.RUNNING:
-                raise InvalidTransitionError(
-                    f"trial {trial_id} is {t.state.value}; only running trials take heartbeats",
-                    details={"trial_id": trial_id, "state": t.state.value},
-                )
+                raise not_running_error(trial_id, t.state)
             t.lease_expires_at = lease_expires_at
             return copy.deepcopy(t)
 
@@ -315,30 +311,15 @@ class MemoryStore(Store):
             trials = self._get(experiment_id, project).trials
             return sum(1 for t in trials if not states or t.state in set(states))
 
-    def reap_expired_leases(self, now: datetime, *, actor: str = "reaper") -> list[Trial]:
+    def expired_leases(self, now: datetime) -> list[int]:
         with self._lock:
-            expired = [
+            return [
                 t.id
                 for t in self._trials.values()
                 if t.state is TrialState.RUNNING
                 and t.lease_expires_at is not None
                 and t.lease_expires_at < now
             ]
-        out = []
-        for trial_id in expired:
-            try:
-                out.append(
-                    self.transition_trial(
-                        trial_id,
-                        TrialState.FAILED,
-                        reason="lease expired (no heartbeat)",
-                        actor=actor,
-                        expected_states=[TrialState.RUNNING],
-                    )
-                )
-            except InvalidTransitionError:  # finished meanwhile
-                continue
-        return out
 
     # -- cheap reads for dashboards ---------------------------------------------------------
     def latest_event_id(self, *, experiment_id: int | None = None) -> int:
@@ -534,9 +515,7 @@ class MemoryStore(Store):
             return out
 
     # -- privacy -------------------------------------------------------------------------------
-    def privacy_ledger(self, project: str = "default") -> Any:
+    def privacy_ledger(self, project: str = "default") -> PrivacyLedger:
         """An in-memory ledger per project (it lives as long as this store)."""
-        from assay.generative.tabular.ledger import InMemoryPrivacyLedger
-
         with self._lock:
             return self._privacy_ledgers.setdefault(project, InMemoryPrivacyLedger())

@@ -7,7 +7,7 @@ Arms are per experiment and shared by trials through ``trial_arms`` (an arm re-d
 several batches, e.g. the control, is one row). Observations are keyed by
 ``(trial, arm, metric)``. ``trial_events`` is append-only: every state change writes one row.
 ``privacy_budgets`` / ``privacy_charges`` hold the per-(project, dataset) privacy ledger
-(:mod:`assay.storage.privacy_ledger`).
+(:mod:`assay.storage.sql.ledger`).
 """
 
 from __future__ import annotations

@@ -7,12 +7,16 @@ operations, chosen so that a refused release stores nothing and no output escape
 1. validate the request and check the ledger has room (cheap pre-flight, before training);
 2. fit the mechanism (the DP language model, or the MST baseline) on the private table;
 3. charge the ledger — the atomic charge-or-refuse; a refusal raises
-   :class:`~assay.generative.tabular.ledger.PrivacyBudgetExceededError` and nothing is written;
+   :class:`~assay.platform.errors.PrivacyBudgetExceededError` and nothing is written;
 4. only then sample the synthetic rows and build the report (post-processing: free).
 
 The ε charged is the larger of the requested ε and the mechanism's certified ε at the
 requested δ (for DP-SGD the PRV accountant's ε after the steps actually run, which the noise
 multiplier was chosen to keep below the target; for MST the zCDP conversion of its ρ).
+
+The ledger is accounting and persistence, which ``generative`` does not import: a release
+sees only the narrow :class:`ReleaseLedger` protocol, and the caller (service or CLI) passes
+in a concrete ledger (:mod:`assay.storage.ledger`, or the store's SQL ledger).
 """
 
 from __future__ import annotations
@@ -20,17 +24,55 @@ from __future__ import annotations
 import math
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from assay.generative.privacy import finite_json, reconstruction_report
-from assay.generative.tabular.ledger import PrivacyBudgetExceededError, PrivacyLedger
 from assay.generative.tabular.schema import RowCodec, TableSchema
 from assay.generative.tabular.train import TrainConfig, fit_tabular_lm
-from assay.platform.errors import ValidationError
+from assay.platform.errors import PrivacyBudgetExceededError, ValidationError
 
 METHODS = ("lm", "mst")
+
+
+class BudgetView(Protocol):
+    """What a release reads of a dataset's budget (e.g. ``assay.storage.ledger.BudgetStatus``)."""
+
+    @property
+    def epsilon_remaining(self) -> float: ...
+
+    @property
+    def delta_remaining(self) -> float: ...
+
+    def allows(self, epsilon: float, delta: float) -> bool: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class ChargeView(Protocol):
+    """What a release reads of its recorded charge (e.g. ``assay.storage.ledger.Charge``)."""
+
+    @property
+    def release_id(self) -> str: ...
+
+
+class ReleaseLedger(Protocol):
+    """The part of a privacy ledger a release uses: read a budget, charge it atomically
+    (raising :class:`~assay.platform.errors.PrivacyBudgetExceededError` when it does not fit)."""
+
+    def status(self, dataset: str) -> BudgetView: ...
+
+    def charge(
+        self,
+        dataset: str,
+        epsilon: float,
+        delta: float,
+        *,
+        release_id: str,
+        description: str = "",
+        metadata: dict[str, Any] | None = None,
+    ) -> ChargeView: ...
 
 
 @dataclass
@@ -50,7 +92,7 @@ def release_synthetic(
     method: str = "lm",
     n_rows: int | None = None,
     config: TrainConfig | None = None,
-    ledger: PrivacyLedger | None = None,
+    ledger: ReleaseLedger | None = None,
     dataset: str | None = None,
     release_id: str | None = None,
     seed: int = 0,

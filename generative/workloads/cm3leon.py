@@ -27,23 +27,17 @@ from typing import Any
 import torch
 from torch import nn
 
-import assay
 from assay.generative import cm3leon as cm
-from assay.generative.jobs import (
-    Timer,
-    finite_metrics,
-    pick_device,
-    require,
-    resolve_config,
-    seed_everything,
-)
+from assay.generative.workloads.common import Timer, WorkloadConfig, WorkloadRun
 
 DECODINGS = ("plain", "cfg", "contrastive")
 
 
 @dataclass
-class CM3LeonConfig:
-    """Parameters of :func:`run`.
+class CM3LeonConfig(WorkloadConfig):
+    """Parameters of :func:`run`, besides the shared ones (``seed``; ``device``; ``cache_dir``,
+    the disk cache of the retriever and the classifier; ``report_every`` in training steps; see
+    :class:`~assay.generative.workloads.common.WorkloadConfig`).
 
     Attributes:
         retrieved_k: Documents retrieved and prepended per example (0: no retrieval).
@@ -71,12 +65,11 @@ class CM3LeonConfig:
         classifier_iterations: Training steps of the digits classifier behind the metrics
             (800: the classifier the other digits workloads use, shared through the cache).
         max_train_seconds: Wall-time cap of each training stage (0: none).
-        seed: Random seed.
-        device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda[:i]"``.
-        cache_dir: Disk cache of the retriever and classifier (``$ASSAY_GENERATIVE_CACHE``).
-        report_every: Progress report period in training steps (0: only the final metrics).
     """
 
+    workload = "cm3leon"
+
+    report_every: int = 50
     retrieved_k: int = 2
     mmr_lambda: float = 0.7
     retrieval_dropout: float = 0.1
@@ -100,35 +93,26 @@ class CM3LeonConfig:
     retriever_steps: int = 300
     classifier_iterations: int = 800
     max_train_seconds: float = 0.0
-    seed: int = 0
-    device: str = "auto"
-    cache_dir: str = ""
-    report_every: int = 50
 
     def validate(self) -> None:
-        w = "cm3leon"
-        require(0 <= self.retrieved_k <= 8, w, "retrieved_k", "must be in [0, 8]")
-        require(0 <= self.mmr_lambda <= 1, w, "mmr_lambda", "must be in [0, 1]")
+        super().validate()
+        self.require(0 <= self.retrieved_k <= 8, "retrieved_k", "must be in [0, 8]")
+        self.require(0 <= self.mmr_lambda <= 1, "mmr_lambda", "must be in [0, 1]")
         for name in ("retrieval_dropout", "sft_retrieval_dropout", "uncond_prob", "cm3_prob"):
-            require(0 <= getattr(self, name) <= 1, w, name, "must be in [0, 1]")
-        require(2 <= self.codebook_size <= 512, w, "codebook_size", "must be in [2, 512]")
-        require(self.width >= 8 and self.heads >= 1, w, "width", "must be >= 8")
-        require(self.width % self.heads == 0, w, "heads", "must divide width")
-        require(1 <= self.layers <= 24, w, "layers", "must be in [1, 24]")
-        require(self.lr > 0, w, "lr", "must be > 0")
-        require(self.batch_size >= 2, w, "batch_size", "must be >= 2")
-        require(self.pretrain_steps >= 0, w, "pretrain_steps", "must be >= 0")
-        require(self.sft_steps >= 0, w, "sft_steps", "must be >= 0")
-        require(self.decoding in DECODINGS, w, "decoding", f"must be one of {DECODINGS}")
-        require(self.cfg_weight >= 0, w, "cfg_weight", "must be >= 0")
-        require(0 < self.contrastive_alpha <= 1, w, "contrastive_alpha", "must be in (0, 1]")
-        require(self.contrastive_k >= 1, w, "contrastive_k", "must be >= 1")
-        require(self.temperature >= 0, w, "temperature", "must be >= 0")
-        require(self.eval_samples >= 10, w, "eval_samples", "must be >= 10")
-        require(self.retriever_steps >= 1, w, "retriever_steps", "must be >= 1")
-        require(self.classifier_iterations >= 1, w, "classifier_iterations", "must be >= 1")
-        require(self.max_train_seconds >= 0, w, "max_train_seconds", "must be >= 0")
-        require(self.report_every >= 0, w, "report_every", "must be >= 0")
+            self.require(0 <= getattr(self, name) <= 1, name, "must be in [0, 1]")
+        self.require(2 <= self.codebook_size <= 512, "codebook_size", "must be in [2, 512]")
+        self.at_least(width=8, heads=1)
+        self.require(self.width % self.heads == 0, "heads", "must divide width")
+        self.require(1 <= self.layers <= 24, "layers", "must be in [1, 24]")
+        self.positive("lr")
+        self.at_least(batch_size=2, pretrain_steps=0, sft_steps=0)
+        self.require(self.decoding in DECODINGS, "decoding", f"must be one of {DECODINGS}")
+        self.require(self.cfg_weight >= 0, "cfg_weight", "must be >= 0")
+        self.require(0 < self.contrastive_alpha <= 1, "contrastive_alpha", "must be in (0, 1]")
+        self.at_least(contrastive_k=1, eval_samples=10, retriever_steps=1,
+                      classifier_iterations=1)  # fmt: skip
+        self.require(self.temperature >= 0, "temperature", "must be >= 0")
+        self.require(self.max_train_seconds >= 0, "max_train_seconds", "must be >= 0")
 
 
 #: The search space worth tuning (JSON form accepted by ``Client.create_experiment``).
@@ -158,7 +142,7 @@ def decodings(cfg: CM3LeonConfig) -> dict[str, cm.Decoding]:
 
 def retriever(cfg: CM3LeonConfig, corpus: cm.DigitsCorpus) -> cm.DualEncoder:
     """The dual-encoder retriever, trained once per process (and disk cache)."""
-    from assay.generative.jobs import cached, config_key
+    from assay.generative.workloads.pretrained import cached, config_key
 
     return cached(  # type: ignore[return-value]
         config_key("cm3leon_retriever", cfg.retriever_steps, cfg.seed),
@@ -170,12 +154,8 @@ def retriever(cfg: CM3LeonConfig, corpus: cm.DigitsCorpus) -> cm.DualEncoder:
 
 def classifier(cfg: CM3LeonConfig, device: torch.device) -> nn.Module:
     """The digits classifier behind the metrics (see ``classifier_iterations``)."""
-    from assay.generative.jobs import cached, config_key
-    from assay.generative.rewards import (
-        DigitsClassifier,
-        digits_classifier,
-        train_digits_classifier,
-    )
+    from assay.generative.rewards import DigitsClassifier, train_digits_classifier
+    from assay.generative.workloads.pretrained import cached, config_key, digits_classifier
 
     if cfg.classifier_iterations == 800:
         return digits_classifier(cache_dir=cfg.cache_dir or None, device=device)
@@ -198,10 +178,8 @@ def run(params: dict[str, Any] | None = None) -> dict[str, float]:
     ``infill_psnr``, ``pretrain_loss``, ``sft_loss``, ``train_steps_per_s``,
     ``t2i_samples_per_s``, ``wall_time_s`` (see :func:`assay.generative.cm3leon.evaluate`).
     """
-    cfg = resolve_config(CM3LeonConfig, params, "cm3leon")
-    timer = Timer()
-    g = seed_everything(cfg.seed)
-    device = pick_device(cfg.device)
+    job = WorkloadRun.start(CM3LeonConfig, params)
+    cfg, g, device = job.config, job.generator, job.device
     corpus = cm.load_corpus(cfg.codebook_size, seed=cfg.seed)
     k = cfg.retrieved_k
     retrieval = None
@@ -233,16 +211,12 @@ def run(params: dict[str, Any] | None = None) -> dict[str, float]:
                           samples=cfg.eval_samples, device=device, generator=g)  # fmt: skip
     metrics["classifier_accuracy"] = metrics[f"accuracy_{cfg.decoding}"]
     metrics["frechet_distance"] = metrics[f"frechet_{cfg.decoding}"]
-    n_pre, n_sft = min(20, len(pre)), min(20, len(sft))
-    metrics["pretrain_loss"] = sum(pre[-n_pre:]) / n_pre if pre else float("nan")
-    metrics["sft_loss"] = sum(sft[-n_sft:]) / n_sft if sft else float("nan")
-    for name in ("pretrain_loss", "sft_loss"):
-        if metrics[name] != metrics[name]:  # a skipped stage has no loss
-            del metrics[name]
+    if pre:  # a skipped stage has no loss
+        metrics["pretrain_loss"] = sum(pre[-20:]) / len(pre[-20:])
+    if sft:
+        metrics["sft_loss"] = sum(sft[-20:]) / len(sft[-20:])
     metrics["train_steps_per_s"] = steps / max(train_s, 1e-9)
-    metrics["wall_time_s"] = timer.elapsed
-    assay.report(step=steps, **metrics)
-    return finite_metrics(metrics)
+    return job.finish(metrics, step=steps)
 
 
 __all__ = ["DECODINGS", "SEARCH_SPACE", "CM3LeonConfig", "decodings", "run"]

@@ -2,6 +2,19 @@
 
 ``get_generator(name, settings)`` builds one by name; new generators register themselves with
 :func:`register_generator`.
+
+* :mod:`~assay.platform.generators.base` — the protocol and the shared flow of model-based
+  generators (initial design, fit, fallbacks);
+* :mod:`~assay.platform.generators.sobol` — ``"sobol"``, the quasi-random design;
+* :mod:`~assay.platform.generators.noisy_ei` — ``"noisy_ei"``, noisy-constrained EI
+  (Letham et al. 2019);
+* :mod:`~assay.platform.generators.multi_step` — ``"multi_step"``, multi-step lookahead EI
+  (Jiang et al. 2020), a package;
+* :mod:`~assay.platform.generators.knowledge_gradient` — ``"knowledge_gradient"``, one-shot
+  knowledge gradient valuing the model's recommendation (Balandat et al. 2020).
+
+May import: what its modules may: torch, gpytorch, botorch, pydantic and :mod:`assay.platform`;
+nothing of ``assay`` above :mod:`assay.platform`.
 """
 
 from __future__ import annotations

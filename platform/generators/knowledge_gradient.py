@@ -49,10 +49,11 @@ linear parameter constraints; integer and ordered-choice parameters are relaxed 
 rounded (a rounded duplicate is replaced by a Sobol point, ``info["deduplicated"]``). Unordered
 choice parameters are rejected when the experiment is created (use ``noisy_ei``).
 
-**Fits and failures** are ``noisy_ei``'s: the same Sobol initial design, the same model fit
-with its retries (warm start, cold start, noise floor + jitter, prior hyperparameters), a
-failed fit falls back to Sobol points, and a numerical failure of the acquisition optimisation
-to Sobol points recorded as ``fallback``
+**Initial design, fits and failures** are those of every model-based generator
+(:class:`~assay.platform.generators.base.ModelBasedGenerator`): the same Sobol initial design,
+the same model fit with its retries (warm start, cold start, noise floor + jitter, prior
+hyperparameters), a failed fit falls back to Sobol points, and a numerical failure of the
+acquisition optimisation to Sobol points recorded as ``fallback``
 (:func:`~assay.platform.generators.base.acquisition_fallback`).
 
 Example:
@@ -68,7 +69,13 @@ Example:
     ... )
     >>> [trial] = client.ask(exp.id)  # doctest: +SKIP
 
-This module belongs to ``assay.platform`` (pure: torch, botorch, pydantic; no I/O).
+Owns: :class:`KnowledgeGradientGenerator` and its settings, and the KG building blocks
+(:func:`build_knowledge_gradient`, :func:`constrained_objective`, :func:`value_function`,
+:func:`optimize_knowledge_gradient`).
+
+May import: torch, botorch, pydantic and, of ``assay``, the :mod:`assay.platform` modules below
+the generators, :mod:`assay.platform.generators.base` and
+:mod:`assay.platform.generators.noisy_ei` (its objective, constraints and feasibility rule).
 """
 
 from __future__ import annotations
@@ -76,7 +83,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -96,26 +103,21 @@ from botorch.sampling import SobolQMCNormalSampler
 from pydantic import Field, model_validator
 from torch import Tensor
 
-from assay.platform.errors import ModelFitError, UnsupportedError
-from assay.platform.experiment import Experiment, ExperimentConfig, OutcomeConstraint, TrialState
+from assay.platform.errors import UnsupportedError
+from assay.platform.experiment import ExperimentConfig, OutcomeConstraint
 from assay.platform.generators.base import (
     Candidate,
-    GenerationResult,
-    Generator,
-    GeneratorSettings,
-    acquisition_fallback,
-    existing_signatures,
-    is_numerical_failure,
-    sobol_candidates,
+    GenerationContext,
+    ModelBasedGenerator,
+    ModelBasedSettings,
 )
 from assay.platform.generators.noisy_ei import (
     FEASIBILITY_SEARCH_THRESHOLD,
-    NoisyEIGenerator,
     objective_and_constraints,
     probability_feasible,
 )
-from assay.platform.models import FittedModel, MetricData, fit_outcome_models
-from assay.platform.optimize import OptimizerOptions, optimize_acquisition, with_generator_threads
+from assay.platform.models import FittedModel, MetricData
+from assay.platform.optimize import OptimizerOptions, optimize_acquisition
 from assay.platform.relative import modelled_outcomes
 from assay.platform.space import DTYPE, ChoiceParameter, SearchSpace
 
@@ -128,12 +130,11 @@ MAX_INNER_SAMPLES = 16_384
 MAX_INIT_FANTASY_MODELS = 4096
 
 
-class KnowledgeGradientSettings(GeneratorSettings):
-    """Settings of :class:`KnowledgeGradientGenerator`.
+class KnowledgeGradientSettings(ModelBasedSettings):
+    """Settings of :class:`KnowledgeGradientGenerator` (``n_initial`` and ``warm_start``: see
+    :class:`~assay.platform.generators.base.ModelBasedSettings`).
 
     Args:
-        n_initial: Quasi-random arms before the model takes over (default as ``noisy_ei``:
-            ``max(2 d + 1, 5)``, or the first batch of a batch experiment).
         num_fantasies: Fantasized observations ``F`` of the outer expectation (each adds one
             inner decision variable to the one-shot problem).
         mc_samples: QMC samples of the inner, feasibility-weighted value (outcome constraints
@@ -145,12 +146,10 @@ class KnowledgeGradientSettings(GeneratorSettings):
         maxiter: L-BFGS-B iterations per restart.
         max_seconds: Wall-time limit of the one-shot optimisation (the best point so far is
             used when it is reached).
-        warm_start: Start hyperparameter fitting from the previous ask's optimum.
         relativize: As ``noisy_ei``: with a control arm in batch trials, model % effects.
         torch_threads: torch intra-op threads during the ask (``None``: leave as is).
     """
 
-    n_initial: int | None = Field(default=None, ge=1, le=10_000)
     num_fantasies: int = Field(default=32, ge=2, le=256)
     mc_samples: int = Field(default=64, ge=8, le=2048)
     constraint_eta: float = Field(default=0.05, gt=0.0, le=1.0)
@@ -158,7 +157,6 @@ class KnowledgeGradientSettings(GeneratorSettings):
     raw_samples: int = Field(default=256, ge=16, le=8192)
     maxiter: int = Field(default=100, ge=1, le=2000)
     max_seconds: float = Field(default=60.0, gt=0.0, le=600.0)
-    warm_start: bool = True
     relativize: bool = True
     torch_threads: int | None = Field(default=1, ge=1, le=1024)
 
@@ -323,10 +321,13 @@ def optimize_knowledge_gradient(
     return X_full, float(value.reshape(-1)[0])
 
 
-class KnowledgeGradientGenerator(Generator):
+class KnowledgeGradientGenerator(ModelBasedGenerator):
     """Sobol initial design, then one-shot (constrained) knowledge gradient.
 
-    See the module docstring for the method and its choices.
+    The initial design, the fit and the fallbacks are
+    :class:`~assay.platform.generators.base.ModelBasedGenerator`'s; this class models the
+    (possibly relativized) outcomes like ``noisy_ei`` and proposes by one-shot KG. See the
+    module docstring for the method and its choices.
 
     Example:
         >>> gen = KnowledgeGradientGenerator({"num_fantasies": 16, "num_restarts": 4})
@@ -348,120 +349,35 @@ class KnowledgeGradientGenerator(Generator):
                     field=f"parameters.{p.name}",
                 )
 
-    def n_initial(self, space: SearchSpace, experiment: Experiment | None = None) -> int:
-        """The initial design's size, by ``noisy_ei``'s rule (see its ``n_initial``)."""
-        return NoisyEIGenerator({"n_initial": self.settings.n_initial}).n_initial(space, experiment)
-
-    @with_generator_threads
-    def generate(
-        self,
-        experiment: Experiment,
-        n: int,
-        *,
-        seed: int,
-        pending: Sequence[Mapping[str, Any]] = (),
-    ) -> GenerationResult:
-        t_start = time.perf_counter()
-        self.validate_experiment(experiment.config)
-        space, config = experiment.search_space, experiment.config
-        state = dict(experiment.generator_state)
-        avoid = existing_signatures(experiment) | {SearchSpace.signature(p) for p in pending}
-        info: dict[str, Any] = {"generator": self.name}
-        sobol_arms = sum(
-            len(t.arms)
-            for t in experiment.trials
-            if t.generator == "sobol" and t.state not in (TrialState.FAILED, TrialState.ABANDONED)
-        )
-        outcomes = modelled_outcomes(experiment, relativize=self.settings.relativize)
-        data = outcomes.data
+    def load_data(self, ctx: GenerationContext) -> None:
+        """The outcomes as :func:`~assay.platform.relative.modelled_outcomes` gives them (as
+        ``noisy_ei``): % effects against the batch's control when ``relativize`` applies, raw
+        means otherwise, with the outcome constraints in the same units."""
+        outcomes = modelled_outcomes(ctx.experiment, relativize=self.settings.relativize)
         if outcomes.relative:
-            info["relative"] = True
+            ctx.info["relative"] = True
         if outcomes.notes:
-            info["data_notes"] = outcomes.notes
-        n_sobol = min(n, max(0, self.n_initial(space, experiment) - sobol_arms))
-        if config.objective.name not in data:
-            n_sobol = n
-        candidates: list[Candidate] = []
-        if n_sobol:
-            sob, state["sobol_consumed"] = sobol_candidates(
-                space, n_sobol, seed=config.seed or 0,
-                consumed=int(state.get("sobol_consumed", 0)), avoid=avoid,
-            )  # fmt: skip
-            candidates += sob
-            avoid |= {SearchSpace.signature(c.parameters) for c in sob}
-        n_model = n - n_sobol
-        if not n_model:
-            return GenerationResult(candidates, state, {}, info)
-        try:
-            metrics = [m for m in config.modelled_metrics if m in data]
-            fitted = fit_outcome_models(
-                data,
-                metrics,
-                warm_start=experiment.model_state if self.settings.warm_start else None,
-                seed=seed,
-            )
-        except ModelFitError as e:
-            info["fallback"] = f"sobol: {e.message}"
-            sob, state["sobol_consumed"] = sobol_candidates(
-                space, n_model, seed=config.seed or 0,
-                consumed=int(state.get("sobol_consumed", 0)), avoid=avoid,
-            )  # fmt: skip
-            return GenerationResult(candidates + sob, state, {}, info)
-        info["fit_seconds"] = round(fitted.fit_seconds, 4)
-        if fitted.warnings:
-            info["fit_warnings"] = fitted.warnings
-        fantasized = [a.parameters for a in experiment.pending_arms()] + [dict(p) for p in pending]
-        fantasized += [c.parameters for c in candidates]
-        try:
-            model_candidates = self._propose(
-                experiment, data, fitted, fantasized, n_model, seed, avoid, info,
-                outcomes.constraints,
-            )  # fmt: skip
-        except Exception as e:  # numerical failures fall back; anything else is a bug
-            if not is_numerical_failure(e):
-                raise
-            model_candidates = acquisition_fallback(
-                e, experiment, n_model, state=state, avoid=avoid, info=info, generator=self.name
-            )
-        missing = n_model - len(model_candidates)
-        if missing:
-            sob, state["sobol_consumed"] = sobol_candidates(
-                space, missing, seed=config.seed or 0,
-                consumed=int(state.get("sobol_consumed", 0)), avoid=avoid,
-            )  # fmt: skip
-            info["deduplicated"] = missing
-            model_candidates += sob
-        info["generate_seconds"] = round(time.perf_counter() - t_start, 4)
-        return GenerationResult(candidates + model_candidates, state, fitted.state, info)
+            ctx.info["data_notes"] = outcomes.notes
+        ctx.data, ctx.outcome_constraints = outcomes.data, outcomes.constraints
 
-    def _propose(
-        self,
-        experiment: Experiment,
-        data: Mapping[str, MetricData],
-        fitted: FittedModel,
-        pending: list[dict[str, Any]],
-        n: int,
-        seed: int,
-        avoid: set[tuple],
-        info: dict[str, Any],
-        outcome_constraints: Sequence[OutcomeConstraint] | None,
-    ) -> list[Candidate]:
-        """KG (or, with no likely-feasible arm yet, probability of feasibility) proposals."""
-        space, config = experiment.search_space, experiment.config
-        s = self.settings
-        X_baseline = torch.unique(torch.cat([d.X for d in data.values()]), dim=0)
-        X_pending = space.encode_many(pending) if pending else None
+    def propose(self, ctx: GenerationContext, fitted: FittedModel, n: int) -> Iterator[Candidate]:
+        """KG (or, with no likely-feasible arm yet, probability of feasibility) proposals,
+        ``ctx.pending`` fantasized as ``X_pending``."""
+        space, config, info = ctx.experiment.search_space, ctx.experiment.config, ctx.info
+        s, seed, constraints_in = self.settings, ctx.seed, ctx.outcome_constraints
+        X_baseline = torch.unique(torch.cat([d.X for d in ctx.data.values()]), dim=0)
+        X_pending = space.encode_many(ctx.pending) if ctx.pending else None
         if X_pending is not None:
             info["pending_fantasized"] = int(X_pending.shape[0])
         t0 = time.perf_counter()
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            _, constraints, notes = objective_and_constraints(config, fitted, outcome_constraints)
+            _, constraints, notes = objective_and_constraints(config, fitted, constraints_in)
             if notes:
                 info["notes"] = notes
             feasibility_first = False
             if constraints:
-                p_feas = probability_feasible(config, fitted, X_baseline, outcome_constraints)
+                p_feas = probability_feasible(config, fitted, X_baseline, constraints_in)
                 info["max_p_feasible_observed"] = round(float(p_feas.max()), 4)
                 feasibility_first = float(p_feas.max()) < FEASIBILITY_SEARCH_THRESHOLD
             if feasibility_first:
@@ -481,7 +397,7 @@ class KnowledgeGradientGenerator(Generator):
                     "(ConstrainedMCObjective)" if constraints else "(PosteriorMean)"
                 )
                 kg = build_knowledge_gradient(
-                    config, fitted, data, X_baseline, X_pending, s, seed, outcome_constraints
+                    config, fitted, ctx.data, X_baseline, X_pending, s, seed, constraints_in
                 )
                 v_star, x_star = self._current_value(kg, space)
                 kg.current_value = v_star
@@ -492,23 +408,20 @@ class KnowledgeGradientGenerator(Generator):
                 value_list = [value] * n
                 info["num_fantasies"] = s.num_fantasies
         info["optimize_seconds"] = round(time.perf_counter() - t0, 4)
-        out: list[Candidate] = []
         for params, value in zip(space.decode(X), value_list, strict=True):
             sig = SearchSpace.signature(params)
-            if sig in avoid or not space.is_feasible(params):
-                continue
-            avoid.add(sig)
-            out.append(
-                Candidate(
-                    params,
-                    self.name,
-                    {
-                        "acquisition": info["acquisition"],
-                        "acquisition_value": value if math.isfinite(value) else None,
-                    },
-                )
+            if sig in ctx.avoid or not space.is_feasible(params):
+                continue  # the base tops up with Sobol points
+            ctx.avoid.add(sig)
+            ctx.pending.append(params)
+            yield Candidate(
+                params,
+                self.name,
+                {
+                    "acquisition": info["acquisition"],
+                    "acquisition_value": value if math.isfinite(value) else None,
+                },
             )
-        return out
 
     def _current_value(self, kg: qKnowledgeGradient, space: SearchSpace) -> tuple[Tensor, Tensor]:
         """``v* = max_x' v(x' | D)`` and its maximiser (model space, ``1 x d``)."""

@@ -18,18 +18,25 @@ In an experiment with a control arm (``status_quo``) run in batch trials, the mo
 each arm's % effect against the control of its own batch (:mod:`assay.platform.relative`),
 so batch-to-batch shifts cancel; relative constraints (``"revenue >= -1%"``) apply directly.
 
-Until the initial design is complete (default ``max(2 d + 1, 5)`` arms) and while no objective
-value is observed, points come from scrambled Sobol. When no observed arm is feasible with
-posterior probability of at least one half, the generator maximises the probability of
-feasibility (``qLogProbabilityOfFeasibility``) instead: there is no feasible incumbent to
-improve on yet.
+Until the initial design is complete (default ``max(2 d + 1, 5)`` arms, observed or pending,
+of any origin: the rule of :class:`~assay.platform.generators.base.ModelBasedGenerator`) and
+while no objective value is observed, points come from scrambled Sobol. When no observed arm is
+feasible with posterior probability of at least one half, the generator maximises the
+probability of feasibility (``qLogProbabilityOfFeasibility``) instead: there is no feasible
+incumbent to improve on yet.
+
+Owns: :class:`NoisyEIGenerator` and its settings, the MC objective and constraint callables
+(:func:`objective_and_constraints`) and :func:`probability_feasible`.
+
+May import: torch, botorch, pydantic and, of ``assay``, the :mod:`assay.platform` modules below
+the generators and :mod:`assay.platform.generators.base`.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -43,25 +50,15 @@ from botorch.sampling import SobolQMCNormalSampler
 from pydantic import Field
 from torch import Tensor
 
-from assay.platform.errors import ModelFitError
-from assay.platform.experiment import Experiment, ExperimentConfig, OutcomeConstraint, TrialState
+from assay.platform.experiment import Experiment, ExperimentConfig, OutcomeConstraint
 from assay.platform.generators.base import (
     Candidate,
-    GenerationResult,
-    Generator,
-    GeneratorSettings,
-    acquisition_fallback,
-    existing_signatures,
-    is_numerical_failure,
-    sobol_candidates,
+    GenerationContext,
+    ModelBasedGenerator,
+    ModelBasedSettings,
 )
-from assay.platform.models import FittedModel, fit_outcome_models
-from assay.platform.optimize import (
-    OptimizerOptions,
-    optimize_acquisition,
-    with_generator_threads,
-)
-from assay.platform.relative import control_arm_names as _controls
+from assay.platform.models import FittedModel
+from assay.platform.optimize import OptimizerOptions, optimize_acquisition
 from assay.platform.relative import modelled_outcomes
 from assay.platform.space import DTYPE, SearchSpace
 
@@ -70,17 +67,15 @@ from assay.platform.space import DTYPE, SearchSpace
 FEASIBILITY_SEARCH_THRESHOLD = 0.5
 
 
-class NoisyEISettings(GeneratorSettings):
-    """Settings of :class:`NoisyEIGenerator`.
+class NoisyEISettings(ModelBasedSettings):
+    """Settings of :class:`NoisyEIGenerator` (``n_initial`` and ``warm_start``: see
+    :class:`~assay.platform.generators.base.ModelBasedSettings`).
 
     Args:
-        n_initial: Quasi-random arms before the model takes over (default
-            ``max(2 d + 1, 5)``, ``d`` = number of tunable parameters).
         mc_samples: QMC samples of the joint posterior.
         num_restarts: Local optimizations of the acquisition function.
         raw_samples: Quasi-random points scored to pick the restarts.
         prune_baseline: Drop observed points very unlikely to be the incumbent.
-        warm_start: Start hyperparameter fitting from the previous ask's optimum.
         relativize: With a control arm (``status_quo``) observed in batch trials, model
             each arm's % effect against its batch's control rather than raw means (see
             :mod:`assay.platform.relative`): batch-to-batch shifts cancel.
@@ -89,12 +84,10 @@ class NoisyEISettings(GeneratorSettings):
             cores (see :func:`assay.platform.optimize.intra_op_threads`).
     """
 
-    n_initial: int | None = Field(default=None, ge=1, le=10_000)
     mc_samples: int = Field(default=256, ge=16, le=8192)
     num_restarts: int = Field(default=10, ge=1, le=256)
     raw_samples: int = Field(default=512, ge=16, le=65_536)
     prune_baseline: bool = True
-    warm_start: bool = True
     relativize: bool = True
     torch_threads: int | None = Field(default=1, ge=1, le=1024)
 
@@ -155,8 +148,11 @@ def probability_feasible(
     return p
 
 
-class NoisyEIGenerator(Generator):
+class NoisyEIGenerator(ModelBasedGenerator):
     """Sobol initial design, then batch noisy-constrained EI.
+
+    The initial design, the fit and the fallbacks are :class:`ModelBasedGenerator`'s; this
+    class models the (possibly relativized) outcomes and proposes by qLogNEI.
 
     Example:
         >>> gen = NoisyEIGenerator({"n_initial": 6})
@@ -167,103 +163,22 @@ class NoisyEIGenerator(Generator):
     name: ClassVar[str] = "noisy_ei"
     Settings = NoisyEISettings
 
-    def n_initial(self, space: SearchSpace, experiment: Experiment | None = None) -> int:
-        """Quasi-random arms first: the setting, else ``max(2 d + 1, 5)`` — except that in
-        an experiment run in batch trials the first batch is the initial design."""
-        if self.settings.n_initial:
-            return self.settings.n_initial
-        default = max(2 * space.compact_dim + 1, 5)
-        if experiment is not None:
-            first_batch = next((t for t in experiment.trials if len(t.arms) > 1), None)
-            if first_batch is not None:
-                sobol = sum(1 for a in first_batch.arms if a.name not in _controls(experiment))
-                return min(default, max(sobol, 1))
-        return default
-
-    @with_generator_threads
-    def generate(
-        self,
-        experiment: Experiment,
-        n: int,
-        *,
-        seed: int,
-        pending: Sequence[Mapping[str, Any]] = (),
-    ) -> GenerationResult:
-        space, config = experiment.search_space, experiment.config
-        state = dict(experiment.generator_state)
-        avoid = existing_signatures(experiment) | {SearchSpace.signature(p) for p in pending}
-        info: dict[str, Any] = {"generator": self.name}
-        sobol_arms = sum(
-            len(t.arms)
-            for t in experiment.trials
-            if t.generator == "sobol" and t.state not in (TrialState.FAILED, TrialState.ABANDONED)
-        )
-        outcomes = modelled_outcomes(experiment, relativize=self.settings.relativize)
-        data = outcomes.data
+    def load_data(self, ctx: GenerationContext) -> None:
+        """The outcomes as :func:`~assay.platform.relative.modelled_outcomes` gives them: %
+        effects against the batch's control when ``relativize`` applies, raw means otherwise,
+        with the outcome constraints in the same units."""
+        outcomes = modelled_outcomes(ctx.experiment, relativize=self.settings.relativize)
         if outcomes.relative:
-            info["relative"] = True
+            ctx.info["relative"] = True
         if outcomes.notes:
-            info["data_notes"] = outcomes.notes
-        n_sobol = min(n, max(0, self.n_initial(space, experiment) - sobol_arms))
-        if config.objective.name not in data:
-            n_sobol = n
-        candidates: list[Candidate] = []
-        if n_sobol:
-            sob, state["sobol_consumed"] = sobol_candidates(
-                space, n_sobol, seed=config.seed or 0,
-                consumed=int(state.get("sobol_consumed", 0)), avoid=avoid,
-            )  # fmt: skip
-            candidates += sob
-            avoid |= {SearchSpace.signature(c.parameters) for c in sob}
-        n_model = n - n_sobol
-        model_state: dict[str, Any] = {}
-        if n_model:
-            try:
-                metrics = [m for m in config.modelled_metrics if m in data]
-                fitted = fit_outcome_models(
-                    data,
-                    metrics,
-                    warm_start=experiment.model_state if self.settings.warm_start else None,
-                    seed=seed,
-                )
-            except ModelFitError as e:
-                info["fallback"] = f"sobol: {e.message}"
-                sob, state["sobol_consumed"] = sobol_candidates(
-                    space, n_model, seed=config.seed or 0,
-                    consumed=int(state.get("sobol_consumed", 0)), avoid=avoid,
-                )  # fmt: skip
-                return GenerationResult(candidates + sob, state, {}, info)
-            model_state = fitted.state
-            info["fit_seconds"] = round(fitted.fit_seconds, 4)
-            if fitted.warnings:
-                info["fit_warnings"] = fitted.warnings
-            fantasized = [a.parameters for a in experiment.pending_arms()] + [
-                dict(p) for p in pending
-            ]
-            fantasized += [c.parameters for c in candidates]
-            try:
-                model_candidates = self._optimize(
-                    experiment, data, fitted, fantasized, n_model, seed, avoid, info,
-                    outcomes.constraints,
-                )  # fmt: skip
-            except Exception as e:  # numerical failures fall back; anything else is a bug
-                if not is_numerical_failure(e):
-                    raise
-                model_candidates = acquisition_fallback(
-                    e, experiment, n_model, state=state, avoid=avoid, info=info,
-                    generator=self.name,
-                )  # fmt: skip
-            candidates += model_candidates
-            avoid |= {SearchSpace.signature(c.parameters) for c in model_candidates}
-            missing = n_model - len(model_candidates)
-            if missing:
-                sob, state["sobol_consumed"] = sobol_candidates(
-                    space, missing, seed=config.seed or 0,
-                    consumed=int(state.get("sobol_consumed", 0)), avoid=avoid,
-                )  # fmt: skip
-                info["deduplicated"] = missing
-                candidates += sob
-        return GenerationResult(candidates, state, model_state, info)
+            ctx.info["data_notes"] = outcomes.notes
+        ctx.data, ctx.outcome_constraints = outcomes.data, outcomes.constraints
+
+    def propose(self, ctx: GenerationContext, fitted: FittedModel, n: int) -> Iterator[Candidate]:
+        yield from self.optimize_candidates(
+            ctx.experiment, ctx.data, fitted, ctx.pending, n, ctx.seed, ctx.avoid, ctx.info,
+            ctx.outcome_constraints,
+        )  # fmt: skip
 
     def build_acquisition(
         self,
@@ -304,7 +219,7 @@ class NoisyEIGenerator(Generator):
             prune_baseline=self.settings.prune_baseline,
         )
 
-    def _optimize(
+    def optimize_candidates(
         self,
         experiment: Experiment,
         data: dict,
@@ -316,6 +231,24 @@ class NoisyEIGenerator(Generator):
         info: dict[str, Any],
         outcome_constraints: Sequence[OutcomeConstraint] | None = None,
     ) -> list[Candidate]:
+        """Up to ``n`` new points by greedy batch qLogNEI (or qLogPF, see
+        :meth:`build_acquisition`), every earlier point of the batch fantasized as pending.
+
+        A proposal that duplicates an arm in ``avoid`` (or violates the parameter constraints
+        after rounding) is dropped and the batch re-optimized once around it; what is still
+        missing is left to the caller.
+
+        Args:
+            experiment: The experiment being asked.
+            data: The training data ``fitted`` was fitted to.
+            fitted: The outcome models.
+            pending: Assignments fantasized as ``X_pending`` (extended with the proposals).
+            n: Points wanted.
+            seed: Seeds the QMC sampler and the optimizer's restarts.
+            avoid: Signatures not to propose (extended with the proposals).
+            info: The ask's info dict (acquisition used, optimization time).
+            outcome_constraints: In model units (default: the config's, as written).
+        """
         space = experiment.search_space
         X_baseline = torch.unique(torch.cat([d.X for d in data.values()]), dim=0)
         options = OptimizerOptions(self.settings.num_restarts, self.settings.raw_samples)

@@ -3,6 +3,12 @@
 Successive asks continue one sequence (its position is kept in the generator state), which
 fills the space far more evenly than independent uniform draws. Linear parameter constraints
 are handled by rejection; discrete parameters map uniform coordinates to equally likely values.
+
+Owns: :class:`SobolGenerator`. The sequence itself is
+:meth:`assay.platform.space.SearchSpace.sobol`; continuing it from the generator state is
+:func:`assay.platform.generators.base.next_sobol`, which the model-based generators share.
+
+May import: :mod:`assay.platform.experiment` and :mod:`assay.platform.generators.base`.
 """
 
 from __future__ import annotations
@@ -16,9 +22,8 @@ from assay.platform.generators.base import (
     Generator,
     GeneratorSettings,
     existing_signatures,
-    sobol_candidates,
+    next_sobol,
 )
-from assay.platform.space import SearchSpace
 
 
 class SobolSettings(GeneratorSettings):
@@ -45,13 +50,6 @@ class SobolGenerator(Generator):
         pending: Sequence[Mapping[str, Any]] = (),
     ) -> GenerationResult:
         state = dict(experiment.generator_state)
-        base_seed = experiment.config.seed or 0
-        candidates, consumed = sobol_candidates(
-            experiment.search_space,
-            n,
-            seed=base_seed,
-            consumed=int(state.get("sobol_consumed", 0)),
-            avoid=existing_signatures(experiment) | {SearchSpace.signature(p) for p in pending},
-        )
-        state["sobol_consumed"] = consumed
+        avoid = existing_signatures(experiment, pending)
+        candidates = next_sobol(experiment, n, state=state, avoid=avoid)
         return GenerationResult(candidates, state, info={"generator": "sobol"})

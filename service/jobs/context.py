@@ -4,6 +4,10 @@ Executors give every job ``ASSAY_TRIAL_ID`` plus either ``ASSAY_SERVICE_URL`` wi
 ``ASSAY_JOB_TOKEN`` (the token may only report for, and heartbeat, its own trial) or
 ``ASSAY_DATABASE_URL`` (workers next to the database). The first report builds the matching
 reporter; a failed report is logged and dropped rather than crashing the training run.
+
+Owns the :class:`Reporter` interface and its transports. May import only the standard library
+at module level (``import assay`` loads it inside every job); the transports load httpx or the
+engine when a job first reports.
 """
 
 from __future__ import annotations
@@ -11,11 +15,28 @@ from __future__ import annotations
 import logging
 import os
 import time
-
-from assay.service.reporting import Report, Reporter
+from dataclasses import dataclass
 
 log = logging.getLogger("assay.job")
 LEASE_SECONDS_DEFAULT = 120.0
+
+
+@dataclass
+class Report:
+    """One ``assay.report`` call."""
+
+    step: int | None
+    metrics: dict[str, float]
+
+
+class Reporter:
+    """Receives reports and heartbeats. Subclass for a transport (HTTP, SQL, ...)."""
+
+    def report(self, report: Report) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def heartbeat(self) -> None:
+        pass
 
 
 class HttpReporter(Reporter):

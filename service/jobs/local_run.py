@@ -116,7 +116,7 @@ def run_locally(
             on_event=on_event,
         )  # fmt: skip
         if on_event is not None:
-            budget = Engine.budget(exp)
+            budget = exp.config.trial_budget
             on_event(f"experiment {exp.id} ({exp.config.name}): {budget} trials, "
                      f"{parallelism} at a time; database {store.url}")  # fmt: skip
         engine.set_run(exp.id, "start")

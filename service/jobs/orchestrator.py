@@ -3,11 +3,11 @@
 One pass (:meth:`Orchestrator.step`) does, for every experiment whose run is ``running`` and
 whose job spec names one of this worker's executors:
 
-1. **launch** — queue candidate trials up to the spec's ``parallelism`` (the engine's
-   :meth:`~assay.service.engine.Engine.fill_candidates`, under the experiment lock), claim
-   them with a compare-and-set (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several workers
-   never take the same trial), and submit a job per claimed trial within the executor's free
-   capacity;
+1. **launch** — queue candidate trials up to the spec's ``parallelism``
+   (:meth:`~assay.service.generation.Generation.fill_candidates`, under the experiment lock),
+   claim them with a compare-and-set (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several
+   workers never take the same trial), and submit a job per claimed trial within the
+   executor's free capacity;
 2. **poll** this worker's jobs (with back-off when nothing changes): a finished job's metrics
    complete its trial; a failure, timeout or lost job fails it with the error tail and, within
    ``max_retries``, queues a new trial of the same arm; running jobs get their trial's lease
@@ -44,7 +44,7 @@ from assay.platform.jobspec import Job, JobSpec, JobState
 from assay.service.auth import hash_token, new_token
 from assay.service.engine import Engine
 from assay.service.jobs.base import Executor, JobLaunch, JobStatus, tail
-from assay.storage.factory import absolute_database_url
+from assay.storage.urls import absolute_database_url
 
 log = logging.getLogger("assay.orchestrator")
 
@@ -161,7 +161,7 @@ class Orchestrator:
 
     def _spec(self, experiment_id: int) -> JobSpec | None:
         if experiment_id not in self._specs:
-            self._specs[experiment_id] = self.engine._config(experiment_id).job
+            self._specs[experiment_id] = self.engine.experiment_config(experiment_id).job
         return self._specs[experiment_id]
 
     def _executor_for(self, spec: JobSpec) -> Executor | None:
@@ -321,7 +321,7 @@ class Orchestrator:
                 job, trial, spec, JobState.FAILED, status.error or "failed", status.exit_code
             )
             return
-        config = self.engine._config(trial.experiment_id)
+        config = self.engine.experiment_config(trial.experiment_id)
         known = set(config.metric_names)
         told = {k: v for k, v in status.result.items() if k in known}
         if config.objective.name not in told:
@@ -413,7 +413,7 @@ class Orchestrator:
                     "failed (status 'failing'; fix the job and resume the run)"
                 )
                 continue
-            remaining = Engine.remaining_budget(exp)
+            remaining = exp.remaining_budget()
             if remaining == 0 and not any(t.state.is_pending for t in exp.trials):
                 self.store.set_run_state(exp_id, "done")
                 self._say(f"experiment {exp_id}: budget spent, run done")

@@ -2,7 +2,8 @@
 
 The same subprocess contract as the local executor: the job's argv, its environment, stdout
 and stderr appended to the log file, metrics read from the result file. Returns a plain dict
-so it crosses process and machine boundaries.
+so it crosses process and machine boundaries. :func:`pid_alive` is the one liveness check of
+a process by id (jobs, release trainings).
 """
 
 from __future__ import annotations
@@ -15,6 +16,23 @@ from pathlib import Path
 from typing import Any
 
 from assay.service.jobs.base import read_result, tail
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` is running: it exists (or belongs to another user) and is not a
+    zombie (exited, not yet reaped by its parent; ``Z`` in ``/proc/<pid>/stat``, on Linux)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        state = stat.read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):  # no /proc (not Linux), or the process just went away
+        return True
+    return state != "Z"
 
 
 def start_job_process(

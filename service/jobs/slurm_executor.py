@@ -21,18 +21,7 @@ from typing import Any
 
 from assay.platform.jobspec import Resources
 from assay.service.jobs.base import JobLaunch, JobStatus
-from assay.service.jobs.process import run_job_process
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z")
+from assay.service.jobs.process import pid_alive, run_job_process
 
 
 class SlurmExecutor:
@@ -103,7 +92,7 @@ class SlurmExecutor:
     def poll(self, handle: Mapping[str, Any]) -> JobStatus:
         job = self._job(handle)
         if job is None:  # a local submitit job from before a restart: follow its pid
-            if _pid_alive(int(handle["job_id"])):
+            if pid_alive(int(handle["job_id"])):
                 return JobStatus("running")
             return JobStatus("lost", error="the job's process is gone (its worker restarted)")
         if not job.done():
@@ -119,12 +108,12 @@ class SlurmExecutor:
         job = self._job(handle)
         if job is not None:
             job.cancel(check=False)
-        elif _pid_alive(int(handle["job_id"])):
+        elif pid_alive(int(handle["job_id"])):
             os.kill(int(handle["job_id"]), 2)
 
     def reattach(self, handle: Mapping[str, Any]) -> bool:
         if handle.get("cluster") == "local":
-            return _pid_alive(int(handle["job_id"]))
+            return pid_alive(int(handle["job_id"]))
         return self._job(handle).state not in ("UNKNOWN",)
 
     def close(self) -> None:

@@ -179,6 +179,9 @@ def test_filters_and_sorting(browser, server) -> None:
     assert "state=failed" in p.url
     p.select_option("#trial-filters select[name=state]", "completed")
     p.wait_for_function("document.querySelector('#trials-count').innerText.includes('match')")
+    # The count already says "match" for the failed filter: wait until the completed table is
+    # in (the URL changes after the swap), or the header clicked next is the failed table's.
+    p.wait_for_function("location.search.includes('state=completed')")
     p.click("#trials th >> text=accuracy")
     p.wait_for_function("location.search.includes('sort=metric%3Aaccuracy')")
     first = float(p.locator("#trials tbody tr").first.locator("td").nth(6).inner_text().split()[0])

@@ -1,7 +1,7 @@
 """The example where Assay tunes Adjoint Matching on digits runs end to end with a tiny budget:
-an experiment with a job spec (``assay.generative.adjoint_matching:run``), the orchestrator
-launching each trial as a local subprocess that streams ``assay.report`` progress, the
-diversity outcome constraint declared, reward/diversity stored, and a recommendation."""
+an experiment with a job spec (``assay.generative.workloads.adjoint_matching:run``), the
+orchestrator launching each trial as a local subprocess that streams ``assay.report`` progress,
+the diversity outcome constraint declared, reward/diversity stored, and a recommendation."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def example(repo_root: Path):
 
 def test_config_dispatches_the_job_with_a_diversity_constraint(example) -> None:
     cfg = example.experiment_config(3, 4.25, tiny=True, cache_dir="/tmp/c")
-    assert cfg["job"]["entrypoint"] == "assay.generative.adjoint_matching:run"
+    assert cfg["job"]["entrypoint"] == "assay.generative.workloads.adjoint_matching:run"
     assert cfg["job"]["max_trials"] == 3
     assert cfg["job"]["env"]["ASSAY_GENERATIVE_CACHE"] == "/tmp/c"
     assert cfg["objective"] == "reward"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from assay.generative.tabular.job import SEARCH_SPACE
+from assay.generative.workloads.dp_tabular import SEARCH_SPACE
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def example(repo_root: Path):
 
 def test_config_uses_the_job_search_space_and_objective(example) -> None:
     cfg = example.experiment_config(5, epsilon=1.5)
-    assert cfg["job"]["entrypoint"] == "assay.generative.tabular.job:run"
+    assert cfg["job"]["entrypoint"] == "assay.generative.workloads.dp_tabular:run"
     assert cfg["job"]["max_trials"] == 5
     names = [p["name"] for p in cfg["parameters"]]
     assert names == [p["name"] for p in SEARCH_SPACE["parameters"]]

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 #: Settings of the cached test models (tests that go through ``run(params)`` pass the same
-#: numbers so the per-process memo in ``assay.generative.jobs`` hits instead of retraining).
+#: numbers so the per-process memo in ``assay.generative.workloads.pretrained`` hits instead of retraining).
 TOY_BASE = {"iterations": 1000, "batch_size": 256}
 DIGITS_BASE = {"iterations": 400, "channels": 16}
 
@@ -26,7 +26,7 @@ def _one_thread():
 @pytest.fixture(scope="session")
 def toy_base():
     """Flow-matching MLP on 8 Gaussians (radius 2, std 0.2)."""
-    from assay.generative.flow_matching import toy_base_model
+    from assay.generative.workloads.pretrained import toy_base_model
 
     return toy_base_model("8gaussians", **TOY_BASE)
 
@@ -34,6 +34,6 @@ def toy_base():
 @pytest.fixture(scope="session")
 def digits_base():
     """Small flow-matching U-Net on the digits train split (400 steps: blurry but digit-like)."""
-    from assay.generative.flow_matching import digits_base_model
+    from assay.generative.workloads.pretrained import digits_base_model
 
     return digits_base_model(**DIGITS_BASE)

@@ -10,14 +10,11 @@ import pytest
 import torch
 
 from assay.generative.adjoint_matching import (
-    SEARCH_SPACE,
-    AdjointMatchingConfig,
     ConstantSchedule,
     MemorylessSchedule,
     adjoint_matching,
     lean_adjoint,
     make_schedule,
-    run,
     sample,
     sde_trajectory,
     tilted_weights,
@@ -26,6 +23,7 @@ from assay.generative.data import EightGaussians
 from assay.generative.flow_matching import MLPVelocity, ode_sample
 from assay.generative.metrics import sliced_wasserstein, total_variation
 from assay.generative.rewards import LinearReward
+from assay.generative.workloads.adjoint_matching import SEARCH_SPACE, AdjointMatchingConfig, run
 from assay.platform.errors import ValidationError
 from assay.service.reporting import CollectingReporter, use_reporter
 

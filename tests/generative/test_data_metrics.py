@@ -72,7 +72,7 @@ def test_psnr_frechet_and_diversity() -> None:
 def test_cached_fills_the_disk_cache_even_on_a_memo_hit(tmp_path) -> None:
     """A model first built without a disk cache (memo only) is still written when a later
     call names one: trial subprocesses of a tuning run load it from there."""
-    from assay.generative.jobs import cached, config_key
+    from assay.generative.workloads.pretrained import cached, config_key
 
     key = config_key("test_cached_linear", 3)
     builds = []

@@ -12,14 +12,12 @@ import torch
 
 from assay.generative.data import EightGaussians, load_digits_tensor
 from assay.generative.dflow import (
-    SEARCH_SPACE,
-    DFlowConfig,
     chi_nll,
     constraint2d,
     dflow,
     inpainting,
-    run,
 )
+from assay.generative.workloads.dflow import SEARCH_SPACE, DFlowConfig, run
 from assay.platform.errors import ValidationError
 
 

@@ -14,9 +14,9 @@ from assay.generative.flow_matching import (
     condot_path,
     flow_matching_loss,
     ode_sample,
-    run,
     sde_sample,
 )
+from assay.generative.workloads.flow_matching import run
 from assay.platform.errors import ValidationError
 from assay.service.reporting import CollectingReporter, use_reporter
 

@@ -11,17 +11,15 @@ import torch
 
 import assay
 from assay.generative.gsbm import (
-    SEARCH_SPACE,
     TASKS,
-    GSBMConfig,
     SplineGaussianPaths,
     brownian_bridge_knots,
     evaluate,
     gsbm,
-    run,
     stunnel_obstacle,
     vneck_obstacle,
 )
+from assay.generative.workloads.gsbm import SEARCH_SPACE, GSBMConfig, run
 from assay.platform.errors import ValidationError
 
 

@@ -12,10 +12,13 @@ from assay.platform.errors import (
     ValidationError,
 )
 from assay.platform.experiment import (
+    Arm,
+    Experiment,
     ExperimentConfig,
     Objective,
     Observation,
     OutcomeConstraint,
+    Trial,
     TrialState,
     check_transition,
 )
@@ -138,3 +141,78 @@ def test_life_cycle() -> None:
     with pytest.raises(InvalidTransitionError):
         check_transition(1, TrialState.CANDIDATE, TrialState.EARLY_STOPPED)
     assert TrialState.RUNNING.is_pending and not TrialState.ABANDONED.is_pending
+
+
+AB_SPEC = {
+    "name": "ab",
+    "parameters": [{"name": "x", "type": "float", "bounds": [0, 1]}],
+    "objective": "ctr",
+    "outcome_constraints": ["latency_ms <= 20"],
+    "tracking_metrics": ["sessions"],
+    "status_quo": {"x": 0.5},
+}
+
+
+def _batch(*arms: tuple[str, float], trial_id: int = 7) -> Trial:
+    return Trial(trial_id, 1, 0, [Arm(name, {"x": x}) for name, x in arms])
+
+
+def test_control_arm_is_the_arm_equal_to_the_status_quo() -> None:
+    t = _batch(("0_0", 0.2), ("status_quo", 0.5), ("0_2", 0.9))
+    assert t.is_batch and t.control_arm({"x": 0.5}) is t.arms[1]
+    assert t.control_arm({"x": 0.3}) is None
+    assert t.control_arm(None) is None
+    single = _batch(("status_quo", 0.5))
+    assert not single.is_batch and single.control_arm({"x": 0.5}) is single.arms[0]
+
+
+def test_name_arms_reuses_known_names_and_numbers_new_ones() -> None:
+    config = ExperimentConfig.from_dict(AB_SPEC)
+    exp = Experiment(1, config, trials=[_batch(("status_quo", 0.5), ("0_1", 0.2))])
+    named = exp.name_arms(1, [{"x": 0.5}, {"x": 0.2}, {"x": 0.7}, {"x": 0.7}])
+    assert [n for n, _ in named] == ["status_quo", "0_1", "1_2", "1_2"]
+    fresh = Experiment(2, config)
+    assert [n for n, _ in fresh.name_arms(0, [{"x": 0.5}, {"x": 0.1}])] == ["status_quo", "0_1"]
+
+
+def test_parse_trial_observations_single_and_batch() -> None:
+    config = ExperimentConfig.from_dict(AB_SPEC)
+    single = _batch(("0_0", 0.2))
+    assert set(config.parse_trial_observations(single, {"ctr": 0.1}, batch=False)) == {"0_0"}
+    batch = _batch(("status_quo", 0.5), ("0_1", 0.2))
+    with pytest.raises(ObservationError, match="use tell_batch") as e:
+        config.parse_trial_observations(batch, {"ctr": 0.1}, batch=False)
+    assert e.value.field == "observations"
+    ok = {"status_quo": {"ctr": (0.1, 0.01)}, "0_1": {"ctr": (0.12, 0.01)}}
+    out = config.parse_trial_observations(batch, ok, batch=True)
+    assert out["0_1"]["ctr"].mean == 0.12
+    with pytest.raises(ObservationError, match="has no arm 'nope'") as e:
+        config.parse_trial_observations(batch, {"nope": {"ctr": 1.0}}, batch=True)
+    assert e.value.field == "observations.nope"
+    with pytest.raises(ObservationError) as e:
+        config.parse_trial_observations(batch, {"0_1": {"bogus": 1.0}}, batch=True)
+    assert e.value.field == "observations.0_1.bogus"
+
+
+@pytest.mark.parametrize(
+    ("observations", "field"),
+    [
+        ({"0_1": {"ctr": (0.1, 0.01)}}, "observations.status_quo"),
+        (
+            {"status_quo": {"ctr": (0.1, 0.01)}, "0_1": {"ctr": (0.1, 0.01), "sessions": 5}},
+            "observations.status_quo.sessions",
+        ),
+        ({"status_quo": {"ctr": (0.1, 0.01)}, "0_1": {"ctr": 0.1}}, "observations.0_1.ctr.sem"),
+    ],
+    ids=["control-without-data", "control-lacks-a-metric", "modelled-metric-without-sem"],
+)
+def test_batch_observations_are_checked_against_the_control(observations, field) -> None:
+    config = ExperimentConfig.from_dict(AB_SPEC)
+    batch = _batch(("status_quo", 0.5), ("0_1", 0.2))
+    with pytest.raises(ObservationError) as e:
+        config.parse_trial_observations(batch, observations, batch=True)
+    assert e.value.field == field
+    # Without relativization the SEMs are optional; the control must still report.
+    plain = ExperimentConfig.from_dict({**AB_SPEC, "generator_settings": {"relativize": False}})
+    no_sem = {"status_quo": {"ctr": 0.1}, "0_1": {"ctr": 0.1}}
+    assert set(plain.parse_trial_observations(batch, no_sem, batch=True)) == {"status_quo", "0_1"}

@@ -184,7 +184,7 @@ def test_model_fit_failure_falls_back_to_sobol(build_experiment, monkeypatch) ->
         raise RuntimeError("cholesky failed")
 
     monkeypatch.setattr(models, "fit_gpytorch_mll", broken)
-    monkeypatch.setattr(models, "_build_gp", broken)  # every fit attempt fails
+    monkeypatch.setattr(models, "build_gp", broken)  # every fit attempt fails
     res = NoisyEIGenerator().generate(build_experiment(SPEC_1D, observed_1d()), 2, seed=0)
     assert [c.generator for c in res.candidates] == ["sobol", "sobol"]
     assert "fallback" in res.info

@@ -121,7 +121,7 @@ def test_fit_failure_is_typed(build_experiment, monkeypatch) -> None:
         raise RuntimeError("not positive definite")
 
     monkeypatch.setattr(models, "fit_gpytorch_mll", broken)
-    monkeypatch.setattr(models, "_build_gp", broken)  # not even the prior model evaluates
+    monkeypatch.setattr(models, "build_gp", broken)  # not even the prior model evaluates
     exp = build_experiment(SPEC, _points(4, None))
     with pytest.raises(ModelFitError) as e:
         fit_metric_model(training_data(exp)["y"], {"d": 1, "params": {}}, seed=0)

@@ -162,13 +162,13 @@ def test_over_budget_is_409_and_stores_nothing(api, ab_csv, settings) -> None:
 def test_concurrent_releases_cannot_overspend(api, ab_csv, settings) -> None:
     """Both pass the pre-flight check; the ledger charge after training refuses the second,
     which then fails with the typed error and writes no table."""
-    from assay.service.api import privacy as privacy_api
+    from assay.service import releases
 
     api.put("/api/v1/datasets/ab/privacy-budget", json={"epsilon": 1, "delta": 1e-5})
     urls = []
     # Hold the server's training slot so neither release can charge before both are accepted
     # (without it a fast machine finishes m1 first and m2 is refused up front, a different path).
-    with privacy_api._TRAINING:
+    with releases.TRAINING_SLOT:
         for rid in ("m1", "m2"):
             r = api.post("/api/v1/datasets/ab/synthetic-releases",
                          json=_body(ab_csv, epsilon=0.8, method="mst", release_id=rid))  # fmt: skip

@@ -1,5 +1,7 @@
 """The whole locked ask is retried (bounded) on transient database failures, and an exhausted
-retry is a typed ``StorageBusyError`` (HTTP 503 with ``Retry-After``), never a 500.
+retry is a typed ``StorageBusyError`` (HTTP 503 with ``Retry-After``), never a 500. Every
+locked ask shares the policy: ``ask``, ``ask_batch``, ``attach_trial`` and the orchestrator's
+``fill_candidates``.
 
 The failures are real database errors raised by the real database: a PostgreSQL trigger
 raises the SQLSTATE under test (40P01 deadlock, 40001 serialization failure, 23505 unique
@@ -17,7 +19,8 @@ from sqlalchemy import event, text
 
 from assay.platform.errors import StorageBusyError
 from assay.service.app import create_app
-from assay.service.engine import ASK_ATTEMPTS, Engine
+from assay.service.engine import Engine
+from assay.service.generation import ASK_ATTEMPTS
 from assay.service.settings import Settings
 from assay.storage.factory import open_store
 
@@ -95,9 +98,11 @@ def test_pg_exhausted_retry_is_503_with_retry_after(pg_store) -> None:
     assert stored(pg_store, exp.id) == ([], 0)
 
 
-def test_sqlite_trial_number_clash_is_retried(tmp_path) -> None:
+def flaky_sqlite(tmp_path, failures: int):
+    """A SQLite store whose next ``remaining["n"]`` trial inserts fail as a trial-number
+    clash (SQLite's own ``UNIQUE constraint failed``); returns ``(store, remaining)``."""
     store = open_store(f"sqlite:///{tmp_path / 'a.db'}")
-    remaining = {"n": 2}
+    remaining = {"n": failures}
 
     def should_fail() -> int:
         remaining["n"] -= 1
@@ -116,6 +121,11 @@ def test_sqlite_trial_number_clash_is_retried(tmp_path) -> None:
                 "trials.index'); END"
             )
         )
+    return store, remaining
+
+
+def test_sqlite_trial_number_clash_is_retried(tmp_path) -> None:
+    store, remaining = flaky_sqlite(tmp_path, 2)
     engine = Engine(store)
     exp = engine.create_experiment(SPEC)
     assert [t.index for t in engine.ask(exp.id)] == [0]
@@ -125,6 +135,33 @@ def test_sqlite_trial_number_clash_is_retried(tmp_path) -> None:
         engine.ask(exp.id)
     assert stored(store, exp.id) == ([0], 1)
     store.close()
+
+
+def test_fill_candidates_and_attach_trial_share_the_retry(tmp_path) -> None:
+    """The orchestrator's ask (``fill_candidates``) and ``attach_trial`` run through the same
+    retry as ``ask``: a clash is retried, an exhausted retry stores nothing."""
+    store, remaining = flaky_sqlite(tmp_path, 2)
+    engine = Engine(store)
+    exp = engine.create_experiment(SPEC)
+    assert [t.index for t in engine.fill_candidates(exp.id, 3)] == [0, 1, 2]
+    assert remaining["n"] < 0 and stored(store, exp.id) == ([0, 1, 2], 3)
+    remaining["n"] = 1
+    assert engine.attach_trial(exp.id, {"x": 0.25}).index == 3
+    remaining["n"] = 10 * ASK_ATTEMPTS
+    with pytest.raises(StorageBusyError):
+        engine.fill_candidates(exp.id, 6)
+    with pytest.raises(StorageBusyError):
+        engine.attach_trial(exp.id, {"x": 0.75})
+    assert stored(store, exp.id) == ([0, 1, 2, 3], 4)
+    store.close()
+
+
+def test_pg_fill_candidates_retries_a_deadlock(pg_store) -> None:
+    engine = Engine(pg_store)
+    exp = engine.create_experiment(SPEC)
+    inject_pg(pg_store, "40P01", failures=1)
+    assert [t.index for t in engine.fill_candidates(exp.id, 2)] == [0, 1]
+    assert stored(pg_store, exp.id) == ([0, 1], 2)
 
 
 def test_pg_tell_is_not_blocked_by_a_held_ask_lock(pg_store) -> None:

@@ -13,11 +13,9 @@ import threading
 import pytest
 from sqlalchemy import create_engine, func, select, text
 
-from assay.generative.tabular.ledger import PrivacyBudgetExceededError
-from assay.platform.errors import NotFoundError
+from assay.platform.errors import NotFoundError, PrivacyBudgetExceededError
 from assay.storage.orm import PrivacyChargeRow
-from assay.storage.privacy_ledger import SqlPrivacyLedger
-from assay.storage.sql import SqlStore
+from assay.storage.sql import SqlPrivacyLedger, SqlStore
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -112,8 +110,8 @@ def test_postgres_charge_waits_for_the_budget_row_lock(postgres_url) -> None:
 WORKER = textwrap.dedent(
     """
     import json, os, sys, threading, time
-    from assay.generative.tabular.ledger import PrivacyBudgetExceededError
-    from assay.storage.privacy_ledger import SqlPrivacyLedger
+    from assay.platform.errors import PrivacyBudgetExceededError
+    from assay.storage.sql import SqlPrivacyLedger
 
     url, worker, go = sys.argv[1], sys.argv[2], sys.argv[3]
     ledger = SqlPrivacyLedger.from_url(url, project="race")

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from assay.generative.tabular.job import DEFAULTS, OBJECTIVE, SEARCH_SPACE, run
+from assay.generative.workloads.dp_tabular import DEFAULTS, OBJECTIVE, SEARCH_SPACE, run
 from assay.platform.errors import ValidationError
 from assay.platform.space import SearchSpace
 from assay.service.reporting import CollectingReporter, use_reporter

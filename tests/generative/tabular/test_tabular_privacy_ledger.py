@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from assay.generative.tabular.ledger import (
-    InMemoryPrivacyLedger,
-    JsonFilePrivacyLedger,
+from assay.platform.errors import (
+    ConflictError,
+    NotFoundError,
     PrivacyBudgetExceededError,
-    PrivacyLedger,
+    ValidationError,
 )
-from assay.platform.errors import ConflictError, NotFoundError, ValidationError
+from assay.storage.ledger import InMemoryPrivacyLedger, JsonFilePrivacyLedger, PrivacyLedger
 
 
 @pytest.fixture(params=["memory", "json", "sqlite", "postgresql"])
@@ -25,7 +25,7 @@ def ledger(request, tmp_path: Path):
     elif request.param == "json":
         yield JsonFilePrivacyLedger(tmp_path / "ledger.json")
     else:
-        from assay.storage.privacy_ledger import SqlPrivacyLedger
+        from assay.storage.sql import SqlPrivacyLedger
 
         url = (
             f"sqlite:///{tmp_path / 'ledger.db'}"

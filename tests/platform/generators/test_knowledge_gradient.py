@@ -217,7 +217,7 @@ def test_model_fit_failure_falls_back_to_sobol(build_experiment, monkeypatch) ->
         raise RuntimeError("cholesky failed")
 
     monkeypatch.setattr(models, "fit_gpytorch_mll", broken)
-    monkeypatch.setattr(models, "_build_gp", broken)  # every fit attempt fails
+    monkeypatch.setattr(models, "build_gp", broken)  # every fit attempt fails
     res = KnowledgeGradientGenerator(TINY).generate(
         build_experiment(_spec(True), _observed()), 2, seed=0
     )

@@ -26,6 +26,7 @@ from assay.platform.generators.multi_step import (
     effective_horizon,
     incumbent_mean,
     shifted_trees,
+    warm_start_trees,
 )
 from assay.platform.models import MetricData, fit_outcome_models
 from assay.platform.space import DTYPE
@@ -42,6 +43,10 @@ TINY: dict[str, Any] = {
 PARAMS = [
     {"name": "a", "type": "float", "bounds": [-5.0, 10.0]},
     {"name": "b", "type": "float", "bounds": [0.0, 15.0]},
+]
+PARAMS_UNIT = [
+    {"name": "a", "type": "float", "bounds": [0.0, 1.0]},
+    {"name": "b", "type": "float", "bounds": [0.0, 1.0]},
 ]
 
 
@@ -198,6 +203,31 @@ def test_shifted_trees_promote_first_level_nodes_with_their_descendants(
     assert shifted_trees(torch.arange(9, dtype=DTYPE).unsqueeze(-1), [8])[2, 0, 0] == 3.0
 
 
+@pytest.mark.parametrize("mode", ["pool", "shifted", "botorch"])
+def test_each_warm_start_mode_gives_feasible_starting_trees(tiny_gp: SingleTaskGP, mode) -> None:
+    from assay.platform.space import SearchSpace
+
+    space = SearchSpace(PARAMS_UNIT, ["a + b <= 1.5"])
+    acqf = build_multi_step_acquisition(tiny_gp, 3, [2, 2])
+    X_prev = torch.rand(7, 2, dtype=DTYPE, generator=torch.Generator().manual_seed(0)) * 0.7
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ics = warm_start_trees(
+            acqf, space, X_prev, [2, 2], mode=mode, num_restarts=3, raw_samples=8, init_limit=64
+        )
+    assert ics is not None and ics.shape == (3, 7, 2)
+    assert bool(((ics >= 0) & (ics <= 1)).all())
+    assert bool((ics.sum(-1) <= 1.5 + 1e-9).all())
+
+
+def test_warm_start_mode_is_a_validated_setting() -> None:
+    assert get_generator("multi_step").settings.warm_start_mode == "pool"
+    shifted = get_generator("multi_step", {"warm_start_mode": "shifted"})
+    assert shifted.settings.warm_start_mode == "shifted"
+    with pytest.raises(ValidationError, match="warm_start_mode"):
+        get_generator("multi_step", {"warm_start_mode": "lukewarm"})
+
+
 # -- the generator end to end (in-process client) ----------------------------------------------
 def test_proposals_inside_bounds_deterministic_and_warm_started() -> None:
     client = assay.Client()
@@ -297,7 +327,7 @@ def test_tree_optimization_failure_falls_back_to_sobol(monkeypatch) -> None:
     valid, new Sobol points; the fallback is recorded and no broken tree is kept."""
     from gpytorch.utils.errors import NotPSDError
 
-    import assay.platform.generators.multi_step as ms
+    import assay.platform.generators.multi_step.generator as ms
 
     client = assay.Client()
     exp = _experiment(client)

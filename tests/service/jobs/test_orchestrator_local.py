@@ -254,7 +254,7 @@ def test_default_style_relative_sqlite_url_reaches_jobs(
 
 
 def test_absolute_database_url() -> None:
-    from assay.storage.factory import absolute_database_url as absolute
+    from assay.storage.urls import absolute_database_url as absolute
 
     assert absolute("sqlite:///./a.db", base="/srv") == "sqlite:////srv/a.db"
     assert absolute("sqlite:///d/a.db?timeout=5", base="/srv") == "sqlite:////srv/d/a.db?timeout=5"

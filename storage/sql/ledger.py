@@ -1,18 +1,23 @@
 """The privacy ledger in SQL: per-dataset (ε, δ) budgets and the releases charged to them.
 
-:class:`SqlPrivacyLedger` implements :class:`~assay.generative.tabular.ledger.PrivacyLedger`
-on the ``privacy_budgets`` / ``privacy_charges`` tables, scoped to one project (the same
-dataset name in two projects is two budgets). Its semantics are *the* shared ones — it loads
-the dataset's budget and charges into the plain-dict state that the in-memory and JSON-file
-ledgers use and calls the same ``_set_budget`` / ``_charge`` functions, so same-id retries,
-refusals, validation and the floating-point tolerance cannot drift between backends.
+:class:`SqlPrivacyLedger` implements :class:`~assay.storage.ledger.PrivacyLedger` on the
+``privacy_budgets`` / ``privacy_charges`` tables, scoped to one project (the same dataset name
+in two projects is two budgets). Its semantics are *the* shared ones — it loads the dataset's
+budget and charges into the plain-dict state that the in-memory and JSON-file ledgers use and
+applies the same rules (:mod:`assay.storage.ledger.state`), so same-id retries, refusals,
+validation and the floating-point tolerance cannot drift between backends.
 
 Atomicity: :meth:`SqlPrivacyLedger.charge` is one transaction that first locks the dataset's
 budget row — ``SELECT ... FOR UPDATE`` on PostgreSQL, the ``BEGIN IMMEDIATE`` write
-transaction on SQLite (:meth:`SqlStore._run` opens write transactions that way) — then reads
-the charges, decides, and inserts at most one charge row. Concurrent charges on one dataset
-therefore serialise and can never overshoot the budget; a refusal rolls back and stores
-nothing. Composition is basic (ε's and δ's add), as in every backend.
+transaction on SQLite (:meth:`~assay.storage.sql.session.SqlDatabase.run_transaction` opens
+write transactions that way) — then reads the charges, decides, and inserts at most one charge
+row. Concurrent charges on one dataset therefore serialise and can never overshoot the budget;
+a refusal rolls back and stores nothing. Composition is basic (ε's and δ's add), as in every
+backend.
+
+May import: sqlalchemy, :mod:`assay.platform`, :mod:`assay.storage.ledger`,
+:mod:`assay.storage.orm`, :mod:`assay.storage.urls` and the sibling modules :mod:`.projects`,
+:mod:`.session` (and :mod:`.store`, only to open a ledger from a URL).
 
 Example:
     >>> from assay.storage.sql import SqlStore
@@ -34,33 +39,36 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from assay.generative.tabular.ledger import (
-    BudgetStatus,
-    Charge,
-    PrivacyLedger,
-    State,
-    _charge,
-    _check_name,
-    _set_budget,
-    _status,
-)
 from assay.platform.errors import ConflictError
 from assay.platform.experiment import utcnow
+from assay.storage.ledger.base import PrivacyLedger
+from assay.storage.ledger.state import (
+    BudgetStatus,
+    Charge,
+    LedgerState,
+    budget_status,
+    charges_of,
+    check_name,
+    record_charge,
+    set_budget,
+)
 from assay.storage.orm import PrivacyBudgetRow, PrivacyChargeRow, ProjectRow
-from assay.storage.sql import SqlStore
+from assay.storage.sql.projects import project_id
+from assay.storage.sql.session import SqlDatabase
 
 
 class SqlPrivacyLedger(PrivacyLedger):
     """A :class:`PrivacyLedger` in the Assay database (SQLite or PostgreSQL).
 
     Args:
-        store: The SQL store whose engine and transaction helper are used.
+        store: The SQL store (any :class:`~assay.storage.sql.session.SqlDatabase`) whose
+            transactions are used.
         project: The project whose budgets this ledger sees (created on the first budget).
     """
 
-    def __init__(self, store: SqlStore, project: str = "default") -> None:
+    def __init__(self, store: SqlDatabase, project: str = "default") -> None:
         self.store = store
-        self.project = _check_name(project, "project")
+        self.project = check_name(project, "project")
 
     @classmethod
     def from_url(
@@ -70,11 +78,13 @@ class SqlPrivacyLedger(PrivacyLedger):
 
         ``migrate=False`` refuses an out-of-date schema, naming ``assay db upgrade``.
         """
-        from assay.storage.factory import normalize_database_url
+        from assay.storage.sql.store import SqlStore
+        from assay.storage.urls import normalize_database_url
 
         return cls(SqlStore(normalize_database_url(url), migrate=migrate), project)
 
     def close(self) -> None:
+        """Close the store's connections (for a ledger made by :meth:`from_url`)."""
         self.store.close()
 
     # -- rows <-> the shared plain-dict state ------------------------------------------------
@@ -91,7 +101,7 @@ class SqlPrivacyLedger(PrivacyLedger):
         return s.execute(stmt).scalar_one_or_none()
 
     @staticmethod
-    def _state(s: Session, dataset: str, budget: PrivacyBudgetRow | None) -> State:
+    def _state(s: Session, dataset: str, budget: PrivacyBudgetRow | None) -> LedgerState:
         if budget is None:
             return {}
         rows = s.execute(
@@ -120,7 +130,7 @@ class SqlPrivacyLedger(PrivacyLedger):
                 budget = self._budget_row(s, dataset, for_update=True)
                 if budget is not None:
                     break
-                check = _set_budget({}, dataset, epsilon, delta)  # validates the new budget
+                check = set_budget({}, dataset, epsilon, delta)  # validates the new budget
                 now = utcnow()
                 try:
                     # A concurrent first budget of this dataset (or a new project) makes the
@@ -129,7 +139,7 @@ class SqlPrivacyLedger(PrivacyLedger):
                     with s.begin_nested():
                         s.add(
                             PrivacyBudgetRow(
-                                project_id=self.store._project_id(s, self.project),
+                                project_id=project_id(s, self.project),
                                 dataset=dataset, epsilon=float(epsilon), delta=float(delta),
                                 created_at=now, updated_at=now,
                             )
@@ -143,18 +153,18 @@ class SqlPrivacyLedger(PrivacyLedger):
                     field="dataset",
                 )
             state = self._state(s, dataset, budget)
-            status = _set_budget(state, dataset, epsilon, delta)  # ConflictError below spend
+            status = set_budget(state, dataset, epsilon, delta)  # ConflictError below spend
             budget.epsilon, budget.delta = float(epsilon), float(delta)
             budget.updated_at = utcnow()
             return status
 
-        return self.store._run(fn)
+        return self.store.run_transaction(fn)
 
     def status(self, dataset: str) -> BudgetStatus:
         def fn(s: Session) -> BudgetStatus:
-            return _status(self._state(s, dataset, self._budget_row(s, dataset)), dataset)
+            return budget_status(self._state(s, dataset, self._budget_row(s, dataset)), dataset)
 
-        return self.store._run(fn, write=False)
+        return self.store.run_transaction(fn, write=False)
 
     def charge(
         self,
@@ -169,7 +179,7 @@ class SqlPrivacyLedger(PrivacyLedger):
         def fn(s: Session) -> Charge:
             budget = self._budget_row(s, dataset, for_update=True)  # the lock
             state = self._state(s, dataset, budget)
-            charge, stored = _charge(
+            charge, stored = record_charge(
                 state, dataset, epsilon, delta, release_id, description, metadata
             )
             if stored:
@@ -185,15 +195,13 @@ class SqlPrivacyLedger(PrivacyLedger):
                 s.flush()
             return charge
 
-        return self.store._run(fn)
+        return self.store.run_transaction(fn)
 
     def charges(self, dataset: str) -> list[Charge]:
         def fn(s: Session) -> list[Charge]:
-            state = self._state(s, dataset, self._budget_row(s, dataset))
-            _status(state, dataset)  # NotFoundError without a budget
-            return [Charge(**c) for c in state[dataset]["charges"]]
+            return charges_of(self._state(s, dataset, self._budget_row(s, dataset)), dataset)
 
-        return self.store._run(fn, write=False)
+        return self.store.run_transaction(fn, write=False)
 
 
 __all__ = ["SqlPrivacyLedger"]

@@ -1,0 +1,162 @@
+"""Bodies of ``/experiments``: the search-space parameters, objective, creation and update
+requests, and the experiment's public record, summary and list (with their conversion to and
+from the domain's :class:`~assay.platform.experiment.Experiment`).
+
+May import pydantic, :mod:`assay.platform`, :mod:`assay.storage.base` (the summary row it
+converts) and the sibling schema modules (``JobSpecIn``); no FastAPI.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from assay.platform.experiment import Experiment, ExperimentConfig, ExperimentStatus
+from assay.service.schemas.common import Name, Scalar, Strict
+from assay.service.schemas.jobs import JobSpecIn
+from assay.storage.base import ExperimentSummary
+
+
+class FloatParameterIn(Strict):
+    name: Name
+    type: Literal["float"]
+    bounds: tuple[float, float]
+    log: bool = False
+
+
+class IntParameterIn(Strict):
+    name: Name
+    type: Literal["int"]
+    bounds: tuple[int, int]
+    log: bool = False
+
+
+class ChoiceParameterIn(Strict):
+    name: Name
+    type: Literal["choice"]
+    values: Annotated[list[Scalar], Field(min_length=1, max_length=1000)]
+    ordered: bool | None = None
+
+
+class FixedParameterIn(Strict):
+    name: Name
+    type: Literal["fixed"]
+    value: Scalar
+
+
+ParameterIn = Annotated[
+    FloatParameterIn | IntParameterIn | ChoiceParameterIn | FixedParameterIn,
+    Field(discriminator="type"),
+]
+
+
+class ObjectiveIn(Strict):
+    name: Name
+    minimize: bool = False
+
+
+class ExperimentCreate(Strict):
+    """A new experiment. ``objective`` is a metric name (maximised) or ``{name, minimize}``."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "ranking-v2",
+                    "parameters": [
+                        {"name": "lr", "type": "float", "bounds": [1e-5, 1e-1], "log": True},
+                        {"name": "layers", "type": "int", "bounds": [1, 8]},
+                        {"name": "opt", "type": "choice", "values": ["adam", "sgd"]},
+                    ],
+                    "objective": "accuracy",
+                    "outcome_constraints": ["latency_ms <= 20"],
+                    "generator": "noisy_ei",
+                    "seed": 0,
+                }
+            ]
+        },
+    )
+
+    name: Name
+    parameters: Annotated[list[ParameterIn], Field(min_length=1, max_length=500)]
+    parameter_constraints: Annotated[list[str], Field(max_length=100)] = []
+    objective: Name | ObjectiveIn
+    outcome_constraints: Annotated[list[str], Field(max_length=100)] = []
+    tracking_metrics: Annotated[list[Name], Field(max_length=500)] = []
+    generator: Annotated[str, Field(max_length=50)] = "noisy_ei"
+    generator_settings: dict[str, Any] = {}
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
+    max_trials: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    status_quo: dict[str, Scalar] | None = None
+    description: Annotated[str, Field(max_length=10_000)] = ""
+    job: JobSpecIn | None = None
+
+    def to_spec(self) -> dict[str, Any]:
+        d = self.model_dump(mode="json")
+        if d.get("job") is None:
+            d.pop("job", None)
+        d["parameters"] = [
+            {k: v for k, v in p.items() if not (k == "ordered" and v is None)}
+            for p in d["parameters"]
+        ]
+        return d
+
+
+class ExperimentUpdate(Strict):
+    status: ExperimentStatus | None = None
+
+
+class ExperimentPublic(BaseModel):
+    id: int
+    project: str
+    name: str
+    status: ExperimentStatus
+    config: dict[str, Any]
+    trial_counts: dict[str, int]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_domain(cls, exp: Experiment) -> ExperimentPublic:
+        counts: dict[str, int] = {}
+        for t in exp.trials:
+            counts[t.state.value] = counts.get(t.state.value, 0) + 1
+        return cls(
+            id=exp.id, project=exp.project, name=exp.name, status=exp.status,
+            config=exp.config.to_dict(), trial_counts=counts, created_at=exp.created_at,
+            updated_at=exp.updated_at,
+        )  # fmt: skip
+
+    def to_domain(self) -> Experiment:
+        """A snapshot without trials (the remote client fetches trials separately)."""
+        return Experiment(
+            id=self.id, config=ExperimentConfig.from_dict(self.config), status=self.status,
+            project=self.project, created_at=self.created_at, updated_at=self.updated_at,
+        )  # fmt: skip
+
+
+class ExperimentSummaryPublic(BaseModel):
+    id: int
+    name: str
+    project: str
+    status: ExperimentStatus
+    generator: str
+    objective: str
+    minimize: bool
+    trial_counts: dict[str, int]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_domain(cls, s: ExperimentSummary) -> ExperimentSummaryPublic:
+        return cls(**s.__dict__)
+
+    def to_domain(self) -> ExperimentSummary:
+        return ExperimentSummary(**self.model_dump())
+
+
+class ExperimentList(BaseModel):
+    experiments: list[ExperimentSummaryPublic]

@@ -1,0 +1,216 @@
+"""Trials, their observations and their audit events in SQL: the part of
+:class:`~assay.storage.sql.SqlStore` that owns the ``trials``, ``trial_arms``,
+``observations`` and ``trial_events`` tables after an ask created them.
+
+State changes are compare-and-set (:data:`~assay.storage.sql.codec.CAS_STATE`): a
+concurrent change makes the update miss and the caller gets ``InvalidTransitionError`` with
+nothing written. A completion writes its observations and its event in the same transaction.
+
+May import: sqlalchemy, :mod:`assay.platform`, :mod:`assay.storage.base`,
+:mod:`assay.storage.orm`, :mod:`.codec` and :mod:`.session`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from assay.platform.errors import InvalidTransitionError
+from assay.platform.experiment import Trial, TrialState, check_transition, utcnow
+from assay.storage.base import (
+    ObservationRecord,
+    ObservationsArg,
+    TrialEvent,
+    check_expected_state,
+    not_running_error,
+)
+from assay.storage.orm import ArmRow, ObservationRow, TrialEventRow, TrialRow
+from assay.storage.sql.codec import (
+    CAS_STATE,
+    event_from_row,
+    experiment_row,
+    load_one_trial,
+    load_trial,
+    load_trials,
+)
+from assay.storage.sql.session import SqlDatabase
+
+
+def trial_ids(experiment_id: int, states: Sequence[TrialState] | None) -> Any:
+    """``select(TrialRow.id)`` of an experiment's trials, optionally only in ``states``."""
+    stmt = select(TrialRow.id).where(TrialRow.experiment_id == experiment_id)
+    if states:
+        stmt = stmt.where(TrialRow.state.in_([TrialState(x).value for x in states]))
+    return stmt
+
+
+class SqlTrials(SqlDatabase):
+    """Reads and life-cycle changes of trials, and the audit trail (see
+    :class:`~assay.storage.base.Store`)."""
+
+    def get_trial(self, trial_id: int, *, project: str | None = None) -> Trial:
+        return self.run_transaction(lambda s: load_one_trial(s, trial_id, project)[0], write=False)
+
+    def list_trials(
+        self,
+        experiment_id: int,
+        *,
+        project: str | None = None,
+        states: Sequence[TrialState] | None = None,
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> list[Trial]:
+        def fn(s: Session) -> list[Trial]:
+            experiment_row(s, experiment_id, project)
+            stmt = trial_ids(experiment_id, states).order_by(TrialRow.index).offset(offset)
+            if limit is not None:
+                stmt = stmt.limit(limit)
+            return load_trials(s, stmt)
+
+        return self.run_transaction(fn, write=False)
+
+    def count_trials(
+        self,
+        experiment_id: int,
+        *,
+        project: str | None = None,
+        states: Sequence[TrialState] | None = None,
+    ) -> int:
+        def fn(s: Session) -> int:
+            experiment_row(s, experiment_id, project)
+            sub = trial_ids(experiment_id, states).subquery()
+            return int(s.scalar(select(func.count()).select_from(sub)) or 0)
+
+        return self.run_transaction(fn, write=False)
+
+    def transition_trial(
+        self,
+        trial_id: int,
+        to_state: TrialState,
+        *,
+        project: str | None = None,
+        observations: ObservationsArg = None,
+        reason: str | None = None,
+        actor: str | None = None,
+        lease_expires_at: datetime | None = None,
+        expected_states: Sequence[TrialState] | None = None,
+    ) -> Trial:
+        def fn(s: Session) -> Trial:
+            trial, arm_ids = load_one_trial(s, trial_id, project)
+            check_expected_state(trial_id, trial.state, expected_states)
+            check_transition(trial_id, trial.state, to_state)
+            obs = observations(trial) if callable(observations) else observations
+            now = utcnow()
+            lease = lease_expires_at if to_state is TrialState.RUNNING else None
+            result = s.execute(
+                CAS_STATE,
+                {"p_id": trial_id, "p_old": trial.state.value, "p_new": to_state.value,
+                 "p_reason": reason, "p_now": now, "p_lease": lease},
+            )  # fmt: skip
+            if result.rowcount != 1:  # lost a race: someone changed it first
+                stored, _ = load_one_trial(s, trial_id, None)
+                check_transition(trial_id, stored.state, to_state)
+                raise InvalidTransitionError(
+                    f"trial {trial_id} changed concurrently; retry",
+                    details={"trial_id": trial_id},
+                )
+            if obs:
+                s.execute(
+                    insert(ObservationRow),
+                    [
+                        {"trial_id": trial_id, "arm_id": arm_ids[arm], "metric": o.metric,
+                         "mean": o.mean, "sem": o.sem, "n": o.n, "created_at": now}
+                        for arm, by_metric in obs.items()
+                        for o in by_metric.values()
+                    ],
+                )  # fmt: skip
+            s.execute(
+                insert(TrialEventRow),
+                [{"experiment_id": trial.experiment_id, "trial_id": trial_id,
+                  "from_state": trial.state.value, "to_state": to_state.value, "at": now,
+                  "actor": actor, "reason": reason, "details": {}}],
+            )  # fmt: skip
+            if obs:
+                trial.observations = {a: dict(o) for a, o in obs.items()}
+            trial.state, trial.reason, trial.updated_at = to_state, reason, now
+            trial.lease_expires_at = lease
+            return trial
+
+        return self.run_transaction(fn)
+
+    def heartbeat(
+        self, trial_id: int, lease_expires_at: datetime, *, project: str | None = None
+    ) -> Trial:
+        def fn(s: Session) -> Trial:
+            trial = load_trial(s, trial_id, project)
+            result = s.execute(
+                update(TrialRow)
+                .where(TrialRow.id == trial_id, TrialRow.state == TrialState.RUNNING.value)
+                .values(lease_expires_at=lease_expires_at)
+            )
+            if result.rowcount != 1:
+                raise not_running_error(trial_id, trial.state)
+            trial.lease_expires_at = lease_expires_at
+            return trial
+
+        return self.run_transaction(fn)
+
+    def expired_leases(self, now: datetime) -> list[int]:
+        stmt = select(TrialRow.id).where(
+            TrialRow.state == TrialState.RUNNING.value,
+            TrialRow.lease_expires_at.is_not(None),
+            TrialRow.lease_expires_at < now,
+        )
+        return self.run_transaction(lambda s: list(s.scalars(stmt)), write=False)
+
+    def list_events(
+        self, *, experiment_id: int | None = None, trial_id: int | None = None, after: int = 0
+    ) -> list[TrialEvent]:
+        def fn(s: Session) -> list[TrialEvent]:
+            stmt = select(TrialEventRow).where(TrialEventRow.id > after).order_by(TrialEventRow.id)
+            if experiment_id is not None:
+                stmt = stmt.where(TrialEventRow.experiment_id == experiment_id)
+            if trial_id is not None:
+                stmt = stmt.where(TrialEventRow.trial_id == trial_id)
+            return [event_from_row(e) for e in s.scalars(stmt)]
+
+        return self.run_transaction(fn, write=False)
+
+    # -- cheap reads for dashboards ---------------------------------------------------------
+    def latest_event_id(self, *, experiment_id: int | None = None) -> int:
+        stmt = select(func.max(TrialEventRow.id))
+        if experiment_id is not None:  # index (experiment_id, id): one index probe
+            stmt = stmt.where(TrialEventRow.experiment_id == experiment_id)
+        return self.run_transaction(lambda s: int(s.scalar(stmt) or 0), write=False)
+
+    def completed_observations(
+        self, experiment_ids: Sequence[int], *, metrics: Sequence[str] | None = None
+    ) -> list[ObservationRecord]:
+        ids = list(experiment_ids)
+        if not ids:
+            return []
+        stmt = (
+            select(
+                TrialRow.experiment_id, TrialRow.id, TrialRow.index, ArmRow.name,
+                ObservationRow.metric, ObservationRow.mean, ObservationRow.sem,
+            )
+            .join(ObservationRow, ObservationRow.trial_id == TrialRow.id)
+            .join(ArmRow, ArmRow.id == ObservationRow.arm_id)
+            .where(
+                TrialRow.experiment_id.in_(ids),
+                TrialRow.state == TrialState.COMPLETED.value,
+            )
+            .order_by(TrialRow.experiment_id, TrialRow.index, ArmRow.name, ObservationRow.metric)
+        )  # fmt: skip
+        if metrics is not None:
+            stmt = stmt.where(ObservationRow.metric.in_(list(metrics)))
+        return self.run_transaction(
+            lambda s: [ObservationRecord(*row) for row in s.execute(stmt)], write=False
+        )
+
+
+__all__ = ["SqlTrials", "trial_ids"]

@@ -1,0 +1,89 @@
+"""The initial-design rule of every model-based generator (``ModelBasedGenerator``): observed
+and pending arms count toward ``n_initial`` whatever produced them (Sobol, a model, a manual,
+attached or imported trial); failed, abandoned and unobserved arms do not."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import assay
+from assay.platform.experiment import Arm, Trial, TrialState
+from assay.platform.generators import get_generator
+from assay.platform.generators.base import initial_design_arms
+
+#: Small optimizer effort, valid settings of both generators.
+FAST: dict[str, dict[str, Any]] = {
+    "noisy_ei": {"num_restarts": 2, "raw_samples": 32, "mc_samples": 32},
+    "multi_step": {"horizon": 2, "num_fantasies": [2], "num_restarts": 2, "raw_samples": 16,
+                   "maxiter": 5},
+}  # fmt: skip
+MODEL_BASED = sorted(FAST)
+SPEC = {
+    "name": "init",
+    "parameters": [{"name": n, "type": "float", "bounds": [0, 1]} for n in ("x", "y")],
+    "objective": "f",
+}
+
+
+def f(p: dict[str, Any]) -> float:
+    return -((p["x"] - 0.3) ** 2) - (p["y"] - 0.6) ** 2
+
+
+def points(n: int) -> list[dict[str, float]]:
+    return [{"x": (0.13 + i * 0.37) % 1, "y": (0.29 + i * 0.61) % 1} for i in range(n)]
+
+
+def observed(n: int) -> list[tuple[dict[str, float], dict[str, float]]]:
+    return [(p, {"f": f(p)}) for p in points(n)]
+
+
+def _add(exp: Any, params: dict[str, Any], state: TrialState, generator: str) -> None:
+    i = len(exp.trials)
+    exp.trials.append(Trial(i + 1, 1, i, [Arm(f"{i}_0", params)], state, generator))
+
+
+@pytest.mark.parametrize("name", MODEL_BASED)
+def test_manual_observations_complete_the_initial_design(name: str, build_experiment) -> None:
+    """n_initial completed trials that no generator proposed: the next ask is model-based."""
+    gen = get_generator(name, {**FAST[name], "n_initial": 4})
+    exp = build_experiment(SPEC, observed(4), generator="manual")
+    assert initial_design_arms(exp) == 4
+    [c] = gen.generate(exp, 1, seed=0).candidates
+    assert c.generator == name
+    fewer = build_experiment(SPEC, observed(3), generator="manual")
+    assert [c.generator for c in gen.generate(fewer, 2, seed=0).candidates] == ["sobol", name]
+
+
+@pytest.mark.parametrize("name", MODEL_BASED)
+def test_pending_arms_count_and_dead_or_unobserved_arms_do_not(name: str, build_experiment) -> None:
+    gen = get_generator(name, {**FAST[name], "n_initial": 4})
+    exp = build_experiment(SPEC, observed(2), generator="manual")
+    extra = points(8)[2:]
+    _add(exp, extra[0], TrialState.FAILED, "sobol")
+    _add(exp, extra[1], TrialState.ABANDONED, "sobol")
+    _add(exp, extra[2], TrialState.COMPLETED, "sobol")  # completed without data
+    assert initial_design_arms(exp) == 2
+    assert [c.generator for c in gen.generate(exp, 2, seed=0).candidates] == ["sobol"] * 2
+    # another ask's arms, still running or queued: a concurrent ask must not resample them
+    _add(exp, extra[3], TrialState.RUNNING, "sobol")
+    _add(exp, extra[4], TrialState.CANDIDATE, name)
+    assert initial_design_arms(exp) == 4
+    assert [c.generator for c in gen.generate(exp, 1, seed=0).candidates] == [name]
+
+
+@pytest.mark.parametrize("name", MODEL_BASED)
+def test_attached_trials_make_the_next_ask_model_based(name: str) -> None:
+    """The issue's probe, through the client: attach and complete ``n_initial`` trials of
+    your own (the default size, 2 d + 1 = 5 here), then ask."""
+    client = assay.Client()
+    exp = client.create_experiment(
+        **SPEC, generator=name, generator_settings=FAST[name], seed=1
+    )  # fmt: skip
+    for p in points(5):
+        t = client.attach_trial(exp.id, p)
+        client.tell(t.id, {"f": f(p)})
+    [t] = client.ask(exp.id)
+    assert t.generator == name
+    assert t.parameters not in points(5)
