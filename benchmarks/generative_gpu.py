@@ -14,10 +14,14 @@ Runs, in order, within ``--budget-seconds`` (default 450 s, under 8 minutes on o
 5. Voicebox — masked-span flow vs. an autoregressive baseline of the same size and the
    full-utterance-loss ablation on the espeak-ng corpus (``benchmarks/voicebox.py``): infill
    error, speaker similarity, latency/batch-time ratios at comparable error, peak memory and
-   GPU utilisation.
+   GPU utilisation;
+6. CM3Leon — retrieval-augmented pre-training vs. none at equal steps (held-out NLL), SFT,
+   text→image accuracy with plain / CFG / TopK contrastive decoding, Fréchet distance,
+   captioning; training tokens/s, samples/s, peak device memory and utilisation.
 
-Every training loop also stops at its share of the budget, and a section that would start past
-the budget is skipped (and reported as such). Needs only torch, numpy, scipy, scikit-learn and
+Every training loop (the classifier's, D-Flow's L-BFGS and GSBM's path fitting included) also
+stops at its share of the budget, and a section that would start past the budget is skipped
+(and reported as such). Needs only torch, numpy, scipy, scikit-learn and
 torchdiffeq besides the repository itself.
 
 Usage::
@@ -29,6 +33,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -57,6 +62,7 @@ _import_assay()
 import torch  # noqa: E402
 
 from assay.generative import adjoint_matching as am  # noqa: E402
+from assay.generative import cm3leon as cm  # noqa: E402
 from assay.generative import dflow as df  # noqa: E402
 from assay.generative import gsbm as gs  # noqa: E402
 from assay.generative.data import EightGaussians, load_digits_tensor  # noqa: E402
@@ -87,6 +93,8 @@ SIZES: dict[str, dict[str, Any]] = {
         "am_eval": 1000, "dflow_2d_n": 2048, "dflow_images": 256, "dflow_iters": 50,
         "dflow_steps": 10, "gsbm_pairs": 2048, "gsbm_epochs": 5, "gsbm_match_iters": 3000,
         "gsbm_csoc_iters": 500, "gsbm_batch": 1024, "gsbm_eval": 4000, "gsbm_sim_steps": 200,
+        "cm3_k": 2, "cm3_width": 128, "cm3_layers": 4, "cm3_heads": 4, "cm3_batch": 256,
+        "cm3_pretrain": 3000, "cm3_sft": 1500, "cm3_retriever": 500, "cm3_eval": 1000,
         "voicebox_size": "full",
     },
     "tiny": {
@@ -97,10 +105,12 @@ SIZES: dict[str, dict[str, Any]] = {
         "am_eval": 64, "dflow_2d_n": 32, "dflow_images": 4, "dflow_iters": 3,
         "dflow_steps": 3, "gsbm_pairs": 32, "gsbm_epochs": 1, "gsbm_match_iters": 20,
         "gsbm_csoc_iters": 5, "gsbm_batch": 64, "gsbm_eval": 128, "gsbm_sim_steps": 20,
+        "cm3_k": 1, "cm3_width": 16, "cm3_layers": 1, "cm3_heads": 2, "cm3_batch": 8,
+        "cm3_pretrain": 4, "cm3_sft": 3, "cm3_retriever": 5, "cm3_eval": 16,
         "voicebox_size": "tiny",
     },
 }  # fmt: skip
-SHARE = {"base": 0.20, "am": 0.26, "dflow": 0.08, "gsbm": 0.34, "voicebox": 0.12}
+SHARE = {"base": 0.18, "am": 0.22, "dflow": 0.08, "gsbm": 0.28, "voicebox": 0.12, "cm3leon": 0.12}
 
 
 def _sync(device: torch.device) -> None:
@@ -168,7 +178,8 @@ def section_base(b: Bench, S: dict[str, Any], g: torch.Generator) -> dict[str, A
                        lambda n: xd[torch.randint(0, len(xd), (n,), generator=g).to(dev)],
                        iterations=S["digits_iters"], batch_size=S["digits_batch"], lr=2e-3,
                        device=dev, generator=g, max_seconds=0.6 * share)  # fmt: skip
-    clf, acc = train_digits_classifier(iterations=S["clf_iters"], device=dev)
+    clf, acc = train_digits_classifier(iterations=S["clf_iters"], device=dev,
+                                       max_seconds=0.1 * share)  # fmt: skip
     clf = clf.to(dev)
     for p in clf.parameters():
         p.requires_grad_(False)
@@ -234,9 +245,12 @@ def section_am(b: Bench, S: dict[str, Any], m: dict[str, Any], g: torch.Generato
 
 def section_dflow(b: Bench, S: dict[str, Any], m: dict[str, Any], g: torch.Generator) -> None:
     dev = b.device
+    share = b.share("dflow")
+    # constraint2d runs two L-BFGS solves (D-Flow and the x1 baseline), each capped at 0.2
     res, dt = timed(dev, df.constraint2d, m["toy"], EightGaussians(), target=0.0,
                     n=S["dflow_2d_n"], reg_weight=1e-3, alpha=0.1, max_iter=S["dflow_iters"],
-                    lr=1.0, steps=S["dflow_steps"], device=dev, generator=g)  # fmt: skip
+                    lr=1.0, steps=S["dflow_steps"], device=dev, generator=g,
+                    max_seconds=0.2 * share)  # fmt: skip
     b.put(
         "dflow_2d",
         samples_per_s=S["dflow_2d_n"] / dt,
@@ -265,6 +279,7 @@ def section_dflow(b: Bench, S: dict[str, Any], m: dict[str, Any], g: torch.Gener
         fill=x_train.mean(0, keepdim=True),
         device=dev,
         generator=g,
+        max_seconds=0.5 * share,
     )
     b.put(
         "dflow_inpaint",
@@ -299,7 +314,8 @@ def section_gsbm(b: Bench, S: dict[str, Any], g: torch.Generator) -> None:
                             csoc_iterations=S["gsbm_csoc_iters"],
                             matching_iterations=S["gsbm_match_iters"],
                             batch_size=S["gsbm_batch"], sim_steps=S["gsbm_sim_steps"],
-                            device=dev, generator=g, max_seconds=0.2 * share)  # fmt: skip
+                            device=dev, generator=g, max_seconds=0.2 * share,
+                            csoc_max_seconds=0.05 * share)  # fmt: skip
             iters = sum(len(x) for x in res["match_losses"])
             ev, de = timed(dev, gs.evaluate, res, n=S["gsbm_eval"], sim_steps=S["gsbm_sim_steps"],
                            device=dev, generator=g)  # fmt: skip
@@ -331,6 +347,60 @@ def section_voicebox(b: Bench, S: dict[str, Any], seed: int) -> None:
              if "gpu_utilisation_pct" in flow else {}))  # fmt: skip
 
 
+def device_stats(dev: torch.device) -> dict[str, Any]:
+    """Peak allocated memory (GiB) since the last reset and, where NVML answers, the GPU's
+    current utilisation (%)."""
+    if dev.type != "cuda":
+        return {}
+    out: dict[str, Any] = {"peak_mem_gib": torch.cuda.max_memory_allocated(dev) / 2**30}
+    with contextlib.suppress(Exception):  # no NVML / pynvml: utilisation is not reported
+        out["gpu_util_pct"] = float(torch.cuda.utilization(dev))
+    return out
+
+
+def section_cm3leon(b: Bench, S: dict[str, Any], m: dict[str, Any], g: torch.Generator) -> None:
+    """Retrieval-augmented pre-training vs. none at equal steps, SFT, decoding comparison."""
+    dev = b.device
+    share = b.share("cm3leon")
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    corpus = cm.load_corpus(32, seed=0)
+    k = S["cm3_k"]
+    retrieval = cm.build_retrieval(corpus, cm.train_retriever(corpus, steps=S["cm3_retriever"]), k)
+    size = {"width": S["cm3_width"], "layers": S["cm3_layers"], "heads": S["cm3_heads"]}
+    row: dict[str, Any] = {}
+    steps = S["cm3_pretrain"]
+    models = {}
+    for kk in (k, 0):  # the no-retrieval model gets the steps the retrieval model managed
+        torch.manual_seed(0)
+        model = cm.new_model(32, kk, **size)
+        s = cm.TrainSettings(k=kk, steps=steps, batch_size=S["cm3_batch"], lr=1e-3,
+                             max_seconds=0.3 * share)  # fmt: skip
+        losses, dt = timed(dev, cm.pretrain, model, corpus, retrieval if kk else None, s,
+                           device=dev, generator=g)  # fmt: skip
+        steps = len(losses)
+        tokens = len(losses) * S["cm3_batch"] * (kk * cm.DOC_LEN + cm.MAIN_LEN)
+        row[f"pretrain_k{kk}_tokens_per_s"] = tokens / dt
+        row[f"pretrain_k{kk}_steps"] = len(losses)
+        row[f"heldout_nll_k{kk}"] = cm.heldout_nll(
+            model, corpus, retrieval["test"] if kk else None, kk, device=dev
+        )
+        models[kk] = model
+    model = models[k]
+    s = cm.TrainSettings(k=k, steps=S["cm3_sft"], batch_size=S["cm3_batch"], lr=1e-3,
+                         retrieval_dropout=0.3, max_seconds=0.2 * share)  # fmt: skip
+    sft, dt = timed(dev, cm.finetune, model, corpus, retrieval, s, device=dev, generator=g)
+    row["sft_steps"] = len(sft)
+    row["sft_steps_per_s"] = len(sft) / dt
+    decodings = {"plain": cm.Decoding("plain"), "cfg": cm.Decoding("cfg", cfg_weight=3.0),
+                 "contrastive": cm.Decoding("contrastive", alpha=0.1)}  # fmt: skip
+    ev = cm.evaluate(model, corpus, retrieval, k, m["clf"], decodings, samples=S["cm3_eval"],
+                     device=dev, generator=g)  # fmt: skip
+    row.update(ev)
+    row.update(device_stats(dev))
+    b.put("cm3leon", **row)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -358,6 +428,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         section_gsbm(b, S, g)
     if b.can_start("voicebox"):
         section_voicebox(b, S, args.seed)
+    if b.can_start("cm3leon"):
+        section_cm3leon(b, S, models, g)
     b.results["total_seconds"] = {"value": b.elapsed}
     print(f"total {b.elapsed:.1f}s", flush=True)
     if args.json:

@@ -14,7 +14,10 @@ Algorithms (one module per method, each citing its paper):
   (Sablayrolles et al. 2023), with :mod:`assay.generative.privacy` accounting;
 * :mod:`assay.generative.voicebox` — Voicebox-style speech infilling: masked-span flow
   matching over log-mel frames of espeak-ng speech, conditioned on aligned phonemes and the
-  audio context, with classifier-free guidance (Le et al., 2023).
+  audio context, with classifier-free guidance (Le et al., 2023);
+* :mod:`assay.generative.cm3leon` — a retrieval-augmented decoder-only model over caption and
+  image tokens of the digits: dense retrieval with MMR, CM3 pre-training, multi-task SFT,
+  classifier-free guidance and TopK contrastive decoding (CM3Leon, Yu et al., 2023).
 
 Job workloads (:mod:`assay.generative.workloads`, one module per workload): each exposes the
 job entry point ``run(params: dict) -> dict`` (documented parameters with defaults, validated

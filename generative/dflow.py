@@ -91,14 +91,19 @@ def _lbfgs(
     lr: float,
     history: int,
     report_every: int = 0,
+    max_seconds: float = 0.0,
 ) -> tuple[Tensor, int]:
     """L-BFGS on ``var``; with ``report_every > 0`` every that-many objective evaluations (and
     the last) go to ``assay.report(step=evaluations, dflow_objective=..., lbfgs_iteration=...)``
     — one ``opt.step`` runs all ``max_iter`` iterations, so progress is reported from the
-    closure."""
+    closure. With ``max_seconds > 0`` the iterations run in chunks of about a tenth (the
+    curvature history carries over) and stop after the first chunk that ends past the limit."""
+    import time
+
     var = var.detach().clone().requires_grad_(True)
+    chunk = max(1, math.ceil(max_iter / 10)) if max_seconds > 0 else max_iter
     opt = torch.optim.LBFGS(
-        [var], lr=lr, max_iter=max_iter, history_size=history, line_search_fn="strong_wolfe",
+        [var], lr=lr, max_iter=chunk, history_size=history, line_search_fn="strong_wolfe",
         tolerance_grad=1e-9, tolerance_change=1e-12,
     )  # fmt: skip
     evals = 0
@@ -120,8 +125,18 @@ def _lbfgs(
                 progress()
         return val
 
+    t_end = time.perf_counter() + max_seconds
+    done = 0
     with torch.enable_grad():
-        opt.step(closure)
+        while done < max_iter:
+            opt.param_groups[0]["max_iter"] = min(chunk, max_iter - done)
+            before = int(opt.state[var].get("n_iter", 0)) if var in opt.state else 0
+            opt.step(closure)
+            ran = int(opt.state[var].get("n_iter", 0)) - before
+            done += ran
+            converged = ran < opt.param_groups[0]["max_iter"]
+            if converged or ran == 0 or (max_seconds > 0 and time.perf_counter() > t_end):
+                break
     if report_every and evals % report_every and last and math.isfinite(last[0]):
         progress()
     return var.detach(), evals
@@ -139,6 +154,7 @@ def dflow(
     lr: float = 1.0,
     history: int = 20,
     report_every: int = 0,
+    max_seconds: float = 0.0,
 ) -> tuple[Tensor, Tensor, dict[str, float]]:
     """Optimise source points so the flow's outputs minimise ``cost`` (D-Flow).
 
@@ -156,6 +172,7 @@ def dflow(
         history: L-BFGS history size.
         report_every: ``assay.report`` the objective every this many L-BFGS function
             evaluations, with ``step`` = evaluations so far (0: never).
+        max_seconds: Stop the L-BFGS iterations after about this much wall time (0: none).
 
     Returns:
         ``(x0*, x1* = Φ_1(x0*), info)`` with ``info`` holding the function-evaluation count.
@@ -168,17 +185,24 @@ def dflow(
             total = total + reg_weight * chi_nll(x0).sum()
         return total
 
-    x0, evals = _lbfgs(x0_init, objective, max_iter, lr, history, report_every)
+    x0, evals = _lbfgs(x0_init, objective, max_iter, lr, history, report_every, max_seconds)
     with torch.no_grad():
         x1 = ode_sample(velocity, x0, steps=steps, method=method)
     return x0, x1, {"function_evals": float(evals)}
 
 
 def optimize_x1_directly(
-    cost: Cost, x1_init: Tensor, *, max_iter: int = 30, lr: float = 1.0, history: int = 20
+    cost: Cost,
+    x1_init: Tensor,
+    *,
+    max_iter: int = 30,
+    lr: float = 1.0,
+    history: int = 20,
+    max_seconds: float = 0.0,
 ) -> Tensor:
     """The baseline D-Flow is compared with: minimise ``cost`` over the sample itself."""
-    x1, _ = _lbfgs(x1_init, lambda x: cost(x).sum(), max_iter, lr, history)
+    x1, _ = _lbfgs(x1_init, lambda x: cost(x).sum(), max_iter, lr, history,
+                   max_seconds=max_seconds)  # fmt: skip
     return x1
 
 
@@ -208,6 +232,7 @@ def constraint2d(
     device: torch.device | str = "cpu",
     generator: torch.Generator | None = None,
     report_every: int = 0,
+    max_seconds: float = 0.0,
 ) -> dict[str, float]:
     """2-D constraint ``x[0] = target`` with D-Flow and with direct ``x1`` optimisation.
 
@@ -227,8 +252,9 @@ def constraint2d(
         back = ode_sample(velocity, guess, steps=steps, t0=1.0, t1=0.0)
     x0_init = math.sqrt(alpha) * back + math.sqrt(1 - alpha) * z if alpha > 0 else z
     x0, x1, info = dflow(velocity, cost, x0_init, steps=steps, reg_weight=reg_weight,
-                         max_iter=max_iter, lr=lr, report_every=report_every)  # fmt: skip
-    direct = optimize_x1_directly(cost, start, max_iter=max_iter, lr=lr)
+                         max_iter=max_iter, lr=lr, report_every=report_every,
+                         max_seconds=max_seconds)  # fmt: skip
+    direct = optimize_x1_directly(cost, start, max_iter=max_iter, lr=lr, max_seconds=max_seconds)
     lp = toy.log_prob(x1.cpu()).clamp_min(-50)
     lp_direct = toy.log_prob(direct.cpu()).clamp_min(-50)
     return {
@@ -255,6 +281,7 @@ def inpainting(
     device: torch.device | str = "cpu",
     generator: torch.Generator | None = None,
     report_every: int = 0,
+    max_seconds: float = 0.0,
 ) -> tuple[Tensor, dict[str, float]]:
     """Inpaint the bottom half of ``images`` (``n x 1 x 8 x 8`` in ``[-1, 1]``) with D-Flow.
 
@@ -281,7 +308,8 @@ def inpainting(
     guess = observed + (1 - mask) * fill
     x0_init = blended_init(velocity, guess, alpha, steps=steps, generator=generator)
     x0, x1, info = dflow(velocity, cost, x0_init, steps=steps, reg_weight=reg_weight,
-                         max_iter=max_iter, lr=lr, report_every=report_every)  # fmt: skip
+                         max_iter=max_iter, lr=lr, report_every=report_every,
+                         max_seconds=max_seconds)  # fmt: skip
     out = x1.clamp(-1, 1)
     noise = torch.rand(images.shape, generator=generator).to(device) * 2 - 1
     noise_fill = observed + (1 - mask) * noise

@@ -242,13 +242,15 @@ def fit_gaussian_paths(
     congestion_weight: float = 0.0,
     eps: float = 1e-3,
     generator: torch.Generator | None = None,
+    max_seconds: float = 0.0,
 ) -> list[float]:
     """Conditional SOC: fit the paths (in place) to minimise control + state cost.
 
     Per pair, ``J = mean_t [ ‖ṁ‖²/(2σ²) + d (γ̇ − σ²/(2γ))²/(2σ²) + E_ε V(m + γε) ]`` on
     ``time_points`` times in ``[eps, 1 − eps]``; ``V = w_obs · obstacle (+ w_cgst ·
     congestion)``. Adam on the knots (objectives summed over pairs, so pairs do not interact
-    except through the congestion cost).
+    except through the congestion cost). Stops early after ``max_seconds`` of wall time when
+    that is positive.
 
     Returns:
         The loss curve (mean per pair).
@@ -261,7 +263,10 @@ def fit_gaussian_paths(
     t = torch.linspace(eps, 1 - eps, time_points, device=paths.x0.device, dtype=paths.x0.dtype)
     s2, d = task.sigma**2, paths.x0.shape[-1]
     losses = []
+    t_end = time.perf_counter() + max_seconds
     for _ in range(iterations):
+        if max_seconds > 0 and time.perf_counter() > t_end:
+            break
         m, dm = paths.mean(t)
         g, dg = paths.gamma(t)
         control = (dm**2).sum(-1) / (2 * s2) + d * (dg - s2 / (2 * g)).squeeze(-1) ** 2 / (2 * s2)
@@ -398,13 +403,15 @@ def gsbm(
     generator: torch.Generator | None = None,
     report_every: int = 0,
     max_seconds: float = 0.0,
+    csoc_max_seconds: float = 0.0,
 ) -> dict[str, Any]:
     """Run GSBM (``state_cost=True``) or plain bridge matching (``False``: Brownian bridges,
     no path optimisation) for ``epochs`` alternating forward/backward stages.
 
-    ``max_seconds`` (0: none) splits a wall-time budget evenly over the epochs' matching;
-    ``report_every`` (0: never) sends ``assay.report(step=epoch, match_loss=..., csoc_loss=...)``
-    every that many epochs.
+    ``max_seconds`` (0: none) splits a wall-time budget evenly over the epochs' matching, and
+    ``csoc_max_seconds`` (0: none) one over the epochs' path fitting; ``report_every`` (0:
+    never) sends ``assay.report(step=epoch, match_loss=..., csoc_loss=...)`` every that many
+    epochs.
 
     Returns:
         ``{"fwd": net, "bwd": net or None, "csoc_losses": [...], "match_losses": [...]}``.
@@ -428,6 +435,7 @@ def gsbm(
                 time_points=csoc_time_points, samples=csoc_samples,
                 obstacle_weight=obstacle_weight, congestion_weight=congestion_weight,
                 generator=generator,
+                max_seconds=csoc_max_seconds / epochs if csoc_max_seconds > 0 else 0.0,
             ))  # fmt: skip
         direction = "fwd" if epoch % 2 == 0 else "bwd"
         net = MLPVelocity(2, hidden=hidden, layers=3, input_scale=10.0, output_scale=10.0)

@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import torch
@@ -94,11 +95,13 @@ def train_digits_classifier(
     noise: float = 0.15,
     seed: int = 0,
     device: torch.device | str = "cpu",
+    max_seconds: float = 0.0,
 ) -> tuple[DigitsClassifier, float]:
     """Train :class:`DigitsClassifier` on the digits train split.
 
     Inputs get Gaussian noise of std ``noise`` during training so the classifier's gradients
     are informative slightly off the data manifold (where fine-tuning trajectories end).
+    Training stops early after ``max_seconds`` of wall time when that is positive.
 
     Returns:
         The classifier (eval mode, on CPU) and its test-split accuracy.
@@ -111,7 +114,10 @@ def train_digits_classifier(
     xt, yt = load_digits_tensor("test")
     model = DigitsClassifier().to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
+    t_end = time.perf_counter() + max_seconds if max_seconds > 0 else None
     for _ in range(iterations):
+        if t_end is not None and time.perf_counter() > t_end:
+            break
         idx = torch.randint(0, len(x), (batch_size,), generator=g)
         xb = x[idx] + noise * torch.randn(batch_size, 1, 8, 8, generator=g)
         loss = nn.functional.cross_entropy(model(xb.to(device)), y[idx].to(device))

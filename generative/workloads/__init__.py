@@ -17,7 +17,9 @@ one: its parameters, its task set-up and its metrics.
 * :mod:`.dp_tabular` — the DP-SGD tabular LM at a fixed ε
   (``assay.generative.workloads.dp_tabular:run``);
 * :mod:`.voicebox` — Voicebox-style speech infilling
-  (``assay.generative.workloads.voicebox:run``; no old alias, it is new).
+  (``assay.generative.workloads.voicebox:run``; no old alias, it is new);
+* :mod:`.cm3leon` — a retrieval-augmented decoder-only model over caption and image tokens of
+  the digits (``assay.generative.workloads.cm3leon:run``; new, no old alias).
 
 The old entry points (``assay.generative.<algorithm>:run``,
 ``assay.generative.tabular.job:run``) stay valid aliases (:mod:`assay.generative.legacy`).
@@ -33,5 +35,13 @@ no algorithm module imports a workload. Importing this package imports no worklo
 #: Every workload's canonical job entry point, by workload name.
 ENTRYPOINTS: dict[str, str] = {
     name: f"assay.generative.workloads.{name}:run"
-    for name in ("flow_matching", "adjoint_matching", "dflow", "gsbm", "dp_tabular", "voicebox")
+    for name in (
+        "flow_matching",
+        "adjoint_matching",
+        "dflow",
+        "gsbm",
+        "dp_tabular",
+        "voicebox",
+        "cm3leon",
+    )
 }

@@ -9,7 +9,9 @@
 * :mod:`~assay.platform.generators.noisy_ei` — ``"noisy_ei"``, noisy-constrained EI
   (Letham et al. 2019);
 * :mod:`~assay.platform.generators.multi_step` — ``"multi_step"``, multi-step lookahead EI
-  (Jiang et al. 2020), a package.
+  (Jiang et al. 2020), a package;
+* :mod:`~assay.platform.generators.knowledge_gradient` — ``"knowledge_gradient"``, one-shot
+  knowledge gradient valuing the model's recommendation (Balandat et al. 2020).
 
 May import: what its modules may: torch, gpytorch, botorch, pydantic and :mod:`assay.platform`;
 nothing of ``assay`` above :mod:`assay.platform`.
@@ -22,6 +24,7 @@ from typing import Any
 
 from assay.platform.errors import ValidationError
 from assay.platform.generators.base import Candidate, GenerationResult, Generator
+from assay.platform.generators.knowledge_gradient import KnowledgeGradientGenerator
 from assay.platform.generators.multi_step import MultiStepGenerator
 from assay.platform.generators.noisy_ei import NoisyEIGenerator
 from assay.platform.generators.sobol import SobolGenerator
@@ -48,12 +51,14 @@ def get_generator(name: str, settings: Mapping[str, Any] | None = None) -> Gener
 register_generator(SobolGenerator)
 register_generator(NoisyEIGenerator)
 register_generator(MultiStepGenerator)
+register_generator(KnowledgeGradientGenerator)
 
 __all__ = [
     "GENERATORS",
     "Candidate",
     "GenerationResult",
     "Generator",
+    "KnowledgeGradientGenerator",
     "MultiStepGenerator",
     "NoisyEIGenerator",
     "SobolGenerator",

@@ -23,8 +23,11 @@ def test_benchmark_tiny_on_cpu(repo_root: Path, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     res = json.loads(out.read_text())
     for section in ("fm_toy", "fm_digits", "am_toy", "am_digits", "dflow_2d", "dflow_inpaint",
-                    "gsbm_stunnel", "bm_stunnel", "gsbm_vneck", "bm_vneck", "voicebox"):  # fmt: skip
+                    "gsbm_stunnel", "bm_stunnel", "gsbm_vneck", "bm_vneck", "voicebox",
+                    "cm3leon"):  # fmt: skip
         assert section in res and "skipped" not in res[section], section
     assert res["fm_toy"]["train_iters_per_s"] > 0
     assert res["voicebox"]["latency_ratio_ar_over_flow"] > 0
+    assert res["cm3leon"]["pretrain_k1_steps"] == res["cm3leon"]["pretrain_k0_steps"] > 0
+    assert 0 <= res["cm3leon"]["accuracy_contrastive"] <= 1
     assert "total" in r.stdout

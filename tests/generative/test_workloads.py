@@ -30,7 +30,7 @@ ALIASES = [
     ("assay.generative.tabular.job:run", "dp_tabular", None),
 ]
 #: Workloads born in ``workloads`` (no old entry point): (name, the workload's config class).
-NEW = [("voicebox", "VoiceboxConfig")]
+NEW = [("voicebox", "VoiceboxConfig"), ("cm3leon", "CM3LeonConfig")]
 SHARED = {"seed", "device", "cache_dir", "report_every"}
 
 
@@ -89,6 +89,7 @@ def test_algorithms_do_not_load_their_workloads() -> None:
         "import assay.generative.flow_matching, assay.generative.adjoint_matching\n"
         "import assay.generative.dflow, assay.generative.gsbm, assay.generative.rewards\n"
         "import assay.generative.tabular.job, assay.generative.voicebox.infill\n"
+        "import assay.generative.cm3leon\n"
         "print(sorted(m for m in sys.modules if m.startswith('assay.generative.workloads')))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
