@@ -31,7 +31,6 @@ Run (CPU, a few minutes per trial; CUDA is used when available)::
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -129,32 +128,20 @@ def experiment_config(
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Measure the untuned model, run the tuning jobs with the orchestrator, return a summary."""
-    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--budget", type=int, default=10, help="number of trials (jobs)")
-    ap.add_argument("--parallelism", type=int, default=1, help="jobs at once")
-    ap.add_argument("--tiny", action="store_true", help="tiny models and settings (smoke test)")
+    from assay.service.jobs.local_run import parse_tuning_arguments, run_locally, tuning_arguments
+
+    ap = tuning_arguments(__doc__, budget=10)
     ap.add_argument(
         "--fd-factor",
         type=float,
         default=1.5,
         help="constraint: frechet_distance <= factor × the untuned model's plain-sampling FD",
     )
-    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
     ap.add_argument(
         "--cache-dir", default="", help="disk cache for the retriever/classifier (default: temp)"
     )
-    ap.add_argument(
-        "--database-url", help="keep the experiment here (default: a temporary SQLite file)"
-    )
-    ap.add_argument("--log-dir", help="job logs (default: a temporary directory)")
-    ap.add_argument("--timeout", type=float, default=3600.0, help="per-job limit, seconds")
-    ap.add_argument("--json", action="store_true", help="print the summary as JSON")
-    args = ap.parse_args(argv)
-    if args.budget < 1:
-        ap.error("--budget must be >= 1")
-    if args.parallelism < 1:
-        ap.error("--parallelism must be >= 1")
+    args = parse_tuning_arguments(ap, argv)
     if args.fd_factor <= 0:
         ap.error("--fd-factor must be > 0")
 
@@ -171,9 +158,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"-> constraint frechet_distance <= {bound:.1f}",
         flush=True,
     )
-
-    from assay.service.jobs.local_run import run_locally
-
     config = experiment_config(
         args.budget, bound, tiny=args.tiny, seed=args.seed, device=args.device,
         parallelism=args.parallelism, timeout_s=args.timeout, cache_dir=cache_dir,
@@ -181,33 +165,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = run_locally(
         config, database_url=args.database_url, log_dir=args.log_dir, actor="tune-cm3leon"
     )
-    tuned = {p["name"] for p in config["parameters"] if p["type"] != "fixed"}
-    trials = []
-    for t in result.trials:
-        row = {**t, "parameters": {k: v for k, v in t["parameters"].items() if k in tuned}}
-        trials.append(row)
-        m = t.get("metrics")
-        if m is None:
-            print(f"trial {t['trial']:2d} {t['state']}: {t.get('error', '')}")
-            continue
+
+    def line(m: dict[str, Any]) -> str:
         ok = "ok " if m["frechet_distance"] <= bound else "fd "
-        print(
-            f"trial {t['trial']:2d} {ok} accuracy {m['classifier_accuracy']:.3f}  "
-            f"FD {m['frechet_distance']:7.1f}  caption {m['caption_accuracy']:.3f}  "
-            f"reports {result.reports.get(t['trial'], 0)}  "
-            f"{json.dumps(row['parameters'], default=float)}"
-        )
-    summary: dict[str, Any] = {
-        "baseline": base, "bound": bound, "experiment_id": result.experiment_id,
-        "run_state": result.run_state, "database_url": result.database_url,
-        "trials": trials, "reports": result.reports,
-    }  # fmt: skip
-    if result.best is not None:
-        best = result.best
-        params = {k: v for k, v in best.parameters.items() if k in tuned}
-        summary["best"] = {"arm": best.arm_name, "parameters": params,
-                           "probability_feasible": best.probability_feasible}  # fmt: skip
-        print(f"recommended: {params} (P(feasible) {best.probability_feasible:.2f})")
+        return (f"{ok} accuracy {m['classifier_accuracy']:.3f}  FD {m['frechet_distance']:7.1f}"
+                f"  caption {m['caption_accuracy']:.3f}")  # fmt: skip
+
+    tuned = {p["name"] for p in config["parameters"] if p["type"] != "fixed"}
+    summary = result.summary(tuned, line=line, baseline=base, bound=bound)
     if args.json:
         print(json.dumps(summary, default=float))
     return summary

@@ -5,23 +5,9 @@ Fréchet-distance outcome constraint declared, accuracy/FD stored, and a recomme
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-import torch
 
 from assay.storage.factory import open_store
-
-
-@pytest.fixture(scope="module")
-def example(repo_root: Path):
-    path = repo_root / "examples" / "tune_cm3leon.py"
-    spec = importlib.util.spec_from_file_location("tune_cm3leon_example", path)
-    mod = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_config_dispatches_the_job_with_a_realism_constraint(example) -> None:
@@ -35,16 +21,12 @@ def test_config_dispatches_the_job_with_a_realism_constraint(example) -> None:
     assert fixed["pretrain_steps"] == 6 and fixed["report_every"] > 0
 
 
-def test_example_runs_jobs_with_tiny_budget(example, tmp_path, capsys) -> None:
+@pytest.mark.slow
+def test_example_runs_jobs_with_tiny_budget(example, tmp_path, capsys, one_torch_thread) -> None:
     url = f"sqlite:///{tmp_path / 't.db'}"
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        summary = example.main(["--budget", "2", "--tiny", "--device", "cpu",
-                                "--database-url", url, "--log-dir", str(tmp_path / "logs"),
-                                "--cache-dir", str(tmp_path / "cache")])  # fmt: skip
-    finally:
-        torch.set_num_threads(before)
+    summary = example.main(["--budget", "2", "--tiny", "--device", "cpu",
+                            "--database-url", url, "--log-dir", str(tmp_path / "logs"),
+                            "--cache-dir", str(tmp_path / "cache")])  # fmt: skip
     assert summary["run_state"] == "done"
     trials = summary["trials"]
     assert [t["state"] for t in trials] == ["completed", "completed"], trials

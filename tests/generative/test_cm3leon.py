@@ -73,6 +73,7 @@ def trained(corpus):
 # -- tokens, captions, documents -------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_image_tokens_keep_the_digits_recognisable(corpus, trained) -> None:
     te = corpus.test
     assert corpus.train.tokens.shape == (len(corpus.train), 16)
@@ -131,6 +132,7 @@ def test_mmr_trades_relevance_for_diversity() -> None:
     assert 1 not in got.tolist()[0]
 
 
+@pytest.mark.slow
 def test_dense_retriever_finds_documents_of_the_same_digit(corpus, trained) -> None:
     ret, tr = trained["retrieval"]["test"], corpus.train
     same = lambda nb: float((tr.labels[nb] == corpus.test.labels[:, None]).float().mean())  # noqa: E731
@@ -158,6 +160,7 @@ def test_contrastive_topk_candidates_and_scores() -> None:
 # -- the paper's claims ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_retrieval_lowers_heldout_nll_at_equal_training_steps(trained) -> None:
     """Same architecture, steps, batch size and seed; only the prepended documents differ.
     Measured (this scale, seeds 0/1/2 of corpus, retriever and model): 1.21/1.23/1.23
@@ -166,6 +169,7 @@ def test_retrieval_lowers_heldout_nll_at_equal_training_steps(trained) -> None:
     assert trained["nll_dropped"] > trained["nll_1"] + 0.1  # the model relies on its documents
 
 
+@pytest.mark.slow
 def test_guidance_and_contrastive_decoding_raise_classifier_accuracy(trained) -> None:
     """200 text→image samples per method, prompts = held-out captions (retrieval by caption).
     Measured at seeds 0/1/2: plain 0.61/0.65/0.68, CFG (w = 3) 0.80/0.81/0.83, CD-K (α = 0.1)
@@ -177,6 +181,7 @@ def test_guidance_and_contrastive_decoding_raise_classifier_accuracy(trained) ->
     assert m["frechet_plain"] > m["frechet_reconstruction"]
 
 
+@pytest.mark.slow
 def test_the_model_captions_images(trained) -> None:
     """Greedy image→text on the 360 held-out digits; chance is 0.1 for the digit's name.
     Measured at seeds 0/1/2: 0.97/0.97/0.96 with retrieval (by the image), 0.48/0.42/0.27
@@ -191,6 +196,7 @@ def test_the_model_captions_images(trained) -> None:
 # -- the job ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_run_job_reports_and_returns_metrics(trained) -> None:
     rep = CollectingReporter()
     with use_reporter(rep):

@@ -82,6 +82,7 @@ def test_pretrained_models_answer_from_their_old_modules() -> None:
     assert rewards.digits_classifier is pretrained.digits_classifier
 
 
+@pytest.mark.slow
 def test_algorithms_do_not_load_their_workloads() -> None:
     """Importing every algorithm (with its ``run`` alias) imports no workload module."""
     code = (

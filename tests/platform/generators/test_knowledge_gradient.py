@@ -78,6 +78,7 @@ def _kg(experiment, settings: KnowledgeGradientSettings, X_pending=None, current
     return kg, x_star
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("constrained", [False, True], ids=["posterior-mean", "constrained"])
 def test_one_shot_value_dominates_every_fixed_inner_solution(build_experiment, constrained):
     """At the returned candidate x, the optimized fantasy solutions give a one-shot value at
@@ -113,6 +114,7 @@ def test_one_shot_value_dominates_every_fixed_inner_solution(build_experiment, c
     assert 0.4 * nested <= v_opt <= nested + 1e-3
 
 
+@pytest.mark.slow
 def test_pending_points_are_fantasized_jointly(build_experiment) -> None:
     """With ``X_pending = P``, KG values observing ``X`` *and* ``P``: ``KG(X ∪ P)``, whose
     ``X``-dependent part is the marginal value ``KG(X ∪ P) − KG(P)``. A pending observation at
@@ -136,6 +138,7 @@ def test_pending_points_are_fantasized_jointly(build_experiment) -> None:
     assert value(kg_pending, x1) > alone  # the joint value includes the pending point's
 
 
+@pytest.mark.slow
 def test_generator_asks_and_tells_through_the_client_with_a_constraint() -> None:
     client = assay.Client()
     exp = client.create_experiment(
