@@ -135,8 +135,11 @@ class Dashboard:
         ctx.setdefault("auth_required", auth.auth_required(request))
         ctx.setdefault("who", who)
         ctx.setdefault("nav", "")
+        ctx.setdefault("csrf", auth.csrf_token(request))
         html = self.env.get_template(name).render(request=request, **ctx)
-        return HTMLResponse(html, status_code=status)
+        response = HTMLResponse(html, status_code=status)
+        auth.attach_csrf_cookie(request, response)
+        return response
 
 
 def _dash(request: Request) -> Dashboard:
@@ -507,22 +510,29 @@ async def login_submit(request: Request) -> Response:
     form = parse_qs((await request.body()).decode("utf-8", "replace"))
     key = (form.get("key") or [""])[0]
     nxt = _safe_next((form.get("next") or ["/"])[0])
+    auth.check_csrf(request, (form.get("csrf") or [""])[0])
     if not auth.auth_required(request):
         return RedirectResponse(nxt, status_code=303)
     try:
-        _, cookie = auth.check_key(request, key)
+        _, session_id = auth.login(request, key)
+    except auth.TooManyAttempts as e:
+        response = d.render(
+            request, "login.html", status=429, next=nxt, error=e.message, nav="login"
+        )
+        response.headers["Retry-After"] = str(e.details.get("retry_after_s", 60))
+        return response
     except AuthenticationError as e:
         return d.render(request, "login.html", status=401, next=nxt, error=e.message, nav="login")
     response = RedirectResponse(nxt, status_code=303)
-    response.set_cookie(
-        auth.COOKIE, cookie, max_age=auth.COOKIE_MAX_AGE_S, httponly=True, samesite="lax",
-        secure=request.url.scheme == "https", path="/",
-    )  # fmt: skip
+    auth.set_session_cookie(request, response, session_id)
     return response
 
 
 @router.post("/logout")
-def logout(request: Request) -> Response:
+async def logout(request: Request) -> Response:
+    form = parse_qs((await request.body()).decode("utf-8", "replace"))
+    auth.check_csrf(request, (form.get("csrf") or [""])[0])
+    auth.logout(request)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(auth.COOKIE, path="/")
     return response

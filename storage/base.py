@@ -125,6 +125,19 @@ class ProjectSummary:
 
 
 @dataclass(frozen=True)
+class ApiKeyInfo:
+    """A stored API key (never its token): ``role`` is ``viewer``/``member``/``admin``."""
+
+    id: int
+    project: str
+    name: str
+    prefix: str
+    role: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class ObservationRecord:
     """One stored observation of a completed trial, flat (for cheap summaries)."""
 
@@ -346,12 +359,42 @@ class Store(ABC):
         return found[0]
 
     @abstractmethod
-    def add_api_key(self, project: str, key_hash: str, *, name: str, prefix: str) -> None:
+    def add_api_key(
+        self, project: str, key_hash: str, *, name: str, prefix: str, role: str = "member"
+    ) -> ApiKeyInfo:
         """Store a hashed API key for ``project`` (creating the project if needed)."""
 
-    @abstractmethod
     def project_for_key(self, key_hash: str) -> str | None:
         """The project of a non-revoked key, or ``None``."""
+        key = self.key_for_hash(key_hash)
+        return None if key is None else key.project
+
+    @abstractmethod
+    def key_for_hash(self, key_hash: str) -> ApiKeyInfo | None:
+        """The non-revoked key with this hash, or ``None`` (one indexed read, never cached
+        here: a revocation is visible to the next call on every replica)."""
+
+    @abstractmethod
+    def list_api_keys(self, *, project: str | None = None) -> list[ApiKeyInfo]:
+        """Keys (revoked ones included), oldest first; only ``project``'s if given."""
+
+    @abstractmethod
+    def revoke_api_key(self, key_id: int, *, project: str | None = None) -> ApiKeyInfo:
+        """Revoke a key (idempotent) and thereby every dashboard session opened with it.
+        ``NotFoundError`` if absent or in another project than ``project``."""
+
+    # -- dashboard sessions ------------------------------------------------------------------
+    @abstractmethod
+    def create_session(self, session_hash: str, key_id: int, *, expires_at: datetime) -> None:
+        """Store a dashboard session (only the hash of its random id)."""
+
+    @abstractmethod
+    def session_key(self, session_hash: str, *, now: datetime) -> ApiKeyInfo | None:
+        """The key of a live session: not ended, not expired at ``now``, key not revoked."""
+
+    @abstractmethod
+    def end_session(self, session_hash: str, *, now: datetime) -> None:
+        """Sign a session out (idempotent; unknown hashes are ignored)."""
 
     # -- jobs (trial orchestration) ----------------------------------------------------------
     @abstractmethod
