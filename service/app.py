@@ -146,6 +146,7 @@ def create_app(
     app.state.settings = settings
     app.state.store = store
     app.state.engine = Engine(store)
+    app.state.engine.log_dir = settings.log_dir  # log readers stay below it (no links)
     app.state.keys = KeyResolver(store, settings.key_cache_s)
     _install_error_handlers(app)
 

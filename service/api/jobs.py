@@ -19,7 +19,6 @@ from assay.service.deps import (
     PrincipalDep,
     TrialId,
 )
-from assay.service.jobs.base import tail
 from assay.service.schemas import (
     JobList,
     JobPublic,
@@ -85,16 +84,28 @@ LogTailBytes = Annotated[
 ]
 
 
+def _safe_tail(log_dir: str, log_path: str | None, nbytes: int) -> str:
+    """The log's last bytes, never through a link a job planted ('' when unavailable)."""
+    if not log_path:
+        return ""
+    try:
+        with open_log(log_dir, log_path) as f:
+            return read_tail(f, nbytes)
+    except LogUnavailableError:
+        return ""
+
+
 def _job_list(engine, jobs: list, log_tail_bytes: int) -> JobList:  # type: ignore[no-untyped-def]
     """Jobs with their progress (one batched read of the last steps) and optional log tails
     (read from the log files this server can see; '' when the log is elsewhere)."""
     steps = engine.store.last_steps([j.trial_id for j in jobs])
+    log_dir = getattr(engine, "log_dir", ".assay/logs")  # set by create_app
     return JobList(
         jobs=[
             JobPublic.from_domain(
                 j,
                 steps.get(j.trial_id),
-                tail(j.log_path, log_tail_bytes) if log_tail_bytes else None,
+                _safe_tail(log_dir, j.log_path, log_tail_bytes) if log_tail_bytes else None,
             )
             for j in jobs
         ]

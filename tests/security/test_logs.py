@@ -38,7 +38,8 @@ def _reads(c, trial_id: int) -> list[str]:
     tail = c.get(f"/api/v1/trials/{trial_id}/log").text
     full = c.get(f"/api/v1/trials/{trial_id}/log:download")
     page = c.get(f"/trials/{trial_id}", headers={"accept": "text/html"}).text
-    return [tail, full.text if full.status_code == 200 else "", page]
+    listed = c.get("/api/v1/jobs", params={"log_tail_bytes": 4096}).json()["jobs"]
+    return [tail, full.text if full.status_code == 200 else "", page, listed[0]["log_tail"]]
 
 
 def test_a_real_log_is_served(planted) -> None:
