@@ -162,7 +162,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     mode = (
         "API keys required"
         if settings.auth_required
-        else (f"NO AUTHENTICATION (local mode: bound to {settings.host} only)")
+        else (
+            f"no key for local requests only (bound to {settings.host}; peer, Host and no "
+            "proxy headers checked per request); set ASSAY_AUTH=keys behind a proxy or tunnel"
+            if settings.auth == "auto"
+            else "NO AUTHENTICATION (--auth none: every request is trusted; loopback only)"
+        )
     )
     url = f"http://{settings.host}:{settings.port}"
     run_jobs = settings.orchestrator and not args.no_orchestrator and args.workers == 1
