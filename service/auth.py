@@ -11,6 +11,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 
 from assay.platform.errors import AuthenticationError
 from assay.storage.base import Store
@@ -36,6 +37,14 @@ def create_api_key(store: Store, project: str, name: str = "default") -> str:
     return token
 
 
+class Role(StrEnum):
+    """What a key may do: ``viewer`` reads, ``member`` runs experiments, ``admin`` manages."""
+
+    VIEWER = "viewer"
+    MEMBER = "member"
+    ADMIN = "admin"
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who is calling: ``project=None`` means every project (local no-auth mode);
@@ -44,6 +53,11 @@ class Principal:
     project: str | None
     actor: str
     trial_scope: int | None = None
+    role: Role = Role.MEMBER
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.ADMIN
 
     @property
     def write_project(self) -> str:
