@@ -9,6 +9,7 @@ from fastapi import Depends, Path, Query, Request
 from assay.platform.errors import ForbiddenError
 from assay.service.auth import Principal
 from assay.service.engine import Engine
+from assay.service.jobs.policy import JobPolicy
 
 
 def get_engine(request: Request) -> Engine:
@@ -28,6 +29,27 @@ def get_principal(request: Request) -> Principal:
     if who.trial_scope is not None:
         raise ForbiddenError("a job token may only report metrics and heartbeats for its own trial")
     return who
+
+
+def get_job_policy(request: Request) -> JobPolicy:
+    """The server's job rules, from its settings (:mod:`assay.service.jobs.policy`)."""
+    return JobPolicy.from_settings(request.app.state.settings)
+
+
+def may_run_arbitrary_jobs(who: Principal) -> bool:
+    """An admin key, or local no-auth mode (the caller is this machine's user); either still
+    needs a server started with ``--allow-arbitrary-jobs``."""
+    return who.is_admin or (who.project is None and who.trial_scope is None)
+
+
+def check_job_spec_allowed(request: Request, who: Principal, job: object) -> None:
+    """403/422 unless ``who`` may run the job spec ``job`` (a dict or ``JobSpec``) here."""
+    from assay.platform.jobspec import JobSpec
+
+    if job is None:
+        return
+    spec = job if isinstance(job, JobSpec) else JobSpec.from_dict(job)  # type: ignore[arg-type]
+    get_job_policy(request).check(spec, admin=may_run_arbitrary_jobs(who))
 
 
 EngineDep = Annotated[Engine, Depends(get_engine)]

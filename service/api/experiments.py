@@ -5,10 +5,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Request, status
 
 from assay.platform.experiment import ExperimentStatus, TrialState
-from assay.service.deps import EngineDep, EventCursor, ExperimentId, PrincipalDep
+from assay.service.deps import (
+    EngineDep,
+    EventCursor,
+    ExperimentId,
+    PrincipalDep,
+    check_job_spec_allowed,
+)
 from assay.service.schemas import (
     AskBatchRequest,
     AskRequest,
@@ -33,9 +39,15 @@ router = APIRouter(prefix="/experiments", tags=["experiments"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ExperimentPublic)
-def create_experiment(body: ExperimentCreate, engine: EngineDep, who: PrincipalDep):
-    """Create an experiment. Definitions are validated in full before anything is stored."""
-    exp = engine.create_experiment(body.to_spec(), project=who.write_project)
+def create_experiment(
+    body: ExperimentCreate, engine: EngineDep, who: PrincipalDep, request: Request
+):
+    """Create an experiment. Definitions are validated in full before anything is stored.
+    A ``job`` spec is code this server will run: outside the server's allowlist it is 403
+    (see the README's Security section)."""
+    spec = body.to_spec()
+    check_job_spec_allowed(request, who, spec.get("job"))
+    exp = engine.create_experiment(spec, project=who.write_project)
     return ExperimentPublic.from_domain(exp)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse
 
 from assay.platform.errors import NotFoundError
@@ -17,6 +17,7 @@ from assay.service.deps import (
     JobPrincipalDep,
     PrincipalDep,
     TrialId,
+    check_job_spec_allowed,
 )
 from assay.service.jobs.base import tail
 from assay.service.schemas import (
@@ -55,7 +56,12 @@ def get_run(experiment_id: ExperimentId, engine: EngineDep, who: PrincipalDep):
 for _action in ("start", "pause", "resume"):
 
     def _make(action: str):  # type: ignore[no-untyped-def]
-        def control(experiment_id: ExperimentId, engine: EngineDep, who: PrincipalDep):
+        def control(
+            experiment_id: ExperimentId, engine: EngineDep, who: PrincipalDep, request: Request
+        ):
+            if action != "pause":  # the server's rules may have changed since creation
+                config = engine.store.get_experiment_config(experiment_id, project=who.project)
+                check_job_spec_allowed(request, who, config.job)
             engine.set_run(experiment_id, action, project=who.project)
             return _run(engine, experiment_id, who.project)
 
