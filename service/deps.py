@@ -36,6 +36,12 @@ def get_job_policy(request: Request) -> JobPolicy:
     return JobPolicy.from_settings(request.app.state.settings)
 
 
+def may_administer(who: Principal) -> bool:
+    """Admin actions (privacy budgets, arbitrary job specs): an admin key, or local no-auth
+    mode (the caller is this machine's user)."""
+    return who.is_admin or (who.project is None and who.trial_scope is None)
+
+
 def may_run_arbitrary_jobs(who: Principal) -> bool:
     """An admin key, or local no-auth mode (the caller is this machine's user); either still
     needs a server started with ``--allow-arbitrary-jobs``."""
@@ -61,3 +67,8 @@ MAX_ID = 2**63 - 1
 ExperimentId = Annotated[int, Path(ge=1, le=MAX_ID)]
 TrialId = Annotated[int, Path(ge=1, le=MAX_ID)]
 EventCursor = Annotated[int, Query(ge=0, le=MAX_ID)]
+
+#: The most rows one list page carries (every list endpoint pages; the client pages through).
+MAX_PAGE = 1000
+PageLimit = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"rows per page (<= {MAX_PAGE})")]
+PageOffset = Annotated[int, Query(ge=0, le=10_000_000, description="rows to skip")]

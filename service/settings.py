@@ -28,6 +28,14 @@ class Settings(BaseSettings):
     (patterns of the ``job.env`` keys a spec may set), ``ASSAY_JOB_ENV_PASSTHROUGH`` (the
     server's variables a job inherits, besides its own ``ASSAY_*``), and
     ``ASSAY_JOB_EXECUTOR_OPTIONS`` (JSON ``{executor: [option, ...]}``).
+
+    What a request may cost (see :mod:`assay.service.limits`): ``ASSAY_MAX_BODY_BYTES``
+    (1 MiB; 413 over it), ``ASSAY_GENERATOR_CAPS`` (JSON ``{setting: ceiling}`` merged over
+    the defaults), ``ASSAY_ASK_LOCK_TIMEOUT_S`` (10; 503 + ``Retry-After`` after it),
+    ``ASSAY_MODEL_SLOTS`` (4 model fits at once per server) and ``ASSAY_MODEL_WAIT_S`` (30),
+    ``ASSAY_MAX_UPLOAD_BYTES`` (64 MiB: a release's CSV), ``ASSAY_MAX_RELEASE_QUEUE`` (8 DP
+    releases queued or training per process; 503 beyond). Every list endpoint pages (at
+    most 1000 rows a page).
     """
 
     model_config = SettingsConfigDict(env_prefix="ASSAY_", extra="ignore")
@@ -53,6 +61,13 @@ class Settings(BaseSettings):
         "OMP_NUM_THREADS,MKL_NUM_THREADS,OPENBLAS_NUM_THREADS,TOKENIZERS_PARALLELISM,"
         "CUBLAS_WORKSPACE_CONFIG,ASSAY_GENERATIVE_CACHE,WANDB_*,HF_*"
     )
+    max_body_bytes: int = 1 << 20
+    max_upload_bytes: int = 64 << 20
+    generator_caps: dict[str, float] = {}
+    ask_lock_timeout_s: float = 10.0
+    model_slots: int = 4
+    model_wait_s: float = 30.0
+    max_release_queue: int = 8
     job_env_passthrough: str = "PATH,HOME,LANG,LC_ALL,LC_CTYPE,TZ,TMPDIR,USER,PYTHONPATH"
     job_executor_options: dict[str, list[str]] = {
         "slurm": [

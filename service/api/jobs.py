@@ -15,6 +15,8 @@ from assay.service.deps import (
     EventCursor,
     ExperimentId,
     JobPrincipalDep,
+    PageLimit,
+    PageOffset,
     PrincipalDep,
     TrialId,
     check_job_spec_allowed,
@@ -90,7 +92,9 @@ LogTailBytes = Annotated[
 ]
 
 
-def _job_list(engine, jobs: list, log_tail_bytes: int) -> JobList:  # type: ignore[no-untyped-def]
+def _job_list(
+    engine, jobs: list, log_tail_bytes: int, offset: int = 0, limit: int | None = None
+) -> JobList:  # type: ignore[no-untyped-def]
     """Jobs with their progress (one batched read of the last steps) and optional log tails
     (read from the log files this server can see; '' when the log is elsewhere)."""
     steps = engine.store.last_steps([j.trial_id for j in jobs])
@@ -102,7 +106,9 @@ def _job_list(engine, jobs: list, log_tail_bytes: int) -> JobList:  # type: igno
                 tail(j.log_path, log_tail_bytes) if log_tail_bytes else None,
             )
             for j in jobs
-        ]
+        ],
+        offset=offset,
+        limit=limit,
     )
 
 
@@ -112,13 +118,14 @@ def experiment_jobs(
     engine: EngineDep,
     who: PrincipalDep,
     state: Annotated[list[JobState] | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
+    limit: PageLimit = 500,
+    offset: PageOffset = 0,
     log_tail_bytes: LogTailBytes = 0,
 ):
-    """The experiment's jobs, newest first, with ``last_step`` (progress)."""
+    """The experiment's jobs, newest first, with ``last_step`` (progress), paginated."""
     engine.store.get_experiment_config(experiment_id, project=who.project)
-    jobs = engine.store.list_jobs(experiment_id=experiment_id, states=state, limit=limit)
-    return _job_list(engine, jobs, log_tail_bytes)
+    jobs = engine.store.list_jobs(experiment_id=experiment_id, states=state, limit=offset + limit)
+    return _job_list(engine, jobs[offset:], log_tail_bytes, offset, limit)
 
 
 @router.get("/jobs", response_model=JobList)
@@ -126,13 +133,14 @@ def all_jobs(
     engine: EngineDep,
     who: PrincipalDep,
     state: Annotated[list[JobState] | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
+    limit: PageLimit = 500,
+    offset: PageOffset = 0,
     log_tail_bytes: LogTailBytes = 0,
 ):
     """Jobs across the caller's experiments, newest first (filter e.g. ``state=running``),
-    with ``last_step`` (progress)."""
-    jobs = engine.store.list_jobs(states=state, project=who.project, limit=limit)
-    return _job_list(engine, jobs, log_tail_bytes)
+    with ``last_step`` (progress), paginated."""
+    jobs = engine.store.list_jobs(states=state, project=who.project, limit=offset + limit)
+    return _job_list(engine, jobs[offset:], log_tail_bytes, offset, limit)
 
 
 @router.get("/trials/{trial_id}/job", response_model=JobPublic)
@@ -165,13 +173,21 @@ def add_report(trial_id: TrialId, body: ReportIn, engine: EngineDep, who: JobPri
 
 
 @router.get("/trials/{trial_id}/reports", response_model=ReportList)
-def list_reports(trial_id: TrialId, engine: EngineDep, who: PrincipalDep, after: EventCursor = 0):
-    reports = engine.store.list_reports(trial_id, after=after, project=who.project)
+def list_reports(
+    trial_id: TrialId,
+    engine: EngineDep,
+    who: PrincipalDep,
+    after: EventCursor = 0,
+    limit: PageLimit = 1000,
+):
+    """The trial's reports in order; page with ``after`` = the last id you saw."""
+    reports = engine.store.list_reports(trial_id, after=after, project=who.project)[:limit]
     return ReportList(
         reports=[
             ReportPublic(id=r.id, trial_id=r.trial_id, step=r.step, metrics=r.metrics, at=r.at)
             for r in reports
-        ]
+        ],
+        limit=limit,
     )
 
 
