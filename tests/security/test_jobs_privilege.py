@@ -182,3 +182,14 @@ def test_jobs_start_with_a_minimal_environment(tmp_path, monkeypatch) -> None:
     allowed = set(policy.passthrough) | {"OMP_NUM_THREADS", "PYTHONUNBUFFERED",
                                          "CUDA_VISIBLE_DEVICES", "LC_CTYPE"}  # fmt: skip
     assert {k for k in env if not k.startswith("ASSAY_")} <= allowed, sorted(env)
+
+
+def test_the_arbitrary_jobs_flag_is_explicit(monkeypatch) -> None:
+    from assay.service.cli import _settings, build_parser
+
+    monkeypatch.delenv("ASSAY_ALLOW_ARBITRARY_JOBS", raising=False)
+    assert _settings(build_parser().parse_args(["serve"])).allow_arbitrary_jobs is False
+    args = build_parser().parse_args(["serve", "--allow-arbitrary-jobs"])
+    assert _settings(args).allow_arbitrary_jobs is True
+    monkeypatch.setenv("ASSAY_ALLOW_ARBITRARY_JOBS", "true")
+    assert _settings(build_parser().parse_args(["serve"])).allow_arbitrary_jobs is True

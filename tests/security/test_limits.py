@@ -30,7 +30,8 @@ def field_of(r) -> str:  # type: ignore[no-untyped-def]
 def test_body_bomb_against_a_real_server_is_413_before_auth(tmp_path, live_server_factory):
     url = f"sqlite:///{tmp_path / 'bomb.db'}"
     open_store(url).close()
-    server = live_server_factory(url, auth="keys", env={"ASSAY_MAX_BODY_BYTES": "65536"}).start()
+    server = live_server_factory(url, auth="keys", env={"ASSAY_MAX_BODY_BYTES": "65536"})
+    server.start(timeout=180)  # a busy shared machine starts servers slowly
     sent = 0
 
     def endless():  # chunked: no Content-Length to refuse up front
