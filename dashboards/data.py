@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from assay.platform.diagnostics import AnalysisModel, completed_count, fit_analysis_model
-from assay.platform.errors import NotFoundError
+from assay.platform.errors import NotFoundError, StorageBusyError
 from assay.platform.experiment import (
     Arm,
     Experiment,
@@ -107,6 +107,8 @@ class ModelCache:
             if hit is None:
                 try:
                     hit = self.fit(experiment)
+                except StorageBusyError:  # no slot to fit in: not the model's failure
+                    raise
                 except Exception as e:  # cached too: a failing fit is not retried per panel
                     hit = e
                 self.fits += 1

@@ -56,7 +56,12 @@ from assay.dashboards.data import (
 )
 from assay.dashboards.jobs import JobsView, NoJobsView
 from assay.dashboards.panels import PanelContext, get_panel, panels_for, run_panel
-from assay.platform.diagnostics import InsufficientDataError, completed_count, model_trace
+from assay.platform.diagnostics import (
+    InsufficientDataError,
+    completed_count,
+    fit_analysis_model,
+    model_trace,
+)
 from assay.platform.errors import AssayError, AuthenticationError, NotFoundError
 from assay.platform.experiment import ExperimentStatus, TrialState
 from assay.service.auth import Principal
@@ -82,7 +87,12 @@ class Dashboard:
         self.app = app
         self.store = store
         self.snapshots = SnapshotCache(store)
-        self.models = ModelCache()
+        work = getattr(app.state, "model_work", None)  # the server's bounded model pool
+        self.models = (
+            ModelCache(lambda e: work.run(lambda: fit_analysis_model(e)))
+            if work is not None
+            else ModelCache()
+        )
         self.best_values = BestValueCache(store)
         #: Panel results per (experiment, completed trials, panel, controls): page visits
         #: and the live refresh reuse them until a trial completes.

@@ -26,6 +26,7 @@ from assay.service.api import experiments, jobs, keys, privacy, projects, trials
 from assay.service.auth import KeyResolver, is_loopback_host, needs_key
 from assay.service.engine import Engine
 from assay.service.errors import error_response, response_for, status_for
+from assay.service.limits import BodyLimitMiddleware, ModelWork
 from assay.service.schemas import ErrorResponse
 from assay.service.security import SecurityMiddleware
 from assay.service.settings import Settings
@@ -140,6 +141,7 @@ def create_app(
             404: {"model": ErrorResponse},
             409: {"model": ErrorResponse},
             415: {"model": ErrorResponse},
+            413: {"model": ErrorResponse},
             422: {"model": ErrorResponse},
             503: {"model": ErrorResponse},
         },
@@ -149,6 +151,15 @@ def create_app(
     app.state.engine = Engine(store)
     app.state.engine.log_dir = settings.log_dir  # log readers stay below it (no links)
     app.state.keys = KeyResolver(store, settings.key_cache_s)
+    app.state.model_work = ModelWork(settings.model_slots, settings.model_wait_s)
+    if hasattr(store, "lock_timeout_s"):
+        store.lock_timeout_s = settings.ask_lock_timeout_s
+    # Outermost: an oversized body is refused before routing, parsing and authentication.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        upload_bytes=settings.max_upload_bytes,
+    )
     _install_error_handlers(app)
 
     app.add_middleware(SecurityMiddleware, settings=settings)

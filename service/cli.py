@@ -28,6 +28,7 @@ def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             "host": getattr(args, "host", None),
             "port": getattr(args, "port", None),
             "auth": getattr(args, "auth", None),
+            "allow_arbitrary_jobs": True if getattr(args, "allow_arbitrary_jobs", False) else None,
         }.items()
         if v is not None
     }
@@ -105,6 +106,7 @@ def _console_event(message: str) -> None:
 def _make_orchestrator(args: argparse.Namespace, settings, store, executor: str, service_url):  # type: ignore[no-untyped-def]
     from assay.service.engine import Engine
     from assay.service.jobs.orchestrator import Orchestrator
+    from assay.service.jobs.policy import JobPolicy
 
     if executor == "local":
         from assay.service.jobs.local import LocalExecutor
@@ -133,6 +135,7 @@ def _make_orchestrator(args: argparse.Namespace, settings, store, executor: str,
         lease_seconds=getattr(args, "lease_seconds", 120.0),
         stale_after_s=getattr(args, "stale_after", 60.0),
         on_event=_console_event,
+        job_policy=JobPolicy.from_settings(settings),
     )
 
 
@@ -190,6 +193,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             ASSAY_DATABASE_URL=settings.database_url, ASSAY_HOST=settings.host,
             ASSAY_PORT=str(settings.port), ASSAY_AUTH=settings.auth,
             ASSAY_BOUND_HOST=settings.host,  # lets the factory trust a loopback bind
+            ASSAY_ALLOW_ARBITRARY_JOBS=str(settings.allow_arbitrary_jobs).lower(),
         )  # fmt: skip
         uvicorn.run(
             "assay.service.app:create_app_from_env", factory=True, host=settings.host,
@@ -249,6 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info")
     serve.add_argument("--no-orchestrator", action="store_true", help="do not run trial jobs")
     serve.add_argument("--demo", action="store_true", help="create and run the demo experiment")
+    serve.add_argument(
+        "--allow-arbitrary-jobs",
+        action="store_true",
+        help="let admin keys run job specs outside the allowlist (ASSAY_JOB_ENTRYPOINTS/"
+        "_COMMANDS): every admin key can then run code on this server and its workers",
+    )
     serve.set_defaults(func=_cmd_serve)
 
     worker = sub.add_parser("worker", help="run trial jobs (no HTTP server)")

@@ -15,6 +15,7 @@ from fastapi import Depends, Path, Query, Request
 from assay.platform.errors import ForbiddenError
 from assay.service.auth import LOCAL, Principal, Role, needs_key
 from assay.service.engine import Engine
+from assay.service.jobs.policy import JobPolicy
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: ``(method or None for any, path pattern)`` of the routes only an admin key may call.
@@ -54,6 +55,33 @@ def get_principal(request: Request) -> Principal:
     return who
 
 
+def get_job_policy(request: Request) -> JobPolicy:
+    """The server's job rules, from its settings (:mod:`assay.service.jobs.policy`)."""
+    return JobPolicy.from_settings(request.app.state.settings)
+
+
+def may_administer(who: Principal) -> bool:
+    """Admin actions (privacy budgets, arbitrary job specs): an admin key, or local no-auth
+    mode (the caller is this machine's user)."""
+    return who.is_admin or (who.project is None and who.trial_scope is None)
+
+
+def may_run_arbitrary_jobs(who: Principal) -> bool:
+    """An admin key, or local no-auth mode (the caller is this machine's user); either still
+    needs a server started with ``--allow-arbitrary-jobs``."""
+    return who.is_admin or (who.project is None and who.trial_scope is None)
+
+
+def check_job_spec_allowed(request: Request, who: Principal, job: object) -> None:
+    """403/422 unless ``who`` may run the job spec ``job`` (a dict or ``JobSpec``) here."""
+    from assay.platform.jobspec import JobSpec
+
+    if job is None:
+        return
+    spec = job if isinstance(job, JobSpec) else JobSpec.from_dict(job)  # type: ignore[arg-type]
+    get_job_policy(request).check(spec, admin=may_run_arbitrary_jobs(who))
+
+
 EngineDep = Annotated[Engine, Depends(get_engine)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 JobPrincipalDep = Annotated[Principal, Depends(get_job_principal)]
@@ -63,3 +91,8 @@ MAX_ID = 2**63 - 1
 ExperimentId = Annotated[int, Path(ge=1, le=MAX_ID)]
 TrialId = Annotated[int, Path(ge=1, le=MAX_ID)]
 EventCursor = Annotated[int, Query(ge=0, le=MAX_ID)]
+
+#: The most rows one list page carries (every list endpoint pages; the client pages through).
+MAX_PAGE = 1000
+PageLimit = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"rows per page (<= {MAX_PAGE})")]
+PageOffset = Annotated[int, Query(ge=0, le=10_000_000, description="rows to skip")]

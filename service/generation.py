@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 
 from assay.platform.errors import (
     ConflictError,
+    LockTimeoutError,
     NotFoundError,
     StorageBusyError,
     ValidationError,
@@ -87,8 +88,8 @@ def run_locked(
             with store.lock_experiment(experiment_id, project=project) as lock:
                 return work(lock)
         except StorageBusyError as e:
-            if attempt >= ASK_ATTEMPTS:
-                raise
+            if attempt >= ASK_ATTEMPTS or isinstance(e, LockTimeoutError):
+                raise  # a lock wait is already bounded: waiting again would multiply it
             log.info(
                 "%s on experiment %s retried (attempt %d) after: %s",
                 verb, experiment_id, attempt, e,

@@ -42,6 +42,9 @@ from assay.service.schemas import (
 )
 from assay.storage.base import ExperimentSummary, TrialEvent
 
+#: Rows per page when the client pages through a list (the server's maximum).
+PAGE = 1000
+
 
 class ServiceUnavailableError(E.StorageError):
     """The server could not be reached (after retries)."""
@@ -130,6 +133,21 @@ class RemoteEngine:
             "GET", path, params={k: v for k, v in params.items() if v is not None}
         )[0]
 
+    def _all_pages(self, path: str, key: str, *, cursor: bool = False, **params: Any) -> list:
+        """Every row of a paginated list: by ``offset``, or (``cursor``) by ``after`` = the
+        last row's id; a short page is the last."""
+        rows: list = []
+        while True:
+            page = (
+                {"after": rows[-1]["id"] if rows else params.pop("after", 0)}
+                if cursor
+                else {"offset": len(rows)}
+            )
+            got = self._get(path, **params, **page, limit=PAGE)[key]
+            rows.extend(got)
+            if len(got) < PAGE:
+                return rows
+
     # -- experiments -------------------------------------------------------------------------
     def create_experiment(
         self, spec: ExperimentConfig | Mapping[str, Any], *, project: str = "default"
@@ -164,8 +182,10 @@ class RemoteEngine:
     def list_experiments(
         self, *, project: str | None = None, status: ExperimentStatus | None = None
     ) -> list[ExperimentSummary]:
-        data = self._get("/experiments", status=status.value if status else None)
-        return [ExperimentSummaryPublic.model_validate(x).to_domain() for x in data["experiments"]]
+        rows = self._all_pages(
+            "/experiments", "experiments", status=status.value if status else None
+        )
+        return [ExperimentSummaryPublic.model_validate(x).to_domain() for x in rows]
 
     def set_status(
         self, experiment_id: int, status: ExperimentStatus | str, *, project: str | None = None
@@ -332,8 +352,8 @@ class RemoteEngine:
         project: str | None = None,
     ) -> list[TrialEvent]:
         if trial_id is not None:
-            data = self._get(f"/trials/{trial_id}/events")
-            events = [EventPublic.model_validate(e).to_domain() for e in data["events"]]
+            rows = self._all_pages(f"/trials/{trial_id}/events", "events", cursor=True)
+            events = [EventPublic.model_validate(e).to_domain() for e in rows]
             return [
                 e
                 for e in events
@@ -341,8 +361,10 @@ class RemoteEngine:
             ]
         if experiment_id is None:
             raise E.ValidationError("events: give experiment_id or trial_id", field="experiment_id")
-        data = self._get(f"/experiments/{experiment_id}/events", after=after)
-        return [EventPublic.model_validate(e).to_domain() for e in data["events"]]
+        rows = self._all_pages(
+            f"/experiments/{experiment_id}/events", "events", cursor=True, after=after
+        )
+        return [EventPublic.model_validate(e).to_domain() for e in rows]
 
     def effects(self, experiment_id: int, *, project: str | None = None) -> EffectsReport:
         return EffectsPublic.model_validate(
@@ -360,15 +382,16 @@ class RemoteEngine:
         return data["run_state"]
 
     def jobs(self, experiment_id: int, *, project: str | None = None) -> list[Job]:
-        data = self._get(f"/experiments/{experiment_id}/jobs")
-        return [_job_from_json(j) for j in data["jobs"]]
+        return [
+            _job_from_json(j) for j in self._all_pages(f"/experiments/{experiment_id}/jobs", "jobs")
+        ]
 
     def cancel_trial(self, trial_id: int, *, project: str | None = None) -> Job | None:
         data, _ = self._request("POST", f"/trials/{trial_id}:cancel", json={})
         return _job_from_json(data) if data is not None else None
 
     def reports(self, trial_id: int, *, project: str | None = None) -> list[TrialReport]:
-        data = self._get(f"/trials/{trial_id}/reports")
+        data = {"reports": self._all_pages(f"/trials/{trial_id}/reports", "reports", cursor=True)}
         return [
             TrialReport(
                 r["id"], r["trial_id"], r["step"], r["metrics"], datetime.fromisoformat(r["at"])

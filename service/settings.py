@@ -25,6 +25,23 @@ class Settings(BaseSettings):
     (CPU slots of the local executor; default all cores), ``ASSAY_RELEASE_DIR`` (DP synthetic
     releases, ``.assay/releases``), ``ASSAY_DATA_DIR`` (server-side tables a release may name,
     one folder per project, ``.assay/data``).
+
+    Job specs run code, so they are a privilege (see :mod:`assay.service.jobs.policy`):
+    ``ASSAY_JOB_ENTRYPOINTS`` / ``ASSAY_JOB_COMMANDS`` (comma-separated ``fnmatch`` patterns
+    of the entry points / command lines any member may run; default: Assay's own workloads
+    and the demo job, no commands), ``ASSAY_ALLOW_ARBITRARY_JOBS`` (``false``; when ``true``
+    every admin key can run code on this server and its workers), ``ASSAY_JOB_ENV_KEYS``
+    (patterns of the ``job.env`` keys a spec may set), ``ASSAY_JOB_ENV_PASSTHROUGH`` (the
+    server's variables a job inherits, besides its own ``ASSAY_*``), and
+    ``ASSAY_JOB_EXECUTOR_OPTIONS`` (JSON ``{executor: [option, ...]}``).
+
+    What a request may cost (see :mod:`assay.service.limits`): ``ASSAY_MAX_BODY_BYTES``
+    (1 MiB; 413 over it), ``ASSAY_GENERATOR_CAPS`` (JSON ``{setting: ceiling}`` merged over
+    the defaults), ``ASSAY_ASK_LOCK_TIMEOUT_S`` (10; 503 + ``Retry-After`` after it),
+    ``ASSAY_MODEL_SLOTS`` (4 model fits at once per server) and ``ASSAY_MODEL_WAIT_S`` (30),
+    ``ASSAY_MAX_UPLOAD_BYTES`` (64 MiB: a release's CSV), ``ASSAY_MAX_RELEASE_QUEUE`` (8 DP
+    releases queued or training per process; 503 beyond). Every list endpoint pages (at
+    most 1000 rows a page).
     """
 
     model_config = SettingsConfigDict(env_prefix="ASSAY_", extra="ignore")
@@ -47,6 +64,28 @@ class Settings(BaseSettings):
     #: DP synthetic releases: where releases are written / tables are read from.
     release_dir: str = ".assay/releases"
     data_dir: str = ".assay/data"
+    #: Job specs as a privilege (comma-separated fnmatch patterns; see the docstring).
+    job_entrypoints: str = "assay.generative.workloads.*:*,assay.service.demo_job:*"
+    job_commands: str = ""
+    allow_arbitrary_jobs: bool = False
+    job_env_keys: str = (
+        "OMP_NUM_THREADS,MKL_NUM_THREADS,OPENBLAS_NUM_THREADS,TOKENIZERS_PARALLELISM,"
+        "CUBLAS_WORKSPACE_CONFIG,ASSAY_GENERATIVE_CACHE,WANDB_*,HF_*"
+    )
+    max_body_bytes: int = 1 << 20
+    max_upload_bytes: int = 64 << 20
+    generator_caps: dict[str, float] = {}
+    ask_lock_timeout_s: float = 10.0
+    model_slots: int = 4
+    model_wait_s: float = 30.0
+    max_release_queue: int = 8
+    job_env_passthrough: str = "PATH,HOME,LANG,LC_ALL,LC_CTYPE,TZ,TMPDIR,USER,PYTHONPATH"
+    job_executor_options: dict[str, list[str]] = {
+        "slurm": [
+            "slurm_partition", "slurm_account", "slurm_qos", "slurm_constraint",
+            "slurm_comment", "slurm_exclude", "slurm_mem_per_cpu", "slurm_gpus_per_task",
+        ],
+    }  # fmt: skip
 
     @property
     def loopback(self) -> bool:

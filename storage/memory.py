@@ -20,7 +20,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from assay.platform.errors import ConflictError, NotFoundError
+from assay.platform.errors import ConflictError, LockTimeoutError, NotFoundError
 from assay.platform.experiment import (
     Arm,
     Experiment,
@@ -103,6 +103,9 @@ class _MemoryLock(ExperimentLock):
 
 class MemoryStore(Store):
     """Everything in Python dicts. See the module docstring."""
+
+    #: Longest wait for an experiment's ask lock (then ``LockTimeoutError``).
+    lock_timeout_s: float = 10.0
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -230,8 +233,15 @@ class MemoryStore(Store):
         with self._lock:
             self._get(experiment_id, project)
             ask_lock = self._ask_locks[experiment_id]
-        with ask_lock:
+        if not ask_lock.acquire(timeout=self.lock_timeout_s):
+            raise LockTimeoutError(
+                f"experiment {experiment_id} is locked by another ask; retry shortly",
+                details={"experiment_id": experiment_id},
+            )
+        try:
             yield _MemoryLock(self, experiment_id)
+        finally:
+            ask_lock.release()
 
     # -- trials ------------------------------------------------------------------------------
     def get_trial(self, trial_id: int, *, project: str | None = None) -> Trial:

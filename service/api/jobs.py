@@ -16,8 +16,11 @@ from assay.service.deps import (
     EventCursor,
     ExperimentId,
     JobPrincipalDep,
+    PageLimit,
+    PageOffset,
     PrincipalDep,
     TrialId,
+    check_job_spec_allowed,
 )
 from assay.service.schemas import (
     JobList,
@@ -55,7 +58,12 @@ def get_run(experiment_id: ExperimentId, engine: EngineDep, who: PrincipalDep):
 for _action in ("start", "pause", "resume"):
 
     def _make(action: str):  # type: ignore[no-untyped-def]
-        def control(experiment_id: ExperimentId, engine: EngineDep, who: PrincipalDep):
+        def control(
+            experiment_id: ExperimentId, engine: EngineDep, who: PrincipalDep, request: Request
+        ):
+            if action != "pause":  # the server's rules may have changed since creation
+                config = engine.store.get_experiment_config(experiment_id, project=who.project)
+                check_job_spec_allowed(request, who, config.job)
             engine.set_run(experiment_id, action, project=who.project)
             return _run(engine, experiment_id, who.project)
 
@@ -95,7 +103,9 @@ def _safe_tail(log_dir: str, log_path: str | None, nbytes: int) -> str:
         return ""
 
 
-def _job_list(engine, jobs: list, log_tail_bytes: int) -> JobList:  # type: ignore[no-untyped-def]
+def _job_list(
+    engine, jobs: list, log_tail_bytes: int, offset: int = 0, limit: int | None = None
+) -> JobList:  # type: ignore[no-untyped-def]
     """Jobs with their progress (one batched read of the last steps) and optional log tails
     (read from the log files this server can see; '' when the log is elsewhere)."""
     steps = engine.store.last_steps([j.trial_id for j in jobs])
@@ -108,7 +118,9 @@ def _job_list(engine, jobs: list, log_tail_bytes: int) -> JobList:  # type: igno
                 _safe_tail(log_dir, j.log_path, log_tail_bytes) if log_tail_bytes else None,
             )
             for j in jobs
-        ]
+        ],
+        offset=offset,
+        limit=limit,
     )
 
 
@@ -118,13 +130,14 @@ def experiment_jobs(
     engine: EngineDep,
     who: PrincipalDep,
     state: Annotated[list[JobState] | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
+    limit: PageLimit = 500,
+    offset: PageOffset = 0,
     log_tail_bytes: LogTailBytes = 0,
 ):
-    """The experiment's jobs, newest first, with ``last_step`` (progress)."""
+    """The experiment's jobs, newest first, with ``last_step`` (progress), paginated."""
     engine.store.get_experiment_config(experiment_id, project=who.project)
-    jobs = engine.store.list_jobs(experiment_id=experiment_id, states=state, limit=limit)
-    return _job_list(engine, jobs, log_tail_bytes)
+    jobs = engine.store.list_jobs(experiment_id=experiment_id, states=state, limit=offset + limit)
+    return _job_list(engine, jobs[offset:], log_tail_bytes, offset, limit)
 
 
 @router.get("/jobs", response_model=JobList)
@@ -132,13 +145,14 @@ def all_jobs(
     engine: EngineDep,
     who: PrincipalDep,
     state: Annotated[list[JobState] | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
+    limit: PageLimit = 500,
+    offset: PageOffset = 0,
     log_tail_bytes: LogTailBytes = 0,
 ):
     """Jobs across the caller's experiments, newest first (filter e.g. ``state=running``),
-    with ``last_step`` (progress)."""
-    jobs = engine.store.list_jobs(states=state, project=who.project, limit=limit)
-    return _job_list(engine, jobs, log_tail_bytes)
+    with ``last_step`` (progress), paginated."""
+    jobs = engine.store.list_jobs(states=state, project=who.project, limit=offset + limit)
+    return _job_list(engine, jobs[offset:], log_tail_bytes, offset, limit)
 
 
 @router.get("/trials/{trial_id}/job", response_model=JobPublic)
@@ -171,13 +185,21 @@ def add_report(trial_id: TrialId, body: ReportIn, engine: EngineDep, who: JobPri
 
 
 @router.get("/trials/{trial_id}/reports", response_model=ReportList)
-def list_reports(trial_id: TrialId, engine: EngineDep, who: PrincipalDep, after: EventCursor = 0):
-    reports = engine.store.list_reports(trial_id, after=after, project=who.project)
+def list_reports(
+    trial_id: TrialId,
+    engine: EngineDep,
+    who: PrincipalDep,
+    after: EventCursor = 0,
+    limit: PageLimit = 1000,
+):
+    """The trial's reports in order; page with ``after`` = the last id you saw."""
+    reports = engine.store.list_reports(trial_id, after=after, project=who.project)[:limit]
     return ReportList(
         reports=[
             ReportPublic(id=r.id, trial_id=r.trial_id, step=r.step, metrics=r.metrics, at=r.at)
             for r in reports
-        ]
+        ],
+        limit=limit,
     )
 
 

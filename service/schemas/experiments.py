@@ -82,15 +82,19 @@ class ExperimentCreate(Strict):
 
     name: Name
     parameters: Annotated[list[ParameterIn], Field(min_length=1, max_length=500)]
-    parameter_constraints: Annotated[list[str], Field(max_length=100)] = []
+    parameter_constraints: Annotated[
+        list[Annotated[str, Field(max_length=2000)]], Field(max_length=100)
+    ] = []
     objective: Name | ObjectiveIn
-    outcome_constraints: Annotated[list[str], Field(max_length=100)] = []
+    outcome_constraints: Annotated[
+        list[Annotated[str, Field(max_length=2000)]], Field(max_length=100)
+    ] = []
     tracking_metrics: Annotated[list[Name], Field(max_length=500)] = []
     generator: Annotated[str, Field(max_length=50)] = "noisy_ei"
-    generator_settings: dict[str, Any] = {}
+    generator_settings: Annotated[dict[Name, Any], Field(max_length=50)] = {}
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
     max_trials: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
-    status_quo: dict[str, Scalar] | None = None
+    status_quo: Annotated[dict[Name, Scalar], Field(max_length=500)] | None = None
     description: Annotated[str, Field(max_length=10_000)] = ""
     job: JobSpecIn | None = None
 
@@ -160,3 +164,6 @@ class ExperimentSummaryPublic(BaseModel):
 
 class ExperimentList(BaseModel):
     experiments: list[ExperimentSummaryPublic]
+    total: int | None = None
+    offset: int = 0
+    limit: int | None = None

@@ -1,8 +1,10 @@
 """Fixtures of the security suites: the real app behind ``fastapi.testclient``, seen either
-from this machine (loopback peer and ``Host``: local no-auth mode applies) or from outside."""
+from this machine (loopback peer and ``Host``: local no-auth mode applies) or from outside;
+``make_api`` builds apps with API keys on a fresh store and hands out keys by role."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import SimpleNamespace
 
 import pytest
@@ -11,6 +13,7 @@ from fastapi.testclient import TestClient
 from assay.service.app import create_app
 from assay.service.auth import Role, create_api_key
 from assay.service.settings import Settings
+from assay.storage.factory import open_store
 
 EXP = {
     "name": "sec",
@@ -55,3 +58,36 @@ def sec():
     """The helpers above, for test modules (``--import-mode=importlib`` cannot import a
     conftest): ``sec.local(app)``, ``sec.remote(app)``, ``sec.bearer(token)``, ``sec.EXP``."""
     return SimpleNamespace(local=local_client, remote=remote_client, bearer=bearer, EXP=EXP)
+
+
+class Api:
+    """A running app (``TestClient``) with keys of one project by role."""
+
+    def __init__(self, settings: Settings, url: str) -> None:
+        self.store = open_store(url)
+        self.app = create_app(settings, self.store)
+        self.http = TestClient(self.app).__enter__()
+
+    def key(self, role: str = "member", project: str = "team") -> dict[str, str]:
+        token = create_api_key(self.store, project, name=f"{role}-key", role=Role(role))
+        return {"Authorization": f"Bearer {token}"}
+
+    def close(self) -> None:
+        self.http.__exit__(None, None, None)
+        self.store.close()
+
+
+@pytest.fixture
+def make_api(tmp_path) -> Callable[..., Api]:
+    """``make_api(**settings)``: an app with API keys on a fresh SQLite file."""
+    made: list[Api] = []
+
+    def make(**overrides) -> Api:
+        settings = Settings(auth="keys", reaper_interval_s=0, orchestrator=False, **overrides)
+        api = Api(settings, f"sqlite:///{tmp_path / f'sec{len(made)}.db'}")
+        made.append(api)
+        return api
+
+    yield make
+    for a in made:
+        a.close()

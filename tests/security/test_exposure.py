@@ -91,7 +91,7 @@ def test_allowed_hosts_refuse_other_hosts(store) -> None:
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_host"
 
 
-def _wait_up(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+def _wait_up(url: str, proc: subprocess.Popen, timeout: float = 240) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, "server exited early"
