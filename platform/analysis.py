@@ -119,7 +119,7 @@ def fit_experiment_model(
     there is too little."""
     data = (outcomes or modelled_outcomes(experiment, relativize=_relativize(experiment))).data
     metrics = [m for m in experiment.config.modelled_metrics if m in data]
-    if experiment.config.objective.name not in data or data[experiment.config.objective.name].n < 2:
+    if any(o.name not in data or data[o.name].n < 2 for o in experiment.config.objectives):
         return None
     try:
         return fit_outcome_models(data, metrics, warm_start=experiment.model_state, seed=seed)
