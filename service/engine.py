@@ -37,6 +37,7 @@ from assay.platform.experiment import (
     TrialState,
 )
 from assay.platform.generators import get_generator
+from assay.platform.pareto_report import ParetoReport, pareto_report
 from assay.service.generation import MAX_LEASE_S, Generation
 from assay.service.jobs.checks import check_job_spec
 from assay.service.runs import Runs
@@ -282,6 +283,11 @@ class Engine(Generation, Runs):
         """Each arm's % effects against the control (see
         :func:`assay.platform.analysis.arm_effects`)."""
         return arm_effects(self.store.get_experiment(experiment_id, project=project))
+
+    def pareto(self, experiment_id: int, *, project: str | None = None) -> ParetoReport:
+        """The Pareto front of a multi-objective experiment (see
+        :func:`assay.platform.pareto_report.pareto_report`)."""
+        return pareto_report(self.store.get_experiment(experiment_id, project=project))
 
     def best(self, experiment_id: int, *, project: str | None = None) -> BestArm:
         """The model-based recommendation (see :func:`assay.platform.analysis.best_arm`)."""
