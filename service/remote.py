@@ -138,7 +138,8 @@ class RemoteEngine:
     ) -> Experiment:
         body = spec.to_dict() if isinstance(spec, ExperimentConfig) else dict(spec)
         body = {k: v for k, v in body.items() if v is not None}
-        if isinstance(body.get("objectives"), list) and "objective" not in body:
+        objectives = body.get("objectives")
+        if isinstance(objectives, list) and len(objectives) == 1 and "objective" not in body:
             body["objective"] = body.pop("objectives")[0]
         try:
             data, _ = self._request("POST", "/experiments", json=body)
