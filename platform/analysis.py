@@ -82,8 +82,9 @@ class BestArm:
         probability_best: ``{arm_name: P(arm is the best feasible observed arm)}``.
         probability_constraints: ``{constraint: P(it holds)}`` at the recommended arm.
         front: With several objectives, the arms on the model's Pareto front (see
-            :func:`assay.platform.pareto_report.pareto_report`); the recommended arm is the
-            one most likely on it and ``probability_best`` holds ``P(on the front)``.
+            :func:`assay.platform.pareto_report.best_of_front`, which builds it); the
+            recommended arm is the one most likely on it and ``probability_best`` holds
+            ``P(on the front)``.
     """
 
     arm_name: str
@@ -200,8 +201,6 @@ def best_arm(
         NotFoundError: when the experiment has no completed observation of its objective.
     """
     config = experiment.config
-    if config.is_multi_objective:
-        return _best_of_front(experiment, min_p_feasible, fitted)
     obj = config.objective
     observed = {k: v for k, v in _observed_arms(experiment).items() if v["obs"].get(obj.name)}
     if not observed:
@@ -283,30 +282,6 @@ def best_arm(
             for p, src in zip(p_cons, outcomes.sources, strict=True)
             if p is not None
         },
-    )  # fmt: skip
-
-
-def _best_of_front(
-    experiment: Experiment, min_p_feasible: float, fitted: FittedModel | None
-) -> BestArm:
-    """``best`` with several objectives: the model's Pareto front, recommending the arm most
-    likely on it (see :func:`assay.platform.pareto_report.pareto_report`)."""
-    from assay.platform.pareto_report import pareto_report
-
-    report = pareto_report(experiment, min_p_feasible=min_p_feasible, fitted=fitted)
-    on = [a for a in report.arms if a.on_front] or report.arms
-    rec = max(on, key=lambda a: a.probability_front or 0.0)
-    notes = [
-        f"several objectives: the result is the Pareto front ({len(report.front)} arm(s), see "
-        "front and GET /experiments/{id}/pareto); shown: the arm most likely on it",
-        *report.notes,
-    ]
-    return BestArm(
-        rec.arm_name, dict(rec.parameters), list(rec.trial_ids), dict(rec.estimates),
-        rec.probability_feasible if rec.probability_feasible is not None else 1.0,
-        rec.on_front, report.model_based, notes, report.relative,
-        {a.arm_name: a.probability_front for a in report.arms if a.probability_front is not None},
-        {}, list(report.front),
     )  # fmt: skip
 
 

@@ -20,7 +20,7 @@ In an experiment with a control arm run in batches, the model and the observed v
 effects against the control (:mod:`assay.platform.relative`); ``relative`` says so.
 
 Owns: :class:`ParetoArm`, :class:`HypervolumePoint`, :class:`ParetoReport`,
-:func:`pareto_report`.
+:func:`pareto_report` and :func:`best_of_front` (``best`` with several objectives).
 
 May import: torch and :mod:`assay.platform` (analysis, generators, models, pareto, relative).
 """
@@ -33,7 +33,12 @@ from typing import Any
 
 import torch
 
-from assay.platform.analysis import Z95, MetricEstimate, _relativize, fit_experiment_model
+from assay.platform.analysis import (
+    Z95,
+    BestArm,
+    MetricEstimate,
+    fit_experiment_model,
+)
 from assay.platform.errors import NotFoundError, ValidationError
 from assay.platform.experiment import Experiment
 from assay.platform.generators.ehvi import reference_point
@@ -191,7 +196,9 @@ def pareto_report(
             "(GET /experiments/{id}/best), not a Pareto front",
             field="objectives",
         )
-    outcomes = modelled_outcomes(experiment, relativize=_relativize(experiment))
+    outcomes = modelled_outcomes(
+        experiment, relativize=bool(config.generator_settings.get("relativize", True))
+    )
     notes = list(outcomes.notes)
     data = outcomes.data
     objs = config.objectives
@@ -324,3 +331,25 @@ def pareto_report(
         trace,
         notes,
     )
+
+
+def best_of_front(
+    experiment: Experiment, *, min_p_feasible: float = 0.9, fitted: FittedModel | None = None
+) -> BestArm:
+    """``best`` with several objectives: the model's Pareto front (:func:`pareto_report`),
+    recommending the arm most likely on it (``front`` lists them all)."""
+    report = pareto_report(experiment, min_p_feasible=min_p_feasible, fitted=fitted)
+    on = [a for a in report.arms if a.on_front] or report.arms
+    rec = max(on, key=lambda a: a.probability_front or 0.0)
+    notes = [
+        f"several objectives: the result is the Pareto front ({len(report.front)} arm(s), see "
+        "front and GET /experiments/{id}/pareto); shown: the arm most likely on it",
+        *report.notes,
+    ]
+    return BestArm(
+        rec.arm_name, dict(rec.parameters), list(rec.trial_ids), dict(rec.estimates),
+        rec.probability_feasible if rec.probability_feasible is not None else 1.0,
+        rec.on_front, report.model_based, notes, report.relative,
+        {a.arm_name: a.probability_front for a in report.arms if a.probability_front is not None},
+        {}, list(report.front),
+    )  # fmt: skip
