@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="write the raw results here")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    logging.getLogger("ax").setLevel(logging.WARNING)
+    logging.disable(logging.INFO)  # Ax logs every trial at INFO
     warnings.filterwarnings("ignore", category=FutureWarning)
     results: dict[tuple[str, str], dict] = {}
     print("| problem | method | log10 HV gap (mean ± SE) | median ask s |")

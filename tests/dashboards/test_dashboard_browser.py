@@ -308,6 +308,13 @@ def test_multi_objective_page_draws_the_pareto_view(browser, tmp_path, live_serv
             assert "infeasible" in names
         assert tab.traces("#panel-hypervolume .js-plotly-plot") == 2
         assert "reference point" in p.locator("#panel-pareto").inner_text()
+        # "on the front" in the trials table: a chip per trial, and a filter
+        chips = p.locator("#trials td.name .chip", has_text="front")
+        assert chips.count() == len(front.observed_front) > 0
+        p.select_option("select[name=front]", "yes")
+        p.wait_for_function(
+            f"document.querySelectorAll('#trials tbody tr').length === {len(front.observed_front)}"
+        )
         tab.shot("experiment-pareto-1280x800")
         assert tab.errors == [], tab.errors
         tab.close()
