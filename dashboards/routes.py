@@ -49,6 +49,7 @@ from assay.dashboards.data import (
     experiment_summaries,
     fmt_duration,
     fmt_value,
+    observed_front_trials,
     query_trials,
     state_counts,
     trial_feasible,
@@ -298,6 +299,7 @@ def _table_query(request: Request) -> TableQuery:
     qp = request.query_params
     return TableQuery(
         state=qp.get("state", ""), q=qp.get("q", "")[:200], feasible=qp.get("feasible", ""),
+        front=qp.get("front", ""),
         sort=qp.get("sort", "index"), dir=qp.get("dir", "desc"),
         page=_int(qp.get("page"), 1, 1, 10**7),
     )  # fmt: skip
@@ -312,6 +314,7 @@ def _table_ctx(d: Dashboard, exp: Any, query: TableQuery, who: Principal) -> dic
         "durations": {t.id: duration_s(t, now) for t in page.rows},
         "feasible": {t.id: trial_feasible(t, exp.config) for t in page.rows},
         "arm_feasible": {t.id: arm_feasibility(t, exp.config) for t in page.rows},
+        "on_front": observed_front_trials(exp),
         "controls": {
             t.id: c.name for t in page.rows if (c := control_arm(t, exp.config)) is not None
         },

@@ -28,6 +28,7 @@ from typing import Any
 from assay.platform.analysis import BestArm, EffectsReport
 from assay.platform.experiment import Experiment, ExperimentStatus, Trial, TrialState
 from assay.platform.jobspec import Job, TrialReport
+from assay.platform.pareto_report import ParetoReport
 from assay.service.engine import Engine
 from assay.service.verbs import ExperimentVerbs
 from assay.storage.base import ExperimentSummary, Store, TrialEvent
@@ -83,12 +84,13 @@ class Client:
         self,
         name: str,
         parameters: Sequence[Mapping[str, Any] | Any],
-        objective: str | Mapping[str, Any],
+        objective: str | Mapping[str, Any] | None = None,
         *,
+        objectives: Sequence[str | Mapping[str, Any]] | None = None,
         outcome_constraints: Sequence[str] = (),
         parameter_constraints: Sequence[str] = (),
         tracking_metrics: Sequence[str] = (),
-        generator: str = "noisy_ei",
+        generator: str | None = None,
         generator_settings: Mapping[str, Any] | None = None,
         seed: int | None = None,
         max_trials: int | None = None,
@@ -96,12 +98,15 @@ class Client:
         description: str = "",
         job: Mapping[str, Any] | None = None,
     ) -> Experiment:
-        """Create an experiment (the dict form of parameters is the REST API's JSON)."""
-        spec = {
+        """Create an experiment (the dict form of parameters is the REST API's JSON).
+
+        Give ``objective`` (one) or ``objectives`` (several, e.g. ``["reward", {"name":
+        "latency_ms", "minimize": True, "threshold": 50}]``); ``generator`` defaults to
+        ``noisy_ei`` with one objective and ``noisy_ehvi`` with several."""
+        spec: dict[str, Any] = {
             "name": name,
             "parameters": list(parameters),
             "parameter_constraints": list(parameter_constraints),
-            "objective": objective,
             "outcome_constraints": list(outcome_constraints),
             "tracking_metrics": list(tracking_metrics),
             "generator": generator,
@@ -111,6 +116,12 @@ class Client:
             "status_quo": dict(status_quo) if status_quo is not None else None,
             "description": description,
         }
+        if objectives is not None:
+            spec["objectives"] = list(objectives)
+        if objective is not None or objectives is None:
+            spec["objective"] = objective
+        if generator is None:
+            spec.pop("generator")
         if job is not None:
             spec["job"] = dict(job)
         return self._engine.create_experiment(spec, project=self.project)
@@ -247,7 +258,14 @@ class Client:
         and P(best). Needs a control arm."""
         return self._engine.effects(experiment_id, project=self.project)
 
+    def pareto(self, experiment_id: int) -> ParetoReport:
+        """Several objectives: the model's Pareto front among the observed arms (posterior
+        means with 95% intervals, P(on the front), P(feasible)), the raw observed front, the
+        hypervolume of both against the reference point and its trace per trial."""
+        return self._engine.pareto(experiment_id, project=self.project)
+
     def best(self, experiment_id: int) -> BestArm:
         """The model's recommended arm with predicted metrics and intervals, and P(best) of
-        every observed arm (in % against the control in an A/B experiment)."""
+        every observed arm (in % against the control in an A/B experiment). With several
+        objectives, ``front`` lists the Pareto-optimal arms (see :meth:`pareto`)."""
         return self._engine.best(experiment_id, project=self.project)

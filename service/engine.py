@@ -37,6 +37,7 @@ from assay.platform.experiment import (
     TrialState,
 )
 from assay.platform.generators import get_generator
+from assay.platform.pareto_report import ParetoReport, best_of_front, pareto_report
 from assay.service.generation import MAX_LEASE_S, Generation
 from assay.service.jobs.checks import check_job_spec
 from assay.service.runs import Runs
@@ -283,6 +284,13 @@ class Engine(Generation, Runs):
         :func:`assay.platform.analysis.arm_effects`)."""
         return arm_effects(self.store.get_experiment(experiment_id, project=project))
 
+    def pareto(self, experiment_id: int, *, project: str | None = None) -> ParetoReport:
+        """The Pareto front of a multi-objective experiment (see
+        :func:`assay.platform.pareto_report.pareto_report`)."""
+        return pareto_report(self.store.get_experiment(experiment_id, project=project))
+
     def best(self, experiment_id: int, *, project: str | None = None) -> BestArm:
-        """The model-based recommendation (see :func:`assay.platform.analysis.best_arm`)."""
-        return best_arm(self.store.get_experiment(experiment_id, project=project))
+        """The model-based recommendation (see :func:`assay.platform.analysis.best_arm`); with
+        several objectives, the Pareto front (:func:`~assay.platform.pareto_report.best_of_front`)."""
+        exp = self.store.get_experiment(experiment_id, project=project)
+        return best_of_front(exp) if exp.config.is_multi_objective else best_arm(exp)

@@ -30,6 +30,7 @@ from assay.platform.experiment import (
     TrialState,
 )
 from assay.platform.jobspec import Job, JobState, TrialReport
+from assay.platform.pareto_report import ParetoReport
 from assay.service.errors import error_from_body
 from assay.service.schemas import (
     BestArmPublic,
@@ -38,6 +39,7 @@ from assay.service.schemas import (
     ExperimentPublic,
     ExperimentSummaryPublic,
     JobPublic,
+    ParetoPublic,
     TrialPublic,
 )
 from assay.storage.base import ExperimentSummary, TrialEvent
@@ -154,7 +156,8 @@ class RemoteEngine:
     ) -> Experiment:
         body = spec.to_dict() if isinstance(spec, ExperimentConfig) else dict(spec)
         body = {k: v for k, v in body.items() if v is not None}
-        if isinstance(body.get("objectives"), list) and "objective" not in body:
+        objectives = body.get("objectives")
+        if isinstance(objectives, list) and len(objectives) == 1 and "objective" not in body:
             body["objective"] = body.pop("objectives")[0]
         try:
             data, _ = self._request("POST", "/experiments", json=body)
@@ -369,6 +372,11 @@ class RemoteEngine:
     def effects(self, experiment_id: int, *, project: str | None = None) -> EffectsReport:
         return EffectsPublic.model_validate(
             self._get(f"/experiments/{experiment_id}/effects")
+        ).to_domain()
+
+    def pareto(self, experiment_id: int, *, project: str | None = None) -> ParetoReport:
+        return ParetoPublic.model_validate(
+            self._get(f"/experiments/{experiment_id}/pareto")
         ).to_domain()
 
     def best(self, experiment_id: int, *, project: str | None = None) -> BestArm:

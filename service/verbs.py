@@ -27,6 +27,7 @@ from assay.platform.experiment import (
     TrialState,
 )
 from assay.platform.jobspec import Job, TrialReport
+from assay.platform.pareto_report import ParetoReport
 from assay.storage.base import ExperimentSummary, TrialEvent
 
 
@@ -162,6 +163,10 @@ class ExperimentVerbs(Protocol):
     # -- analysis ----------------------------------------------------------------------------
     def effects(self, experiment_id: int, *, project: str | None = None) -> EffectsReport:
         """Each arm's % effects against the control."""
+        ...
+
+    def pareto(self, experiment_id: int, *, project: str | None = None) -> ParetoReport:
+        """The Pareto front of an experiment with several objectives."""
         ...
 
     def best(self, experiment_id: int, *, project: str | None = None) -> BestArm:

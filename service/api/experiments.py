@@ -35,6 +35,7 @@ from assay.service.schemas import (
     ExperimentUpdate,
     ObservationList,
     ObservationRowPublic,
+    ParetoPublic,
     TrialList,
     TrialPublic,
 )
@@ -224,6 +225,15 @@ def effects(experiment_id: ExperimentId, engine: EngineDep, who: PrincipalDep, r
     Needs a control arm (``status_quo``): 400 otherwise. Cached per data version."""
     return _analysis(request, engine, who, experiment_id, "effects", arm_effects,
                      EffectsPublic.from_domain)  # fmt: skip
+
+
+@router.get("/{experiment_id}/pareto", response_model=ParetoPublic)
+def pareto(experiment_id: ExperimentId, engine: EngineDep, who: PrincipalDep):
+    """Several objectives: the model's Pareto front among the observed arms (posterior means
+    with 95% intervals, P(on the front), P(feasible)), the raw observed front, the hypervolume
+    of both against the reference point, and the hypervolume per trial. 422 for an experiment
+    with one objective (see ``/best``); 404 before any arm has every objective observed."""
+    return ParetoPublic.from_domain(engine.pareto(experiment_id, project=who.project))
 
 
 @router.get("/{experiment_id}/best", response_model=BestArmPublic)

@@ -32,6 +32,8 @@ from assay.service.schemas.analysis import (
     EffectsPublic,
     EstimatePublic,
     MetricEffectPublic,
+    ParetoArmPublic,
+    ParetoPublic,
 )
 from assay.service.schemas.common import (
     Name,
@@ -145,6 +147,8 @@ __all__ = [
     "ObservationRowPublic",
     "ObservationValue",
     "ParameterIn",
+    "ParetoArmPublic",
+    "ParetoPublic",
     "PrivacyBudgetIn",
     "PrivacyBudgetPublic",
     "ProjectCreate",
