@@ -33,12 +33,30 @@ import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from assay.platform.errors import ValidationError
 
-if TYPE_CHECKING:
-    from assay.platform.experiment import Objective, OutcomeConstraint
+
+class Objective(Protocol):
+    """What the rules read of :class:`assay.platform.experiment.Objective` (a Protocol, so
+    this module does not import the experiment module, which imports it)."""
+
+    name: str
+    minimize: bool
+
+
+class OutcomeConstraint(Protocol):
+    """What the rules read of :class:`assay.platform.experiment.OutcomeConstraint`."""
+
+    metric: str
+    op: str
+    bound: float
+    relative: bool
+
+    @property
+    def expression(self) -> str: ...
+
 
 STRATEGIES = ("percentile", "threshold", "model")
 EXPERIMENT_RULES = ("improvement", "model")

@@ -63,7 +63,7 @@ class StoppingDecision:
         }
 
 
-def _feasible_series(experiment: Experiment) -> list[tuple[float, float | None, bool]]:
+def feasible_series(experiment: Experiment) -> list[tuple[float, float | None, bool]]:
     """``(objective mean, sem, feasible by raw value)`` of completed single-arm data, in
     trial order (each arm of a batch trial counts)."""
     config = experiment.config
@@ -170,7 +170,7 @@ def model_rule(
         min_trials: Completed trials needed first.
         n_points: Size of the Sobol sample the maximum is taken over.
     """
-    n = len(_feasible_series(experiment))
+    n = len(feasible_series(experiment))
     if n < min_trials:
         return StoppingDecision(
             False, "model", f"{n} completed trial(s); the rule needs {min_trials}",
@@ -239,7 +239,7 @@ def experiment_stopping_by(experiment: Experiment, rule: StoppingRuleConfig) -> 
     """Apply one rule to the experiment."""
     if rule.rule == "improvement":
         d = improvement_rule(
-            _feasible_series(experiment), minimize=experiment.config.objective.minimize,
+            feasible_series(experiment), minimize=experiment.config.objective.minimize,
             window=rule.window, min_trials=rule.min_trials,
             min_improvement=rule.min_improvement, rel_tol=rule.rel_tol,
         )  # fmt: skip

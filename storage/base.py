@@ -225,8 +225,12 @@ class Store(ABC):
         actor: str | None = None,
         lease_expires_at: datetime | None = None,
         expected_states: Sequence[TrialState] | None = None,
+        details: Mapping[str, Any] | None = None,
     ) -> Trial:
         """Compare-and-set a trial's state, storing observations with a completion.
+
+        ``details`` (JSON) go into the transition's audit event, e.g. an early-stopping
+        decision's numbers.
 
         ``observations`` may be a callable: it receives the trial as loaded inside the
         transaction and returns the validated observations (or raises, storing nothing), so

@@ -15,6 +15,8 @@ from assay.service.schemas import (
     AskResponse,
     AttachRequest,
     BestArmPublic,
+    CurvePublic,
+    CurvesPublic,
     EffectsPublic,
     EventList,
     EventPublic,
@@ -25,6 +27,7 @@ from assay.service.schemas import (
     ExperimentUpdate,
     ObservationList,
     ObservationRowPublic,
+    StoppingPublic,
     TrialList,
     TrialPublic,
 )
@@ -166,3 +169,23 @@ def best(experiment_id: ExperimentId, engine: EngineDep, who: PrincipalDep):
     """The model's recommended arm: best posterior mean among arms feasible with high
     probability, with 95% credible intervals."""
     return BestArmPublic.from_domain(engine.best(experiment_id, project=who.project))
+
+
+@router.get("/{experiment_id}/stopping", response_model=StoppingPublic)
+def stopping(experiment_id: ExperimentId, engine: EngineDep, who: PrincipalDep):
+    """Is the experiment done? The ``stopping`` rule's recommendation (``improvement``: the
+    best feasible value has not improved by more than the noise over the last trials;
+    ``model``: no point is likely to improve on the recommended arm by the margin) with its
+    figures; without a rule, ``rule="none"`` and the improvement rule's advice."""
+    return StoppingPublic.from_domain(engine.stopping(experiment_id, project=who.project))
+
+
+@router.get("/{experiment_id}/curves", response_model=CurvesPublic)
+def curves(experiment_id: ExperimentId, engine: EngineDep, who: PrincipalDep):
+    """Every trial's learning curve (its reports) and the early-stopping rule's line."""
+    data = engine.curves(experiment_id, project=who.project)
+    return CurvesPublic(
+        metric=data["metric"],
+        curves=[CurvePublic.from_domain(c) for c in data["curves"]],
+        rule_line=data["rule_line"],
+    )

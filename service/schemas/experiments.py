@@ -93,11 +93,17 @@ class ExperimentCreate(Strict):
     status_quo: dict[str, Scalar] | None = None
     description: Annotated[str, Field(max_length=10_000)] = ""
     job: JobSpecIn | None = None
+    #: Trial-level early stopping (see :mod:`assay.platform.early_stopping`), validated by
+    #: the domain so errors name ``early_stopping.<field>``.
+    early_stopping: dict[str, Any] | None = None
+    #: Experiment-level stopping rule (see :mod:`assay.platform.stopping`).
+    stopping: dict[str, Any] | None = None
 
     def to_spec(self) -> dict[str, Any]:
         d = self.model_dump(mode="json")
-        if d.get("job") is None:
-            d.pop("job", None)
+        for key in ("job", "early_stopping", "stopping"):
+            if d.get(key) is None:
+                d.pop(key, None)
         d["parameters"] = [
             {k: v for k, v in p.items() if not (k == "ordered" and v is None)}
             for p in d["parameters"]
