@@ -27,31 +27,6 @@ from assay.platform.experiment import Experiment, Trial, TrialState
 from assay.platform.stopping import StoppingDecision, experiment_stopping, feasible_series
 from assay.storage.base import Store
 
-#: Trial states whose reports make up the curves the rules compare against.
-CURVE_STATES = (TrialState.RUNNING, TrialState.COMPLETED, TrialState.EARLY_STOPPED)
-
-
-def trial_curve(store: Store, trial: Trial) -> Curve:
-    """The trial's learning curve from its stored reports (finished when completed)."""
-    reports = store.list_reports(trial.id)
-    final = {m: o.mean for m, o in trial.values.items()} if not trial.is_batch else {}
-    return Curve.from_reports(
-        trial.id,
-        [(r.step, r.metrics) for r in reports],
-        finished=trial.state is TrialState.COMPLETED,
-        final=final if trial.state is TrialState.COMPLETED else {},
-        state=trial.state.value,
-    )
-
-
-def experiment_curves(store: Store, experiment: Experiment) -> list[Curve]:
-    """The curves of every running, completed or early-stopped single-arm trial."""
-    return [
-        trial_curve(store, t)
-        for t in experiment.trials
-        if t.state in CURVE_STATES and not t.is_batch
-    ]
-
 
 def best_feasible(experiment: Experiment) -> float | None:
     """The best final objective value among completed trials feasible by raw value."""
@@ -92,10 +67,9 @@ class Stopping:
             return StopDecision(
                 trial.id, False, es.strategy, "batch trials (A/B rounds) are not early-stopped"
             )
-        curves = experiment_curves(self.store, experiment)
-        mine = next((c for c in curves if c.trial_id == trial.id), None) or trial_curve(
-            self.store, trial
-        )
+        curves = self.store.experiment_curves(experiment)
+        # A running single-arm trial is always among the curves (maybe without points yet).
+        mine = next((c for c in curves if c.trial_id == trial.id), Curve(trial.id, {}))
         return decide(
             es, config.objective, mine, curves,
             constraints=config.outcome_constraints, best_feasible=best_feasible(experiment),
@@ -127,7 +101,7 @@ class Stopping:
         """The learning curves of the experiment for charts: ``{"curves": [...],
         "rule_line": [[step, value], ...], "metric": ...}``."""
         experiment = self.store.get_experiment(experiment_id, project=project)
-        curves = experiment_curves(self.store, experiment)
+        curves = self.store.experiment_curves(experiment)
         es = experiment.config.early_stopping
         line = rule_line(es, experiment.config.objective, curves) if es is not None else []
         return {

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from assay.platform.early_stopping import Curve
 from assay.platform.errors import InvalidTransitionError, NotFoundError, UnsupportedError
 from assay.platform.experiment import (
     Experiment,
@@ -32,6 +33,9 @@ from assay.platform.experiment import (
 )
 from assay.platform.jobspec import Job, JobState, TrialReport
 from assay.storage.ledger.base import PrivacyLedger
+
+#: Trial states whose reports make up the curves the early-stopping rules compare against.
+CURVE_STATES = (TrialState.RUNNING, TrialState.COMPLETED, TrialState.EARLY_STOPPED)
 
 #: What a completion stores: ``{arm: {metric: Observation}}``, or a callable that receives the
 #: trial as loaded inside the transaction and returns them (validation and write in one
@@ -303,6 +307,27 @@ class Store(ABC):
         """
         events = self.list_events(experiment_id=experiment_id)
         return events[-1].id if events else 0
+
+    def experiment_curves(self, experiment: Experiment) -> list[Curve]:
+        """The learning curves (intermediate reports) of the experiment's running, completed
+        and early-stopped single-arm trials, for the early-stopping rules and the dashboard.
+        A completed trial's curve is ``finished`` and carries its final observations.
+        Backends may override this default (one read of reports per trial)."""
+        out = []
+        for t in experiment.trials:
+            if t.is_batch or t.state not in CURVE_STATES:
+                continue
+            done = t.state is TrialState.COMPLETED
+            out.append(
+                Curve.from_reports(
+                    t.id,
+                    [(r.step, r.metrics) for r in self.list_reports(t.id)],
+                    finished=done,
+                    final={m: o.mean for m, o in t.values.items()} if done else {},
+                    state=t.state.value,
+                )
+            )
+        return out
 
     def completed_observations(
         self, experiment_ids: Sequence[int], *, metrics: Sequence[str] | None = None
