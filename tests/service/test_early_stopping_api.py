@@ -79,3 +79,64 @@ def test_stopping_flat_vs_improving(client) -> None:
     assert d.done and d.rule == "improvement" and d.details["noise"] == pytest.approx(0.01)
     d = client.stopping(rising.id)
     assert not d.done and d.details["improvement"] == pytest.approx(0.3)
+
+
+# -- raw REST (every store backend through the ``store`` fixture) -----------------------------
+EXP = {
+    "name": "rest-es",
+    "parameters": PARAMS,
+    "objective": "acc",
+    "tracking_metrics": ["latency"],
+    "early_stopping": {"strategy": "threshold", "bound": 0.5, "min_progression": 2},
+    "stopping": {"rule": "improvement", "window": 2, "min_trials": 3},
+}
+
+
+@pytest.fixture
+def api(store):
+    from fastapi.testclient import TestClient
+
+    from assay.service.app import create_app
+    from assay.service.settings import Settings
+
+    with TestClient(create_app(Settings(auth="none"), store=store)) as c:
+        yield c
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"early_stopping": {"strategy": "percentile", "top_k": -1}}, "early_stopping.top_k"),
+        ({"early_stopping": {"strategy": "bogus"}}, "early_stopping.strategy"),
+        ({"early_stopping": ["percentile"]}, "early_stopping"),
+        ({"stopping": {"rule": "model", "margin": -1}}, "stopping.margin"),
+    ],
+)
+def test_rest_bad_settings_are_422_naming_the_field(api, patch, field) -> None:
+    r = api.post("/api/v1/experiments", json=EXP | patch)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["details"]["field"] == field
+    assert api.get("/api/v1/experiments").json()["experiments"] == []  # nothing stored
+
+
+def test_rest_should_stop_stopping_and_curves(api) -> None:
+    exp = api.post("/api/v1/experiments", json=EXP).json()
+    assert exp["config"]["early_stopping"]["bound"] == 0.5
+    t = api.post(f"/api/v1/experiments/{exp['id']}/trials:ask", json={}).json()["trials"][0]
+    for step, acc in ((1, 0.2), (2, 0.3)):
+        r = api.post(
+            f"/api/v1/trials/{t['id']}/reports", json={"step": step, "metrics": {"acc": acc}}
+        )
+        assert r.status_code == 201, r.text
+    d = api.get(f"/api/v1/trials/{t['id']}/should_stop").json()
+    assert d["should_stop"] and d["strategy"] == "threshold" and d["step"] == 2
+    assert d["value"] == 0.3 and d["threshold"] == 0.5
+    r = api.post(f"/api/v1/trials/{t['id']}:early_stop", json={"reason": d["reason"]})
+    assert r.json()["state"] == "early_stopped"
+    s = api.get(f"/api/v1/experiments/{exp['id']}/stopping").json()
+    assert not s["done"] and s["rule"] == "improvement" and "needs 3" in s["reason"]
+    c = api.get(f"/api/v1/experiments/{exp['id']}/curves").json()
+    assert c["metric"] == "acc" and c["rule_line"] == [[2, 0.5]]
+    assert c["curves"][0]["state"] == "early_stopped"
+    assert c["curves"][0]["points"]["acc"] == [[1, 0.2], [2, 0.3]]
+    assert api.get("/api/v1/trials/987654/should_stop").status_code == 404
