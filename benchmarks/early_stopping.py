@@ -9,9 +9,11 @@ each method sees is the validation accuracy after each epoch (400 held-out image
 arm among the method's fully trained trials (early-stopped trials never count: only a full
 curve is a true final value). Training is deterministic given the parameters.
 
-Every method gets the same number of trials and the same sampler family: random search
-(Assay's ``sobol`` generator, Optuna's ``RandomSampler``, Ray Tune's random search), so the
-comparison isolates the stopping rule; ``--generator noisy_ei`` uses Assay's BO instead.
+By default every method evaluates **the same configurations in the same order** (per seed, a
+seeded random sample of the space: Assay through ``client.attach_trial``, Optuna through
+``study.enqueue_trial``, Ray Tune through a ``grid_search`` over the list), so the table
+compares stopping rules, not sampler luck. ``--generator sobol`` or ``noisy_ei`` lets Assay
+propose its own trials instead (Optuna then samples with ``RandomSampler``, Ray at random).
 Epochs consumed are summed over all trials (a stopped trial costs the epochs it ran).
 
 Methods: ``none`` (Assay, no stopping), ``percentile``, ``threshold``, ``model`` (Assay,
@@ -55,6 +57,25 @@ ASSAY_RULES: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 _DATA: dict[str, Any] = {}
+
+
+def shared_configs(seed: int, n: int) -> list[dict[str, Any]]:
+    """``n`` random configurations of :data:`SPACE` (log-uniform where ``log``), seeded."""
+    import random
+
+    rng = random.Random(1000 + seed)
+    out = []
+    for _ in range(n):
+        c: dict[str, Any] = {}
+        for p in SPACE:
+            lo, hi = p["bounds"]
+            if p.get("log"):
+                v = math.exp(rng.uniform(math.log(lo), math.log(hi)))
+            else:
+                v = rng.uniform(lo, hi)
+            c[p["name"]] = round(min(max(v, lo), hi)) if p["type"] == "int" else v
+        out.append(c)
+    return out
 
 
 def _data() -> dict[str, Any]:
@@ -129,14 +150,22 @@ def run_assay(rule: dict[str, Any] | None, seed: int, trials: int, generator: st
 
     client = assay.Client()
     spec: dict[str, Any] = dict(
-        name=f"es-{seed}", parameters=SPACE, objective="val_acc", seed=seed, generator=generator
+        name=f"es-{seed}",
+        parameters=SPACE,
+        objective="val_acc",
+        seed=seed,
+        generator="sobol" if generator == "shared" else generator,
     )
     if rule is not None:
         spec["early_stopping"] = rule
     exp = client.create_experiment(**spec)
     epochs, stopped, best = 0, 0, (-1.0, -1.0)
-    for _ in range(trials):
-        [t] = client.ask(exp.id)
+    shared = shared_configs(seed, trials) if generator == "shared" else None
+    for i in range(trials):
+        if shared is not None:
+            t = client.attach_trial(exp.id, shared[i])
+        else:
+            [t] = client.ask(exp.id)
         tr = Training(t.parameters)
         acc = 0.0
         was_stopped = False
@@ -159,7 +188,7 @@ def run_assay(rule: dict[str, Any] | None, seed: int, trials: int, generator: st
     return {"best_val": best[0], "best_test": best[1], "epochs": epochs, "stopped": stopped}
 
 
-def run_optuna(pruner_name: str, seed: int, trials: int) -> dict:
+def run_optuna(pruner_name: str, seed: int, trials: int, generator: str) -> dict:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -171,6 +200,9 @@ def run_optuna(pruner_name: str, seed: int, trials: int) -> dict:
     study = optuna.create_study(
         direction="maximize", sampler=optuna.samplers.RandomSampler(seed=seed), pruner=pruner
     )
+    if generator == "shared":
+        for c in shared_configs(seed, trials):
+            study.enqueue_trial(c)
     stats = {"epochs": 0, "stopped": 0}
     tests: dict[int, float] = {}
 
@@ -201,7 +233,7 @@ def run_optuna(pruner_name: str, seed: int, trials: int) -> dict:
     return {"best_val": best.value, "best_test": tests[best.number], **stats}
 
 
-def run_ray_asha(seed: int, trials: int) -> dict:
+def run_ray_asha(seed: int, trials: int, generator: str) -> dict:
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -211,7 +243,7 @@ def run_ray_asha(seed: int, trials: int) -> dict:
                  logging_level=logging.ERROR)  # fmt: skip
 
     def trainable(config: dict[str, Any]) -> None:
-        tr = Training(config)
+        tr = Training(config.get("cfg", config))
         for epoch, acc in tr.epochs():
             test = tr.test_accuracy() if epoch == EPOCHS else None
             tune.report({"val_acc": acc, "epoch": epoch, "test_acc": test})
@@ -223,12 +255,15 @@ def run_ray_asha(seed: int, trials: int) -> dict:
         "batch_size": tune.lograndint(16, 257),
         "dropout": tune.uniform(0.0, 0.7),
     }
+    if generator == "shared":
+        space = {"cfg": tune.grid_search(shared_configs(seed, trials))}
     sched = ASHAScheduler(time_attr="epoch", max_t=EPOCHS, grace_period=3, reduction_factor=3)
     tuner = tune.Tuner(
         trainable,
         param_space=space,
         tune_config=tune.TuneConfig(
-            metric="val_acc", mode="max", scheduler=sched, num_samples=trials,
+            metric="val_acc", mode="max", scheduler=sched,
+            num_samples=1 if generator == "shared" else trials,
             max_concurrent_trials=2, search_alg=tune.search.BasicVariantGenerator(
                 random_state=seed),
         ),
@@ -256,9 +291,9 @@ METHODS: dict[str, Callable[[int, int, str], dict]] = {
     "percentile": lambda s, n, g: run_assay(ASSAY_RULES["percentile"], s, n, g),
     "threshold": lambda s, n, g: run_assay(ASSAY_RULES["threshold"], s, n, g),
     "model": lambda s, n, g: run_assay(ASSAY_RULES["model"], s, n, g),
-    "optuna_median": lambda s, n, g: run_optuna("median", s, n),
-    "optuna_hyperband": lambda s, n, g: run_optuna("hyperband", s, n),
-    "ray_asha": lambda s, n, g: run_ray_asha(s, n),
+    "optuna_median": lambda s, n, g: run_optuna("median", s, n, g),
+    "optuna_hyperband": lambda s, n, g: run_optuna("hyperband", s, n, g),
+    "ray_asha": lambda s, n, g: run_ray_asha(s, n, g),
 }
 
 
@@ -271,7 +306,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--trials", type=int, default=40)
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    ap.add_argument("--generator", default="sobol", help="Assay generator (sobol | noisy_ei)")
+    ap.add_argument(
+        "--generator", default="shared",
+        help="shared (the same configurations for every method) | sobol | noisy_ei",
+    )  # fmt: skip
     ap.add_argument("--json", type=Path, help="also write the raw results here")
     args = ap.parse_args(argv)
     logging.getLogger("assay").setLevel(logging.WARNING)
