@@ -77,7 +77,10 @@ def _num(
     v = spec.get(key, default)
     if v is None:
         return None
-    bad = isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v)
+    try:  # JSON integers may be too large for a float
+        bad = isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v)
+    except OverflowError:
+        bad = True
     if integer and not bad and not float(v).is_integer():
         bad = True
     if not bad and lo is not None and (v <= lo if open_lo else v < lo):

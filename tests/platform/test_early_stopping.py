@@ -198,6 +198,8 @@ def test_rule_line_is_the_percentile_per_step() -> None:
         ({"strategy": "percentile", "metric": "latency"}, "early_stopping.metric"),
         ({"strategy": "percentile", "typo": 1}, "early_stopping.typo"),
         ({"strategy": "percentile", "constraints": "yes"}, "early_stopping.constraints"),
+        ({"strategy": "percentile", "min_curves": 10**400}, "early_stopping.min_curves"),
+        ({"strategy": "threshold", "bound": -(10**400)}, "early_stopping.bound"),
     ],
 )
 def test_bad_settings_name_the_field(spec: dict, field: str) -> None:
