@@ -512,3 +512,56 @@ def hypervolume_figure(report: Any) -> dict[str, Any]:
             xaxis=axis("trial"), yaxis=axis("hypervolume"), height=300,
         ),
     }  # fmt: skip
+
+
+def learning_curves_figure(
+    curves: list[Any], metric: str, line: list[tuple[int, float]], rule_name: str = ""
+) -> dict[str, Any]:
+    """All trials' learning curves of ``metric`` on one chart: completed trials in ink,
+    running ones in indigo, early-stopped ones in red with an ✕ where they stopped, and the
+    early-stopping rule's line (dashed amber) per step.
+
+    Args:
+        curves: :class:`~assay.platform.early_stopping.Curve` objects.
+        metric: The metric to draw.
+        line: ``[(step, value)]`` of the rule (empty: none).
+        rule_name: Legend label of the rule's line.
+    """
+    colour = {"completed": MUTED, "running": ACCENT, "early_stopped": BAD}
+    traces: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    stops_x, stops_y, stops_text = [], [], []
+    for c in curves:
+        pts = c.points.get(metric)
+        if not pts:
+            continue
+        state = c.state if c.state in colour else "completed"
+        traces.append({
+            "type": "scatter", "mode": "lines", "x": [s for s, _ in pts],
+            "y": _finite([v for _, v in pts]), "name": state.replace("_", " "),
+            "legendgroup": state, "showlegend": state not in seen,
+            "line": {"width": 1.5 if state != "completed" else 1, "color": colour[state]},
+            "hovertemplate": f"trial {c.trial_id}<br>step %{{x}}<br>{metric} %{{y:.4g}}"
+            "<extra></extra>",
+        })  # fmt: skip
+        seen.add(state)
+        if state == "early_stopped":
+            stops_x.append(pts[-1][0])
+            stops_y.append(pts[-1][1])
+            stops_text.append(f"trial {c.trial_id} stopped at step {pts[-1][0]}")
+    if stops_x:
+        traces.append({
+            "type": "scatter", "mode": "markers", "x": stops_x, "y": _finite(stops_y),
+            "name": "stopped here", "text": stops_text, "hoverinfo": "text",
+            "marker": {"symbol": "x", "size": 10, "color": BAD},
+        })  # fmt: skip
+    if line:
+        traces.append({
+            "type": "scatter", "mode": "lines", "x": [s for s, _ in line],
+            "y": _finite([v for _, v in line]), "name": rule_name or "stopping rule",
+            "line": {"width": 2, "dash": "dash", "color": MODEL},
+        })  # fmt: skip
+    return {
+        "data": traces,
+        "layout": layout(xaxis=axis("step"), yaxis=axis(metric)),
+    }

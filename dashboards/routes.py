@@ -427,7 +427,10 @@ def experiment_panel(request: Request, experiment_id: ExperimentId, key: str) ->
     if panel is None:
         raise NotFoundError(f"no panel named {key!r}")
     params = dict(request.query_params)
-    ctx = PanelContext(exp, params, d.models, d.jobs, who.project)
+    ctx = PanelContext(exp, params, d.models, d.jobs, who.project, d.store)
+    # Data panels (learning curves) change with every report: never cached.
+    if not panel.model_based:
+        return JSONResponse(run_panel(panel, ctx).to_json())
     key = (exp.id, completed_count(exp), "panel", key, tuple(sorted(params.items())))
     return JSONResponse(d.cached(key, lambda: run_panel(panel, ctx).to_json()))
 

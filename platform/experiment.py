@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from assay.platform.early_stopping import EarlyStoppingConfig, StoppingRuleConfig
 from assay.platform.errors import (
     ConstraintParseError,
     InvalidTransitionError,
@@ -454,6 +455,9 @@ class ExperimentConfig:
         max_trials: Optional budget (generators may use it, e.g. to shorten lookahead).
         status_quo: Optional control arm parameters.
         job: Optional job spec: run each trial as a job (see :mod:`assay.platform.jobspec`).
+        early_stopping: Optional trial-level early stopping from learning curves (see
+            :mod:`assay.platform.early_stopping`).
+        stopping: Optional experiment-level "done?" rule (see :mod:`assay.platform.stopping`).
     """
 
     name: str
@@ -468,6 +472,8 @@ class ExperimentConfig:
     status_quo: dict[str, Any] | None = None
     description: str = ""
     job: JobSpec | None = None
+    early_stopping: EarlyStoppingConfig | None = None
+    stopping: StoppingRuleConfig | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip() or len(self.name) > 200:
@@ -519,6 +525,12 @@ class ExperimentConfig:
             raise ValidationError("max_trials must be a positive integer", field="max_trials")
         if self.status_quo is not None:
             self.status_quo = self.search_space.validate(self.status_quo)
+        if self.early_stopping is not None:
+            self.early_stopping = EarlyStoppingConfig.parse(
+                self.early_stopping, metrics=self.metric_names, objective=self.objective.name
+            )
+        if self.stopping is not None:
+            self.stopping = StoppingRuleConfig.parse(self.stopping)
 
     @property
     def objective(self) -> Objective:
@@ -573,7 +585,8 @@ class ExperimentConfig:
         known = {
             "name", "parameters", "parameter_constraints", "objective", "objectives",
             "outcome_constraints", "tracking_metrics", "generator", "generator_settings",
-            "seed", "max_trials", "status_quo", "description", "job",
+            "seed", "max_trials", "status_quo", "description", "job", "early_stopping",
+            "stopping",
         }  # fmt: skip
         unknown = set(d) - known
         if unknown:
@@ -626,6 +639,8 @@ class ExperimentConfig:
             status_quo=d.get("status_quo"),
             description=d.get("description", "") or "",
             job=JobSpec.from_dict(d["job"], space.names) if d.get("job") is not None else None,
+            early_stopping=d.get("early_stopping"),
+            stopping=d.get("stopping"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -642,6 +657,10 @@ class ExperimentConfig:
             "status_quo": self.status_quo,
             "description": self.description,
             "job": self.job.to_dict() if self.job is not None else None,
+            "early_stopping": (
+                self.early_stopping.to_dict() if self.early_stopping is not None else None
+            ),
+            "stopping": self.stopping.to_dict() if self.stopping is not None else None,
         }
 
     def parse_observations(self, raw: Mapping[str, Any]) -> dict[str, Observation]:

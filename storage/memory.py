@@ -275,6 +275,7 @@ class MemoryStore(Store):
         actor: str | None = None,
         lease_expires_at: datetime | None = None,
         expected_states: Sequence[TrialState] | None = None,
+        details: Mapping[str, Any] | None = None,
     ) -> Trial:
         with self._lock:
             t = self._trial(trial_id, project)
@@ -290,7 +291,7 @@ class MemoryStore(Store):
             t.lease_expires_at = lease_expires_at if to_state is TrialState.RUNNING else None
             t.updated_at = utcnow()
             self._experiments[t.experiment_id].updated_at = t.updated_at
-            self._event(t, old, to_state, actor, reason)
+            self._event(t, old, to_state, actor, reason, dict(details or {}))
             return copy.deepcopy(t)
 
     def heartbeat(

@@ -25,6 +25,8 @@ from assay.service.schemas import (
     AskResponse,
     AttachRequest,
     BestArmPublic,
+    CurvePublic,
+    CurvesPublic,
     EffectsPublic,
     EventList,
     EventPublic,
@@ -36,6 +38,7 @@ from assay.service.schemas import (
     ObservationList,
     ObservationRowPublic,
     ParetoPublic,
+    StoppingPublic,
     TrialList,
     TrialPublic,
 )
@@ -250,3 +253,23 @@ def _analysis(request, engine, who, experiment_id, kind, analyse, public):  # ty
     exp = engine.get_experiment(experiment_id, project=who.project)
     key = (kind, experiment_id, data_version(exp))
     return request.app.state.model_work.cached(key, lambda: public(analyse(exp)))
+
+
+@router.get("/{experiment_id}/stopping", response_model=StoppingPublic)
+def stopping(experiment_id: ExperimentId, engine: EngineDep, who: PrincipalDep):
+    """Is the experiment done? The ``stopping`` rule's recommendation (``improvement``: the
+    best feasible value has not improved by more than the noise over the last trials;
+    ``model``: no point is likely to improve on the recommended arm by the margin) with its
+    figures; without a rule, ``rule="none"`` and the improvement rule's advice."""
+    return StoppingPublic.from_domain(engine.stopping(experiment_id, project=who.project))
+
+
+@router.get("/{experiment_id}/curves", response_model=CurvesPublic)
+def curves(experiment_id: ExperimentId, engine: EngineDep, who: PrincipalDep):
+    """Every trial's learning curve (its reports) and the early-stopping rule's line."""
+    data = engine.curves(experiment_id, project=who.project)
+    return CurvesPublic(
+        metric=data["metric"],
+        curves=[CurvePublic.from_domain(c) for c in data["curves"]],
+        rule_line=data["rule_line"],
+    )

@@ -109,10 +109,15 @@ class ExperimentCreate(Strict):
     status_quo: Annotated[dict[Name, Scalar], Field(max_length=500)] | None = None
     description: Annotated[str, Field(max_length=10_000)] = ""
     job: JobSpecIn | None = None
+    #: Trial-level early stopping (see :mod:`assay.platform.early_stopping`), validated by
+    #: the domain so errors name ``early_stopping.<field>``.
+    early_stopping: dict[str, Any] | None = None
+    #: Experiment-level stopping rule (see :mod:`assay.platform.stopping`).
+    stopping: dict[str, Any] | None = None
 
     def to_spec(self) -> dict[str, Any]:
         d = self.model_dump(mode="json")
-        for key in ("job", "objective", "objectives", "generator"):
+        for key in ("job", "objective", "objectives", "generator", "early_stopping", "stopping"):
             if d.get(key) is None:
                 d.pop(key, None)
         d["parameters"] = [
