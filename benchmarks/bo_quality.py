@@ -118,6 +118,12 @@ PROBLEMS = {
         0.1, 0.5998, 2.0,
     ),
     "branin": Problem("branin", [(-5.0, 10.0), (0.0, 15.0)], branin, [], 1.0, 0.397887, 308.0),
+    # Hartmann-6 with two constraints, the second active at the unconstrained optimum.
+    "hartmann6_2c": Problem(
+        "hartmann6_2c", [(0.0, 1.0)] * 6, hartmann6,
+        [("l1", lambda x: sum(x) - 3.0), ("ball", lambda x: sum((v - 0.5) ** 2 for v in x) - 0.25)],
+        0.1, math.nan, 0.0,
+    ),
 }  # fmt: skip
 
 
