@@ -114,3 +114,25 @@ def test_asks_solve_exactly_beyond_gpytorch_default(build_experiment, monkeypatc
     gen.generate(exp, 1, seed=0)
     assert seen == [models.MAX_CHOLESKY_SIZE] and models.MAX_CHOLESKY_SIZE >= 5000
     assert gpytorch.settings.max_cholesky_size.value() < models.MAX_CHOLESKY_SIZE  # restored
+
+
+def test_noisy_ei_maxiter_reaches_the_optimizer(build_experiment, monkeypatch) -> None:
+    """``maxiter`` (default 60, issue 19's lever) is what L-BFGS-B gets per restart."""
+    from assay.platform import optimize
+
+    seen: list[int] = []
+    original = optimize._optimize
+
+    def spy(acqf, space, q, options):  # type: ignore[no-untyped-def]
+        seen.append(options.maxiter)
+        return original(acqf, space, q, options)
+
+    monkeypatch.setattr(optimize, "_optimize", spy)
+    pts = grid(10)
+    exp = build_experiment(
+        SPEC, [({"x": x, "y": y}, {"f": (f(x, y), 0.05), "c": (c(x, y), 0.05)}) for x, y in pts]
+    )
+    fast = {"num_restarts": 1, "raw_samples": 16, "mc_samples": 16}
+    get_generator("noisy_ei", fast).generate(exp, 1, seed=0)
+    get_generator("noisy_ei", {**fast, "maxiter": 7}).generate(exp, 1, seed=0)
+    assert seen == [60, 7]
