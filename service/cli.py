@@ -26,6 +26,7 @@ def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             "host": getattr(args, "host", None),
             "port": getattr(args, "port", None),
             "auth": getattr(args, "auth", None),
+            "log_format": getattr(args, "log_format", None),
         }.items()
         if v is not None
     }
@@ -134,6 +135,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from assay.storage.factory import open_store
 
     store = open_store(settings.database_url, migrate=False)  # refuses an old schema
+    if args.workers > 1 and (settings.metrics or settings.metrics_token):
+        _multiprocess_metrics_dir()  # before anything imports prometheus_client
+    log_config = None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG
+    if settings.log_format == "json":
+        from assay.service.observability import configure_logging
+
+        configure_logging("json", logging.DEBUG if args.verbose else logging.INFO)
     mode = (
         "API keys required"
         if settings.auth_required
@@ -159,10 +167,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         os.environ.update(
             ASSAY_DATABASE_URL=settings.database_url, ASSAY_HOST=settings.host,
             ASSAY_PORT=str(settings.port), ASSAY_AUTH=settings.auth,
+            ASSAY_LOG_FORMAT=settings.log_format,
         )  # fmt: skip
         uvicorn.run(
             "assay.service.app:create_app_from_env", factory=True, host=settings.host,
             port=settings.port, workers=args.workers, log_level=args.log_level,
+            log_config=log_config, access_log=log_config is not None,
         )  # fmt: skip
         return 0
     from assay.service.app import create_app
@@ -170,9 +180,24 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     orchestrator = _make_orchestrator(args, settings, store, "local", url) if run_jobs else None
     uvicorn.run(
         create_app(settings, store=store, orchestrator=orchestrator), host=settings.host,
-        port=settings.port, log_level=args.log_level,
+        port=settings.port, log_level=args.log_level, log_config=log_config,
+        access_log=log_config is not None,
     )  # fmt: skip
     return 0
+
+
+def _multiprocess_metrics_dir() -> str:
+    """Several workers share their metrics through files (prometheus_client's multiprocess
+    mode): ``$PROMETHEUS_MULTIPROC_DIR``, or a fresh temporary folder, emptied at start."""
+    import tempfile
+    from pathlib import Path
+
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="assay-prom-")
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    for f in Path(folder).glob("*.db"):
+        f.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    return folder
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
@@ -216,6 +241,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--auth", choices=["auto", "keys", "none"], help="auth mode (default auto)")
     serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        help="json: one JSON object per line with request ids (default $ASSAY_LOG_FORMAT, text)",
+    )
     serve.add_argument("--no-orchestrator", action="store_true", help="do not run trial jobs")
     serve.add_argument("--demo", action="store_true", help="create and run the demo experiment")
     serve.set_defaults(func=_cmd_serve)

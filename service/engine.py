@@ -39,6 +39,7 @@ from assay.platform.experiment import (
 from assay.platform.generators import get_generator
 from assay.service.generation import MAX_LEASE_S, Generation
 from assay.service.jobs.checks import check_job_spec
+from assay.service.observability import TELLS, TRIAL_ENDS
 from assay.service.runs import Runs
 from assay.storage.base import ExperimentSummary, ProjectSummary, Store, TrialEvent
 
@@ -178,7 +179,7 @@ class Engine(Generation, Runs):
     ) -> Trial:
         # Validation runs inside the store's transaction on the trial as stored, so the check
         # and the write see the same state; a rejected tell writes nothing.
-        return self.store.transition_trial(
+        trial = self.store.transition_trial(
             trial_id,
             TrialState.COMPLETED,
             project=project,
@@ -187,6 +188,8 @@ class Engine(Generation, Runs):
             ).parse_trial_observations(trial, raw, batch=batch),
             actor=actor or self.actor,
         )
+        TELLS.inc()
+        return trial
 
     def start(
         self,
@@ -249,9 +252,11 @@ class Engine(Generation, Runs):
     ) -> Trial:
         if reason is not None and (not isinstance(reason, str) or len(reason) > 10_000):
             raise ValidationError("reason must be a string of at most 10000 chars", field="reason")
-        return self.store.transition_trial(
+        trial = self.store.transition_trial(
             trial_id, state, project=project, reason=reason, actor=actor or self.actor
         )
+        TRIAL_ENDS.labels(state.value).inc()
+        return trial
 
     def heartbeat(
         self, trial_id: int, lease_seconds: float = 60.0, *, project: str | None = None

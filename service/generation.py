@@ -42,6 +42,7 @@ from assay.platform.errors import (
 from assay.platform.experiment import Experiment, ExperimentStatus, Trial, TrialState
 from assay.platform.generators import get_generator
 from assay.platform.space import SearchSpace
+from assay.service.observability import LOCK_RETRIES, LOCK_WAIT_SECONDS, observe_generation
 from assay.storage.base import ExperimentLock, NewTrial, Store
 
 log = logging.getLogger("assay.engine")
@@ -84,11 +85,14 @@ def run_locked(
     """
     for attempt in range(1, ASK_ATTEMPTS + 1):
         try:
+            waited = time.perf_counter()
             with store.lock_experiment(experiment_id, project=project) as lock:
+                LOCK_WAIT_SECONDS.labels(verb).observe(time.perf_counter() - waited)
                 return work(lock)
         except StorageBusyError as e:
             if attempt >= ASK_ATTEMPTS:
                 raise
+            LOCK_RETRIES.labels(verb).inc()
             log.info(
                 "%s on experiment %s retried (attempt %d) after: %s",
                 verb, experiment_id, attempt, e,
@@ -372,6 +376,7 @@ class Generation:
         t0 = time.perf_counter()
         result = generator.generate(exp, n, seed=seed)
         info = {**result.info, "ask_seconds": round(time.perf_counter() - t0, 4)}
+        observe_generation("ask", len(result.candidates), info)
         log.info("experiment %s: generated %d candidate(s) %s", exp.id, n, info)
         state = TrialState.RUNNING if start else TrialState.CANDIDATE
         lease = lease_until(lease_seconds, start)
@@ -417,6 +422,7 @@ class Generation:
             included = fixed[1:] if exp.config.status_quo is not None else fixed
             result = generator.generate(exp, n_new, seed=seed, pending=included)
             info = {**result.info, "ask_seconds": round(time.perf_counter() - t0, 4)}
+            observe_generation("ask_batch", len(result.candidates), info)
             log.info("experiment %s: generated a batch of %d arm(s) %s", exp.id, n_new, info)
             candidates = result.candidates
             state, model_state = result.generator_state, result.model_state or None

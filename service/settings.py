@@ -18,7 +18,9 @@ class Settings(BaseSettings):
     server, ``true``), ``ASSAY_LOG_DIR`` (job logs, ``.assay/logs``), ``ASSAY_LOCAL_CPUS``
     (CPU slots of the local executor; default all cores), ``ASSAY_RELEASE_DIR`` (DP synthetic
     releases, ``.assay/releases``), ``ASSAY_DATA_DIR`` (server-side tables a release may name,
-    one folder per project, ``.assay/data``).
+    one folder per project, ``.assay/data``), ``ASSAY_METRICS`` (serve ``GET /metrics``
+    publicly, ``false``), ``ASSAY_METRICS_TOKEN`` (serve it behind this bearer token instead),
+    ``ASSAY_LOG_FORMAT`` (``text`` or ``json``: one JSON object per line).
     """
 
     model_config = SettingsConfigDict(env_prefix="ASSAY_", extra="ignore")
@@ -36,6 +38,10 @@ class Settings(BaseSettings):
     #: DP synthetic releases: where releases are written / tables are read from.
     release_dir: str = ".assay/releases"
     data_dir: str = ".assay/data"
+    #: ``GET /metrics`` (Prometheus): off unless enabled, or behind its own token.
+    metrics: bool = False
+    metrics_token: str | None = None
+    log_format: Literal["text", "json"] = "text"
 
     @property
     def loopback(self) -> bool:

@@ -29,6 +29,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 
 from assay.service.deps import EngineDep, PrincipalDep
+from assay.service.observability import CountingLedger
 from assay.service.releases import ReleaseStore, start_release
 from assay.service.schemas.privacy import (
     SAFE_NAME,
@@ -104,7 +105,9 @@ def create_release(
     """Release a DP synthetic copy of a table (202 + ``Location``; poll the status URL)."""
     project = who.write_project
     rec, started = start_release(
-        _releases(request, project, name), body, lambda: engine.store.privacy_ledger(project)
+        _releases(request, project, name),
+        body,
+        lambda: CountingLedger(engine.store.privacy_ledger(project), project),
     )
     if not started:
         response.status_code = 202 if rec["status"] == "running" else 200
