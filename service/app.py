@@ -22,7 +22,7 @@ from assay import __version__
 from assay.dashboards.jobs import StoreJobsView
 from assay.dashboards.routes import mount_dashboard
 from assay.platform.errors import AssayError
-from assay.service.api import experiments, jobs, privacy, projects, trials
+from assay.service.api import experiments, interchange, jobs, privacy, projects, trials
 from assay.service.auth import KeyResolver
 from assay.service.engine import Engine
 from assay.service.errors import error_response, response_for, status_for
@@ -193,6 +193,7 @@ def create_app(
         return Response(body, media_type=content_type)
 
     app.include_router(projects.router, prefix="/api/v1")
+    app.include_router(interchange.router, prefix="/api/v1")  # before /experiments/{id}
     app.include_router(experiments.router, prefix="/api/v1")
     app.include_router(trials.router, prefix="/api/v1")
     app.include_router(jobs.router, prefix="/api/v1")

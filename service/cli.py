@@ -4,6 +4,8 @@
 ``assay db upgrade``       create or upgrade the database schema
 ``assay keys create``      print a new API key for a project (shown once)
 ``assay demo``             a noisy constrained optimization, live in the terminal
+``assay export EXP``       an experiment as a versioned JSON document
+``assay import FILE``      an experiment from an export, an Ax snapshot or an Optuna study
 """
 
 from __future__ import annotations
@@ -186,6 +188,60 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """A client on ``--url`` (a server or a database; default ``$ASSAY_URL``, else the
+    settings' database)."""
+    from assay.service.client import Client
+
+    url = args.url or os.environ.get("ASSAY_URL") or _settings(args).database_url
+    token = args.token or os.environ.get("ASSAY_TOKEN")
+    return Client(url, token=token, project=args.project)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    import json
+
+    with _client(args) as client:
+        document = client.export_experiment(args.experiment)
+    text = json.dumps(document, indent=1)
+    if args.out in (None, "-"):
+        print(text)
+    else:
+        with open(args.out, "w") as f:
+            f.write(text)
+        n = len(document["trials"])
+        print(f"experiment {args.experiment} ({n} trials) -> {args.out}", file=sys.stderr)
+    return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    import json
+
+    source = args.source
+    if source == "auto":
+        if "://" in args.file or args.file.endswith((".db", ".log", ".jsonl")):
+            source = "optuna"
+        else:
+            with open(args.file) as f:
+                head = json.load(f)
+            source = "assay" if head.get("format") == "assay.experiment" else "ax"
+    with _client(args) as client:
+        if source == "optuna":
+            url = args.file
+            if "://" not in url and args.file.endswith(".db"):
+                url = f"sqlite:///{os.path.abspath(args.file)}"
+            result = client.import_optuna(url, args.study, name=args.name)
+        elif source == "ax":
+            result = client.import_ax(args.file, name=args.name)
+        else:
+            result = client.import_experiment(args.file, name=args.name)
+    exp = result.experiment
+    print(f"imported {source} -> experiment {exp.id} {exp.name!r} ({len(exp.trials)} trials)")
+    for line in result.report.not_carried:
+        print(f"  not carried: {line}")
+    return 0
+
+
 def _multiprocess_metrics_dir() -> str:
     """Several workers share their metrics through files (prometheus_client's multiprocess
     mode): ``$PROMETHEUS_MULTIPROC_DIR``, or a fresh temporary folder, emptied at start."""
@@ -294,6 +350,29 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--batch", type=int, default=1)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_cmd_demo)
+
+    def client_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--url", help="server or database URL (default $ASSAY_URL or the database)")
+        p.add_argument("--token", help="API key for a server (default $ASSAY_TOKEN)")
+        p.add_argument("--project", default="default", help="project (database URLs)")
+        db_option(p)
+
+    export = sub.add_parser("export", help="an experiment as a versioned JSON document")
+    export.add_argument("experiment", type=int, help="experiment id")
+    export.add_argument("--out", help="file to write (default: standard output)")
+    client_options(export)
+    export.set_defaults(func=_cmd_export)
+
+    imp = sub.add_parser("import", help="an experiment from an export, Ax or Optuna")
+    imp.add_argument(
+        "file", help="an Assay export or Ax snapshot (JSON), an Optuna RDB URL or journal file"
+    )
+    imp.add_argument("--from", dest="source", default="auto",
+                     choices=["auto", "assay", "ax", "optuna"])  # fmt: skip
+    imp.add_argument("--study", help="Optuna study name (when the storage holds several)")
+    imp.add_argument("--name", help="rename the imported experiment")
+    client_options(imp)
+    imp.set_defaults(func=_cmd_import)
     from assay.service.cli_synth import add_synth_parser
 
     add_synth_parser(sub)  # `assay synth ...`: DP synthetic tables

@@ -29,6 +29,7 @@ from assay.platform.analysis import BestArm, EffectsReport
 from assay.platform.experiment import Experiment, ExperimentStatus, Trial, TrialState
 from assay.platform.jobspec import Job, TrialReport
 from assay.service.engine import Engine
+from assay.service.interchange import ImportResult, from_ax_snapshot, from_optuna
 from assay.service.verbs import ExperimentVerbs
 from assay.storage.base import ExperimentSummary, Store, TrialEvent
 
@@ -251,3 +252,46 @@ class Client:
         """The model's recommended arm with predicted metrics and intervals, and P(best) of
         every observed arm (in % against the control in an A/B experiment)."""
         return self._engine.best(experiment_id, project=self.project)
+
+    # -- import and export -------------------------------------------------------------------
+    def export_experiment(self, experiment_id: int, path: str | None = None) -> dict[str, Any]:
+        """The experiment as a versioned JSON document (``docs/export-format.md``); written
+        to ``path`` too when given."""
+        document = self._engine.export_experiment(experiment_id, project=self.project)
+        if path is not None:
+            import json
+            from pathlib import Path
+
+            Path(path).write_text(json.dumps(document, indent=1))
+        return document
+
+    def import_experiment(
+        self, document: Mapping[str, Any] | str, *, name: str | None = None
+    ) -> ImportResult:
+        """Create an experiment from an export (a dict or a file path); ``name`` renames it.
+        The result holds the experiment and a report of what could not be carried."""
+        if isinstance(document, str):
+            import json
+            from pathlib import Path
+
+            document = json.loads(Path(document).read_text())
+        return self._engine.import_experiment(document, project=self.project, name=name)
+
+    def import_ax(
+        self, snapshot: Mapping[str, Any] | str, *, name: str | None = None
+    ) -> ImportResult:
+        """Import an Ax ``Client`` JSON snapshot (a dict or the file
+        ``Client.save_to_json_file`` wrote); Ax need not be installed."""
+        if isinstance(snapshot, str):
+            import json
+            from pathlib import Path
+
+            snapshot = json.loads(Path(snapshot).read_text())
+        return self.import_experiment(from_ax_snapshot(snapshot), name=name)
+
+    def import_optuna(
+        self, storage: Any, study_name: str | None = None, *, name: str | None = None
+    ) -> ImportResult:
+        """Import an Optuna study from an RDB URL (``sqlite:///optuna.db``) or a journal
+        file (needs Optuna installed)."""
+        return self.import_experiment(from_optuna(storage, study_name), name=name)

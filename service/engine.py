@@ -6,6 +6,8 @@ A thin façade. It composes, by inheritance, the verbs that have their own home:
   one retry policy of locked asks): :class:`~assay.service.generation.Generation`;
 * runs and jobs (``set_run``, ``jobs``, ``cancel_trial``, ``reports``, ``report``):
   :class:`~assay.service.runs.Runs`;
+* import and export (``export_experiment``, ``import_experiment``):
+  :class:`~assay.service.interchange.Interchange`;
 
 and keeps the plain ones: experiment and project CRUD (pass-throughs to the store), the trial
 life cycle (``tell``, ``fail``, ``start``, ``heartbeat``, ...; the observation rules are the
@@ -38,6 +40,7 @@ from assay.platform.experiment import (
 )
 from assay.platform.generators import get_generator
 from assay.service.generation import MAX_LEASE_S, Generation
+from assay.service.interchange import Interchange
 from assay.service.jobs.checks import check_job_spec
 from assay.service.observability import TELLS, TRIAL_ENDS
 from assay.service.runs import Runs
@@ -47,7 +50,7 @@ from assay.storage.base import ExperimentSummary, ProjectSummary, Store, TrialEv
 PROJECT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
 
 
-class Engine(Generation, Runs):
+class Engine(Generation, Runs, Interchange):
     """The experiment verbs over a :class:`~assay.storage.base.Store`.
 
     Args:

@@ -31,6 +31,7 @@ from assay.platform.experiment import (
 )
 from assay.platform.jobspec import Job, JobState, TrialReport
 from assay.service.errors import error_from_body
+from assay.service.interchange import ImportReport, ImportResult
 from assay.service.schemas import (
     BestArmPublic,
     EffectsPublic,
@@ -375,6 +376,22 @@ class RemoteEngine:
             )
             for r in data["reports"]
         ]
+
+    # -- import and export -------------------------------------------------------------------
+    def export_experiment(self, experiment_id: int, *, project: str | None = None) -> dict:
+        return self._get(f"/experiments/{experiment_id}/export")
+
+    def import_experiment(
+        self,
+        document: Mapping[str, Any],
+        *,
+        project: str = "default",
+        name: str | None = None,
+    ) -> ImportResult:
+        body = {"document": dict(document), "name": name}
+        data, _ = self._request("POST", "/experiments:import", json=body, retry=False)
+        report = ImportReport(**data["report"])
+        return ImportResult(self.get_experiment(data["experiment"]["id"]), report)
 
 
 def _job_from_json(j: dict[str, Any]) -> Job:

@@ -27,6 +27,7 @@ from assay.platform.experiment import (
     TrialState,
 )
 from assay.platform.jobspec import Job, TrialReport
+from assay.service.interchange import ImportResult
 from assay.storage.base import ExperimentSummary, TrialEvent
 
 
@@ -183,6 +184,21 @@ class ExperimentVerbs(Protocol):
 
     def reports(self, trial_id: int, *, project: str | None = None) -> list[TrialReport]:
         """The trial's intermediate reports, in order."""
+        ...
+
+    # -- import and export -------------------------------------------------------------------
+    def export_experiment(self, experiment_id: int, *, project: str | None = None) -> dict:
+        """The experiment as a versioned JSON document (``docs/export-format.md``)."""
+        ...
+
+    def import_experiment(
+        self,
+        document: Mapping[str, Any],
+        *,
+        project: str = "default",
+        name: str | None = None,
+    ) -> ImportResult:
+        """Create an experiment from an exported document (``name`` renames it)."""
         ...
 
     # -- connection --------------------------------------------------------------------------
