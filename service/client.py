@@ -31,7 +31,7 @@ from assay.platform.jobspec import Job, TrialReport
 from assay.service.engine import Engine
 from assay.service.interchange import ImportResult, from_ax_snapshot, from_optuna
 from assay.service.verbs import ExperimentVerbs
-from assay.storage.base import ExperimentSummary, Store, TrialEvent
+from assay.storage.base import ExperimentSummary, ProjectSummary, Store, TrialEvent
 
 
 class Client:
@@ -252,6 +252,19 @@ class Client:
         """The model's recommended arm with predicted metrics and intervals, and P(best) of
         every observed arm (in % against the control in an A/B experiment)."""
         return self._engine.best(experiment_id, project=self.project)
+
+    # -- projects ----------------------------------------------------------------------------
+    def list_projects(self) -> list[ProjectSummary]:
+        """Projects with their experiment counts (over HTTP with an API key: only its own)."""
+        return self._engine.projects()
+
+    def get_project(self, name: str) -> ProjectSummary:
+        return self._engine.get_project(name)
+
+    def create_project(self, name: str) -> ProjectSummary:
+        """Create an empty project (a server allows it in local no-auth mode only; with keys
+        use ``assay keys create --project NAME``)."""
+        return self._engine.create_project(name)
 
     # -- import and export -------------------------------------------------------------------
     def export_experiment(self, experiment_id: int, path: str | None = None) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -41,7 +42,7 @@ from assay.service.schemas import (
     JobPublic,
     TrialPublic,
 )
-from assay.storage.base import ExperimentSummary, TrialEvent
+from assay.storage.base import ExperimentSummary, ProjectSummary, TrialEvent
 
 
 class ServiceUnavailableError(E.StorageError):
@@ -377,6 +378,17 @@ class RemoteEngine:
             for r in data["reports"]
         ]
 
+    # -- projects ----------------------------------------------------------------------------
+    def create_project(self, name: str) -> ProjectSummary:
+        data, _ = self._request("POST", "/projects", json={"name": name}, retry=False)
+        return _project_from_json(data)
+
+    def projects(self, *, project: str | None = None) -> list[ProjectSummary]:
+        return [_project_from_json(p) for p in self._get("/projects")["projects"]]
+
+    def get_project(self, name: str, *, project: str | None = None) -> ProjectSummary:
+        return _project_from_json(self._get(f"/projects/{quote(name, safe='')}"))
+
     # -- import and export -------------------------------------------------------------------
     def export_experiment(self, experiment_id: int, *, project: str | None = None) -> dict:
         return self._get(f"/experiments/{experiment_id}/export")
@@ -392,6 +404,13 @@ class RemoteEngine:
         data, _ = self._request("POST", "/experiments:import", json=body, retry=False)
         report = ImportReport(**data["report"])
         return ImportResult(self.get_experiment(data["experiment"]["id"]), report)
+
+
+def _project_from_json(p: dict[str, Any]) -> ProjectSummary:
+    at = p.get("created_at")
+    return ProjectSummary(
+        p["name"], datetime.fromisoformat(at) if at else None, p["experiment_count"]
+    )
 
 
 def _job_from_json(j: dict[str, Any]) -> Job:

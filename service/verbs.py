@@ -28,7 +28,7 @@ from assay.platform.experiment import (
 )
 from assay.platform.jobspec import Job, TrialReport
 from assay.service.interchange import ImportResult
-from assay.storage.base import ExperimentSummary, TrialEvent
+from assay.storage.base import ExperimentSummary, ProjectSummary, TrialEvent
 
 
 class ExperimentVerbs(Protocol):
@@ -184,6 +184,19 @@ class ExperimentVerbs(Protocol):
 
     def reports(self, trial_id: int, *, project: str | None = None) -> list[TrialReport]:
         """The trial's intermediate reports, in order."""
+        ...
+
+    # -- projects ----------------------------------------------------------------------------
+    def create_project(self, name: str) -> ProjectSummary:
+        """Create an empty project (``ConflictError`` if it exists; a server refuses API keys)."""
+        ...
+
+    def projects(self, *, project: str | None = None) -> list[ProjectSummary]:
+        """Projects with their experiment counts (an API key sees only its own)."""
+        ...
+
+    def get_project(self, name: str, *, project: str | None = None) -> ProjectSummary:
+        """One project; another project's name is ``NotFoundError``."""
         ...
 
     # -- import and export -------------------------------------------------------------------
