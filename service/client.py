@@ -137,14 +137,20 @@ class Client:
         *,
         idempotency_key: str | None = None,
         lease_seconds: float | None = None,
+        fixed: Mapping[str, Any] | None = None,
     ) -> list[Trial]:
-        """Get ``n`` new trials to evaluate (marked running)."""
+        """Get ``n`` new trials to evaluate (marked running).
+
+        ``fixed={"layers": 4}`` holds those parameters at the given values for this ask only
+        and optimizes the rest (Ax's ``fixed_parameters``); the fixed parameters are not
+        modelled in that ask."""
         return self._engine.ask(
             experiment_id,
             n,
             project=self.project,
             idempotency_key=idempotency_key,
             lease_seconds=lease_seconds,
+            fixed=fixed,
         )
 
     def ask_batch(

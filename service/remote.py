@@ -189,6 +189,7 @@ class RemoteEngine:
         idempotency_key: str | None = None,
         start: bool = True,
         lease_seconds: float | None = None,
+        fixed: Mapping[str, Any] | None = None,
     ) -> list[Trial]:
         body = {
             "n": n,
@@ -196,6 +197,8 @@ class RemoteEngine:
             "start": start,
             "lease_seconds": lease_seconds,
         }
+        if fixed:
+            body["fixed"] = {k: _json_value(v) for k, v in fixed.items()}
         data, _ = self._request("POST", f"/experiments/{experiment_id}/trials:ask", json=body)
         return [TrialPublic.model_validate(t).to_domain() for t in data["trials"]]
 

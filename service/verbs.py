@@ -71,8 +71,10 @@ class ExperimentVerbs(Protocol):
         idempotency_key: str | None = None,
         start: bool = True,
         lease_seconds: float | None = None,
+        fixed: Mapping[str, Any] | None = None,
     ) -> list[Trial]:
-        """``n`` new single-arm trials (a retried ask with the same key returns the same)."""
+        """``n`` new single-arm trials (a retried ask with the same key returns the same);
+        ``fixed`` holds some parameters at given values for this ask only."""
         ...
 
     def ask_batch(

@@ -68,7 +68,7 @@ def ask(experiment_id: ExperimentId, body: AskRequest, engine: EngineDep, who: P
     ``idempotency_key``."""
     trials = engine.ask(
         experiment_id, body.n, project=who.project, idempotency_key=body.idempotency_key,
-        start=body.start, lease_seconds=body.lease_seconds, actor=who.actor,
+        start=body.start, lease_seconds=body.lease_seconds, fixed=body.fixed, actor=who.actor,
     )  # fmt: skip
     return AskResponse(trials=[TrialPublic.from_domain(t) for t in trials])
 
