@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from assay.platform.errors import ModelFitError, NotFoundError, UnsupportedError
+from assay.platform.errors import AssayError, ModelFitError, NotFoundError, UnsupportedError
 from assay.platform.experiment import Experiment, OutcomeConstraint
 from assay.platform.generators.noisy_ei import probability_feasible
 from assay.platform.models import FittedModel, fit_outcome_models
@@ -132,6 +132,16 @@ def _relativize(experiment: Experiment) -> bool:
     return bool(experiment.config.generator_settings.get("relativize", True))
 
 
+def in_search_space(space: Any, arm: Any) -> bool:
+    """Whether the arm's parameters are valid in ``space`` (bounds, choice values,
+    constraints): after an experiment's space was narrowed, older arms may not be."""
+    try:
+        space.validate(arm.parameters)
+    except AssayError:
+        return False
+    return True
+
+
 def _observed_arms(experiment: Experiment) -> dict[str, dict[str, Any]]:
     """``{arm_name: {"arm", "trials", "obs": {metric: [means]}}}`` of observed arms."""
     metrics = experiment.config.metric_names
@@ -202,7 +212,14 @@ def best_arm(
             f"experiment {experiment.id} has no completed observation of {obj.name!r} yet",
             details={"experiment_id": experiment.id},
         )
-    names = list(observed)
+    # Arms outside the current search space (observed before it was narrowed) inform the
+    # model but are never recommended.
+    names = [k for k in observed if in_search_space(config.search_space, observed[k]["arm"])]
+    if not names:
+        raise NotFoundError(
+            f"experiment {experiment.id}: no observed arm lies in the current search space",
+            details={"experiment_id": experiment.id},
+        )
     outcomes = modelled_outcomes(experiment, relativize=_relativize(experiment))
     fitted = fitted or fit_experiment_model(experiment, outcomes=outcomes)
     metrics = config.modelled_metrics

@@ -31,7 +31,13 @@ from assay.platform.jobspec import Job, TrialReport
 from assay.service.engine import Engine
 from assay.service.interchange import ImportResult, from_ax_snapshot, from_optuna
 from assay.service.verbs import ExperimentVerbs
-from assay.storage.base import ExperimentSummary, ProjectSummary, Store, TrialEvent
+from assay.storage.base import (
+    ExperimentSummary,
+    ExperimentVersion,
+    ProjectSummary,
+    Store,
+    TrialEvent,
+)
 
 
 class Client:
@@ -258,6 +264,45 @@ class Client:
         """The model's recommended arm with predicted metrics and intervals, and P(best) of
         every observed arm (in % against the control in an A/B experiment)."""
         return self._engine.best(experiment_id, project=self.project)
+
+    # -- evolving a running experiment -------------------------------------------------------
+    def update_experiment(
+        self,
+        experiment_id: int,
+        *,
+        reason: str | None = None,
+        bounds: Mapping[str, Sequence[float]] | None = None,
+        add_values: Mapping[str, Sequence[Any]] | None = None,
+        outcome_constraints: Sequence[str] | None = None,
+        generator: str | None = None,
+        generator_settings: Mapping[str, Any] | None = None,
+    ) -> Experiment:
+        """Change a running experiment's definition; each call is a new version recorded
+        with who and ``reason``. Past trials keep their version; trials outside a narrowed
+        space still inform the model but are never proposed or recommended.
+
+        Example:
+            >>> client.update_experiment(exp.id, bounds={"lr": [1e-4, 1.0]},
+            ...                          reason="the best lr sat on the bound")  # doctest: +SKIP
+        """
+        changes: dict[str, Any] = {}
+        if bounds is not None:
+            changes["bounds"] = {k: list(v) for k, v in bounds.items()}
+        if add_values is not None:
+            changes["add_values"] = {k: list(v) for k, v in add_values.items()}
+        if outcome_constraints is not None:
+            changes["outcome_constraints"] = list(outcome_constraints)
+        if generator is not None:
+            changes["generator"] = generator
+        if generator_settings is not None:
+            changes["generator_settings"] = dict(generator_settings)
+        return self._engine.update_experiment(
+            experiment_id, changes, project=self.project, reason=reason
+        )
+
+    def experiment_versions(self, experiment_id: int) -> list[ExperimentVersion]:
+        """The definition's versions, oldest first, with what changed, who and why."""
+        return self._engine.experiment_versions(experiment_id, project=self.project)
 
     # -- projects ----------------------------------------------------------------------------
     def list_projects(self) -> list[ProjectSummary]:

@@ -42,7 +42,7 @@ from assay.service.schemas import (
     JobPublic,
     TrialPublic,
 )
-from assay.storage.base import ExperimentSummary, ProjectSummary, TrialEvent
+from assay.storage.base import ExperimentSummary, ExperimentVersion, ProjectSummary, TrialEvent
 
 
 class ServiceUnavailableError(E.StorageError):
@@ -380,6 +380,31 @@ class RemoteEngine:
             )
             for r in data["reports"]
         ]
+
+    # -- evolving a running experiment -------------------------------------------------------
+    def update_experiment(
+        self,
+        experiment_id: int,
+        changes: Mapping[str, Any],
+        *,
+        project: str | None = None,
+        reason: str | None = None,
+    ) -> Experiment:
+        body = {**{k: _json_value(v) for k, v in changes.items()}, "reason": reason}
+        self._request("PATCH", f"/experiments/{experiment_id}", json=body, retry=False)
+        return self.get_experiment(experiment_id)
+
+    def experiment_versions(
+        self, experiment_id: int, *, project: str | None = None
+    ) -> list[ExperimentVersion]:
+        data = self._get(f"/experiments/{experiment_id}/versions")
+        return [
+            ExperimentVersion(
+                v["version"], v["config"], v["changes"], v["actor"], v["reason"],
+                v["trial_count"], datetime.fromisoformat(v["at"]),
+            )
+            for v in data["versions"]
+        ]  # fmt: skip
 
     # -- projects ----------------------------------------------------------------------------
     def create_project(self, name: str) -> ProjectSummary:

@@ -28,7 +28,7 @@ from assay.platform.experiment import (
 )
 from assay.platform.jobspec import Job, TrialReport
 from assay.service.interchange import ImportResult
-from assay.storage.base import ExperimentSummary, ProjectSummary, TrialEvent
+from assay.storage.base import ExperimentSummary, ExperimentVersion, ProjectSummary, TrialEvent
 
 
 class ExperimentVerbs(Protocol):
@@ -59,6 +59,24 @@ class ExperimentVerbs(Protocol):
         self, experiment_id: int, status: ExperimentStatus | str, *, project: str | None = None
     ) -> Experiment:
         """Change the experiment's status (``active``, ``paused``, ...)."""
+        ...
+
+    def update_experiment(
+        self,
+        experiment_id: int,
+        changes: Mapping[str, Any],
+        *,
+        project: str | None = None,
+        reason: str | None = None,
+    ) -> Experiment:
+        """A new version of the definition (bounds, choice values, outcome constraints,
+        generator and its settings), recorded with who and why."""
+        ...
+
+    def experiment_versions(
+        self, experiment_id: int, *, project: str | None = None
+    ) -> list[ExperimentVersion]:
+        """The definition's versions, oldest first."""
         ...
 
     # -- creating trials ---------------------------------------------------------------------
