@@ -95,6 +95,11 @@ class BestArm:
     probability_best: dict[str, float] = field(default_factory=dict)
     probability_constraints: dict[str, float] = field(default_factory=dict)
 
+    def _repr_html_(self) -> str:
+        from assay.platform.html import best_html
+
+        return best_html(self)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "arm_name": self.arm_name,
@@ -373,6 +378,11 @@ class EffectsReport:
     relative_model: bool
     arms: list[ArmEffects]
     notes: list[str] = field(default_factory=list)
+
+    def _repr_html_(self) -> str:
+        from assay.platform.html import effects_html
+
+        return effects_html(self)
 
     def to_dict(self) -> dict[str, Any]:
         return {
