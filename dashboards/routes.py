@@ -349,6 +349,7 @@ def experiment_page(request: Request, experiment_id: ExperimentId) -> Response:
     return d.render(
         request, "experiment.html", data=data, counts=counts, best=best_observed(exp),
         panels=panels_for(exp), recent=recent, trial_index={t.id: t.index for t in exp.trials},
+        versions=d.store.experiment_versions(exp.id),
         nav="experiments", last_activity=max(
             [exp.updated_at, *(t.updated_at for t in exp.trials)], default=exp.updated_at
         ), **ctx,

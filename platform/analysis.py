@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from assay.platform.errors import ModelFitError, NotFoundError, UnsupportedError
+from assay.platform.errors import AssayError, ModelFitError, NotFoundError, UnsupportedError
 from assay.platform.experiment import Experiment, OutcomeConstraint
 from assay.platform.generators.noisy_ei import probability_feasible
 from assay.platform.models import FittedModel, fit_outcome_models
@@ -100,6 +100,11 @@ class BestArm:
     probability_constraints: dict[str, float] = field(default_factory=dict)
     front: list[str] = field(default_factory=list)
 
+    def _repr_html_(self) -> str:
+        from assay.platform.html import best_html
+
+        return best_html(self)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "front": self.front,
@@ -136,6 +141,16 @@ def fit_experiment_model(
 def _relativize(experiment: Experiment) -> bool:
     """The generator's ``relativize`` setting (default on), so analyses model what it does."""
     return bool(experiment.config.generator_settings.get("relativize", True))
+
+
+def in_search_space(space: Any, arm: Any) -> bool:
+    """Whether the arm's parameters are valid in ``space`` (bounds, choice values,
+    constraints): after an experiment's space was narrowed, older arms may not be."""
+    try:
+        space.validate(arm.parameters)
+    except AssayError:
+        return False
+    return True
 
 
 def _observed_arms(experiment: Experiment) -> dict[str, dict[str, Any]]:
@@ -208,7 +223,14 @@ def best_arm(
             f"experiment {experiment.id} has no completed observation of {obj.name!r} yet",
             details={"experiment_id": experiment.id},
         )
-    names = list(observed)
+    # Arms outside the current search space (observed before it was narrowed) inform the
+    # model but are never recommended.
+    names = [k for k in observed if in_search_space(config.search_space, observed[k]["arm"])]
+    if not names:
+        raise NotFoundError(
+            f"experiment {experiment.id}: no observed arm lies in the current search space",
+            details={"experiment_id": experiment.id},
+        )
     outcomes = modelled_outcomes(experiment, relativize=_relativize(experiment))
     fitted = fitted or fit_experiment_model(experiment, outcomes=outcomes)
     metrics = config.modelled_metrics
@@ -362,6 +384,11 @@ class EffectsReport:
     relative_model: bool
     arms: list[ArmEffects]
     notes: list[str] = field(default_factory=list)
+
+    def _repr_html_(self) -> str:
+        from assay.platform.html import effects_html
+
+        return effects_html(self)
 
     def to_dict(self) -> dict[str, Any]:
         return {

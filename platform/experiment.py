@@ -402,6 +402,11 @@ class Trial:
     def arm(self) -> Arm:
         return self.arms[0]
 
+    def _repr_html_(self) -> str:
+        from assay.platform.html import trial_html
+
+        return trial_html(self)
+
     @property
     def parameters(self) -> dict[str, Any]:
         """The parameters of a single-arm trial."""
@@ -793,6 +798,11 @@ class Experiment:
     @property
     def name(self) -> str:
         return self.config.name
+
+    def _repr_html_(self) -> str:
+        from assay.platform.html import experiment_html
+
+        return experiment_html(self)
 
     @property
     def search_space(self) -> SearchSpace:

@@ -50,6 +50,7 @@ def get_principal(request: Request) -> Principal:
     """A project API key with the role this route needs (or local no-auth mode); job tokens
     are refused."""
     who = get_job_principal(request)
+    request.state.actor, request.state.project = who.actor, who.project  # for the access log
     if who.trial_scope is not None:
         raise ForbiddenError("a job token may only report metrics and heartbeats for its own trial")
     return who

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -34,6 +35,7 @@ from assay.platform.jobspec import Job, JobState, TrialReport
 from assay.platform.pareto_report import ParetoReport
 from assay.platform.stopping import StoppingDecision
 from assay.service.errors import error_from_body
+from assay.service.interchange import ImportReport, ImportResult
 from assay.service.schemas import (
     BestArmPublic,
     EffectsPublic,
@@ -46,7 +48,7 @@ from assay.service.schemas import (
     StoppingPublic,
     TrialPublic,
 )
-from assay.storage.base import ExperimentSummary, TrialEvent
+from assay.storage.base import ExperimentSummary, ExperimentVersion, ProjectSummary, TrialEvent
 
 #: Rows per page when the client pages through a list (the server's maximum).
 PAGE = 1000
@@ -214,6 +216,7 @@ class RemoteEngine:
         idempotency_key: str | None = None,
         start: bool = True,
         lease_seconds: float | None = None,
+        fixed: Mapping[str, Any] | None = None,
     ) -> list[Trial]:
         body = {
             "n": n,
@@ -221,6 +224,8 @@ class RemoteEngine:
             "start": start,
             "lease_seconds": lease_seconds,
         }
+        if fixed:
+            body["fixed"] = {k: _json_value(v) for k, v in fixed.items()}
         data, _ = self._request("POST", f"/experiments/{experiment_id}/trials:ask", json=body)
         return [TrialPublic.model_validate(t).to_domain() for t in data["trials"]]
 
@@ -443,6 +448,65 @@ class RemoteEngine:
             )
             for r in data["reports"]
         ]
+
+    # -- evolving a running experiment -------------------------------------------------------
+    def update_experiment(
+        self,
+        experiment_id: int,
+        changes: Mapping[str, Any],
+        *,
+        project: str | None = None,
+        reason: str | None = None,
+    ) -> Experiment:
+        body = {**{k: _json_value(v) for k, v in changes.items()}, "reason": reason}
+        self._request("PATCH", f"/experiments/{experiment_id}", json=body, retry=False)
+        return self.get_experiment(experiment_id)
+
+    def experiment_versions(
+        self, experiment_id: int, *, project: str | None = None
+    ) -> list[ExperimentVersion]:
+        data = self._get(f"/experiments/{experiment_id}/versions")
+        return [
+            ExperimentVersion(
+                v["version"], v["config"], v["changes"], v["actor"], v["reason"],
+                v["trial_count"], datetime.fromisoformat(v["at"]),
+            )
+            for v in data["versions"]
+        ]  # fmt: skip
+
+    # -- projects ----------------------------------------------------------------------------
+    def create_project(self, name: str) -> ProjectSummary:
+        data, _ = self._request("POST", "/projects", json={"name": name}, retry=False)
+        return _project_from_json(data)
+
+    def projects(self, *, project: str | None = None) -> list[ProjectSummary]:
+        return [_project_from_json(p) for p in self._get("/projects")["projects"]]
+
+    def get_project(self, name: str, *, project: str | None = None) -> ProjectSummary:
+        return _project_from_json(self._get(f"/projects/{quote(name, safe='')}"))
+
+    # -- import and export -------------------------------------------------------------------
+    def export_experiment(self, experiment_id: int, *, project: str | None = None) -> dict:
+        return self._get(f"/experiments/{experiment_id}/export")
+
+    def import_experiment(
+        self,
+        document: Mapping[str, Any],
+        *,
+        project: str = "default",
+        name: str | None = None,
+    ) -> ImportResult:
+        body = {"document": dict(document), "name": name}
+        data, _ = self._request("POST", "/experiments:import", json=body, retry=False)
+        report = ImportReport(**data["report"])
+        return ImportResult(self.get_experiment(data["experiment"]["id"]), report)
+
+
+def _project_from_json(p: dict[str, Any]) -> ProjectSummary:
+    at = p.get("created_at")
+    return ProjectSummary(
+        p["name"], datetime.fromisoformat(at) if at else None, p["experiment_count"]
+    )
 
 
 def _job_from_json(j: dict[str, Any]) -> Job:

@@ -24,7 +24,9 @@ class Settings(BaseSettings):
     server, ``true``), ``ASSAY_LOG_DIR`` (job logs, ``.assay/logs``), ``ASSAY_LOCAL_CPUS``
     (CPU slots of the local executor; default all cores), ``ASSAY_RELEASE_DIR`` (DP synthetic
     releases, ``.assay/releases``), ``ASSAY_DATA_DIR`` (server-side tables a release may name,
-    one folder per project, ``.assay/data``).
+    one folder per project, ``.assay/data``), ``ASSAY_METRICS`` (serve ``GET /metrics``
+    publicly, ``false``), ``ASSAY_METRICS_TOKEN`` (serve it behind this bearer token instead),
+    ``ASSAY_LOG_FORMAT`` (``text`` or ``json``: one JSON object per line).
 
     Job specs run code, so they are a privilege (see :mod:`assay.service.jobs.policy`):
     ``ASSAY_JOB_ENTRYPOINTS`` / ``ASSAY_JOB_COMMANDS`` (comma-separated ``fnmatch`` patterns
@@ -86,6 +88,10 @@ class Settings(BaseSettings):
             "slurm_comment", "slurm_exclude", "slurm_mem_per_cpu", "slurm_gpus_per_task",
         ],
     }  # fmt: skip
+    #: ``GET /metrics`` (Prometheus): off unless enabled, or behind its own token.
+    metrics: bool = False
+    metrics_token: str | None = None
+    log_format: Literal["text", "json"] = "text"
 
     @property
     def loopback(self) -> bool:

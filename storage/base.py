@@ -119,6 +119,34 @@ class ExperimentSummary:
     updated_at: datetime
 
 
+@dataclass
+class ExperimentVersion:
+    """One version of an experiment's definition: ``config`` (its JSON form), what changed
+    from the previous version, who and why, and ``trial_count``: the trials that existed when
+    it took effect (trials with an index from there up to the next version's were generated
+    under it)."""
+
+    version: int
+    config: dict[str, Any]
+    changes: list[str]
+    actor: str | None
+    reason: str | None
+    trial_count: int
+    at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version, "config": self.config, "changes": list(self.changes),
+            "actor": self.actor, "reason": self.reason, "trial_count": self.trial_count,
+            "at": self.at.isoformat(),
+        }  # fmt: skip
+
+
+def version_of_trial(versions: Sequence[ExperimentVersion], index: int) -> int:
+    """The definition version trial number ``index`` was generated under."""
+    return max((v.version for v in versions if v.trial_count <= index), default=1)
+
+
 @dataclass(frozen=True)
 class ProjectSummary:
     """A project with how many experiments it holds."""
@@ -206,6 +234,27 @@ class Store(ABC):
         self, experiment_id: int, status: ExperimentStatus, *, project: str | None = None
     ) -> Experiment:
         """Change the experiment's status."""
+
+    @abstractmethod
+    def update_experiment_config(
+        self,
+        experiment_id: int,
+        config: ExperimentConfig,
+        *,
+        project: str | None = None,
+        changes: Sequence[str] = (),
+        actor: str | None = None,
+        reason: str | None = None,
+    ) -> Experiment:
+        """Store a new version of the definition (recording version 1, the definition at
+        creation, with the first change) and forget the fitted model state, whose shape may
+        no longer fit. Past trials keep theirs (see :class:`ExperimentVersion`)."""
+
+    @abstractmethod
+    def experiment_versions(
+        self, experiment_id: int, *, project: str | None = None
+    ) -> list[ExperimentVersion]:
+        """The definition's versions, oldest first (one, synthesized, before any change)."""
 
     @abstractmethod
     def lock_experiment(

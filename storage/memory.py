@@ -36,6 +36,7 @@ from assay.storage.base import (
     ApiKeyInfo,
     ExperimentLock,
     ExperimentSummary,
+    ExperimentVersion,
     NewTrial,
     ObservationRecord,
     ObservationsArg,
@@ -110,6 +111,7 @@ class MemoryStore(Store):
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._experiments: dict[int, Experiment] = {}
+        self._versions: dict[int, list[ExperimentVersion]] = {}
         self._trials: dict[int, Trial] = {}
         self._events: list[TrialEvent] = []
         self._keys: dict[tuple[int, str], list[int]] = {}
@@ -225,6 +227,45 @@ class MemoryStore(Store):
             exp.status = ExperimentStatus(status)
             exp.updated_at = utcnow()
             return copy.deepcopy(exp)
+
+    def update_experiment_config(
+        self,
+        experiment_id: int,
+        config: ExperimentConfig,
+        *,
+        project: str | None = None,
+        changes: Sequence[str] = (),
+        actor: str | None = None,
+        reason: str | None = None,
+    ) -> Experiment:
+        with self._lock:
+            exp = self._get(experiment_id, project)
+            versions = self._versions.setdefault(experiment_id, [])
+            if not versions:
+                versions.append(
+                    ExperimentVersion(1, exp.config.to_dict(), [], None, None, 0, exp.created_at)
+                )
+            now = utcnow()
+            versions.append(
+                ExperimentVersion(
+                    len(versions) + 1, config.to_dict(), list(changes), actor, reason,
+                    len(exp.trials), now,
+                )
+            )  # fmt: skip
+            exp.config = copy.deepcopy(config)
+            exp.model_state = {}
+            exp.updated_at = now
+            return copy.deepcopy(exp)
+
+    def experiment_versions(
+        self, experiment_id: int, *, project: str | None = None
+    ) -> list[ExperimentVersion]:
+        with self._lock:
+            exp = self._get(experiment_id, project)
+            versions = self._versions.get(experiment_id) or [
+                ExperimentVersion(1, exp.config.to_dict(), [], None, None, 0, exp.created_at)
+            ]
+            return copy.deepcopy(versions)
 
     @contextmanager
     def lock_experiment(

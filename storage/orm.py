@@ -265,3 +265,22 @@ class PrivacyChargeRow(Base):
     description: Mapped[str] = mapped_column(Text)
     charge_metadata: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ExperimentVersionRow(Base):
+    """One version of an experiment's definition (version 1 is the definition at creation,
+    written when the first change is)."""
+
+    __tablename__ = "experiment_versions"
+    __table_args__ = (UniqueConstraint("experiment_id", "version"),)
+    id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    config: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    changes: Mapped[list[str]] = mapped_column(JSONType)
+    actor: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: Trials that existed when this version took effect: trials with ``index >= trial_count``
+    #: (up to the next version's) were generated under it.
+    trial_count: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -35,6 +35,8 @@ from assay.service.schemas import (
     ExperimentPublic,
     ExperimentSummaryPublic,
     ExperimentUpdate,
+    ExperimentVersionList,
+    ExperimentVersionPublic,
     ObservationList,
     ObservationRowPublic,
     ParetoPublic,
@@ -87,12 +89,30 @@ def get_experiment(experiment_id: ExperimentId, engine: EngineDep, who: Principa
 def update_experiment(
     experiment_id: ExperimentId, body: ExperimentUpdate, engine: EngineDep, who: PrincipalDep
 ):
-    """Change status: ``active``, ``paused``, ``completed`` or ``archived``."""
+    """Change status (``active``, ``paused``, ``completed``, ``archived``) and/or the
+    definition: ``bounds`` ``{param: [lower, upper]}``, ``add_values`` ``{param: [...]}``,
+    ``outcome_constraints`` (the new list), ``generator``, ``generator_settings``, with a
+    ``reason``. Each definition change is a new version (``GET .../versions``); past trials
+    keep theirs; trials outside a narrowed space inform the model but are never proposed or
+    recommended. Validated in full before anything is stored."""
+    changes = body.definition_changes()
+    if changes:
+        engine.update_experiment(
+            experiment_id, changes, project=who.project, reason=body.reason, actor=who.actor
+        )
     if body.status is not None:
         exp = engine.set_status(experiment_id, body.status, project=who.project)
     else:
         exp = engine.get_experiment(experiment_id, project=who.project)
     return ExperimentPublic.from_domain(exp)
+
+
+@router.get("/{experiment_id}/versions", response_model=ExperimentVersionList)
+def experiment_versions(experiment_id: ExperimentId, engine: EngineDep, who: PrincipalDep):
+    """The definition's versions, oldest first: what changed, who, why, and
+    ``trial_count`` (trials from that index on were generated under it)."""
+    rows = engine.experiment_versions(experiment_id, project=who.project)
+    return ExperimentVersionList(versions=[ExperimentVersionPublic(**v.to_dict()) for v in rows])
 
 
 @router.post("/{experiment_id}/trials:ask", response_model=AskResponse)
@@ -113,6 +133,7 @@ def ask(
             idempotency_key=body.idempotency_key,
             start=body.start,
             lease_seconds=body.lease_seconds,
+            fixed=body.fixed,
             actor=who.actor,
         )
     )

@@ -30,6 +30,7 @@ from fastapi.responses import FileResponse
 
 from assay.platform.errors import ForbiddenError
 from assay.service.deps import EngineDep, PageLimit, PageOffset, PrincipalDep, may_administer
+from assay.service.observability import CountingLedger
 from assay.service.releases import ReleaseStore, start_release
 from assay.service.schemas.privacy import (
     SAFE_NAME,
@@ -110,7 +111,7 @@ def create_release(
     """Release a DP synthetic copy of a table (202 + ``Location``; poll the status URL)."""
     project = who.write_project
     rec, started = start_release(
-        _releases(request, project, name), body, lambda: engine.store.privacy_ledger(project),
+        _releases(request, project, name), body, lambda: CountingLedger(engine.store.privacy_ledger(project), project),
         max_queue=request.app.state.settings.max_release_queue,
     )  # fmt: skip
     if not started:

@@ -51,6 +51,7 @@ from assay.service.auth import hash_token, new_token
 from assay.service.engine import Engine
 from assay.service.jobs.base import Executor, JobLaunch, JobStatus, tail
 from assay.service.jobs.policy import JobPolicy
+from assay.service.observability import LEASE_EXPIRIES
 from assay.storage.urls import absolute_database_url
 
 log = logging.getLogger("assay.orchestrator")
@@ -154,6 +155,11 @@ class Orchestrator:
         )
         self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        """Whether the orchestration thread runs (``/api/v1/ready`` reports it)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         if self._thread is not None:
@@ -188,7 +194,7 @@ class Orchestrator:
         if time.monotonic() - self._last_adopt > ADOPT_EVERY_S or not self._adopted:
             self.adopt()
             self._adopted, self._last_adopt = True, time.monotonic()
-        self.store.reap_expired_leases(datetime.now(UTC))
+        LEASE_EXPIRIES.inc(len(self.store.reap_expired_leases(datetime.now(UTC))))
         # Poll and supervise before launching, so retries of failed jobs are queued before
         # new trials and a failing experiment launches nothing more.
         active = self._poll()

@@ -128,7 +128,33 @@ class ExperimentCreate(Strict):
 
 
 class ExperimentUpdate(Strict):
+    """Change the status, or the definition (each definition change is a new version)."""
+
     status: ExperimentStatus | None = None
+    reason: Annotated[str, Field(max_length=10_000)] | None = None
+    bounds: dict[str, list[float]] | None = None
+    add_values: dict[str, list[Scalar]] | None = None
+    outcome_constraints: list[str] | None = None
+    generator: str | None = None
+    generator_settings: dict[str, Any] | None = None
+
+    def definition_changes(self) -> dict[str, Any]:
+        keys = ("bounds", "add_values", "outcome_constraints", "generator", "generator_settings")
+        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+
+
+class ExperimentVersionPublic(BaseModel):
+    version: int
+    config: dict[str, Any]
+    changes: list[str]
+    actor: str | None
+    reason: str | None
+    trial_count: int
+    at: datetime
+
+
+class ExperimentVersionList(BaseModel):
+    versions: list[ExperimentVersionPublic]
 
 
 class ExperimentPublic(BaseModel):

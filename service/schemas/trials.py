@@ -31,6 +31,8 @@ class AskRequest(Strict):
     idempotency_key: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     start: bool = True
     lease_seconds: Annotated[float, Field(gt=0, le=604_800)] | None = None
+    #: Hold these parameters at these values for this ask only; optimize the rest.
+    fixed: dict[str, Scalar] | None = None
 
 
 class AttachRequest(Strict):

@@ -14,7 +14,7 @@ sibling modules :mod:`.codec`, :mod:`.locking`, :mod:`.projects`, :mod:`.session
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 
 from sqlalchemy import Engine, func, select, text
@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session
 
 from assay.platform.errors import ConflictError
 from assay.platform.experiment import Experiment, ExperimentConfig, ExperimentStatus, utcnow
-from assay.storage.base import ExperimentLock, ExperimentSummary
-from assay.storage.orm import ExperimentRow, ProjectRow, TrialRow
+from assay.storage.base import ExperimentLock, ExperimentSummary, ExperimentVersion
+from assay.storage.orm import ExperimentRow, ExperimentVersionRow, ProjectRow, TrialRow
 from assay.storage.sql.codec import ExperimentCache, experiment_row
 from assay.storage.sql.locking import (
     ProcessLocks,
@@ -98,7 +98,7 @@ class SqlExperiments(SqlDatabase):
     ) -> ExperimentConfig:
         def fn(s: Session) -> ExperimentConfig:
             row, _ = experiment_row(s, experiment_id, project)
-            return ExperimentConfig.from_dict(row.config)
+            return self._cache.config(row)
 
         return self.run_transaction(fn, write=False)
 
@@ -156,6 +156,72 @@ class SqlExperiments(SqlDatabase):
             return self._cache.experiment(s, row, pname)
 
         return self.run_transaction(fn)
+
+    def update_experiment_config(
+        self,
+        experiment_id: int,
+        config: ExperimentConfig,
+        *,
+        project: str | None = None,
+        changes: Sequence[str] = (),
+        actor: str | None = None,
+        reason: str | None = None,
+    ) -> Experiment:
+        def fn(s: Session) -> Experiment:
+            row, pname = experiment_row(s, experiment_id, project, for_update=True)
+            last = s.scalar(
+                select(func.max(ExperimentVersionRow.version)).where(
+                    ExperimentVersionRow.experiment_id == experiment_id
+                )
+            )
+            if last is None:
+                s.add(
+                    ExperimentVersionRow(
+                        experiment_id=experiment_id, version=1, config=row.config, changes=[],
+                        actor=None, reason=None, trial_count=0, created_at=row.created_at,
+                    )
+                )  # fmt: skip
+                last = 1
+            n_trials = s.scalar(
+                select(func.count(TrialRow.id)).where(TrialRow.experiment_id == experiment_id)
+            )
+            now = utcnow()
+            s.add(
+                ExperimentVersionRow(
+                    experiment_id=experiment_id, version=last + 1, config=config.to_dict(),
+                    changes=list(changes), actor=actor, reason=reason,
+                    trial_count=int(n_trials or 0), created_at=now,
+                )
+            )  # fmt: skip
+            row.config = config.to_dict()
+            row.model_state = {}
+            row.updated_at = now
+            s.flush()
+            return self._cache.experiment(s, row, pname)
+
+        return self.run_transaction(fn)
+
+    def experiment_versions(
+        self, experiment_id: int, *, project: str | None = None
+    ) -> list[ExperimentVersion]:
+        def fn(s: Session) -> list[ExperimentVersion]:
+            row, _ = experiment_row(s, experiment_id, project)
+            rows = s.scalars(
+                select(ExperimentVersionRow)
+                .where(ExperimentVersionRow.experiment_id == experiment_id)
+                .order_by(ExperimentVersionRow.version)
+            ).all()
+            if not rows:
+                return [ExperimentVersion(1, dict(row.config), [], None, None, 0, row.created_at)]
+            return [
+                ExperimentVersion(
+                    r.version, dict(r.config), list(r.changes), r.actor, r.reason,
+                    r.trial_count, r.created_at,
+                )
+                for r in rows
+            ]  # fmt: skip
+
+        return self.run_transaction(fn, write=False)
 
     @contextlib.contextmanager
     def lock_experiment(
