@@ -133,18 +133,17 @@ class KeyResolver:
         now = time.monotonic()
         with self._lock:
             seen = self._unknown.get(digest)
-        if seen is not None and now - seen <= self.ttl_s:
-            raise AuthenticationError("invalid or revoked API key")
-        key = self.store.key_for_hash(digest)
-        if key is not None:
-            return principal_for_key(key, f"key:{token_prefix(token)}")
-        scope = self.store.job_token_scope(digest)  # not cached: dies with its job
+        if seen is None or now - seen > self.ttl_s:
+            key = self.store.key_for_hash(digest)
+            if key is not None:
+                return principal_for_key(key, f"key:{token_prefix(token)}")
+            with self._lock:
+                if len(self._unknown) > 10_000:
+                    self._unknown.clear()
+                self._unknown[digest] = now
+        scope = self.store.job_token_scope(digest)  # never cached: lives and dies with its job
         if scope is not None:
             return Principal(scope[0], f"job:{scope[1]}", trial_scope=scope[1], role=Role.MEMBER)
-        with self._lock:
-            if len(self._unknown) > 10_000:
-                self._unknown.clear()
-            self._unknown[digest] = now
         raise AuthenticationError("invalid or revoked API key")
 
 

@@ -20,8 +20,8 @@ from assay.service.jobs.policy import JobPolicy
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: ``(method or None for any, path pattern)`` of the routes only an admin key may call.
 ADMIN_ROUTES: list[tuple[str | None, re.Pattern[str]]] = [
-    (None, re.compile(r"^/api/v1/keys(/|$)")),
-    ("PUT", re.compile(r"^/api/v1/datasets/[^/]+/privacy-budget$")),
+    (None, re.compile(r"^(/api/v1)?/keys(/|$)")),
+    ("PUT", re.compile(r"^(/api/v1)?/datasets/[^/]+/privacy-budget$")),
 ]
 
 
@@ -42,7 +42,10 @@ def get_job_principal(request: Request) -> Principal:
     if not needs_key(request):
         return LOCAL
     who = request.app.state.keys.resolve(request.headers.get("authorization"))
-    who.require(role_needed(request.method, request.url.path), f"{request.method} this resource")
+    # the matched route's template (relative to its router's prefix), whatever the mount point
+    route = request.scope.get("route")
+    path = getattr(route, "path", None) or request.url.path
+    who.require(role_needed(request.method, path), f"{request.method} {path}")
     return who
 
 

@@ -152,3 +152,22 @@ def test_local_mode_is_admin(store, sec) -> None:
         r = c.post("/api/v1/keys", json={"project": "p", "role": "member"})
         assert r.status_code == 201 and r.json()["project"] == "p"
         assert c.get("/api/v1/keys").json()["keys"][0]["role"] == "member"
+
+
+def test_a_job_token_is_never_remembered_as_unknown(keyed, store, sec) -> None:
+    """Only unknown *API keys* are cached; a job token checked before its job row exists
+    works as soon as it does (the orchestrator may race its first report)."""
+    from assay.platform.jobspec import Job, JobState
+    from assay.service.auth import hash_token
+
+    member = sec.bearer(keyed.tokens[Role.MEMBER])
+    exp = keyed.post("/api/v1/experiments", json=sec.EXP, headers=member).json()
+    [t] = keyed.post(f"/api/v1/experiments/{exp['id']}/trials:ask", json={},
+                     headers=member).json()["trials"]  # fmt: skip
+    token = "assay_job_" + "y" * 32
+    report = {"metrics": {"loss": 1.0}}
+    url = f"/api/v1/trials/{t['id']}/reports"
+    assert keyed.post(url, json=report, headers=sec.bearer(token)).status_code == 401
+    store.create_job(Job(0, t["id"], exp["id"], "local", "w1", JobState.RUNNING),
+                     token_hash=hash_token(token))  # fmt: skip
+    assert keyed.post(url, json=report, headers=sec.bearer(token)).status_code == 201
