@@ -44,8 +44,9 @@ from assay.platform.diagnostics import (
     sobol_importance,
 )
 from assay.platform.early_stopping import rule_line
-from assay.platform.errors import AssayError, ValidationError
+from assay.platform.errors import AssayError, NotFoundError, ValidationError
 from assay.platform.experiment import Experiment
+from assay.platform.pareto_report import pareto_report
 from assay.platform.space import ChoiceParameter
 from assay.platform.stopping import experiment_stopping
 
@@ -278,7 +279,74 @@ def arm_effects_panel(ctx: PanelContext) -> PanelResult:
     )
 
 
+def _objective_controls(exp: Experiment) -> list[Control]:
+    names = exp.config.objective_names
+    opts = [(m, m) for m in names]
+    return [Control("x", "x", opts, names[0]), Control("y", "y", opts, names[1 % len(names)])]
+
+
+def _pareto(ctx: PanelContext) -> Any:
+    """The Pareto report, or ``None`` before any arm has every objective observed."""
+    try:
+        return pareto_report(ctx.experiment)
+    except NotFoundError:
+        return None
+
+
+_NO_FRONT = {
+    "title": "No front yet",
+    "message": "Complete a trial that reports every objective; the Pareto front and its "
+    "hypervolume fill in by themselves.",
+}
+
+
+def pareto_panel(ctx: PanelContext) -> PanelResult:
+    """Two objectives against each other (:func:`assay.dashboards.charts.pareto_figure`)."""
+    x, y = (ctx.choice(c) for c in _objective_controls(ctx.experiment))
+    report = _pareto(ctx)
+    if report is None:
+        return PanelResult(empty=_NO_FRONT)
+    facts = [
+        ("arms on the front", f"{len(report.front)} of {len(report.arms)}"),
+        ("hypervolume (model)", fmt_value(report.hypervolume)),
+        ("hypervolume (observed)", fmt_value(report.observed_hypervolume)),
+    ]
+    ref = ", ".join(
+        f"{m} {fmt_value(r['value'])}{' (inferred)' if r['inferred'] else ''}"
+        for m, r in report.reference_point.items()
+    )
+    facts.append(("reference point", ref))
+    return PanelResult(figure=charts.pareto_figure(report, x, y), facts=facts, notes=report.notes)
+
+
+def hypervolume_panel(ctx: PanelContext) -> PanelResult:
+    """The hypervolume trace (:func:`assay.dashboards.charts.hypervolume_figure`)."""
+    report = _pareto(ctx)
+    if report is None:
+        return PanelResult(empty=_NO_FRONT)
+    return PanelResult(figure=charts.hypervolume_figure(report), notes=report.notes)
+
+
 PANELS: list[Panel] = [
+    Panel(
+        "pareto",
+        "Pareto front",
+        "Two objectives against each other: the model's front (posterior means with 95% "
+        "intervals) as a step line, dominated arms greyed, infeasible arms crossed; dashed: "
+        "the reference point.",
+        pareto_panel,
+        controls=_objective_controls,
+        applies=lambda exp: exp.config.is_multi_objective,
+        wide=True,
+    ),
+    Panel(
+        "hypervolume",
+        "Hypervolume per trial",
+        "The hypervolume dominated by the front of the arms observed so far, observed and "
+        "model-estimated, against the same reference point: it grows as the front improves.",
+        hypervolume_panel,
+        applies=lambda exp: exp.config.is_multi_objective,
+    ),
     Panel(
         "arm-effects",
         "Arm effects vs. control",

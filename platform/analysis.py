@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from assay.platform.errors import ModelFitError, NotFoundError, UnsupportedError
+from assay.platform.errors import AssayError, ModelFitError, NotFoundError, UnsupportedError
 from assay.platform.experiment import Experiment, OutcomeConstraint
 from assay.platform.generators.noisy_ei import probability_feasible
 from assay.platform.models import FittedModel, fit_outcome_models
@@ -81,6 +81,10 @@ class BestArm:
             :mod:`assay.platform.relative`), not raw levels.
         probability_best: ``{arm_name: P(arm is the best feasible observed arm)}``.
         probability_constraints: ``{constraint: P(it holds)}`` at the recommended arm.
+        front: With several objectives, the arms on the model's Pareto front (see
+            :func:`assay.platform.pareto_report.best_of_front`, which builds it); the
+            recommended arm is the one most likely on it and ``probability_best`` holds
+            ``P(on the front)``.
     """
 
     arm_name: str
@@ -94,9 +98,16 @@ class BestArm:
     relative: bool = False
     probability_best: dict[str, float] = field(default_factory=dict)
     probability_constraints: dict[str, float] = field(default_factory=dict)
+    front: list[str] = field(default_factory=list)
+
+    def _repr_html_(self) -> str:
+        from assay.platform.html import best_html
+
+        return best_html(self)
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "front": self.front,
             "arm_name": self.arm_name,
             "parameters": self.parameters,
             "trial_ids": self.trial_ids,
@@ -119,7 +130,7 @@ def fit_experiment_model(
     there is too little."""
     data = (outcomes or modelled_outcomes(experiment, relativize=_relativize(experiment))).data
     metrics = [m for m in experiment.config.modelled_metrics if m in data]
-    if experiment.config.objective.name not in data or data[experiment.config.objective.name].n < 2:
+    if any(o.name not in data or data[o.name].n < 2 for o in experiment.config.objectives):
         return None
     try:
         return fit_outcome_models(data, metrics, warm_start=experiment.model_state, seed=seed)
@@ -130,6 +141,16 @@ def fit_experiment_model(
 def _relativize(experiment: Experiment) -> bool:
     """The generator's ``relativize`` setting (default on), so analyses model what it does."""
     return bool(experiment.config.generator_settings.get("relativize", True))
+
+
+def in_search_space(space: Any, arm: Any) -> bool:
+    """Whether the arm's parameters are valid in ``space`` (bounds, choice values,
+    constraints): after an experiment's space was narrowed, older arms may not be."""
+    try:
+        space.validate(arm.parameters)
+    except AssayError:
+        return False
+    return True
 
 
 def _observed_arms(experiment: Experiment) -> dict[str, dict[str, Any]]:
@@ -202,7 +223,14 @@ def best_arm(
             f"experiment {experiment.id} has no completed observation of {obj.name!r} yet",
             details={"experiment_id": experiment.id},
         )
-    names = list(observed)
+    # Arms outside the current search space (observed before it was narrowed) inform the
+    # model but are never recommended.
+    names = [k for k in observed if in_search_space(config.search_space, observed[k]["arm"])]
+    if not names:
+        raise NotFoundError(
+            f"experiment {experiment.id}: no observed arm lies in the current search space",
+            details={"experiment_id": experiment.id},
+        )
     outcomes = modelled_outcomes(experiment, relativize=_relativize(experiment))
     fitted = fitted or fit_experiment_model(experiment, outcomes=outcomes)
     metrics = config.modelled_metrics
@@ -356,6 +384,11 @@ class EffectsReport:
     relative_model: bool
     arms: list[ArmEffects]
     notes: list[str] = field(default_factory=list)
+
+    def _repr_html_(self) -> str:
+        from assay.platform.html import effects_html
+
+        return effects_html(self)
 
     def to_dict(self) -> dict[str, Any]:
         return {

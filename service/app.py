@@ -15,18 +15,27 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from assay import __version__
 from assay.dashboards.jobs import StoreJobsView
 from assay.dashboards.routes import mount_dashboard
 from assay.platform.errors import AssayError
-from assay.service.api import experiments, jobs, privacy, projects, trials
-from assay.service.auth import KeyResolver
+from assay.service.api import experiments, interchange, jobs, keys, privacy, projects, trials
+from assay.service.auth import KeyResolver, is_loopback_host, needs_key
 from assay.service.engine import Engine
 from assay.service.errors import error_response, response_for, status_for
+from assay.service.limits import BodyLimitMiddleware, ModelWork
+from assay.service.observability import (
+    LEASE_EXPIRIES,
+    RequestContextMiddleware,
+    configure_logging,
+    metrics_allowed,
+    render_metrics,
+)
 from assay.service.schemas import ErrorResponse
+from assay.service.security import SecurityMiddleware
 from assay.service.settings import Settings
 from assay.storage.base import Store
 
@@ -90,6 +99,7 @@ class LeaseReaper:
         while not self._stop.wait(self.interval_s):
             try:
                 reaped = self.store.reap_expired_leases(datetime.now(UTC))
+                LEASE_EXPIRIES.inc(len(reaped))
                 if reaped:
                     log.info("reaped %d trial(s) with expired leases", len(reaped))
             except Exception:  # keep reaping after a transient database error
@@ -138,6 +148,8 @@ def create_app(
             403: {"model": ErrorResponse},
             404: {"model": ErrorResponse},
             409: {"model": ErrorResponse},
+            415: {"model": ErrorResponse},
+            413: {"model": ErrorResponse},
             422: {"model": ErrorResponse},
             503: {"model": ErrorResponse},
         },
@@ -145,27 +157,116 @@ def create_app(
     app.state.settings = settings
     app.state.store = store
     app.state.engine = Engine(store)
+    app.state.engine.log_dir = settings.log_dir  # log readers stay below it (no links)
     app.state.keys = KeyResolver(store, settings.key_cache_s)
+    app.state.model_work = ModelWork(settings.model_slots, settings.model_wait_s)
+    if hasattr(store, "lock_timeout_s"):
+        store.lock_timeout_s = settings.ask_lock_timeout_s
+    # Outermost: an oversized body is refused before routing, parsing and authentication.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        upload_bytes=settings.max_upload_bytes,
+    )
     _install_error_handlers(app)
 
+    app.add_middleware(SecurityMiddleware, settings=settings)
+    app.add_middleware(RequestContextMiddleware)
+
     @app.get("/api/v1/health", tags=["system"])
-    def health() -> dict[str, Any]:
+    def health(request: Request) -> dict[str, Any]:
+        """Liveness: the process answers (no database access); ``auth`` says whether
+        *this* request would need a key."""
         return {
             "status": "ok",
             "version": __version__,
-            "auth": "keys" if settings.auth_required else "none",
+            "auth": "keys" if needs_key(request) else "none",
         }
 
+    @app.get(
+        "/api/v1/ready",
+        tags=["system"],
+        responses={503: {"description": "not ready; the body says which check failed"}},
+    )
+    def ready() -> JSONResponse:
+        """Readiness: the database answers, its schema is at this version's Alembic head,
+        and the in-process orchestrator (when there is one) is alive. 503 otherwise."""
+        checks = readiness(store, orchestrator)
+        ok = all(c["ok"] for c in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ok else "not_ready", "checks": checks}, 200 if ok else 503
+        )
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics(request: Request) -> Response:
+        """Prometheus exposition (off unless enabled; see :mod:`assay.service.observability`)."""
+        allowed = metrics_allowed(settings, request.headers.get("authorization"))
+        if allowed is None:
+            return error_response(404, "not_found", "metrics are not enabled on this server")
+        if not allowed:
+            return error_response(401, "unauthorized", "metrics need their bearer token")
+        body, content_type = render_metrics(store)
+        return Response(body, media_type=content_type)
+
     app.include_router(projects.router, prefix="/api/v1")
+    app.include_router(interchange.router, prefix="/api/v1")  # before /experiments/{id}
     app.include_router(experiments.router, prefix="/api/v1")
     app.include_router(trials.router, prefix="/api/v1")
     app.include_router(jobs.router, prefix="/api/v1")
     app.include_router(privacy.router, prefix="/api/v1")  # budgets, DP synthetic releases
+    app.include_router(keys.router, prefix="/api/v1")  # admin: the project's API keys
     mount_dashboard(app)  # pages at /, static files at /static
-    app.state.jobs_view = StoreJobsView(store)
+    app.state.jobs_view = StoreJobsView(store, log_dir=settings.log_dir)
     return app
 
 
+def readiness(store: Store, orchestrator: Any | None) -> dict[str, dict[str, Any]]:
+    """The checks of ``/api/v1/ready``: database reachable, schema current, orchestrator."""
+    from assay.storage.migrate import head_revision
+
+    checks: dict[str, dict[str, Any]] = {}
+    if hasattr(store, "schema_revision"):
+        try:
+            current = store.schema_revision  # a round trip to the database
+        except Exception as e:  # any driver error means "not reachable"
+            checks["database"] = {"ok": False, "error": type(e).__name__}
+            checks["schema"] = {"ok": False, "error": "database unreachable"}
+        else:
+            head = head_revision()
+            checks["database"] = {"ok": True}
+            checks["schema"] = {"ok": current == head, "current": current, "head": head}
+    else:
+        checks["database"] = {"ok": True, "kind": "memory"}
+    if orchestrator is not None:
+        checks["orchestrator"] = {"ok": bool(getattr(orchestrator, "alive", True))}
+    return checks
+
+
+#: Set by ``assay serve`` for its ``uvicorn --factory`` workers: the address it bound.
+BOUND_HOST_ENV = "ASSAY_BOUND_HOST"
+
+
 def create_app_from_env() -> FastAPI:
-    """Factory for ``uvicorn --factory`` (several worker processes)."""
-    return create_app(Settings())
+    """Factory for ``uvicorn --factory`` (several worker processes).
+
+    The factory cannot see the address uvicorn binds (``--host 0.0.0.0`` is the usual
+    container set-up), so it requires keys unless ``assay serve`` started it and says, in
+    ``ASSAY_BOUND_HOST``, that it bound a loopback address; ``ASSAY_AUTH=none`` without that
+    is refused.
+    """
+    import os
+
+    settings = Settings()
+    if settings.log_format == "json":
+        configure_logging("json")
+    bound = os.environ.get(BOUND_HOST_ENV)
+    if bound is None or not is_loopback_host(bound):
+        if settings.auth == "none":
+            raise RuntimeError(
+                "ASSAY_AUTH=none needs a loopback bind that this factory can verify; start "
+                "the server with 'assay serve' or use ASSAY_AUTH=keys"
+            )
+        settings = settings.model_copy(update={"auth": "keys"})
+    else:
+        settings = settings.model_copy(update={"host": bound})
+    return create_app(settings)

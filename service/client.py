@@ -29,10 +29,18 @@ from assay.platform.analysis import BestArm, EffectsReport
 from assay.platform.early_stopping import StopDecision
 from assay.platform.experiment import Experiment, ExperimentStatus, Trial, TrialState
 from assay.platform.jobspec import Job, TrialReport
+from assay.platform.pareto_report import ParetoReport
 from assay.platform.stopping import StoppingDecision
 from assay.service.engine import Engine
+from assay.service.interchange import ImportResult, from_ax_snapshot, from_optuna
 from assay.service.verbs import ExperimentVerbs
-from assay.storage.base import ExperimentSummary, Store, TrialEvent
+from assay.storage.base import (
+    ExperimentSummary,
+    ExperimentVersion,
+    ProjectSummary,
+    Store,
+    TrialEvent,
+)
 
 
 class Client:
@@ -85,12 +93,13 @@ class Client:
         self,
         name: str,
         parameters: Sequence[Mapping[str, Any] | Any],
-        objective: str | Mapping[str, Any],
+        objective: str | Mapping[str, Any] | None = None,
         *,
+        objectives: Sequence[str | Mapping[str, Any]] | None = None,
         outcome_constraints: Sequence[str] = (),
         parameter_constraints: Sequence[str] = (),
         tracking_metrics: Sequence[str] = (),
-        generator: str = "noisy_ei",
+        generator: str | None = None,
         generator_settings: Mapping[str, Any] | None = None,
         seed: int | None = None,
         max_trials: int | None = None,
@@ -102,14 +111,17 @@ class Client:
     ) -> Experiment:
         """Create an experiment (the dict form of parameters is the REST API's JSON).
 
+        Give ``objective`` (one) or ``objectives`` (several, e.g. ``["reward", {"name":
+        "latency_ms", "minimize": True, "threshold": 50}]``); ``generator`` defaults to
+        ``noisy_ei`` with one objective and ``noisy_ehvi`` with several.
+
         ``early_stopping={"strategy": "percentile" | "threshold" | "model", ...}`` stops
         running trials from their reported curves; ``stopping={"rule": "improvement" |
         "model", "auto": bool, ...}`` says when the experiment is done (see the README)."""
-        spec = {
+        spec: dict[str, Any] = {
             "name": name,
             "parameters": list(parameters),
             "parameter_constraints": list(parameter_constraints),
-            "objective": objective,
             "outcome_constraints": list(outcome_constraints),
             "tracking_metrics": list(tracking_metrics),
             "generator": generator,
@@ -119,6 +131,12 @@ class Client:
             "status_quo": dict(status_quo) if status_quo is not None else None,
             "description": description,
         }
+        if objectives is not None:
+            spec["objectives"] = list(objectives)
+        if objective is not None or objectives is None:
+            spec["objective"] = objective
+        if generator is None:
+            spec.pop("generator")
         if job is not None:
             spec["job"] = dict(job)
         if early_stopping is not None:
@@ -148,14 +166,20 @@ class Client:
         *,
         idempotency_key: str | None = None,
         lease_seconds: float | None = None,
+        fixed: Mapping[str, Any] | None = None,
     ) -> list[Trial]:
-        """Get ``n`` new trials to evaluate (marked running)."""
+        """Get ``n`` new trials to evaluate (marked running).
+
+        ``fixed={"layers": 4}`` holds those parameters at the given values for this ask only
+        and optimizes the rest (Ax's ``fixed_parameters``); the fixed parameters are not
+        modelled in that ask."""
         return self._engine.ask(
             experiment_id,
             n,
             project=self.project,
             idempotency_key=idempotency_key,
             lease_seconds=lease_seconds,
+            fixed=fixed,
         )
 
     def ask_batch(
@@ -278,7 +302,109 @@ class Client:
         and P(best). Needs a control arm."""
         return self._engine.effects(experiment_id, project=self.project)
 
+    def pareto(self, experiment_id: int) -> ParetoReport:
+        """Several objectives: the model's Pareto front among the observed arms (posterior
+        means with 95% intervals, P(on the front), P(feasible)), the raw observed front, the
+        hypervolume of both against the reference point and its trace per trial."""
+        return self._engine.pareto(experiment_id, project=self.project)
+
     def best(self, experiment_id: int) -> BestArm:
         """The model's recommended arm with predicted metrics and intervals, and P(best) of
-        every observed arm (in % against the control in an A/B experiment)."""
+        every observed arm (in % against the control in an A/B experiment). With several
+        objectives, ``front`` lists the Pareto-optimal arms (see :meth:`pareto`)."""
         return self._engine.best(experiment_id, project=self.project)
+
+    # -- evolving a running experiment -------------------------------------------------------
+    def update_experiment(
+        self,
+        experiment_id: int,
+        *,
+        reason: str | None = None,
+        bounds: Mapping[str, Sequence[float]] | None = None,
+        add_values: Mapping[str, Sequence[Any]] | None = None,
+        outcome_constraints: Sequence[str] | None = None,
+        generator: str | None = None,
+        generator_settings: Mapping[str, Any] | None = None,
+    ) -> Experiment:
+        """Change a running experiment's definition; each call is a new version recorded
+        with who and ``reason``. Past trials keep their version; trials outside a narrowed
+        space still inform the model but are never proposed or recommended.
+
+        Example:
+            >>> client.update_experiment(exp.id, bounds={"lr": [1e-4, 1.0]},
+            ...                          reason="the best lr sat on the bound")  # doctest: +SKIP
+        """
+        changes: dict[str, Any] = {}
+        if bounds is not None:
+            changes["bounds"] = {k: list(v) for k, v in bounds.items()}
+        if add_values is not None:
+            changes["add_values"] = {k: list(v) for k, v in add_values.items()}
+        if outcome_constraints is not None:
+            changes["outcome_constraints"] = list(outcome_constraints)
+        if generator is not None:
+            changes["generator"] = generator
+        if generator_settings is not None:
+            changes["generator_settings"] = dict(generator_settings)
+        return self._engine.update_experiment(
+            experiment_id, changes, project=self.project, reason=reason
+        )
+
+    def experiment_versions(self, experiment_id: int) -> list[ExperimentVersion]:
+        """The definition's versions, oldest first, with what changed, who and why."""
+        return self._engine.experiment_versions(experiment_id, project=self.project)
+
+    # -- projects ----------------------------------------------------------------------------
+    def list_projects(self) -> list[ProjectSummary]:
+        """Projects with their experiment counts (over HTTP with an API key: only its own)."""
+        return self._engine.projects()
+
+    def get_project(self, name: str) -> ProjectSummary:
+        return self._engine.get_project(name)
+
+    def create_project(self, name: str) -> ProjectSummary:
+        """Create an empty project (a server allows it in local no-auth mode only; with keys
+        use ``assay keys create --project NAME``)."""
+        return self._engine.create_project(name)
+
+    # -- import and export -------------------------------------------------------------------
+    def export_experiment(self, experiment_id: int, path: str | None = None) -> dict[str, Any]:
+        """The experiment as a versioned JSON document (``docs/export-format.md``); written
+        to ``path`` too when given."""
+        document = self._engine.export_experiment(experiment_id, project=self.project)
+        if path is not None:
+            import json
+            from pathlib import Path
+
+            Path(path).write_text(json.dumps(document, indent=1))
+        return document
+
+    def import_experiment(
+        self, document: Mapping[str, Any] | str, *, name: str | None = None
+    ) -> ImportResult:
+        """Create an experiment from an export (a dict or a file path); ``name`` renames it.
+        The result holds the experiment and a report of what could not be carried."""
+        if isinstance(document, str):
+            import json
+            from pathlib import Path
+
+            document = json.loads(Path(document).read_text())
+        return self._engine.import_experiment(document, project=self.project, name=name)
+
+    def import_ax(
+        self, snapshot: Mapping[str, Any] | str, *, name: str | None = None
+    ) -> ImportResult:
+        """Import an Ax ``Client`` JSON snapshot (a dict or the file
+        ``Client.save_to_json_file`` wrote); Ax need not be installed."""
+        if isinstance(snapshot, str):
+            import json
+            from pathlib import Path
+
+            snapshot = json.loads(Path(snapshot).read_text())
+        return self.import_experiment(from_ax_snapshot(snapshot), name=name)
+
+    def import_optuna(
+        self, storage: Any, study_name: str | None = None, *, name: str | None = None
+    ) -> ImportResult:
+        """Import an Optuna study from an RDB URL (``sqlite:///optuna.db``) or a journal
+        file (needs Optuna installed)."""
+        return self.import_experiment(from_optuna(storage, study_name), name=name)

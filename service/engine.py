@@ -8,6 +8,8 @@ A thin façade. It composes, by inheritance, the verbs that have their own home:
   :class:`~assay.service.runs.Runs`;
 * early stopping and "is it done?" (``should_stop``, ``stopping``, ``curves``):
   :class:`~assay.service.stopping.Stopping`;
+* import and export (``export_experiment``, ``import_experiment``):
+  :class:`~assay.service.interchange.Interchange`;
 
 and keeps the plain ones: experiment and project CRUD (pass-throughs to the store), the trial
 life cycle (``tell``, ``fail``, ``start``, ``heartbeat``, ...; the observation rules are the
@@ -35,21 +37,104 @@ from assay.platform.experiment import (
     Experiment,
     ExperimentConfig,
     ExperimentStatus,
+    OutcomeConstraint,
     Trial,
     TrialState,
 )
 from assay.platform.generators import get_generator
+from assay.platform.pareto_report import ParetoReport, best_of_front, pareto_report
 from assay.service.generation import MAX_LEASE_S, Generation
+from assay.service.interchange import Interchange
 from assay.service.jobs.checks import check_job_spec
+from assay.service.observability import TELLS, TRIAL_ENDS
 from assay.service.runs import Runs
 from assay.service.stopping import Stopping
-from assay.storage.base import ExperimentSummary, ProjectSummary, Store, TrialEvent
+from assay.storage.base import (
+    ExperimentSummary,
+    ExperimentVersion,
+    ProjectSummary,
+    Store,
+    TrialEvent,
+)
 
 #: Project names: URL-safe path segments (``/projects/{name}``), at most 200 characters.
 PROJECT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
 
 
-class Engine(Generation, Runs, Stopping):
+DEFINITION_CHANGES = ("bounds", "add_values", "outcome_constraints", "generator",
+                      "generator_settings")  # fmt: skip
+
+
+def apply_definition_changes(
+    config: ExperimentConfig, changes: Mapping[str, Any]
+) -> tuple[ExperimentConfig, list[str]]:
+    """The configuration after ``changes``, validated, and one line per change.
+
+    ``changes`` may hold: ``bounds`` ``{param: [lower, upper]}`` (widen or narrow a float/int
+    parameter), ``add_values`` ``{param: [value, ...]}`` (new values of a choice parameter),
+    ``outcome_constraints`` (the new full list: add, remove or adjust), ``generator`` and
+    ``generator_settings``. ``ValidationError`` names the field of a bad change.
+    """
+    if not isinstance(changes, Mapping):
+        raise ValidationError("changes must be an object", field="changes")
+    unknown = sorted(set(changes) - set(DEFINITION_CHANGES))
+    if unknown:
+        raise ValidationError(
+            f"cannot change {unknown}; changeable: {list(DEFINITION_CHANGES)}", field=unknown[0]
+        )
+    d = config.to_dict()
+    params = {p["name"]: p for p in d["parameters"]}
+    notes: list[str] = []
+    for name, bounds in (changes.get("bounds") or {}).items():
+        p = params.get(name)
+        if p is None or p["type"] not in ("float", "int"):
+            raise ValidationError(f"bounds: {name!r} is not a float or int parameter",
+                                  field=f"bounds.{name}")  # fmt: skip
+        if not isinstance(bounds, list | tuple) or len(bounds) != 2:
+            raise ValidationError("bounds must be [lower, upper]", field=f"bounds.{name}")
+        if list(bounds) != list(p["bounds"]):
+            notes.append(f"{name}: bounds {list(p['bounds'])} -> {list(bounds)}")
+            p["bounds"] = list(bounds)
+    for name, values in (changes.get("add_values") or {}).items():
+        p = params.get(name)
+        if p is None or p["type"] != "choice":
+            raise ValidationError(f"add_values: {name!r} is not a choice parameter",
+                                  field=f"add_values.{name}")  # fmt: skip
+        new = [v for v in (values or []) if v not in p["values"]]
+        if new:
+            notes.append(f"{name}: values + {new}")
+            p["values"] = list(p["values"]) + new
+    if "outcome_constraints" in changes:
+        new_oc = changes["outcome_constraints"]
+        if not isinstance(new_oc, list):
+            raise ValidationError("outcome_constraints must be a list",
+                                  field="outcome_constraints")  # fmt: skip
+        old_oc = [str(c) for c in d["outcome_constraints"]]
+        parsed = [
+            OutcomeConstraint.parse(c, f"outcome_constraints[{i}]") for i, c in enumerate(new_oc)
+        ]
+        for c in old_oc:
+            if c not in new_oc:
+                notes.append(f"outcome constraint removed: {c}")
+                metric = OutcomeConstraint.parse(c).metric  # still reportable: now tracked
+                if metric not in d["tracking_metrics"] and all(p.metric != metric for p in parsed):
+                    d["tracking_metrics"].append(metric)
+        for c in new_oc:
+            if c not in old_oc:
+                notes.append(f"outcome constraint added: {c}")
+        d["outcome_constraints"] = list(new_oc)
+    for key in ("generator", "generator_settings"):
+        if key in changes and changes[key] != d[key]:
+            notes.append(f"{key}: {d[key]!r} -> {changes[key]!r}")
+            d[key] = changes[key]
+    if not notes:
+        raise ValidationError("the changes change nothing", field="changes")
+    new_config = ExperimentConfig.from_dict(d)
+    new_config.seed = config.seed
+    return new_config, notes
+
+
+class Engine(Generation, Runs, Stopping, Interchange):
     """The experiment verbs over a :class:`~assay.storage.base.Store`.
 
     Args:
@@ -60,21 +145,16 @@ class Engine(Generation, Runs, Stopping):
     def __init__(self, store: Store, *, actor: str | None = None) -> None:
         self.store = store
         self.actor = actor
-        self._configs: dict[int, ExperimentConfig] = {}
 
     def close(self) -> None:
         """Release the store's connections."""
         self.store.close()
 
     def experiment_config(self, experiment_id: int) -> ExperimentConfig:
-        """The experiment's configuration, cached: configurations never change after creation.
-        No visibility check: callers check first, e.g. by loading the trial with its project."""
-        config = self._configs.get(experiment_id)
-        if config is None:
-            if len(self._configs) > 10_000:
-                self._configs.clear()
-            config = self._configs[experiment_id] = self.store.get_experiment_config(experiment_id)
-        return config
+        """The experiment's current configuration. No visibility check: callers check first, e.g. by loading the trial with its project."""
+        # Not cached here: a definition may change (a new version, maybe in another process);
+        # the SQL store reuses its parsed configuration while the stored JSON is unchanged.
+        return self.store.get_experiment_config(experiment_id)
 
     # -- experiments -------------------------------------------------------------------------
     def create_experiment(
@@ -108,6 +188,37 @@ class Engine(Generation, Runs, Stopping):
                 f"status must be one of {[s.value for s in ExperimentStatus]}", field="status"
             ) from None
         return self.store.set_experiment_status(experiment_id, status, project=project)
+
+    # -- evolving a running experiment -------------------------------------------------------
+    def update_experiment(
+        self,
+        experiment_id: int,
+        changes: Mapping[str, Any],
+        *,
+        project: str | None = None,
+        reason: str | None = None,
+        actor: str | None = None,
+    ) -> Experiment:
+        """A new version of the definition (see :func:`apply_definition_changes` for the
+        changes); who and why are recorded with it. Past trials keep the version they were
+        generated under; the next ask uses the new one. Trials outside a narrowed space still
+        inform the model (their encoded coordinates lie outside the unit cube) but are never
+        proposed or recommended."""
+        if reason is not None and (not isinstance(reason, str) or len(reason) > 10_000):
+            raise ValidationError("reason must be a string of at most 10000 chars", field="reason")
+        exp = self.store.get_experiment(experiment_id, project=project)
+        config, notes = apply_definition_changes(exp.config, changes)
+        get_generator(config.generator, config.generator_settings).validate_experiment(config)
+        return self.store.update_experiment_config(
+            experiment_id, config, project=project, changes=notes, actor=actor or self.actor,
+            reason=reason,
+        )  # fmt: skip
+
+    def experiment_versions(
+        self, experiment_id: int, *, project: str | None = None
+    ) -> list[ExperimentVersion]:
+        """The definition's versions, oldest first."""
+        return self.store.experiment_versions(experiment_id, project=project)
 
     # -- projects ----------------------------------------------------------------------------
     def create_project(self, name: str) -> ProjectSummary:
@@ -181,7 +292,7 @@ class Engine(Generation, Runs, Stopping):
     ) -> Trial:
         # Validation runs inside the store's transaction on the trial as stored, so the check
         # and the write see the same state; a rejected tell writes nothing.
-        return self.store.transition_trial(
+        trial = self.store.transition_trial(
             trial_id,
             TrialState.COMPLETED,
             project=project,
@@ -190,6 +301,8 @@ class Engine(Generation, Runs, Stopping):
             ).parse_trial_observations(trial, raw, batch=batch),
             actor=actor or self.actor,
         )
+        TELLS.inc()
+        return trial
 
     def start(
         self,
@@ -254,9 +367,11 @@ class Engine(Generation, Runs, Stopping):
     ) -> Trial:
         if reason is not None and (not isinstance(reason, str) or len(reason) > 10_000):
             raise ValidationError("reason must be a string of at most 10000 chars", field="reason")
-        return self.store.transition_trial(
+        trial = self.store.transition_trial(
             trial_id, state, project=project, reason=reason, actor=actor or self.actor
         )
+        TRIAL_ENDS.labels(state.value).inc()
+        return trial
 
     def heartbeat(
         self, trial_id: int, lease_seconds: float = 60.0, *, project: str | None = None
@@ -288,6 +403,13 @@ class Engine(Generation, Runs, Stopping):
         :func:`assay.platform.analysis.arm_effects`)."""
         return arm_effects(self.store.get_experiment(experiment_id, project=project))
 
+    def pareto(self, experiment_id: int, *, project: str | None = None) -> ParetoReport:
+        """The Pareto front of a multi-objective experiment (see
+        :func:`assay.platform.pareto_report.pareto_report`)."""
+        return pareto_report(self.store.get_experiment(experiment_id, project=project))
+
     def best(self, experiment_id: int, *, project: str | None = None) -> BestArm:
-        """The model-based recommendation (see :func:`assay.platform.analysis.best_arm`)."""
-        return best_arm(self.store.get_experiment(experiment_id, project=project))
+        """The model-based recommendation (see :func:`assay.platform.analysis.best_arm`); with
+        several objectives, the Pareto front (:func:`~assay.platform.pareto_report.best_of_front`)."""
+        exp = self.store.get_experiment(experiment_id, project=project)
+        return best_of_front(exp) if exp.config.is_multi_objective else best_arm(exp)

@@ -26,6 +26,7 @@ package.
 
 from __future__ import annotations
 
+import copy
 import logging
 import random
 import time
@@ -34,14 +35,23 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from assay.platform.errors import (
+    AssayError,
     ConflictError,
+    LockTimeoutError,
     NotFoundError,
     StorageBusyError,
     ValidationError,
 )
-from assay.platform.experiment import Experiment, ExperimentStatus, Trial, TrialState
+from assay.platform.experiment import (
+    Experiment,
+    ExperimentConfig,
+    ExperimentStatus,
+    Trial,
+    TrialState,
+)
 from assay.platform.generators import get_generator
 from assay.platform.space import SearchSpace
+from assay.service.observability import LOCK_RETRIES, LOCK_WAIT_SECONDS, observe_generation
 from assay.storage.base import ExperimentLock, NewTrial, Store
 
 log = logging.getLogger("assay.engine")
@@ -84,17 +94,59 @@ def run_locked(
     """
     for attempt in range(1, ASK_ATTEMPTS + 1):
         try:
+            waited = time.perf_counter()
             with store.lock_experiment(experiment_id, project=project) as lock:
+                LOCK_WAIT_SECONDS.labels(verb).observe(time.perf_counter() - waited)
                 return work(lock)
         except StorageBusyError as e:
-            if attempt >= ASK_ATTEMPTS:
-                raise
+            if attempt >= ASK_ATTEMPTS or isinstance(e, LockTimeoutError):
+                raise  # a lock wait is already bounded: waiting again would multiply it
+            LOCK_RETRIES.labels(verb).inc()
             log.info(
                 "%s on experiment %s retried (attempt %d) after: %s",
                 verb, experiment_id, attempt, e,
             )  # fmt: skip
             time.sleep(0.01 * 2**attempt * (1 + random.random()))
     raise AssertionError("unreachable")
+
+
+def with_fixed(exp: Experiment, fixed: Mapping[str, Any] | None) -> Experiment:
+    """A view of ``exp`` for one ask with some parameters held at given values (Ax's
+    ``fixed_parameters``): those parameters become fixed parameters of the view's search
+    space, so the generator optimizes only the others. The fixed parameters are not modelled
+    in that ask (observations at other values of them are pooled); the stored experiment is
+    unchanged. Unknown names or values outside a parameter's domain are a
+    ``ValidationError`` naming ``fixed.<name>``."""
+    if not fixed:
+        return exp
+    if not isinstance(fixed, Mapping):
+        raise ValidationError("fixed must be an object {parameter: value}", field="fixed")
+    space = exp.config.search_space
+    values = {}
+    for name, value in fixed.items():
+        if name not in space:
+            raise ValidationError(
+                f"fixed: unknown parameter {name!r}; the search space has {space.names}",
+                field=f"fixed.{name}",
+            )
+        try:
+            values[name] = space[name].validate(value)
+        except AssayError as e:
+            raise ValidationError(f"fixed.{name}: {e}", field=f"fixed.{name}") from None
+    d = exp.config.to_dict()
+    d["parameters"] = [
+        {"name": p["name"], "type": "fixed", "value": values[p["name"]]}
+        if p["name"] in values
+        else p
+        for p in d["parameters"]
+    ]
+    sq = d.get("status_quo")
+    if sq is not None and any(sq.get(k) != v for k, v in values.items()):
+        d["status_quo"] = None
+    view = copy.copy(exp)
+    view.config = ExperimentConfig.from_dict(d)
+    view.config.seed = exp.config.seed
+    return view
 
 
 def derive_seed(base: int, salt: int) -> int:
@@ -216,6 +268,7 @@ class Generation:
         idempotency_key: str | None = None,
         start: bool = True,
         lease_seconds: float | None = None,
+        fixed: Mapping[str, Any] | None = None,
         actor: str | None = None,
     ) -> list[Trial]:
         """Generate ``n`` new single-arm trials.
@@ -227,6 +280,7 @@ class Generation:
             start: Create them ``running`` (the caller evaluates them now) rather than
                 ``candidate`` (queued for a worker to claim).
             lease_seconds: Heartbeat deadline for running trials (``None``: no lease).
+            fixed: ``{parameter: value}`` held for this ask only (see :func:`with_fixed`).
         """
         if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_ASK:
             raise ValidationError(f"n must be an integer in [1, {MAX_ASK}], got {n!r}", field="n")
@@ -239,7 +293,7 @@ class Generation:
                     return previous
             check_active(lock.experiment)
             k = within_budget(lock.experiment, n)
-            return self._generate(lock, k, start, lease_seconds, idempotency_key, actor)
+            return self._generate(lock, k, start, lease_seconds, idempotency_key, actor, fixed)
 
         return run_locked(self.store, experiment_id, work, verb="ask", project=project)
 
@@ -364,14 +418,18 @@ class Generation:
         lease_seconds: float | None,
         idempotency_key: str | None,
         actor: str | None,
+        fixed: Mapping[str, Any] | None = None,
     ) -> list[Trial]:
         """Run the generator on the locked snapshot and store ``n`` new single-arm trials."""
         exp = lock.experiment
         generator = get_generator(exp.config.generator, exp.config.generator_settings)
         seed = derive_seed(exp.config.seed or 0, len(exp.trials))
         t0 = time.perf_counter()
-        result = generator.generate(exp, n, seed=seed)
+        result = generator.generate(with_fixed(exp, fixed), n, seed=seed)
         info = {**result.info, "ask_seconds": round(time.perf_counter() - t0, 4)}
+        if fixed:
+            info["fixed"] = dict(fixed)
+        observe_generation("ask", len(result.candidates), info)
         log.info("experiment %s: generated %d candidate(s) %s", exp.id, n, info)
         state = TrialState.RUNNING if start else TrialState.CANDIDATE
         lease = lease_until(lease_seconds, start)
@@ -417,6 +475,7 @@ class Generation:
             included = fixed[1:] if exp.config.status_quo is not None else fixed
             result = generator.generate(exp, n_new, seed=seed, pending=included)
             info = {**result.info, "ask_seconds": round(time.perf_counter() - t0, 4)}
+            observe_generation("ask_batch", len(result.candidates), info)
             log.info("experiment %s: generated a batch of %d arm(s) %s", exp.id, n_new, info)
             candidates = result.candidates
             state, model_state = result.generator_state, result.model_state or None

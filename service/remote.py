@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -31,8 +32,10 @@ from assay.platform.experiment import (
     TrialState,
 )
 from assay.platform.jobspec import Job, JobState, TrialReport
+from assay.platform.pareto_report import ParetoReport
 from assay.platform.stopping import StoppingDecision
 from assay.service.errors import error_from_body
+from assay.service.interchange import ImportReport, ImportResult
 from assay.service.schemas import (
     BestArmPublic,
     EffectsPublic,
@@ -40,11 +43,15 @@ from assay.service.schemas import (
     ExperimentPublic,
     ExperimentSummaryPublic,
     JobPublic,
+    ParetoPublic,
     StopDecisionPublic,
     StoppingPublic,
     TrialPublic,
 )
-from assay.storage.base import ExperimentSummary, TrialEvent
+from assay.storage.base import ExperimentSummary, ExperimentVersion, ProjectSummary, TrialEvent
+
+#: Rows per page when the client pages through a list (the server's maximum).
+PAGE = 1000
 
 
 class ServiceUnavailableError(E.StorageError):
@@ -134,13 +141,29 @@ class RemoteEngine:
             "GET", path, params={k: v for k, v in params.items() if v is not None}
         )[0]
 
+    def _all_pages(self, path: str, key: str, *, cursor: bool = False, **params: Any) -> list:
+        """Every row of a paginated list: by ``offset``, or (``cursor``) by ``after`` = the
+        last row's id; a short page is the last."""
+        rows: list = []
+        while True:
+            page = (
+                {"after": rows[-1]["id"] if rows else params.pop("after", 0)}
+                if cursor
+                else {"offset": len(rows)}
+            )
+            got = self._get(path, **params, **page, limit=PAGE)[key]
+            rows.extend(got)
+            if len(got) < PAGE:
+                return rows
+
     # -- experiments -------------------------------------------------------------------------
     def create_experiment(
         self, spec: ExperimentConfig | Mapping[str, Any], *, project: str = "default"
     ) -> Experiment:
         body = spec.to_dict() if isinstance(spec, ExperimentConfig) else dict(spec)
         body = {k: v for k, v in body.items() if v is not None}
-        if isinstance(body.get("objectives"), list) and "objective" not in body:
+        objectives = body.get("objectives")
+        if isinstance(objectives, list) and len(objectives) == 1 and "objective" not in body:
             body["objective"] = body.pop("objectives")[0]
         try:
             data, _ = self._request("POST", "/experiments", json=body)
@@ -168,8 +191,10 @@ class RemoteEngine:
     def list_experiments(
         self, *, project: str | None = None, status: ExperimentStatus | None = None
     ) -> list[ExperimentSummary]:
-        data = self._get("/experiments", status=status.value if status else None)
-        return [ExperimentSummaryPublic.model_validate(x).to_domain() for x in data["experiments"]]
+        rows = self._all_pages(
+            "/experiments", "experiments", status=status.value if status else None
+        )
+        return [ExperimentSummaryPublic.model_validate(x).to_domain() for x in rows]
 
     def set_status(
         self, experiment_id: int, status: ExperimentStatus | str, *, project: str | None = None
@@ -191,6 +216,7 @@ class RemoteEngine:
         idempotency_key: str | None = None,
         start: bool = True,
         lease_seconds: float | None = None,
+        fixed: Mapping[str, Any] | None = None,
     ) -> list[Trial]:
         body = {
             "n": n,
@@ -198,6 +224,8 @@ class RemoteEngine:
             "start": start,
             "lease_seconds": lease_seconds,
         }
+        if fixed:
+            body["fixed"] = {k: _json_value(v) for k, v in fixed.items()}
         data, _ = self._request("POST", f"/experiments/{experiment_id}/trials:ask", json=body)
         return [TrialPublic.model_validate(t).to_domain() for t in data["trials"]]
 
@@ -343,8 +371,8 @@ class RemoteEngine:
         project: str | None = None,
     ) -> list[TrialEvent]:
         if trial_id is not None:
-            data = self._get(f"/trials/{trial_id}/events")
-            events = [EventPublic.model_validate(e).to_domain() for e in data["events"]]
+            rows = self._all_pages(f"/trials/{trial_id}/events", "events", cursor=True)
+            events = [EventPublic.model_validate(e).to_domain() for e in rows]
             return [
                 e
                 for e in events
@@ -352,12 +380,19 @@ class RemoteEngine:
             ]
         if experiment_id is None:
             raise E.ValidationError("events: give experiment_id or trial_id", field="experiment_id")
-        data = self._get(f"/experiments/{experiment_id}/events", after=after)
-        return [EventPublic.model_validate(e).to_domain() for e in data["events"]]
+        rows = self._all_pages(
+            f"/experiments/{experiment_id}/events", "events", cursor=True, after=after
+        )
+        return [EventPublic.model_validate(e).to_domain() for e in rows]
 
     def effects(self, experiment_id: int, *, project: str | None = None) -> EffectsReport:
         return EffectsPublic.model_validate(
             self._get(f"/experiments/{experiment_id}/effects")
+        ).to_domain()
+
+    def pareto(self, experiment_id: int, *, project: str | None = None) -> ParetoReport:
+        return ParetoPublic.model_validate(
+            self._get(f"/experiments/{experiment_id}/pareto")
         ).to_domain()
 
     def best(self, experiment_id: int, *, project: str | None = None) -> BestArm:
@@ -381,8 +416,9 @@ class RemoteEngine:
         return data["run_state"]
 
     def jobs(self, experiment_id: int, *, project: str | None = None) -> list[Job]:
-        data = self._get(f"/experiments/{experiment_id}/jobs")
-        return [_job_from_json(j) for j in data["jobs"]]
+        return [
+            _job_from_json(j) for j in self._all_pages(f"/experiments/{experiment_id}/jobs", "jobs")
+        ]
 
     def cancel_trial(self, trial_id: int, *, project: str | None = None) -> Job | None:
         data, _ = self._request("POST", f"/trials/{trial_id}:cancel", json={})
@@ -405,13 +441,72 @@ class RemoteEngine:
         )
 
     def reports(self, trial_id: int, *, project: str | None = None) -> list[TrialReport]:
-        data = self._get(f"/trials/{trial_id}/reports")
+        data = {"reports": self._all_pages(f"/trials/{trial_id}/reports", "reports", cursor=True)}
         return [
             TrialReport(
                 r["id"], r["trial_id"], r["step"], r["metrics"], datetime.fromisoformat(r["at"])
             )
             for r in data["reports"]
         ]
+
+    # -- evolving a running experiment -------------------------------------------------------
+    def update_experiment(
+        self,
+        experiment_id: int,
+        changes: Mapping[str, Any],
+        *,
+        project: str | None = None,
+        reason: str | None = None,
+    ) -> Experiment:
+        body = {**{k: _json_value(v) for k, v in changes.items()}, "reason": reason}
+        self._request("PATCH", f"/experiments/{experiment_id}", json=body, retry=False)
+        return self.get_experiment(experiment_id)
+
+    def experiment_versions(
+        self, experiment_id: int, *, project: str | None = None
+    ) -> list[ExperimentVersion]:
+        data = self._get(f"/experiments/{experiment_id}/versions")
+        return [
+            ExperimentVersion(
+                v["version"], v["config"], v["changes"], v["actor"], v["reason"],
+                v["trial_count"], datetime.fromisoformat(v["at"]),
+            )
+            for v in data["versions"]
+        ]  # fmt: skip
+
+    # -- projects ----------------------------------------------------------------------------
+    def create_project(self, name: str) -> ProjectSummary:
+        data, _ = self._request("POST", "/projects", json={"name": name}, retry=False)
+        return _project_from_json(data)
+
+    def projects(self, *, project: str | None = None) -> list[ProjectSummary]:
+        return [_project_from_json(p) for p in self._get("/projects")["projects"]]
+
+    def get_project(self, name: str, *, project: str | None = None) -> ProjectSummary:
+        return _project_from_json(self._get(f"/projects/{quote(name, safe='')}"))
+
+    # -- import and export -------------------------------------------------------------------
+    def export_experiment(self, experiment_id: int, *, project: str | None = None) -> dict:
+        return self._get(f"/experiments/{experiment_id}/export")
+
+    def import_experiment(
+        self,
+        document: Mapping[str, Any],
+        *,
+        project: str = "default",
+        name: str | None = None,
+    ) -> ImportResult:
+        body = {"document": dict(document), "name": name}
+        data, _ = self._request("POST", "/experiments:import", json=body, retry=False)
+        report = ImportReport(**data["report"])
+        return ImportResult(self.get_experiment(data["experiment"]["id"]), report)
+
+
+def _project_from_json(p: dict[str, Any]) -> ProjectSummary:
+    at = p.get("created_at")
+    return ProjectSummary(
+        p["name"], datetime.fromisoformat(at) if at else None, p["experiment_count"]
+    )
 
 
 def _job_from_json(j: dict[str, Any]) -> Job:

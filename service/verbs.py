@@ -28,8 +28,10 @@ from assay.platform.experiment import (
     TrialState,
 )
 from assay.platform.jobspec import Job, TrialReport
+from assay.platform.pareto_report import ParetoReport
 from assay.platform.stopping import StoppingDecision
-from assay.storage.base import ExperimentSummary, TrialEvent
+from assay.service.interchange import ImportResult
+from assay.storage.base import ExperimentSummary, ExperimentVersion, ProjectSummary, TrialEvent
 
 
 class ExperimentVerbs(Protocol):
@@ -62,6 +64,24 @@ class ExperimentVerbs(Protocol):
         """Change the experiment's status (``active``, ``paused``, ...)."""
         ...
 
+    def update_experiment(
+        self,
+        experiment_id: int,
+        changes: Mapping[str, Any],
+        *,
+        project: str | None = None,
+        reason: str | None = None,
+    ) -> Experiment:
+        """A new version of the definition (bounds, choice values, outcome constraints,
+        generator and its settings), recorded with who and why."""
+        ...
+
+    def experiment_versions(
+        self, experiment_id: int, *, project: str | None = None
+    ) -> list[ExperimentVersion]:
+        """The definition's versions, oldest first."""
+        ...
+
     # -- creating trials ---------------------------------------------------------------------
     def ask(
         self,
@@ -72,8 +92,10 @@ class ExperimentVerbs(Protocol):
         idempotency_key: str | None = None,
         start: bool = True,
         lease_seconds: float | None = None,
+        fixed: Mapping[str, Any] | None = None,
     ) -> list[Trial]:
-        """``n`` new single-arm trials (a retried ask with the same key returns the same)."""
+        """``n`` new single-arm trials (a retried ask with the same key returns the same);
+        ``fixed`` holds some parameters at given values for this ask only."""
         ...
 
     def ask_batch(
@@ -172,6 +194,10 @@ class ExperimentVerbs(Protocol):
         """Each arm's % effects against the control."""
         ...
 
+    def pareto(self, experiment_id: int, *, project: str | None = None) -> ParetoReport:
+        """The Pareto front of an experiment with several objectives."""
+        ...
+
     def best(self, experiment_id: int, *, project: str | None = None) -> BestArm:
         """The model-based recommendation."""
         ...
@@ -210,6 +236,34 @@ class ExperimentVerbs(Protocol):
 
     def reports(self, trial_id: int, *, project: str | None = None) -> list[TrialReport]:
         """The trial's intermediate reports, in order."""
+        ...
+
+    # -- projects ----------------------------------------------------------------------------
+    def create_project(self, name: str) -> ProjectSummary:
+        """Create an empty project (``ConflictError`` if it exists; a server refuses API keys)."""
+        ...
+
+    def projects(self, *, project: str | None = None) -> list[ProjectSummary]:
+        """Projects with their experiment counts (an API key sees only its own)."""
+        ...
+
+    def get_project(self, name: str, *, project: str | None = None) -> ProjectSummary:
+        """One project; another project's name is ``NotFoundError``."""
+        ...
+
+    # -- import and export -------------------------------------------------------------------
+    def export_experiment(self, experiment_id: int, *, project: str | None = None) -> dict:
+        """The experiment as a versioned JSON document (``docs/export-format.md``)."""
+        ...
+
+    def import_experiment(
+        self,
+        document: Mapping[str, Any],
+        *,
+        project: str = "default",
+        name: str | None = None,
+    ) -> ImportResult:
+        """Create an experiment from an exported document (``name`` renames it)."""
         ...
 
     # -- connection --------------------------------------------------------------------------

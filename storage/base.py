@@ -119,6 +119,34 @@ class ExperimentSummary:
     updated_at: datetime
 
 
+@dataclass
+class ExperimentVersion:
+    """One version of an experiment's definition: ``config`` (its JSON form), what changed
+    from the previous version, who and why, and ``trial_count``: the trials that existed when
+    it took effect (trials with an index from there up to the next version's were generated
+    under it)."""
+
+    version: int
+    config: dict[str, Any]
+    changes: list[str]
+    actor: str | None
+    reason: str | None
+    trial_count: int
+    at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version, "config": self.config, "changes": list(self.changes),
+            "actor": self.actor, "reason": self.reason, "trial_count": self.trial_count,
+            "at": self.at.isoformat(),
+        }  # fmt: skip
+
+
+def version_of_trial(versions: Sequence[ExperimentVersion], index: int) -> int:
+    """The definition version trial number ``index`` was generated under."""
+    return max((v.version for v in versions if v.trial_count <= index), default=1)
+
+
 @dataclass(frozen=True)
 class ProjectSummary:
     """A project with how many experiments it holds."""
@@ -126,6 +154,19 @@ class ProjectSummary:
     name: str
     created_at: datetime | None
     experiment_count: int
+
+
+@dataclass(frozen=True)
+class ApiKeyInfo:
+    """A stored API key (never its token): ``role`` is ``viewer``/``member``/``admin``."""
+
+    id: int
+    project: str
+    name: str
+    prefix: str
+    role: str
+    created_at: datetime
+    revoked_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -193,6 +234,27 @@ class Store(ABC):
         self, experiment_id: int, status: ExperimentStatus, *, project: str | None = None
     ) -> Experiment:
         """Change the experiment's status."""
+
+    @abstractmethod
+    def update_experiment_config(
+        self,
+        experiment_id: int,
+        config: ExperimentConfig,
+        *,
+        project: str | None = None,
+        changes: Sequence[str] = (),
+        actor: str | None = None,
+        reason: str | None = None,
+    ) -> Experiment:
+        """Store a new version of the definition (recording version 1, the definition at
+        creation, with the first change) and forget the fitted model state, whose shape may
+        no longer fit. Past trials keep theirs (see :class:`ExperimentVersion`)."""
+
+    @abstractmethod
+    def experiment_versions(
+        self, experiment_id: int, *, project: str | None = None
+    ) -> list[ExperimentVersion]:
+        """The definition's versions, oldest first (one, synthesized, before any change)."""
 
     @abstractmethod
     def lock_experiment(
@@ -375,12 +437,42 @@ class Store(ABC):
         return found[0]
 
     @abstractmethod
-    def add_api_key(self, project: str, key_hash: str, *, name: str, prefix: str) -> None:
+    def add_api_key(
+        self, project: str, key_hash: str, *, name: str, prefix: str, role: str = "member"
+    ) -> ApiKeyInfo:
         """Store a hashed API key for ``project`` (creating the project if needed)."""
 
-    @abstractmethod
     def project_for_key(self, key_hash: str) -> str | None:
         """The project of a non-revoked key, or ``None``."""
+        key = self.key_for_hash(key_hash)
+        return None if key is None else key.project
+
+    @abstractmethod
+    def key_for_hash(self, key_hash: str) -> ApiKeyInfo | None:
+        """The non-revoked key with this hash, or ``None`` (one indexed read, never cached
+        here: a revocation is visible to the next call on every replica)."""
+
+    @abstractmethod
+    def list_api_keys(self, *, project: str | None = None) -> list[ApiKeyInfo]:
+        """Keys (revoked ones included), oldest first; only ``project``'s if given."""
+
+    @abstractmethod
+    def revoke_api_key(self, key_id: int, *, project: str | None = None) -> ApiKeyInfo:
+        """Revoke a key (idempotent) and thereby every dashboard session opened with it.
+        ``NotFoundError`` if absent or in another project than ``project``."""
+
+    # -- dashboard sessions ------------------------------------------------------------------
+    @abstractmethod
+    def create_session(self, session_hash: str, key_id: int, *, expires_at: datetime) -> None:
+        """Store a dashboard session (only the hash of its random id)."""
+
+    @abstractmethod
+    def session_key(self, session_hash: str, *, now: datetime) -> ApiKeyInfo | None:
+        """The key of a live session: not ended, not expired at ``now``, key not revoked."""
+
+    @abstractmethod
+    def end_session(self, session_hash: str, *, now: datetime) -> None:
+        """Sign a session out (idempotent; unknown hashes are ignored)."""
 
     # -- jobs (trial orchestration) ----------------------------------------------------------
     @abstractmethod

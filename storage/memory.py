@@ -16,10 +16,11 @@ import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from assay.platform.errors import ConflictError, NotFoundError
+from assay.platform.errors import ConflictError, LockTimeoutError, NotFoundError
 from assay.platform.experiment import (
     Arm,
     Experiment,
@@ -32,8 +33,10 @@ from assay.platform.experiment import (
 )
 from assay.platform.jobspec import Job, JobState, TrialReport
 from assay.storage.base import (
+    ApiKeyInfo,
     ExperimentLock,
     ExperimentSummary,
+    ExperimentVersion,
     NewTrial,
     ObservationRecord,
     ObservationsArg,
@@ -102,9 +105,13 @@ class _MemoryLock(ExperimentLock):
 class MemoryStore(Store):
     """Everything in Python dicts. See the module docstring."""
 
+    #: Longest wait for an experiment's ask lock (then ``LockTimeoutError``).
+    lock_timeout_s: float = 10.0
+
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._experiments: dict[int, Experiment] = {}
+        self._versions: dict[int, list[ExperimentVersion]] = {}
         self._trials: dict[int, Trial] = {}
         self._events: list[TrialEvent] = []
         self._keys: dict[tuple[int, str], list[int]] = {}
@@ -114,7 +121,10 @@ class MemoryStore(Store):
         self._reports: dict[int, list[TrialReport]] = {}
         self._job_ids = itertools.count(1)
         self._report_ids = itertools.count(1)
-        self._api_keys: dict[str, str] = {}
+        self._api_keys: dict[str, ApiKeyInfo] = {}  # hash -> key
+        self._key_ids = itertools.count(1)
+        #: session hash -> [key hash, expires_at, ended]
+        self._sessions: dict[str, list[Any]] = {}
         self._ask_locks: dict[int, threading.Lock] = {}
         self._experiment_ids = itertools.count(1)
         self._trial_ids = itertools.count(1)
@@ -218,6 +228,45 @@ class MemoryStore(Store):
             exp.updated_at = utcnow()
             return copy.deepcopy(exp)
 
+    def update_experiment_config(
+        self,
+        experiment_id: int,
+        config: ExperimentConfig,
+        *,
+        project: str | None = None,
+        changes: Sequence[str] = (),
+        actor: str | None = None,
+        reason: str | None = None,
+    ) -> Experiment:
+        with self._lock:
+            exp = self._get(experiment_id, project)
+            versions = self._versions.setdefault(experiment_id, [])
+            if not versions:
+                versions.append(
+                    ExperimentVersion(1, exp.config.to_dict(), [], None, None, 0, exp.created_at)
+                )
+            now = utcnow()
+            versions.append(
+                ExperimentVersion(
+                    len(versions) + 1, config.to_dict(), list(changes), actor, reason,
+                    len(exp.trials), now,
+                )
+            )  # fmt: skip
+            exp.config = copy.deepcopy(config)
+            exp.model_state = {}
+            exp.updated_at = now
+            return copy.deepcopy(exp)
+
+    def experiment_versions(
+        self, experiment_id: int, *, project: str | None = None
+    ) -> list[ExperimentVersion]:
+        with self._lock:
+            exp = self._get(experiment_id, project)
+            versions = self._versions.get(experiment_id) or [
+                ExperimentVersion(1, exp.config.to_dict(), [], None, None, 0, exp.created_at)
+            ]
+            return copy.deepcopy(versions)
+
     @contextmanager
     def lock_experiment(
         self, experiment_id: int, *, project: str | None = None
@@ -225,8 +274,15 @@ class MemoryStore(Store):
         with self._lock:
             self._get(experiment_id, project)
             ask_lock = self._ask_locks[experiment_id]
-        with ask_lock:
+        if not ask_lock.acquire(timeout=self.lock_timeout_s):
+            raise LockTimeoutError(
+                f"experiment {experiment_id} is locked by another ask; retry shortly",
+                details={"experiment_id": experiment_id},
+            )
+        try:
             yield _MemoryLock(self, experiment_id)
+        finally:
+            ask_lock.release()
 
     # -- trials ------------------------------------------------------------------------------
     def get_trial(self, trial_id: int, *, project: str | None = None) -> Trial:
@@ -375,14 +431,50 @@ class MemoryStore(Store):
                 if name is None or n == name
             ]
 
-    def add_api_key(self, project: str, key_hash: str, *, name: str, prefix: str) -> None:
+    def add_api_key(
+        self, project: str, key_hash: str, *, name: str, prefix: str, role: str = "member"
+    ) -> ApiKeyInfo:
         with self._lock:
             self._projects.setdefault(project, utcnow())
-            self._api_keys[key_hash] = project
+            key = ApiKeyInfo(next(self._key_ids), project, name, prefix, role, utcnow())
+            self._api_keys[key_hash] = key
+            return key
 
-    def project_for_key(self, key_hash: str) -> str | None:
+    def key_for_hash(self, key_hash: str) -> ApiKeyInfo | None:
         with self._lock:
-            return self._api_keys.get(key_hash)
+            key = self._api_keys.get(key_hash)
+            return key if key is not None and key.revoked_at is None else None
+
+    def list_api_keys(self, *, project: str | None = None) -> list[ApiKeyInfo]:
+        with self._lock:
+            keys = sorted(self._api_keys.values(), key=lambda k: k.id)
+            return [k for k in keys if project is None or k.project == project]
+
+    def revoke_api_key(self, key_id: int, *, project: str | None = None) -> ApiKeyInfo:
+        with self._lock:
+            for digest, key in self._api_keys.items():
+                if key.id == key_id and (project is None or key.project == project):
+                    if key.revoked_at is None:
+                        key = self._api_keys[digest] = replace(key, revoked_at=utcnow())
+                    return key
+            raise NotFoundError(f"API key {key_id} not found", details={"key_id": key_id})
+
+    def create_session(self, session_hash: str, key_id: int, *, expires_at: datetime) -> None:
+        with self._lock:
+            digest = next(h for h, k in self._api_keys.items() if k.id == key_id)
+            self._sessions[session_hash] = [digest, expires_at, False]
+
+    def session_key(self, session_hash: str, *, now: datetime) -> ApiKeyInfo | None:
+        with self._lock:
+            found = self._sessions.get(session_hash)
+            if found is None or found[2] or found[1] <= now:
+                return None
+            return self.key_for_hash(found[0])
+
+    def end_session(self, session_hash: str, *, now: datetime) -> None:
+        with self._lock:
+            if session_hash in self._sessions:
+                self._sessions[session_hash][2] = True
 
     # -- jobs ------------------------------------------------------------------------------------
     def set_run_state(

@@ -89,6 +89,23 @@ class ApiKeyRow(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: ``viewer`` / ``member`` / ``admin`` (:class:`assay.service.auth.Role`); keys made
+    #: before roles existed were migrated to ``admin`` so old deployments keep working.
+    role: Mapped[str] = mapped_column(String(16), server_default="admin")
+
+
+class DashboardSessionRow(Base):
+    """A dashboard sign-in: the SHA-256 of a random session id (the cookie holds the id, the
+    database only its hash), the key it was opened with (revoking the key ends it), an expiry,
+    and ``ended_at`` once the browser signs out."""
+
+    __tablename__ = "dashboard_sessions"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
+    session_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class ExperimentRow(Base):
@@ -247,4 +264,23 @@ class PrivacyChargeRow(Base):
     delta: Mapped[float] = mapped_column(Float)
     description: Mapped[str] = mapped_column(Text)
     charge_metadata: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ExperimentVersionRow(Base):
+    """One version of an experiment's definition (version 1 is the definition at creation,
+    written when the first change is)."""
+
+    __tablename__ = "experiment_versions"
+    __table_args__ = (UniqueConstraint("experiment_id", "version"),)
+    id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    config: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    changes: Mapped[list[str]] = mapped_column(JSONType)
+    actor: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: Trials that existed when this version took effect: trials with ``index >= trial_count``
+    #: (up to the next version's) were generated under it.
+    trial_count: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())

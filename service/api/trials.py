@@ -5,7 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from assay.platform.errors import NotFoundError, ObservationError
-from assay.service.deps import EngineDep, JobPrincipalDep, PrincipalDep, TrialId
+from assay.service.deps import (
+    EngineDep,
+    EventCursor,
+    JobPrincipalDep,
+    PageLimit,
+    PrincipalDep,
+    TrialId,
+)
 from assay.service.schemas import (
     CompleteRequest,
     EventList,
@@ -97,6 +104,14 @@ def heartbeat(trial_id: TrialId, body: HeartbeatRequest, engine: EngineDep, who:
 
 
 @router.get("/{trial_id}/events", response_model=EventList)
-def trial_events(trial_id: TrialId, engine: EngineDep, who: PrincipalDep):
+def trial_events(
+    trial_id: TrialId,
+    engine: EngineDep,
+    who: PrincipalDep,
+    after: EventCursor = 0,
+    limit: PageLimit = 1000,
+):
+    """The trial's audit trail in order; page with ``after`` = the last id you saw."""
     engine.get_trial(trial_id, project=who.project)
-    return EventList(events=[EventPublic.from_domain(e) for e in engine.events(trial_id=trial_id)])
+    events = engine.events(trial_id=trial_id, after=after)[:limit]
+    return EventList(events=[EventPublic.from_domain(e) for e in events], limit=limit)

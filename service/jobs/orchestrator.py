@@ -50,6 +50,8 @@ from assay.platform.jobspec import Job, JobSpec, JobState
 from assay.service.auth import hash_token, new_token
 from assay.service.engine import Engine
 from assay.service.jobs.base import Executor, JobLaunch, JobStatus, tail
+from assay.service.jobs.policy import JobPolicy
+from assay.service.observability import LEASE_EXPIRIES
 from assay.storage.urls import absolute_database_url
 
 log = logging.getLogger("assay.orchestrator")
@@ -80,6 +82,10 @@ class Orchestrator:
         stale_after_s: Adopt another worker's jobs after this long without its heartbeat.
             Use one value for all workers of a database: the keep-alive interval is derived
             from it (see :attr:`heartbeat_every_s`).
+        job_policy: The server's job rules (:class:`~assay.service.jobs.policy.JobPolicy`):
+            a run whose spec they no longer permit is stopped instead of launched, and jobs
+            inherit only its ``passthrough`` variables. ``None`` (library use): any spec,
+            with :func:`~assay.service.jobs.policy.minimal_env`.
 
     Raises:
         ValidationError: a non-positive ``lease_seconds`` or ``stale_after_s``, or a
@@ -101,6 +107,7 @@ class Orchestrator:
         lease_seconds: float = 120.0,
         on_event: Callable[[str], None] | None = None,
         stale_after_s: float = STALE_AFTER_S,
+        job_policy: JobPolicy | None = None,
     ) -> None:
         self.engine, self.store = engine, engine.store
         self.executors = dict(executors)
@@ -114,6 +121,7 @@ class Orchestrator:
         self.poll_interval, self.max_interval = poll_interval, max_interval
         self.lease_seconds = lease_seconds
         self.on_event = on_event
+        self.job_policy = job_policy
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._adopted = False
@@ -146,6 +154,11 @@ class Orchestrator:
             target=self.run_forever, name="assay-orchestrator", daemon=True
         )
         self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        """Whether the orchestration thread runs (``/api/v1/ready`` reports it)."""
+        return self._thread is not None and self._thread.is_alive()
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
@@ -181,7 +194,7 @@ class Orchestrator:
         if time.monotonic() - self._last_adopt > ADOPT_EVERY_S or not self._adopted:
             self.adopt()
             self._adopted, self._last_adopt = True, time.monotonic()
-        self.store.reap_expired_leases(datetime.now(UTC))
+        LEASE_EXPIRIES.inc(len(self.store.reap_expired_leases(datetime.now(UTC))))
         # Poll and supervise before launching, so retries of failed jobs are queued before
         # new trials and a failing experiment launches nothing more.
         active = self._poll()
@@ -189,6 +202,11 @@ class Orchestrator:
         for exp_id in self.store.runnable_experiments():
             spec = self._spec(exp_id)
             if spec is None or self._executor_for(spec) is None:
+                continue
+            refused = self.job_policy.permits_launch(spec) if self.job_policy else None
+            if refused is not None:
+                self.store.set_run_state(exp_id, "stopped")
+                self._say(f"experiment {exp_id}: run stopped, not launched: {refused}")
                 continue
             try:
                 self._launch(exp_id, spec)
@@ -242,6 +260,7 @@ class Orchestrator:
             spec,
             workdir,
             env,
+            base_env=self.job_policy.base_env() if self.job_policy else None,
         )
         try:
             handle = executor.submit(launch)

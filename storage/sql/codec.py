@@ -257,7 +257,7 @@ class ExperimentCache:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._configs: dict[int, ExperimentConfig] = {}
+        self._configs: dict[int, tuple[dict[str, Any], ExperimentConfig]] = {}
         self._trials: dict[int, dict[int, tuple[tuple, Trial]]] = {}
 
     def experiment(
@@ -284,12 +284,14 @@ class ExperimentCache:
     def config(self, row: ExperimentRow) -> ExperimentConfig:
         """A copy of the experiment's parsed configuration."""
         with self._lock:
-            config = self._configs.get(row.id)
-        if config is None:
-            config = ExperimentConfig.from_dict(row.config)
+            cached = self._configs.get(row.id)
+        # A definition can change (a new version, maybe by another process): the parsed
+        # configuration is reused only while the row's JSON is the one it was parsed from.
+        if cached is None or cached[0] != row.config:
+            cached = (copy.deepcopy(row.config), ExperimentConfig.from_dict(row.config))
             with self._lock:
-                self._configs[row.id] = config
-        return copy.deepcopy(config)
+                self._configs[row.id] = cached
+        return copy.deepcopy(cached[1])
 
     def trials(self, s: Session, experiment_id: int, *, copy_trials: bool = True) -> list[Trial]:
         """All trials of an experiment by index, re-reading only those that changed.

@@ -14,17 +14,17 @@ sibling modules :mod:`.codec`, :mod:`.locking`, :mod:`.projects`, :mod:`.session
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from assay.platform.errors import ConflictError
 from assay.platform.experiment import Experiment, ExperimentConfig, ExperimentStatus, utcnow
-from assay.storage.base import ExperimentLock, ExperimentSummary
-from assay.storage.orm import ExperimentRow, ProjectRow, TrialRow
+from assay.storage.base import ExperimentLock, ExperimentSummary, ExperimentVersion
+from assay.storage.orm import ExperimentRow, ExperimentVersionRow, ProjectRow, TrialRow
 from assay.storage.sql.codec import ExperimentCache, experiment_row
 from assay.storage.sql.locking import (
     ProcessLocks,
@@ -48,6 +48,15 @@ class SqlExperiments(SqlDatabase):
         super().__init__(engine)
         self._cache = ExperimentCache()
         self._ask_locks = ProcessLocks(sqlite_database(engine.url.render_as_string()))
+
+    @property
+    def lock_timeout_s(self) -> float:
+        """Longest wait for an experiment's ask lock (then ``LockTimeoutError``, HTTP 503)."""
+        return self._ask_locks.timeout_s
+
+    @lock_timeout_s.setter
+    def lock_timeout_s(self, value: float) -> None:
+        self._ask_locks.timeout_s = float(value)
 
     def create_experiment(
         self, config: ExperimentConfig, *, project: str = "default"
@@ -89,7 +98,7 @@ class SqlExperiments(SqlDatabase):
     ) -> ExperimentConfig:
         def fn(s: Session) -> ExperimentConfig:
             row, _ = experiment_row(s, experiment_id, project)
-            return ExperimentConfig.from_dict(row.config)
+            return self._cache.config(row)
 
         return self.run_transaction(fn, write=False)
 
@@ -148,6 +157,72 @@ class SqlExperiments(SqlDatabase):
 
         return self.run_transaction(fn)
 
+    def update_experiment_config(
+        self,
+        experiment_id: int,
+        config: ExperimentConfig,
+        *,
+        project: str | None = None,
+        changes: Sequence[str] = (),
+        actor: str | None = None,
+        reason: str | None = None,
+    ) -> Experiment:
+        def fn(s: Session) -> Experiment:
+            row, pname = experiment_row(s, experiment_id, project, for_update=True)
+            last = s.scalar(
+                select(func.max(ExperimentVersionRow.version)).where(
+                    ExperimentVersionRow.experiment_id == experiment_id
+                )
+            )
+            if last is None:
+                s.add(
+                    ExperimentVersionRow(
+                        experiment_id=experiment_id, version=1, config=row.config, changes=[],
+                        actor=None, reason=None, trial_count=0, created_at=row.created_at,
+                    )
+                )  # fmt: skip
+                last = 1
+            n_trials = s.scalar(
+                select(func.count(TrialRow.id)).where(TrialRow.experiment_id == experiment_id)
+            )
+            now = utcnow()
+            s.add(
+                ExperimentVersionRow(
+                    experiment_id=experiment_id, version=last + 1, config=config.to_dict(),
+                    changes=list(changes), actor=actor, reason=reason,
+                    trial_count=int(n_trials or 0), created_at=now,
+                )
+            )  # fmt: skip
+            row.config = config.to_dict()
+            row.model_state = {}
+            row.updated_at = now
+            s.flush()
+            return self._cache.experiment(s, row, pname)
+
+        return self.run_transaction(fn)
+
+    def experiment_versions(
+        self, experiment_id: int, *, project: str | None = None
+    ) -> list[ExperimentVersion]:
+        def fn(s: Session) -> list[ExperimentVersion]:
+            row, _ = experiment_row(s, experiment_id, project)
+            rows = s.scalars(
+                select(ExperimentVersionRow)
+                .where(ExperimentVersionRow.experiment_id == experiment_id)
+                .order_by(ExperimentVersionRow.version)
+            ).all()
+            if not rows:
+                return [ExperimentVersion(1, dict(row.config), [], None, None, 0, row.created_at)]
+            return [
+                ExperimentVersion(
+                    r.version, dict(r.config), list(r.changes), r.actor, r.reason,
+                    r.trial_count, r.created_at,
+                )
+                for r in rows
+            ]  # fmt: skip
+
+        return self.run_transaction(fn, write=False)
+
     @contextlib.contextmanager
     def lock_experiment(
         self, experiment_id: int, *, project: str | None = None
@@ -157,6 +232,8 @@ class SqlExperiments(SqlDatabase):
             session = self.write_session()
             try:
                 with session.begin():
+                    ms = max(1, int(self._ask_locks.timeout_s * 1000))
+                    session.execute(text(f"SET LOCAL lock_timeout = {ms}"))  # bounded wait
                     row, pname = experiment_row(session, experiment_id, project, for_update=True)
                     snapshot = self._cache.experiment(session, row, pname, private=True)
                     yield SqlExperimentLock(self, session, snapshot)

@@ -33,9 +33,6 @@ SERVER_ONLY = {
     "start": "a worker claims a candidate trial (REST :start)",
     "early_stop_if_needed": "the orchestrator applies the early-stopping rule to its jobs",
     "curves": "the dashboard's learning-curve chart (REST /experiments/{id}/curves)",
-    "create_project": "project administration (REST /projects)",
-    "projects": "project administration (REST /projects)",
-    "get_project": "project administration (REST /projects)",
 }
 
 #: How the client names a verb when not by the verb's own name.
@@ -43,6 +40,7 @@ CLIENT_NAMES = {
     "list_trials": ["trials"],
     "set_run": ["start_run", "pause_run", "resume_run"],
     "cancel_trial": ["cancel"],
+    "projects": ["list_projects"],
 }
 
 

@@ -1,0 +1,77 @@
+"""The dashboard's charts from Python (``from assay.dashboards import plots``): each function
+runs the experiment page's panel — the same data code and the same chart builders of
+:mod:`assay.dashboards.charts` — and returns its figure, as a ``plotly.graph_objects.Figure``
+when Plotly is installed, else the plain figure dict (``fig["data"]``, ``fig["layout"]``).
+
+Example:
+    >>> from assay.dashboards import plots  # doctest: +SKIP
+    >>> plots.slices(client.get_experiment(exp.id))  # doctest: +SKIP
+
+May import: :mod:`assay.dashboards` (panels, data), :mod:`assay.platform`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from assay.dashboards.data import ModelCache
+from assay.dashboards.panels import PanelContext, get_panel, run_panel
+from assay.platform.errors import NotFoundError
+from assay.platform.experiment import Experiment
+
+_MODELS = ModelCache()
+
+
+def _figure(exp: Experiment, key: str, controls: dict[str, Any]) -> Any:
+    panel = get_panel(key)
+    if panel is None or not panel.applies(exp):
+        raise NotFoundError(f"the {key!r} chart does not apply to experiment {exp.id}")
+    params = {k: str(v) for k, v in controls.items() if v is not None}
+    ctx = PanelContext(experiment=exp, params=params, models=_MODELS, jobs=None, project=None)
+    result = run_panel(panel, ctx)
+    if result.figure is None:
+        problem = result.empty or result.error or {}
+        raise NotFoundError(
+            f"{key}: {problem.get('message') or problem.get('title') or 'no figure'}"
+        )
+    try:
+        import plotly.graph_objects as go
+    except ImportError:
+        return result.figure
+    return go.Figure(result.figure)
+
+
+def slices(exp: Experiment, metric: str | None = None) -> Any:
+    """The model's one-parameter slices through the recommended arm."""
+    return _figure(exp, "slices", {"metric": metric})
+
+
+def response_surface(
+    exp: Experiment,
+    x: str | None = None,
+    y: str | None = None,
+    metric: str | None = None,
+    view: str | None = None,
+) -> Any:
+    """The model's response surface over two parameters (``view``: ``mean`` or ``sd``)."""
+    return _figure(exp, "contour", {"x": x, "y": y, "metric": metric, "view": view})
+
+
+def model_fit(exp: Experiment) -> Any:
+    """Leave-one-out predicted vs. observed."""
+    return _figure(exp, "model-fit", {})
+
+
+def importance(exp: Experiment) -> Any:
+    """Parameter importance (inverse length scales)."""
+    return _figure(exp, "importance", {})
+
+
+def feasibility(exp: Experiment) -> Any:
+    """P(feasible) of the observed arms under the outcome constraints."""
+    return _figure(exp, "feasibility", {})
+
+
+def arm_effects(exp: Experiment, metric: str | None = None) -> Any:
+    """Each arm's % effect against the control with 95% CIs (A/B experiments)."""
+    return _figure(exp, "arm-effects", {"metric": metric})

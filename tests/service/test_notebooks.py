@@ -1,0 +1,70 @@
+"""Notebooks: ``_repr_html_`` of experiments, trials, ``best`` and ``effects`` (escaped HTML
+tables), and the dashboard's charts from Python (``assay.dashboards.plots``), built by the
+same panels and chart builders as the experiment page."""
+
+from __future__ import annotations
+
+import assay
+from assay.dashboards import charts, plots
+
+
+def _experiment(client):
+    exp = client.create_experiment(
+        name="nb<script>",
+        parameters=[
+            {"name": "x", "type": "float", "bounds": [0, 1]},
+            {"name": "z", "type": "float", "bounds": [0, 1]},
+        ],
+        objective="y",
+        generator="sobol",
+        seed=0,
+    )
+    for _ in range(6):
+        [t] = client.ask(exp.id)
+        client.tell(t.id, {"y": ((t.parameters["x"] - 0.4) ** 2 + 0.1 * t.parameters["z"], 0.01)})
+    return client.get_experiment(exp.id)
+
+
+def test_repr_html_of_experiment_trial_best_and_effects() -> None:
+    with assay.Client() as client:
+        exp = _experiment(client)
+        page = exp._repr_html_()
+        assert "<table" in page and "nb&lt;script&gt;" in page and "<script>" not in page
+        assert page.count("<tr>") >= 6 + 6  # facts + trials
+        trial = exp.trials[0]._repr_html_()
+        assert "completed" in trial and "y=" in trial
+        best = client.best(exp.id)._repr_html_()
+        assert "Best arm" in best and "95% lower" in best
+
+
+def test_effects_repr_html() -> None:
+    with assay.Client() as client:
+        exp = client.create_experiment(
+            name="ab", parameters=[{"name": "x", "type": "float", "bounds": [0, 1]}],
+            objective="y", generator="sobol", status_quo={"x": 0.5},
+        )  # fmt: skip
+        t = client.ask_batch(exp.id, n_arms=3)
+        client.tell_batch(t.id, {a.name: {"y": (1.0 + i / 10, 0.05, 100)}
+                                 for i, a in enumerate(t.arms)})  # fmt: skip
+        page = client.effects(exp.id)._repr_html_()
+    assert "status_quo" in page and "control" in page and "effect %" in page
+
+
+def test_plots_share_the_dashboard_chart_builders(monkeypatch) -> None:
+    with assay.Client() as client:
+        exp = _experiment(client)
+    calls = []
+    original = charts.slices_figure
+
+    def spy(*a, **kw):
+        calls.append(1)
+        return original(*a, **kw)
+
+    monkeypatch.setattr(charts, "slices_figure", spy)
+    fig = plots.slices(exp)
+    assert calls == [1]  # one implementation: the dashboard's builder made it
+    data = fig.to_dict()["data"] if hasattr(fig, "to_dict") else fig["data"]
+    assert data, "the slices figure has traces"
+    surface = plots.response_surface(exp, x="x", y="z")
+    sdata = surface.to_dict()["data"] if hasattr(surface, "to_dict") else surface["data"]
+    assert any(t.get("type") == "contour" for t in sdata)
