@@ -36,7 +36,8 @@ def test_learning_curves_panel_and_stopped_trial_page() -> None:
     decision = engine.early_stop_if_needed(bad.id)
     assert decision.should_stop
     app = create_app(Settings(reaper_interval_s=0), store)
-    with TestClient(app) as client:
+    # local no-auth mode: the test client must look like this machine's browser
+    with TestClient(app, base_url="http://127.0.0.1:8000", client=("127.0.0.1", 50000)) as client:
         page = client.get(f"/experiments/{exp.id}", headers=HTML)
         assert 'data-panel="learning-curves"' in page.text
         body = client.get(f"/experiments/{exp.id}/panels/learning-curves", headers=JSON).json()
