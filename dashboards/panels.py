@@ -43,7 +43,7 @@ from assay.platform.diagnostics import (
     slices,
     sobol_importance,
 )
-from assay.platform.errors import AssayError, ValidationError
+from assay.platform.errors import AssayError, StorageBusyError, ValidationError
 from assay.platform.experiment import Experiment
 from assay.platform.space import ChoiceParameter
 
@@ -364,6 +364,8 @@ def run_panel(panel: Panel, ctx: PanelContext) -> PanelResult:
         return PanelResult(
             error={"title": "This view cannot be drawn", "message": e.message, "kind": "input"}
         )
+    except StorageBusyError:  # no model slot free: 503 + Retry-After, nothing cached
+        raise
     except AssayError as e:
         return PanelResult(
             error={
