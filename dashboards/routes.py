@@ -49,6 +49,7 @@ from assay.dashboards.data import (
     experiment_summaries,
     fmt_duration,
     fmt_value,
+    observed_front_trials,
     query_trials,
     state_counts,
     trial_feasible,
@@ -150,8 +151,11 @@ class Dashboard:
         ctx.setdefault("auth_required", auth.auth_required(request))
         ctx.setdefault("who", who)
         ctx.setdefault("nav", "")
+        ctx.setdefault("csrf", auth.csrf_token(request))
         html = self.env.get_template(name).render(request=request, **ctx)
-        return HTMLResponse(html, status_code=status)
+        response = HTMLResponse(html, status_code=status)
+        auth.attach_csrf_cookie(request, response)
+        return response
 
 
 def _dash(request: Request) -> Dashboard:
@@ -300,6 +304,7 @@ def _table_query(request: Request) -> TableQuery:
     qp = request.query_params
     return TableQuery(
         state=qp.get("state", ""), q=qp.get("q", "")[:200], feasible=qp.get("feasible", ""),
+        front=qp.get("front", ""),
         sort=qp.get("sort", "index"), dir=qp.get("dir", "desc"),
         page=_int(qp.get("page"), 1, 1, 10**7),
     )  # fmt: skip
@@ -314,6 +319,7 @@ def _table_ctx(d: Dashboard, exp: Any, query: TableQuery, who: Principal) -> dic
         "durations": {t.id: duration_s(t, now) for t in page.rows},
         "feasible": {t.id: trial_feasible(t, exp.config) for t in page.rows},
         "arm_feasible": {t.id: arm_feasibility(t, exp.config) for t in page.rows},
+        "on_front": observed_front_trials(exp),
         "controls": {
             t.id: c.name for t in page.rows if (c := control_arm(t, exp.config)) is not None
         },
@@ -428,7 +434,10 @@ def experiment_panel(request: Request, experiment_id: ExperimentId, key: str) ->
     if panel is None:
         raise NotFoundError(f"no panel named {key!r}")
     params = dict(request.query_params)
-    ctx = PanelContext(exp, params, d.models, d.jobs, who.project)
+    ctx = PanelContext(exp, params, d.models, d.jobs, who.project, d.store)
+    # Data panels (learning curves) change with every report: never cached.
+    if not panel.model_based:
+        return JSONResponse(run_panel(panel, ctx).to_json())
     key = (exp.id, completed_count(exp), "panel", key, tuple(sorted(params.items())))
     return JSONResponse(d.cached(key, lambda: run_panel(panel, ctx).to_json()))
 
@@ -524,22 +533,29 @@ async def login_submit(request: Request) -> Response:
     form = parse_qs((await request.body()).decode("utf-8", "replace"))
     key = (form.get("key") or [""])[0]
     nxt = _safe_next((form.get("next") or ["/"])[0])
+    auth.check_csrf(request, (form.get("csrf") or [""])[0])
     if not auth.auth_required(request):
         return RedirectResponse(nxt, status_code=303)
     try:
-        _, cookie = auth.check_key(request, key)
+        _, session_id = auth.login(request, key)
+    except auth.TooManyAttempts as e:
+        response = d.render(
+            request, "login.html", status=429, next=nxt, error=e.message, nav="login"
+        )
+        response.headers["Retry-After"] = str(e.details.get("retry_after_s", 60))
+        return response
     except AuthenticationError as e:
         return d.render(request, "login.html", status=401, next=nxt, error=e.message, nav="login")
     response = RedirectResponse(nxt, status_code=303)
-    response.set_cookie(
-        auth.COOKIE, cookie, max_age=auth.COOKIE_MAX_AGE_S, httponly=True, samesite="lax",
-        secure=request.url.scheme == "https", path="/",
-    )  # fmt: skip
+    auth.set_session_cookie(request, response, session_id)
     return response
 
 
 @router.post("/logout")
-def logout(request: Request) -> Response:
+async def logout(request: Request) -> Response:
+    form = parse_qs((await request.body()).decode("utf-8", "replace"))
+    auth.check_csrf(request, (form.get("csrf") or [""])[0])
+    auth.logout(request)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(auth.COOKIE, path="/")
     return response

@@ -22,12 +22,13 @@ from assay import __version__
 from assay.dashboards.jobs import StoreJobsView
 from assay.dashboards.routes import mount_dashboard
 from assay.platform.errors import AssayError
-from assay.service.api import experiments, jobs, privacy, projects, trials
-from assay.service.auth import KeyResolver
+from assay.service.api import experiments, jobs, keys, privacy, projects, trials
+from assay.service.auth import KeyResolver, is_loopback_host, needs_key
 from assay.service.engine import Engine
 from assay.service.errors import error_response, response_for, status_for
 from assay.service.limits import BodyLimitMiddleware, ModelWork
 from assay.service.schemas import ErrorResponse
+from assay.service.security import SecurityMiddleware
 from assay.service.settings import Settings
 from assay.storage.base import Store
 
@@ -139,6 +140,7 @@ def create_app(
             403: {"model": ErrorResponse},
             404: {"model": ErrorResponse},
             409: {"model": ErrorResponse},
+            415: {"model": ErrorResponse},
             413: {"model": ErrorResponse},
             422: {"model": ErrorResponse},
             503: {"model": ErrorResponse},
@@ -147,6 +149,7 @@ def create_app(
     app.state.settings = settings
     app.state.store = store
     app.state.engine = Engine(store)
+    app.state.engine.log_dir = settings.log_dir  # log readers stay below it (no links)
     app.state.keys = KeyResolver(store, settings.key_cache_s)
     app.state.model_work = ModelWork(settings.model_slots, settings.model_wait_s)
     if hasattr(store, "lock_timeout_s"):
@@ -159,12 +162,15 @@ def create_app(
     )
     _install_error_handlers(app)
 
+    app.add_middleware(SecurityMiddleware, settings=settings)
+
     @app.get("/api/v1/health", tags=["system"])
-    def health() -> dict[str, Any]:
+    def health(request: Request) -> dict[str, Any]:
+        """``auth`` says whether *this* request would need a key."""
         return {
             "status": "ok",
             "version": __version__,
-            "auth": "keys" if settings.auth_required else "none",
+            "auth": "keys" if needs_key(request) else "none",
         }
 
     app.include_router(projects.router, prefix="/api/v1")
@@ -172,11 +178,35 @@ def create_app(
     app.include_router(trials.router, prefix="/api/v1")
     app.include_router(jobs.router, prefix="/api/v1")
     app.include_router(privacy.router, prefix="/api/v1")  # budgets, DP synthetic releases
+    app.include_router(keys.router, prefix="/api/v1")  # admin: the project's API keys
     mount_dashboard(app)  # pages at /, static files at /static
-    app.state.jobs_view = StoreJobsView(store)
+    app.state.jobs_view = StoreJobsView(store, log_dir=settings.log_dir)
     return app
 
 
+#: Set by ``assay serve`` for its ``uvicorn --factory`` workers: the address it bound.
+BOUND_HOST_ENV = "ASSAY_BOUND_HOST"
+
+
 def create_app_from_env() -> FastAPI:
-    """Factory for ``uvicorn --factory`` (several worker processes)."""
-    return create_app(Settings())
+    """Factory for ``uvicorn --factory`` (several worker processes).
+
+    The factory cannot see the address uvicorn binds (``--host 0.0.0.0`` is the usual
+    container set-up), so it requires keys unless ``assay serve`` started it and says, in
+    ``ASSAY_BOUND_HOST``, that it bound a loopback address; ``ASSAY_AUTH=none`` without that
+    is refused.
+    """
+    import os
+
+    settings = Settings()
+    bound = os.environ.get(BOUND_HOST_ENV)
+    if bound is None or not is_loopback_host(bound):
+        if settings.auth == "none":
+            raise RuntimeError(
+                "ASSAY_AUTH=none needs a loopback bind that this factory can verify; start "
+                "the server with 'assay serve' or use ASSAY_AUTH=keys"
+            )
+        settings = settings.model_copy(update={"auth": "keys"})
+    else:
+        settings = settings.model_copy(update={"host": bound})
+    return create_app(settings)

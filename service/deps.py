@@ -1,15 +1,36 @@
-"""FastAPI dependencies as types (``EngineDep``, ``PrincipalDep``)."""
+"""FastAPI dependencies as types (``EngineDep``, ``PrincipalDep``, ``AdminDep``).
+
+Roles are enforced here, once, for every REST route (:func:`role_needed`): reads need
+``viewer``, every other method ``member``, and the admin surface (keys, privacy budget
+changes) ``admin``; a short role answers 403 naming the role needed.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
 
 from assay.platform.errors import ForbiddenError
-from assay.service.auth import Principal
+from assay.service.auth import LOCAL, Principal, Role, needs_key
 from assay.service.engine import Engine
 from assay.service.jobs.policy import JobPolicy
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: ``(method or None for any, path pattern)`` of the routes only an admin key may call.
+ADMIN_ROUTES: list[tuple[str | None, re.Pattern[str]]] = [
+    (None, re.compile(r"^/api/v1/keys(/|$)")),
+    ("PUT", re.compile(r"^/api/v1/datasets/[^/]+/privacy-budget$")),
+]
+
+
+def role_needed(method: str, path: str) -> Role:
+    """The least role that may call ``method path`` on the REST API."""
+    for m, pattern in ADMIN_ROUTES:
+        if (m is None or m == method) and pattern.match(path):
+            return Role.ADMIN
+    return Role.VIEWER if method in READ_METHODS else Role.MEMBER
 
 
 def get_engine(request: Request) -> Engine:
@@ -18,13 +39,16 @@ def get_engine(request: Request) -> Engine:
 
 def get_job_principal(request: Request) -> Principal:
     """Any credential, including a job's scoped token (check ``trial_scope`` yourself)."""
-    if not request.app.state.settings.auth_required:
-        return Principal(None, "local")
-    return request.app.state.keys.resolve(request.headers.get("authorization"))
+    if not needs_key(request):
+        return LOCAL
+    who = request.app.state.keys.resolve(request.headers.get("authorization"))
+    who.require(role_needed(request.method, request.url.path), f"{request.method} this resource")
+    return who
 
 
 def get_principal(request: Request) -> Principal:
-    """A project API key (or local no-auth mode); job tokens are refused."""
+    """A project API key with the role this route needs (or local no-auth mode); job tokens
+    are refused."""
     who = get_job_principal(request)
     if who.trial_scope is not None:
         raise ForbiddenError("a job token may only report metrics and heartbeats for its own trial")

@@ -6,6 +6,8 @@ A thin façade. It composes, by inheritance, the verbs that have their own home:
   one retry policy of locked asks): :class:`~assay.service.generation.Generation`;
 * runs and jobs (``set_run``, ``jobs``, ``cancel_trial``, ``reports``, ``report``):
   :class:`~assay.service.runs.Runs`;
+* early stopping and "is it done?" (``should_stop``, ``stopping``, ``curves``):
+  :class:`~assay.service.stopping.Stopping`;
 
 and keeps the plain ones: experiment and project CRUD (pass-throughs to the store), the trial
 life cycle (``tell``, ``fail``, ``start``, ``heartbeat``, ...; the observation rules are the
@@ -37,16 +39,18 @@ from assay.platform.experiment import (
     TrialState,
 )
 from assay.platform.generators import get_generator
+from assay.platform.pareto_report import ParetoReport, best_of_front, pareto_report
 from assay.service.generation import MAX_LEASE_S, Generation
 from assay.service.jobs.checks import check_job_spec
 from assay.service.runs import Runs
+from assay.service.stopping import Stopping
 from assay.storage.base import ExperimentSummary, ProjectSummary, Store, TrialEvent
 
 #: Project names: URL-safe path segments (``/projects/{name}``), at most 200 characters.
 PROJECT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
 
 
-class Engine(Generation, Runs):
+class Engine(Generation, Runs, Stopping):
     """The experiment verbs over a :class:`~assay.storage.base.Store`.
 
     Args:
@@ -237,6 +241,8 @@ class Engine(Generation, Runs):
         project: str | None = None,
         actor: str | None = None,
     ) -> Trial:
+        """Mark a running trial early-stopped (excluded from the model's data, see
+        :mod:`assay.service.stopping`)."""
         return self._end(trial_id, TrialState.EARLY_STOPPED, reason, project, actor)
 
     def _end(
@@ -283,6 +289,13 @@ class Engine(Generation, Runs):
         :func:`assay.platform.analysis.arm_effects`)."""
         return arm_effects(self.store.get_experiment(experiment_id, project=project))
 
+    def pareto(self, experiment_id: int, *, project: str | None = None) -> ParetoReport:
+        """The Pareto front of a multi-objective experiment (see
+        :func:`assay.platform.pareto_report.pareto_report`)."""
+        return pareto_report(self.store.get_experiment(experiment_id, project=project))
+
     def best(self, experiment_id: int, *, project: str | None = None) -> BestArm:
-        """The model-based recommendation (see :func:`assay.platform.analysis.best_arm`)."""
-        return best_arm(self.store.get_experiment(experiment_id, project=project))
+        """The model-based recommendation (see :func:`assay.platform.analysis.best_arm`); with
+        several objectives, the Pareto front (:func:`~assay.platform.pareto_report.best_of_front`)."""
+        exp = self.store.get_experiment(experiment_id, project=project)
+        return best_of_front(exp) if exp.config.is_multi_objective else best_arm(exp)

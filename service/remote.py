@@ -21,6 +21,7 @@ import httpx
 
 from assay.platform import errors as E
 from assay.platform.analysis import BestArm, EffectsReport
+from assay.platform.early_stopping import StopDecision
 from assay.platform.experiment import (
     Experiment,
     ExperimentConfig,
@@ -30,6 +31,8 @@ from assay.platform.experiment import (
     TrialState,
 )
 from assay.platform.jobspec import Job, JobState, TrialReport
+from assay.platform.pareto_report import ParetoReport
+from assay.platform.stopping import StoppingDecision
 from assay.service.errors import error_from_body
 from assay.service.schemas import (
     BestArmPublic,
@@ -38,6 +41,9 @@ from assay.service.schemas import (
     ExperimentPublic,
     ExperimentSummaryPublic,
     JobPublic,
+    ParetoPublic,
+    StopDecisionPublic,
+    StoppingPublic,
     TrialPublic,
 )
 from assay.storage.base import ExperimentSummary, TrialEvent
@@ -154,7 +160,8 @@ class RemoteEngine:
     ) -> Experiment:
         body = spec.to_dict() if isinstance(spec, ExperimentConfig) else dict(spec)
         body = {k: v for k, v in body.items() if v is not None}
-        if isinstance(body.get("objectives"), list) and "objective" not in body:
+        objectives = body.get("objectives")
+        if isinstance(objectives, list) and len(objectives) == 1 and "objective" not in body:
             body["objective"] = body.pop("objectives")[0]
         try:
             data, _ = self._request("POST", "/experiments", json=body)
@@ -313,6 +320,13 @@ class RemoteEngine:
     ) -> Trial:
         return self._transition(trial_id, "abandon", {"reason": reason}, TrialState.ABANDONED)
 
+    def early_stop(
+        self, trial_id: int, reason: str | None = None, *, project: str | None = None
+    ) -> Trial:
+        return self._transition(
+            trial_id, "early_stop", {"reason": reason}, TrialState.EARLY_STOPPED
+        )
+
     def heartbeat(
         self, trial_id: int, lease_seconds: float = 60.0, *, project: str | None = None
     ) -> Trial:
@@ -371,9 +385,24 @@ class RemoteEngine:
             self._get(f"/experiments/{experiment_id}/effects")
         ).to_domain()
 
+    def pareto(self, experiment_id: int, *, project: str | None = None) -> ParetoReport:
+        return ParetoPublic.model_validate(
+            self._get(f"/experiments/{experiment_id}/pareto")
+        ).to_domain()
+
     def best(self, experiment_id: int, *, project: str | None = None) -> BestArm:
         return BestArmPublic.model_validate(
             self._get(f"/experiments/{experiment_id}/best")
+        ).to_domain()
+
+    def should_stop(self, trial_id: int, *, project: str | None = None) -> StopDecision:
+        return StopDecisionPublic.model_validate(
+            self._get(f"/trials/{trial_id}/should_stop")
+        ).to_domain()
+
+    def stopping(self, experiment_id: int, *, project: str | None = None) -> StoppingDecision:
+        return StoppingPublic.model_validate(
+            self._get(f"/experiments/{experiment_id}/stopping")
         ).to_domain()
 
     # -- runs and jobs -------------------------------------------------------------------------
@@ -389,6 +418,22 @@ class RemoteEngine:
     def cancel_trial(self, trial_id: int, *, project: str | None = None) -> Job | None:
         data, _ = self._request("POST", f"/trials/{trial_id}:cancel", json={})
         return _job_from_json(data) if data is not None else None
+
+    def report(
+        self,
+        trial_id: int,
+        step: int | None,
+        metrics: Mapping[str, Any],
+        *,
+        project: str | None = None,
+    ) -> TrialReport:
+        r, _ = self._request(
+            "POST", f"/trials/{trial_id}/reports",
+            json={"step": step, "metrics": dict(metrics)}, retry=False,
+        )  # fmt: skip
+        return TrialReport(
+            r["id"], r["trial_id"], r["step"], r["metrics"], datetime.fromisoformat(r["at"])
+        )
 
     def reports(self, trial_id: int, *, project: str | None = None) -> list[TrialReport]:
         data = {"reports": self._all_pages(f"/trials/{trial_id}/reports", "reports", cursor=True)}

@@ -13,7 +13,13 @@ class Settings(BaseSettings):
 
     Environment variables: ``ASSAY_DATABASE_URL`` (default ``sqlite:///./assay.db``),
     ``ASSAY_HOST`` (``127.0.0.1``), ``ASSAY_PORT`` (``8000``), ``ASSAY_AUTH`` (``auto``: API
-    keys are required unless the server binds to a loopback address; ``keys``; ``none``),
+    keys are required unless the server binds to loopback *and* the request is local in every
+    respect, see :func:`assay.service.auth.is_local_request`; ``keys``; ``none``: no keys at
+    all, for embedding and tests only), ``ASSAY_ALLOWED_HOSTS`` (comma-separated ``Host``
+    names the server answers, ``*.example.com`` wildcards; empty: any, which with keys is
+    safe), ``ASSAY_SECURE_COOKIES`` (``auto``: ``Secure`` when the request is https or a
+    proxy says so; ``always``; ``never``), ``ASSAY_SESSION_TTL_S`` (dashboard sign-in,
+    ``43200``), ``ASSAY_LOGIN_ATTEMPTS_PER_MIN`` (per client address, ``10``),
     ``ASSAY_REAPER_INTERVAL_S`` (``10``), ``ASSAY_ORCHESTRATOR`` (run trial jobs inside the
     server, ``true``), ``ASSAY_LOG_DIR`` (job logs, ``.assay/logs``), ``ASSAY_LOCAL_CPUS``
     (CPU slots of the local executor; default all cores), ``ASSAY_RELEASE_DIR`` (DP synthetic
@@ -45,7 +51,12 @@ class Settings(BaseSettings):
     port: int = 8000
     auth: Literal["auto", "keys", "none"] = "auto"
     reaper_interval_s: float = 10.0
+    #: How long an *unknown* key digest is remembered (valid keys are never cached).
     key_cache_s: float = 30.0
+    allowed_hosts: str = ""
+    secure_cookies: Literal["auto", "always", "never"] = "auto"
+    session_ttl_s: float = 12 * 3600.0
+    login_attempts_per_min: int = 10
     #: Run trial jobs inside ``assay serve`` with the local executor.
     orchestrator: bool = True
     log_dir: str = ".assay/logs"
@@ -87,4 +98,11 @@ class Settings(BaseSettings):
 
     @property
     def auth_required(self) -> bool:
+        """Keys are needed for (at least) every non-local request. In ``auto`` mode on a
+        loopback socket a purely local request may still go without one, decided per request
+        by :func:`assay.service.auth.needs_key`."""
         return self.auth == "keys" or (self.auth == "auto" and not self.loopback)
+
+    @property
+    def host_patterns(self) -> list[str]:
+        return [h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip()]

@@ -25,6 +25,8 @@ from assay.service.schemas import (
     AskResponse,
     AttachRequest,
     BestArmPublic,
+    CurvePublic,
+    CurvesPublic,
     EffectsPublic,
     EventList,
     EventPublic,
@@ -35,6 +37,8 @@ from assay.service.schemas import (
     ExperimentUpdate,
     ObservationList,
     ObservationRowPublic,
+    ParetoPublic,
+    StoppingPublic,
     TrialList,
     TrialPublic,
 )
@@ -226,6 +230,15 @@ def effects(experiment_id: ExperimentId, engine: EngineDep, who: PrincipalDep, r
                      EffectsPublic.from_domain)  # fmt: skip
 
 
+@router.get("/{experiment_id}/pareto", response_model=ParetoPublic)
+def pareto(experiment_id: ExperimentId, engine: EngineDep, who: PrincipalDep):
+    """Several objectives: the model's Pareto front among the observed arms (posterior means
+    with 95% intervals, P(on the front), P(feasible)), the raw observed front, the hypervolume
+    of both against the reference point, and the hypervolume per trial. 422 for an experiment
+    with one objective (see ``/best``); 404 before any arm has every objective observed."""
+    return ParetoPublic.from_domain(engine.pareto(experiment_id, project=who.project))
+
+
 @router.get("/{experiment_id}/best", response_model=BestArmPublic)
 def best(experiment_id: ExperimentId, engine: EngineDep, who: PrincipalDep, request: Request):
     """The model's recommended arm: best posterior mean among arms feasible with high
@@ -240,3 +253,23 @@ def _analysis(request, engine, who, experiment_id, kind, analyse, public):  # ty
     exp = engine.get_experiment(experiment_id, project=who.project)
     key = (kind, experiment_id, data_version(exp))
     return request.app.state.model_work.cached(key, lambda: public(analyse(exp)))
+
+
+@router.get("/{experiment_id}/stopping", response_model=StoppingPublic)
+def stopping(experiment_id: ExperimentId, engine: EngineDep, who: PrincipalDep):
+    """Is the experiment done? The ``stopping`` rule's recommendation (``improvement``: the
+    best feasible value has not improved by more than the noise over the last trials;
+    ``model``: no point is likely to improve on the recommended arm by the margin) with its
+    figures; without a rule, ``rule="none"`` and the improvement rule's advice."""
+    return StoppingPublic.from_domain(engine.stopping(experiment_id, project=who.project))
+
+
+@router.get("/{experiment_id}/curves", response_model=CurvesPublic)
+def curves(experiment_id: ExperimentId, engine: EngineDep, who: PrincipalDep):
+    """Every trial's learning curve (its reports) and the early-stopping rule's line."""
+    data = engine.curves(experiment_id, project=who.project)
+    return CurvesPublic(
+        metric=data["metric"],
+        curves=[CurvePublic.from_domain(c) for c in data["curves"]],
+        rule_line=data["rule_line"],
+    )

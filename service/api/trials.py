@@ -20,6 +20,7 @@ from assay.service.schemas import (
     HeartbeatRequest,
     ReasonRequest,
     StartRequest,
+    StopDecisionPublic,
     TrialPublic,
     observation_value,
 )
@@ -71,6 +72,14 @@ def early_stop(trial_id: TrialId, body: ReasonRequest, engine: EngineDep, who: P
     return TrialPublic.from_domain(
         engine.early_stop(trial_id, body.reason, project=who.project, actor=who.actor)
     )
+
+
+@router.get("/{trial_id}/should_stop", response_model=StopDecisionPublic)
+def should_stop(trial_id: TrialId, engine: EngineDep, who: PrincipalDep):
+    """Whether the experiment's early-stopping rule would stop this running trial now, with
+    the reasoning and the numbers (a loop that runs its own trials asks this after each
+    report, then calls ``:early_stop``)."""
+    return StopDecisionPublic.from_domain(engine.should_stop(trial_id, project=who.project))
 
 
 @router.post("/{trial_id}:start", response_model=TrialPublic)

@@ -207,8 +207,8 @@ def test_bad_numeric_value_names_its_column(api, ab_csv) -> None:
 def test_projects_are_isolated_and_server_tables_are_per_project(store, tmp_path, ab_csv) -> None:
     settings = Settings(auth="keys", release_dir=str(tmp_path / "rel"),
                         data_dir=str(tmp_path / "data"))  # fmt: skip
-    a = {"Authorization": f"Bearer {create_api_key(store, 'growth')}"}
-    b = {"Authorization": f"Bearer {create_api_key(store, 'search')}"}
+    a = {"Authorization": f"Bearer {create_api_key(store, 'growth', role='admin')}"}
+    b = {"Authorization": f"Bearer {create_api_key(store, 'search', role='admin')}"}
     (tmp_path / "data" / "growth").mkdir(parents=True)
     (tmp_path / "data" / "growth" / "ab.csv").write_text(ab_csv)
     (tmp_path / "secret.csv").write_text(ab_csv)
