@@ -44,7 +44,7 @@ from assay.platform.diagnostics import (
     sobol_importance,
 )
 from assay.platform.early_stopping import rule_line
-from assay.platform.errors import AssayError, NotFoundError, ValidationError
+from assay.platform.errors import AssayError, NotFoundError, StorageBusyError, ValidationError
 from assay.platform.experiment import Experiment
 from assay.platform.pareto_report import pareto_report
 from assay.platform.space import ChoiceParameter
@@ -500,6 +500,8 @@ def run_panel(panel: Panel, ctx: PanelContext) -> PanelResult:
         return PanelResult(
             error={"title": "This view cannot be drawn", "message": e.message, "kind": "input"}
         )
+    except StorageBusyError:  # no model slot free: 503 + Retry-After, nothing cached
+        raise
     except AssayError as e:
         return PanelResult(
             error={

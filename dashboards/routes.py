@@ -63,7 +63,12 @@ from assay.platform.diagnostics import (
     fit_analysis_model,
     model_trace,
 )
-from assay.platform.errors import AssayError, AuthenticationError, NotFoundError
+from assay.platform.errors import (
+    AssayError,
+    AuthenticationError,
+    NotFoundError,
+    StorageBusyError,
+)
 from assay.platform.experiment import ExperimentStatus, TrialState
 from assay.service.auth import Principal
 from assay.service.deps import ExperimentId, TrialId
@@ -411,6 +416,8 @@ def experiment_model_trace(request: Request, experiment_id: ExperimentId) -> JSO
             tr = model_trace(am)
         except InsufficientDataError as e:
             return {"empty": {"message": e.message}}
+        except StorageBusyError:  # no model slot free: 503 + Retry-After, nothing cached
+            raise
         except Exception as e:
             log.warning("model trace failed for experiment %s: %s", experiment_id, e)
             return {"error": {"message": f"{type(e).__name__}: {e}"}}

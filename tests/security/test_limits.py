@@ -196,3 +196,26 @@ def test_every_list_pages_with_a_maximum(api, monkeypatch) -> None:
         == len(api.get(f"/api/v1/experiments/{exp_id}/events").json()["events"])
         >= 3
     )
+
+
+def test_dashboard_model_panels_share_the_bounded_pool(tmp_path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'dash.db'}")
+    app = create_app(Settings(auth="none", reaper_interval_s=0, orchestrator=False,
+                              model_slots=1, model_wait_s=0.2), store)  # fmt: skip
+    with TestClient(app) as http:
+        exp = http.post("/api/v1/experiments", json=SPEC).json()
+        for i in range(4):
+            [t] = http.post(f"/api/v1/experiments/{exp['id']}/trials:ask", json={"n": 1}).json()[
+                "trials"
+            ]
+            http.post(f"/api/v1/trials/{t['id']}:complete", json={"observations": {"y": i / 4}})
+        work = app.state.model_work
+        assert work._sem.acquire()  # another request is fitting
+        try:
+            busy = http.get(f"/experiments/{exp['id']}/model-trace")
+        finally:
+            work._sem.release()
+        assert busy.status_code == 503, busy.text
+        ok = http.get(f"/experiments/{exp['id']}/model-trace")  # not a cached failure
+        assert ok.status_code == 200 and "trace" in ok.json(), ok.text
+    store.close()

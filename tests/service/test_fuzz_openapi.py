@@ -78,20 +78,23 @@ def test_no_server_errors_with_api_keys(fuzz_schema_with_keys) -> None:
     schema, auth = fuzz_schema_with_keys
     operations = [r.ok() for r in schema.get_all_operations()]
     assert len(operations) >= 15
-    for operation in operations:
-        for headers in (auth, {}):
 
-            @given(case=operation.as_strategy())
-            @settings(
-                max_examples=25 if headers else 5,
-                deadline=None,
-                suppress_health_check=list(HealthCheck),
-                derandomize=True,
-                database=None,
+    def fuzz(operation, headers: dict, examples: int):  # type: ignore[no-untyped-def]
+        @given(case=operation.as_strategy())
+        @settings(
+            max_examples=examples,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            derandomize=True,
+            database=None,
+        )
+        def run(case) -> None:
+            case.call_and_validate(
+                headers=headers, checks=[not_a_server_error, response_schema_conformance]
             )
-            def run(case, headers=headers) -> None:
-                case.call_and_validate(
-                    headers=headers, checks=[not_a_server_error, response_schema_conformance]
-                )
 
-            run()
+        run()
+
+    for operation in operations:
+        fuzz(operation, auth, 25)
+        fuzz(operation, {}, 5)
