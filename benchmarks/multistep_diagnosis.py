@@ -60,7 +60,8 @@ from assay.platform.space import DTYPE
 
 CACHE = ROOT / ".bench-cache" / "multistep-diagnosis"
 LOW_EFFORT = {"num_restarts": 4, "raw_samples": 64, "maxiter": 10}
-RANDOM = {"tree_init": "random"}
+#: the generator before issue 20: uniform random starting trees, 16 restarts / 512 raw / 50 its
+RANDOM = {"tree_init": "random", "num_restarts": 16, "raw_samples": 512, "maxiter": 50}
 #: ``name -> (generator, settings)``: one change at a time against ``ms2``.
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "noisy_ei": ("noisy_ei", {}),

@@ -28,7 +28,7 @@ The initial design, the GP fit and the fallbacks are
   the next EI is small and few L-BFGS-B iterations cannot repair that: the one-shot optimum
   fell short of the nested optimum at a fixed root. Later decisions start at good next
   decisions instead (:mod:`~assay.platform.generators.multi_step.initial_trees`), which with
-  4 restarts from 64 raw trees and 20 iterations also keeps a ``k = 2`` ask cheap.
+  4 restarts from 64 raw trees and 10 iterations also keeps a ``k = 2`` ask cheap.
 * **Warm start.** The optimal tree of each ask seeds the next ask's optimization
   (:mod:`~assay.platform.generators.multi_step.warm_start`, mode ``warm_start_mode``).
 * **Time.** ``max_seconds`` bounds the ask: the tree optimizer gets what is left of it once
@@ -149,7 +149,7 @@ class MultiStepSettings(ModelBasedSettings):
     # (benchmarks/multistep_diagnosis.py --exp oneshot)
     num_restarts: int = Field(default=4, ge=1, le=256)
     raw_samples: int = Field(default=64, ge=8, le=65_536)
-    maxiter: int = Field(default=20, ge=1, le=10_000)
+    maxiter: int = Field(default=10, ge=1, le=10_000)
     max_seconds: float = Field(default=30.0, gt=0, le=86_400)
     warm_start_mode: WarmStartMode | Literal["none"] = "pool"
     budget_aware: bool = True
