@@ -12,6 +12,8 @@ Experiments (``--exp``):
   iterations). Reports GAP, whether the narrow basin was ever sampled (a point within 0.25 of
   it), the ask at which it first was, how many asks fell within 0.1 of the broad basin's
   centre, and the median ask time.
+* ``explore``: 1-D, a hidden narrow optimum beside an explored hill: the ask at which EI, the
+  old and the new horizon-2 generator first sample the unexplored region.
 * ``oneshot``: at fixed GP states (random designs of the function), the one-shot optimum of the
   tree against a nested optimization at fixed roots: the rest of the tree re-optimized with the
   root held (at the one-shot root, and on a 7 x 7 grid of roots). The one-shot value must be
@@ -192,9 +194,66 @@ def oneshot(args: argparse.Namespace) -> None:
                   f"{grid_best:.4f} | {is_root} | {secs:.1f} |", flush=True)  # fmt: skip
 
 
+def explore(args: argparse.Namespace) -> None:
+    """1-D: a broad hill at 0.3 and a hidden narrow higher peak at 0.85 (the test's
+    ``hidden_spike``), data at 0.1, 0.25, 0.35, 0.5: the ask at which each generator first
+    samples x > 0.7."""
+    from assay.platform.experiment import (
+        Arm,
+        Experiment,
+        ExperimentConfig,
+        Objective,
+        Observation,
+        Trial,
+        TrialState,
+    )
+    from assay.platform.generators import get_generator
+    from assay.platform.space import Float, SearchSpace
+
+    def f(x: float) -> float:
+        return math.exp(-((x - 0.3) ** 2) / (2 * 0.15**2)) + 1.6 * math.exp(
+            -((x - 0.85) ** 2) / (2 * 0.04**2)
+        )
+
+    def add(exp: Experiment, x: float) -> None:
+        i = len(exp.trials)
+        arm = Arm(f"{i}_0", {"x": x})
+        obs = {arm.name: {"y": Observation("y", f(x))}}
+        exp.trials.append(Trial(i + 1, 1, i, [arm], TrialState.COMPLETED, "d", obs))
+
+    settings = {
+        "ei": {"horizon": 1},
+        "h2 seeded 4/64/10 (default)": {"horizon": 2},
+        "h2 random 16/512/50 (old)": {"horizon": 2, **RANDOM},
+    }
+    for name, st in settings.items():
+        st = {**st, "n_initial": 4}
+        config = ExperimentConfig(
+            name="explore", search_space=SearchSpace([Float("x", 0.0, 1.0)]),
+            objectives=[Objective("y", minimize=False)], generator="multi_step",
+            generator_settings=st, seed=0,
+        )  # fmt: skip
+        exp = Experiment(id=1, config=config)
+        for x in (0.1, 0.25, 0.35, 0.5):
+            add(exp, x)
+        gen = get_generator("multi_step", st)
+        xs, first = [], None
+        for i in range(6):
+            res = gen.generate(exp, 1, seed=100 + i)
+            exp.generator_state = res.generator_state
+            exp.model_state = res.model_state or exp.model_state
+            x = res.candidates[0].parameters["x"]
+            xs.append(round(x, 3))
+            if x > 0.7:
+                first = i
+                break
+            add(exp, x)
+        print(f"| {name} | {xs} | {first} |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--exp", choices=["runs", "oneshot", "table"], default="runs")
+    ap.add_argument("--exp", choices=["runs", "oneshot", "explore", "table"], default="runs")
     ap.add_argument("--variants", nargs="*", choices=list(VARIANTS))
     ap.add_argument("--seeds", type=int, default=4)
     ap.add_argument("--budget", type=int, default=16)
@@ -207,6 +266,8 @@ def main() -> None:
         runs(args)
     elif args.exp == "oneshot":
         oneshot(args)
+    elif args.exp == "explore":
+        explore(args)
     else:
         summarize_runs(args.variants or list(VARIANTS), args.seeds)
 
