@@ -11,17 +11,24 @@ warm-started between asks):
 * ``noisy_ei``   Assay's noisy-constrained EI (qLogNEI), default settings.
 
 Protocol (the paper's): an initial design of ``2 d`` uniform random points shared by every
-method of a seed, then ``budget_mult * d - 2 d`` sequential asks (``max_trials = budget_mult *
-d``, so the lookahead horizon shrinks at the end), noise-free evaluations.
-Metric: GAP = (f(best initial) - f(best)) / (f(best initial) - f*) for minimisation, i.e. the
-fraction of the initial gap to the optimum that was closed (1 = optimum found). The table
-gives mean GAP +- standard error over seeds and the median seconds per ask.
+method of a seed, then ``budget_mult * d`` further sequential asks (``20 d`` in the paper:
+``max_trials = 2 d + budget_mult * d``, so the lookahead horizon shrinks at the end),
+noise-free evaluations. Functions: the paper's five (``PAPER_FUNCTIONS``) and five with
+narrow or deceptive basins (``NARROW_FUNCTIONS``: ``TwoBasin``, a narrow global basin beside a
+broad local one as in issue 20; log Goldstein-Price; Rastrigin, Michalewicz and Holder table
+in 2-D). Metric: GAP = (f(best initial) - f(best)) / (f(best initial) - f*) for minimisation,
+i.e. the fraction of the initial gap to the optimum that was closed (1 = optimum found, 0 =
+"stuck": never better than the initial design). The table gives mean GAP +- standard error
+over seeds, the stuck runs, the *paired* GAP differences of ``ms2``/``ms3`` against ``ei`` and
+``noisy_ei`` (the same seed shares the initial design), the median seconds per ask and its
+ratio to ``noisy_ei``'s.
 
 Results are cached per (function, method, seed) as JSON under
-``.bench-cache/multistep/budget<mult>/`` (``.bench-cache/multistep-quick/...`` for
-``--quick``), so an interrupted run resumes where it stopped; ``--table`` only prints the
-table of what is cached. On the shared 2-core development machine the paper's ``20 d`` budget
-takes most of a day for the lookahead methods; ``--budget-mult 10`` is what fits.
+``.bench-cache/multistep/init2d+<mult>d/`` (``.bench-cache/multistep-quick/...`` for
+``--quick``), so an interrupted run resumes where it stopped and a run can be done in parts
+(``--functions``, ``--methods``, ``--seeds``); ``--table`` only prints the table of what is
+cached. The full protocol (10 functions x 4 methods x 10 seeds, 40 asks each in 2-D) takes
+hours on one core: run it in parts with ``--workers``.
 
 Two studies back the generator's defaults:
 
@@ -35,7 +42,9 @@ Two studies back the generator's defaults:
 
 Examples:
     nice -n 10 python benchmarks/multistep.py --quick
-    nice -n 10 python benchmarks/multistep.py --seeds 5 --workers 2 --budget-mult 10
+    nice -n 10 python benchmarks/multistep.py --seeds 10 --workers 8   # the full protocol
+    nice -n 10 python benchmarks/multistep.py --seeds 4 --budget-mult 10 \\
+        --functions branin twobasin2 goldsteinprice --methods ei noisy_ei ms2
     python benchmarks/multistep.py --table
     nice -n 10 python benchmarks/multistep.py --study fantasies
     nice -n 10 python benchmarks/multistep.py --study warmstart
@@ -80,6 +89,52 @@ CACHE_QUICK = ROOT / ".bench-cache" / "multistep-quick"
 
 
 # -- problems ---------------------------------------------------------------------------------
+class TwoBasin(synthetic.SyntheticTestFunction):
+    """A narrow global basin beside a broad local one on ``[-2, 2]^2`` (minimisation), the
+    kind of function of issue 20: ``f(x) = -exp(-|x - b|^2 / (2 * 0.8^2))
+    - 1.5 exp(-|x - a|^2 / (2 * 0.25^2))`` with the broad basin at ``b = (-0.6, -0.5)`` and the
+    narrow one at ``a = (1.2, 1.1)``; optimum ``~ -1.511`` near ``a`` (the broad basin's tail adds
+    ~0.011)."""
+
+    dim = 2
+    continuous_inds = [0, 1]
+    _bounds = [(-2.0, 2.0), (-2.0, 2.0)]
+    _optimal_value = -1.5003
+    BROAD = (-0.6, -0.5)
+    NARROW = (1.2, 1.1)
+
+    def __init__(self, noise_std: float | None = None, negate: bool = False) -> None:
+        super().__init__(noise_std=noise_std, negate=negate)
+        x = torch.tensor([self.NARROW], dtype=DTYPE)
+        self._optimal_value = float(self.evaluate_true(x))
+
+    def _evaluate_true(self, X: Tensor) -> Tensor:
+        b = X.new_tensor(self.BROAD)
+        a = X.new_tensor(self.NARROW)
+        broad = torch.exp(-((X - b) ** 2).sum(-1) / (2 * 0.8**2))
+        narrow = 1.5 * torch.exp(-((X - a) ** 2).sum(-1) / (2 * 0.25**2))
+        return -broad - narrow
+
+
+class GoldsteinPrice(synthetic.SyntheticTestFunction):
+    """Goldstein-Price on ``[-2, 2]^2`` in the usual log form ``log(GP(x))`` (a narrow curved
+    valley, several local minima, a huge dynamic range without the log); optimum
+    ``log 3`` at ``(0, -1)``."""
+
+    dim = 2
+    continuous_inds = [0, 1]
+    _bounds = [(-2.0, 2.0), (-2.0, 2.0)]
+    _optimal_value = math.log(3.0)
+
+    def _evaluate_true(self, X: Tensor) -> Tensor:
+        x1, x2 = X[..., 0], X[..., 1]
+        a = 1 + (x1 + x2 + 1) ** 2 * (19 - 14 * x1 + 3 * x1**2 - 14 * x2 + 6 * x1 * x2 + 3 * x2**2)
+        b = 30 + (2 * x1 - 3 * x2) ** 2 * (
+            18 - 32 * x1 + 12 * x1**2 + 48 * x2 - 36 * x1 * x2 + 27 * x2**2
+        )
+        return torch.log(a * b)
+
+
 def _problem(cls: Callable[..., synthetic.SyntheticTestFunction], **kw: Any) -> Callable:
     return lambda: cls(**kw)
 
@@ -96,8 +151,14 @@ PROBLEMS: dict[str, Callable[[], synthetic.SyntheticTestFunction]] = {
     "rosenbrock2": _problem(synthetic.Rosenbrock, dim=2),
     "threehumpcamel": _problem(synthetic.ThreeHumpCamel),
     "holdertable": _problem(synthetic.HolderTable),
+    "twobasin2": _problem(TwoBasin),
+    "goldsteinprice": _problem(GoldsteinPrice),
+    "rastrigin2": _problem(synthetic.Rastrigin, dim=2),
+    "michalewicz2": _problem(synthetic.Michalewicz, dim=2),
 }
 PAPER_FUNCTIONS = ["branin", "sixhumpcamel", "eggholder", "dropwave", "hartmann3"]
+#: Functions with narrow or deceptive basins (issue 20), beside the paper's.
+NARROW_FUNCTIONS = ["twobasin2", "goldsteinprice", "rastrigin2", "michalewicz2", "holdertable"]
 
 #: ``method -> (generator, settings)``; ``None`` generator = uniform random search.
 METHODS: dict[str, tuple[str | None, dict[str, Any]]] = {
@@ -142,6 +203,8 @@ class RunResult:
     ys: list[float]
     ask_seconds: list[float]
     infos: list[dict[str, Any]] = field(default_factory=list)
+    #: the evaluated points, in order
+    xs: list[dict[str, float]] = field(default_factory=list)
     #: 1-minute load averages of the machine at the start and end of the run
     loadavg: list[float] = field(default_factory=list)
 
@@ -151,13 +214,28 @@ class RunResult:
         return (f0 - fb) / (f0 - optimum) if f0 > optimum else 1.0
 
 
-def run_one(problem: str, method: str, seed: int, budget_mult: int) -> RunResult:
-    """One BO run: shared random initial design, then sequential asks up to the budget."""
+def run_one(
+    problem: str,
+    method: str,
+    seed: int,
+    budget_mult: int,
+    *,
+    spec: tuple[str | None, dict[str, Any]] | None = None,
+    n_init: int | None = None,
+    budget: int | None = None,
+) -> RunResult:
+    """One BO run: shared random initial design, then sequential asks up to the budget.
+
+    The authors' protocol: ``2 d`` initial points, then ``budget_mult * d`` further
+    evaluations. ``spec`` (generator, settings) replaces ``METHODS[method]``; ``n_init`` and
+    ``budget`` (total evaluations) replace the protocol's.
+    """
     fn = PROBLEMS[problem]()
     space = space_for(fn)
     d = fn.dim
-    n_init, budget = 2 * d, budget_mult * d
-    gen_name, settings = METHODS[method]
+    n_init = n_init or 2 * d
+    budget = budget or n_init + budget_mult * d
+    gen_name, settings = spec or METHODS[method]
     settings = {**settings, "n_initial": n_init} if gen_name else {}  # the shared 2·d design
     g = torch.Generator().manual_seed(10_000 + seed)  # same initial design for every method
     U = torch.rand(budget, d, generator=g, dtype=DTYPE)  # rows >= n_init: random search
@@ -176,6 +254,7 @@ def run_one(problem: str, method: str, seed: int, budget_mult: int) -> RunResult
     ys: list[float] = []
     secs: list[float] = []
     infos: list[dict[str, Any]] = []
+    xs: list[dict[str, float]] = []
     generator = get_generator(gen_name, settings) if gen_name else None
     for i in range(budget):
         if i < n_init or generator is None:
@@ -197,8 +276,9 @@ def run_one(problem: str, method: str, seed: int, budget_mult: int) -> RunResult
             infos.append({k: res.info[k] for k in keep if k in res.info})
         y = evaluate(fn, params)
         ys.append(y)
+        xs.append({k: float(v) for k, v in params.items()})
         exp.trials.append(_trial(i, params, y, label))
-    return RunResult(problem, method, seed, budget, ys, secs, infos)
+    return RunResult(problem, method, seed, budget, ys, secs, infos, xs)
 
 
 def cache_path(cache: Path, problem: str, method: str, seed: int) -> Path:
@@ -231,27 +311,54 @@ def load(cache: Path, problem: str, method: str) -> list[RunResult]:
     return out
 
 
+def _gaps(cache: Path, prob: str, method: str) -> dict[int, float]:
+    fn = PROBLEMS[prob]()
+    n_init = 2 * fn.dim
+    return {r.seed: r.gap(n_init, fn.optimal_value) for r in load(cache, prob, method)}
+
+
+def _mean_se(xs: list[float]) -> str:
+    if not xs:
+        return "–"
+    se = statistics.stdev(xs) / math.sqrt(len(xs)) if len(xs) > 1 else float("nan")
+    return f"{statistics.fmean(xs):+.3f} ± {se:.3f}"
+
+
 def table(cache: Path, problems: list[str], methods: list[str]) -> str:
+    """GAP per function and method, stuck runs, the paired differences of the lookahead
+    methods against ``ei`` and ``noisy_ei`` (same seeds = same initial design), and the
+    median ask seconds with the ratio to ``noisy_ei``."""
     head = "| function | " + " | ".join(methods) + " |"
     rows = [head, "|" + "---|" * (len(methods) + 1)]
     time_rows = ["| median s/ask | " + " | ".join(methods) + " |", rows[1]]
     wins = {m: 0 for m in methods}
+    look = [m for m in methods if m.startswith("ms")]
+    refs = [m for m in ("ei", "noisy_ei") if m in methods]
+    pairs = [(m, r) for m in look for r in refs]
+    paired_rows = [
+        "| function | " + " | ".join(f"{m} − {r}" for m, r in pairs) + " |",
+        "|" + "---|" * (len(pairs) + 1),
+    ]
+    all_diffs: dict[tuple[str, str], list[float]] = {p: [] for p in pairs}
+    fn_means: dict[str, list[float]] = {m: [] for m in methods}
+    secs_all: dict[str, list[float]] = {m: [] for m in methods}
     for prob in problems:
-        fn = PROBLEMS[prob]()
-        n_init = 2 * fn.dim
         cells, tcells, means = [], [], {}
+        gaps = {m: _gaps(cache, prob, m) for m in methods}
         for m in methods:
-            runs = load(cache, prob, m)
-            if not runs:
+            g = list(gaps[m].values())
+            if not g:
                 cells.append("–")
                 tcells.append("–")
                 continue
-            gaps = [r.gap(n_init, fn.optimal_value) for r in runs]
-            mu = statistics.fmean(gaps)
-            se = statistics.stdev(gaps) / math.sqrt(len(gaps)) if len(gaps) > 1 else float("nan")
+            mu = statistics.fmean(g)
+            se = statistics.stdev(g) / math.sqrt(len(g)) if len(g) > 1 else float("nan")
+            stuck = sum(x <= 1e-9 for x in g)
             means[m] = mu
-            cells.append(f"{mu:.3f} ± {se:.3f} (n={len(gaps)})")
-            s = [x for r in runs for x in r.ask_seconds]
+            fn_means[m].append(mu)
+            cells.append(f"{mu:.3f} ± {se:.3f} (n={len(g)}, stuck {stuck})")
+            s = [x for r in load(cache, prob, m) for x in r.ask_seconds]
+            secs_all[m] += s
             tcells.append(f"{statistics.median(s):.2f}" if s else "0")
         if means:
             best = max(means.values())
@@ -260,8 +367,36 @@ def table(cache: Path, problems: list[str], methods: list[str]) -> str:
                     wins[m] += 1
         rows.append(f"| {prob} | " + " | ".join(cells) + " |")
         time_rows.append(f"| {prob} | " + " | ".join(tcells) + " |")
+        pcells = []
+        for m, r in pairs:
+            common = sorted(set(gaps[m]) & set(gaps[r]))
+            diffs = [gaps[m][s] - gaps[r][s] for s in common]
+            all_diffs[(m, r)] += diffs
+            pcells.append(_mean_se(diffs) + f" (n={len(diffs)})" if diffs else "–")
+        paired_rows.append(f"| {prob} | " + " | ".join(pcells) + " |")
+    rows.append(
+        "| mean over functions | "
+        + " | ".join(
+            f"{statistics.fmean(fn_means[m]):.3f}" if fn_means[m] else "–" for m in methods
+        )
+        + " |"
+    )
     rows.append("| best mean GAP (count) | " + " | ".join(str(wins[m]) for m in methods) + " |")
-    return "\n".join(rows) + "\n\n" + "\n".join(time_rows)
+    paired_rows.append("| all runs | " + " | ".join(_mean_se(all_diffs[p]) for p in pairs) + " |")
+    ratio = ""
+    if "noisy_ei" in methods and secs_all["noisy_ei"]:
+        base = statistics.median(secs_all["noisy_ei"])
+        ratio = "\n\nmedian ask / median noisy_ei ask (all functions): " + ", ".join(
+            f"{m} {statistics.median(secs_all[m]) / base:.2f}×" for m in methods if secs_all[m]
+        )
+    return (
+        "\n".join(rows)
+        + "\n\nPaired GAP differences (mean ± s.e. over seeds; > 0: the lookahead is better)\n\n"
+        + "\n".join(paired_rows)
+        + "\n\n"
+        + "\n".join(time_rows)
+        + ratio
+    )
 
 
 # -- studies ----------------------------------------------------------------------------------
@@ -494,8 +629,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quick", action="store_true", help="smoke check in a few minutes")
     ap.add_argument("--functions", nargs="*", choices=sorted(PROBLEMS))
     ap.add_argument("--methods", nargs="*", choices=list(METHODS))
-    ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--budget-mult", type=int, default=20, help="budget = mult * d evaluations")
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument(
+        "--budget-mult", type=int, default=20, help="evaluations after the 2 d initial: mult * d"
+    )
     ap.add_argument("--workers", type=int, default=1, help="processes (1 torch thread each)")
     ap.add_argument("--table", action="store_true", help="only print the table of the cache")
     ap.add_argument("--study", choices=["fantasies", "warmstart", "effort"])
@@ -519,10 +656,10 @@ def main(argv: list[str] | None = None) -> None:
         problems = args.functions or ["branin", "hartmann3"]
         seeds, budget_mult = min(args.seeds, 1), min(args.budget_mult, 5)
     else:
-        problems = args.functions or PAPER_FUNCTIONS
+        problems = args.functions or PAPER_FUNCTIONS + NARROW_FUNCTIONS
         seeds, budget_mult = args.seeds, args.budget_mult
-    cache = (CACHE_QUICK if args.quick else CACHE) / f"budget{budget_mult}"
-    methods = args.methods or list(METHODS)
+    cache = (CACHE_QUICK if args.quick else CACHE) / f"init2d+{budget_mult}d"
+    methods = args.methods or ["ei", "noisy_ei", "ms2", "ms3"]
     if not args.table:
         cache.mkdir(parents=True, exist_ok=True)
         meta = cache / "meta.json"
@@ -551,7 +688,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"done {p} {m} seed {s} in {secs:.0f}s "
                       f"({time.perf_counter() - t0:.0f}s total)", flush=True)  # fmt: skip
     text = table(cache, problems, methods)
-    print(f"\nGAP (mean ± s.e. over seeds), budget {budget_mult}·d, initial 2·d random\n")
+    print(f"\nGAP (mean ± s.e. over seeds), 2·d random initial + {budget_mult}·d asks\n")
     print(text)
     (cache / "table.md").write_text(text + "\n")
 

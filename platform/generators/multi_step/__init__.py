@@ -18,6 +18,8 @@ Where each piece lives:
   0.18's ``make_best_f``;
 * :mod:`~assay.platform.generators.multi_step.kriging_believer` — pending points for analytic
   EI (:func:`condition_on_pending`);
+* :mod:`~assay.platform.generators.multi_step.initial_trees` — starting trees whose later
+  decisions begin at good next decisions (:func:`seeded_trees`);
 * :mod:`~assay.platform.generators.multi_step.warm_start` — seeding each tree optimization
   from the previous optimal tree (:func:`warm_start_trees`, :func:`shifted_trees`).
 
@@ -41,7 +43,11 @@ Example:
     >>> [trial] = client.ask(exp.id)  # doctest: +SKIP
 """
 
-from assay.platform.generators.multi_step.acquisition import build_multi_step_acquisition
+from assay.platform.generators.multi_step.acquisition import (
+    FANTASY_SAMPLERS,
+    QuantileNormalSampler,
+    build_multi_step_acquisition,
+)
 from assay.platform.generators.multi_step.generator import (
     DEFAULT_FANTASIES,
     MAX_INIT_BATCH_LEAVES,
@@ -50,7 +56,15 @@ from assay.platform.generators.multi_step.generator import (
     MultiStepSettings,
     effective_horizon,
 )
-from assay.platform.generators.multi_step.incumbent import IncumbentPosteriorMean, incumbent_mean
+from assay.platform.generators.multi_step.incumbent import (
+    INCUMBENTS,
+    IncumbentFixed,
+    IncumbentObserved,
+    IncumbentPosteriorMean,
+    incumbent_mean,
+    incumbent_observed,
+)
+from assay.platform.generators.multi_step.initial_trees import seeded_trees
 from assay.platform.generators.multi_step.kriging_believer import condition_on_pending
 from assay.platform.generators.multi_step.warm_start import (
     WARM_START_MODES,
@@ -64,18 +78,25 @@ from assay.platform.generators.multi_step.warm_start import (
 
 __all__ = [
     "DEFAULT_FANTASIES",
+    "FANTASY_SAMPLERS",
+    "INCUMBENTS",
     "MAX_INIT_BATCH_LEAVES",
     "MAX_TREE_LEAVES",
     "WARM_START_MODES",
+    "IncumbentFixed",
+    "IncumbentObserved",
     "IncumbentPosteriorMean",
     "MultiStepGenerator",
     "MultiStepSettings",
+    "QuantileNormalSampler",
     "WarmStartMode",
     "build_multi_step_acquisition",
     "condition_on_pending",
     "effective_horizon",
     "feasible_or_none",
     "incumbent_mean",
+    "incumbent_observed",
+    "seeded_trees",
     "shifted_trees",
     "stored_tree",
     "tree_matches",

@@ -24,6 +24,11 @@ The initial design, the GP fit and the fallbacks are
   number the service stops at), the horizon shrinks to the evaluations left (this ask's
   included), so the tree never plans past the last one; the final evaluation
   is chosen by one-step EI, as in the authors' experiments.
+* **Starting trees** (issue 20). Uniform random starting trees leave the later decisions where
+  the next EI is small and few L-BFGS-B iterations cannot repair that: the one-shot optimum
+  fell short of the nested optimum at a fixed root. Later decisions start at good next
+  decisions instead (:mod:`~assay.platform.generators.multi_step.initial_trees`), which with
+  4 restarts from 64 raw trees and 10 iterations also keeps a ``k = 2`` ask cheap.
 * **Warm start.** The optimal tree of each ask seeds the next ask's optimization
   (:mod:`~assay.platform.generators.multi_step.warm_start`, mode ``warm_start_mode``).
 * **Time.** ``max_seconds`` bounds the ask: the tree optimizer gets what is left of it once
@@ -51,13 +56,15 @@ import math
 import time
 import warnings
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from dataclasses import replace
+from typing import Any, ClassVar, Literal
 
 import torch
 from botorch.acquisition.multi_step_lookahead import qMultiStepLookahead
 from botorch.exceptions.warnings import NumericsWarning, OptimizationWarning
 from botorch.models.model import Model
 from botorch.optim import optimize_acqf
+from botorch.optim.initializers import initialize_q_batch
 from pydantic import Field, field_validator, model_validator
 from torch import Tensor
 
@@ -69,10 +76,16 @@ from assay.platform.generators.base import (
     ModelBasedGenerator,
     ModelBasedSettings,
 )
-from assay.platform.generators.multi_step.acquisition import build_multi_step_acquisition
+from assay.platform.generators.multi_step.acquisition import (
+    FantasySampler,
+    build_multi_step_acquisition,
+)
+from assay.platform.generators.multi_step.incumbent import IncumbentKind
+from assay.platform.generators.multi_step.initial_trees import seeded_trees
 from assay.platform.generators.multi_step.kriging_believer import condition_on_pending
 from assay.platform.generators.multi_step.warm_start import (
     WarmStartMode,
+    feasible_or_none,
     stored_tree,
     tree_matches,
     warm_start_trees,
@@ -86,6 +99,9 @@ from assay.platform.space import DTYPE, SearchSpace
 #: Fantasies per lookahead level when ``num_fantasies`` is not given, by horizon. Chosen by
 #: measurement (``benchmarks/multistep.py --fantasy-study``): see that script's docstring.
 DEFAULT_FANTASIES: dict[int, tuple[int, ...]] = {1: (), 2: (8,), 3: (4, 4), 4: (4, 2, 2)}
+#: Observation-noise variance of ``noise="fixed"``, relative to the objective's sample variance
+#: (a noise-free objective modelled with a small fixed noise, as the authors do).
+FIXED_NOISE = 1e-4
 #: Largest number of leaves ``prod(num_fantasies)`` accepted (cost is linear in it).
 MAX_TREE_LEAVES = 256
 #: Raw trees times leaves scored in one call when choosing restarts (bounds memory).
@@ -114,16 +130,33 @@ class MultiStepSettings(ModelBasedSettings):
             :mod:`~assay.platform.generators.multi_step.warm_start`); ignored without
             ``warm_start``.
         budget_aware: Shorten the horizon to the evaluations left under the trial budget.
+        incumbent: Each stage's EI ``best_f``: ``"posterior_mean"``, ``"observed"`` or
+            ``"root"`` (see :mod:`~assay.platform.generators.multi_step.incumbent`).
+        fantasy_sampler: ``"sobol"`` or ``"quantile"`` fantasized outcomes (see
+            :mod:`~assay.platform.generators.multi_step.acquisition`).
+        noise: ``"inferred"`` (the GP fits the noise level) or ``"fixed"``: observations
+            without a standard error get the small fixed noise variance :data:`FIXED_NOISE`
+            (relative to their variance); observations with one keep it.
+        tree_init: Starting trees: ``"seeded"`` (uniform roots, later decisions at good next
+            decisions: :mod:`~assay.platform.generators.multi_step.initial_trees`) or
+            ``"random"`` (BoTorch's uniform raw trees).
     """
 
     horizon: int = Field(default=2, ge=1, le=4)
     num_fantasies: list[int] | None = None
-    num_restarts: int = Field(default=16, ge=1, le=256)
-    raw_samples: int = Field(default=512, ge=8, le=65_536)
-    maxiter: int = Field(default=50, ge=1, le=10_000)
+    # cheap by default (issue 19: a k = 2 ask within 2x a noisy_ei ask): with seeded starting
+    # trees, 4 restarts from 64 raw trees reach a better tree than 16 from 512 random ones
+    # (benchmarks/multistep_diagnosis.py --exp oneshot)
+    num_restarts: int = Field(default=4, ge=1, le=256)
+    raw_samples: int = Field(default=64, ge=8, le=65_536)
+    maxiter: int = Field(default=10, ge=1, le=10_000)
     max_seconds: float = Field(default=30.0, gt=0, le=86_400)
-    warm_start_mode: WarmStartMode = "pool"
+    warm_start_mode: WarmStartMode | Literal["none"] = "pool"
     budget_aware: bool = True
+    incumbent: IncumbentKind = "posterior_mean"
+    fantasy_sampler: FantasySampler = "sobol"
+    noise: Literal["inferred", "fixed"] = "inferred"
+    tree_init: Literal["seeded", "random"] = "seeded"
 
     @field_validator("num_fantasies")
     @classmethod
@@ -195,6 +228,11 @@ class MultiStepGenerator(ModelBasedGenerator):
                     field=f"parameters.{p.name}",
                 )
 
+    def acquisition_options(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`build_multi_step_acquisition` set by the settings."""
+        s = self.settings
+        return {"incumbent": s.incumbent, "fantasy_sampler": s.fantasy_sampler}
+
     def fantasies_for(self, horizon: int) -> list[int]:
         if self.settings.num_fantasies is not None:
             return list(self.settings.num_fantasies[: horizon - 1])
@@ -203,6 +241,12 @@ class MultiStepGenerator(ModelBasedGenerator):
     def load_data(self, ctx: GenerationContext) -> None:
         """The raw observations of the objective, the only outcome modelled."""
         ctx.data = training_data(ctx.experiment, [ctx.experiment.config.objective.name])
+        if self.settings.noise == "fixed":
+            for name, d in ctx.data.items():
+                if d.Yvar is None and d.n:
+                    var = float(d.Y.var()) if d.n > 1 else 1.0
+                    var = var if math.isfinite(var) and var > 0 else 1.0
+                    ctx.data[name] = replace(d, Yvar=torch.full_like(d.Y, FIXED_NOISE * var))
 
     def propose(self, ctx: GenerationContext, fitted: FittedModel, n: int) -> Iterator[Candidate]:
         """The lookahead proposal, then noisy EI for the rest of a batch (or in place of a
@@ -252,12 +296,18 @@ class MultiStepGenerator(ModelBasedGenerator):
             torch.manual_seed(ctx.seed)
             warnings.simplefilter("ignore", NumericsWarning)
             acqf = build_multi_step_acquisition(
-                model, horizon, fantasies, maximize=maximize, seed=ctx.seed
-            )
+                model, horizon, fantasies, maximize=maximize, seed=ctx.seed,
+                **self.acquisition_options(),
+            )  # fmt: skip
             if horizon == 1:
                 info["acquisition"] = "LogExpectedImprovement"
+                # analytic log-EI is cheap: at least the platform's usual effort, so that
+                # horizon 1 is a full-strength EI baseline, not one hobbled by the tree defaults
+                base, st = OptimizerOptions(), self.settings
                 options = OptimizerOptions(
-                    self.settings.num_restarts, self.settings.raw_samples, self.settings.maxiter
+                    max(st.num_restarts, base.num_restarts),
+                    max(st.raw_samples, base.raw_samples),
+                    max(st.maxiter, base.maxiter),
                 )
                 X, values = optimize_acquisition(acqf, space, 1, options)
                 value = float(values[0])
@@ -265,8 +315,9 @@ class MultiStepGenerator(ModelBasedGenerator):
             else:
                 info["acquisition"] = "qMultiStepLookahead(ExpectedImprovement)"
                 X_full, value = self._optimize_tree(
-                    acqf, space, horizon, fantasies, ctx.state, max(budget_left, 0.5), info
-                )
+                    acqf, space, horizon, fantasies, ctx.state, max(budget_left, 0.5), info,
+                    seed=ctx.seed,
+                )  # fmt: skip
                 X = acqf.extract_candidates(X_full).detach()
         info["optimize_seconds"] = round(time.perf_counter() - t0, 4)
         info["acquisition_value"] = value if math.isfinite(value) else None
@@ -293,6 +344,7 @@ class MultiStepGenerator(ModelBasedGenerator):
         state: dict[str, Any],
         timeout: float,
         info: dict[str, Any],
+        seed: int = 0,
     ) -> tuple[Tensor, float]:
         """One-shot optimization of the whole tree; keeps the optimum in ``state["tree"]``."""
         s = self.settings
@@ -303,15 +355,24 @@ class MultiStepGenerator(ModelBasedGenerator):
         hook = acqf.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
         try:
             ics = None
-            previous = state.get("tree") if s.warm_start else None
+            previous = state.get("tree") if s.warm_start and s.warm_start_mode != "none" else None
             init_limit = max(1, MAX_INIT_BATCH_LEAVES // math.prod(fantasies))
-            if tree_matches(previous, horizon, fantasies, bounds.shape[-1]):
+            warm = tree_matches(previous, horizon, fantasies, bounds.shape[-1])
+            if warm:
                 ics = warm_start_trees(
                     acqf, space, torch.tensor(previous["X"], dtype=DTYPE), fantasies,
-                    mode=s.warm_start_mode, num_restarts=s.num_restarts,
-                    raw_samples=s.raw_samples, init_limit=init_limit,
+                    mode="shifted" if s.tree_init == "seeded" else s.warm_start_mode,
+                    num_restarts=s.num_restarts, raw_samples=s.raw_samples,
+                    init_limit=init_limit,
                 )  # fmt: skip
-            info["warm_started"] = ics is not None
+            if s.tree_init == "seeded":
+                with torch.no_grad():
+                    raw = seeded_trees(acqf, space, s.raw_samples, seed=seed)
+                    pool = feasible_or_none(raw if ics is None else torch.cat([raw, ics]), space)
+                    if pool is not None:
+                        values = torch.cat([acqf(b) for b in pool.split(init_limit)])
+                        ics = initialize_q_batch(pool, values, n=s.num_restarts)[0]
+            info["warm_started"] = warm and ics is not None
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", OptimizationWarning)
                 warnings.simplefilter("always", RuntimeWarning)

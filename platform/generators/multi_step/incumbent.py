@@ -20,17 +20,30 @@ Letham et al. 2019 for noisy EI), and it treats fantasized observations, which c
 observation noise, the same way. With noise-free data it equals the best observed value up
 to the GP's jitter.
 
-Owns: :class:`IncumbentPosteriorMean` and :func:`incumbent_mean`.
+Two alternatives, the ``incumbent`` setting of ``multi_step`` (measured by
+``benchmarks/multistep_diagnosis.py``):
+
+* ``"observed"`` (:class:`IncumbentObserved`): each stage's best *observed* value, fantasized
+  observations included — what the authors' utility ``max y in D`` implies (Jiang et al. 2020,
+  eq. 1) and what BoTorch's ``make_best_f`` means to compute, in the data's own units;
+* ``"root"`` (:class:`IncumbentFixed`): the root's best observed value at every stage.
+
+Owns: :class:`IncumbentPosteriorMean`, :class:`IncumbentObserved`, :class:`IncumbentFixed`,
+:func:`incumbent_mean`, :func:`incumbent_observed` and :data:`INCUMBENTS`.
 
 May import: torch and botorch; nothing of ``assay``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from botorch.models.model import Model
 from torch import Tensor
+
+IncumbentKind = Literal["posterior_mean", "observed", "root"]
+#: The ``incumbent`` choices of ``multi_step``.
+INCUMBENTS: tuple[IncumbentKind, ...] = ("posterior_mean", "observed", "root")
 
 
 class IncumbentPosteriorMean:
@@ -68,3 +81,44 @@ def incumbent_mean(model: Model, maximize: bool = True) -> Tensor:
     X_train = model.train_inputs[0]
     mean = model.posterior(X_train).mean  # batch_shape x n x 1
     return mean.amax(dim=-2) if maximize else mean.amin(dim=-2)
+
+
+def incumbent_observed(model: Model, maximize: bool = True) -> Tensor:
+    """Best *observed* value (untransformed training targets), ``batch_shape x 1``.
+
+    For a fantasy model the fantasized observations count, as in the authors' utility
+    ``u(D) = max_{y in D} y`` (Jiang et al. 2020, eq. 1).
+
+    Args:
+        model: A single-output GP (possibly a batched fantasy model).
+        maximize: ``max`` if ``True``, else ``min``.
+    """
+    Y = model.train_targets.unsqueeze(-1)  # batch_shape x n x 1, outcome-transformed
+    tf = getattr(model, "outcome_transform", None)
+    if tf is not None:
+        Y, _ = tf.untransform(Y)
+    return Y.amax(dim=-2) if maximize else Y.amin(dim=-2)
+
+
+class IncumbentObserved(IncumbentPosteriorMean):
+    """Argument factory: ``best_f`` = best observed value of the stage's model (fantasies
+    included), ``batch_shape x 1``."""
+
+    def __call__(self, model: Model, X: Tensor) -> dict[str, Any]:
+        return {"best_f": incumbent_observed(model, self.maximize), "maximize": self.maximize}
+
+
+class IncumbentFixed(IncumbentPosteriorMean):
+    """Argument factory: the same ``best_f`` (the root's) at every stage.
+
+    Args:
+        best_f: The incumbent, a scalar tensor.
+        maximize: Whether the objective is maximized.
+    """
+
+    def __init__(self, best_f: Tensor, maximize: bool = True) -> None:
+        super().__init__(maximize)
+        self.best_f = best_f.detach().reshape(1)
+
+    def __call__(self, model: Model, X: Tensor) -> dict[str, Any]:
+        return {"best_f": self.best_f, "maximize": self.maximize}
