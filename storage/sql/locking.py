@@ -169,11 +169,16 @@ class SqlExperimentLock(ExperimentLock):
         exp = self.experiment
         exp_id = exp.id
         next_index = max((t.index for t in exp.trials), default=-1) + 1
-        known = {a.name for t in exp.trials for a in t.arms}
+        known = {a.name: a.parameters for t in exp.trials for a in t.arms}
         # What the JSON columns give back when read (tuples become lists, ...), so the
-        # returned trials equal a later read of the same rows.
+        # returned trials equal a later read of the same rows; a reused arm keeps its stored
+        # parameters.
         specs = [
-            (spec, stored_json(spec.metadata), [(n, stored_json(p)) for n, p in spec.arms])
+            (
+                spec,
+                stored_json(spec.metadata),
+                [(n, stored_json(known.get(n, p))) for n, p in spec.arms],
+            )
             for spec in trials
         ]
 
