@@ -1,37 +1,45 @@
-"""Service load: ask latency and tell throughput of a live ``assay serve``, against Optuna's
-RDB storage doing the equivalent ask/tell on the same database server, in one run.
+"""Service load: ask+tell throughput and tell throughput of a live ``assay serve``, against
+Optuna's RDB storage doing the equivalent ask/tell on the same database server, in one run.
 
-For each backend (SQLite file, PostgreSQL) and each concurrency (1, 4, 16 client threads):
+Load comes from separate client **processes** (``multiprocessing``, fork), never threads of
+this process, so the clients' own Python time does not serialise on one GIL. Every cell runs
+for a fixed wall time after all its processes are ready (a barrier), and counts what was
+done within it.
 
-* ``sobol`` (model step excluded, i.e. service overhead: HTTP + validation + storage):
-  ask p50/p99 latency over ask/tell cycles, and ask+tell cycles per second;
-* a tell-only phase: trials asked up front, then all clients complete them as fast as they
-  can -> observations per second;
-* ``noisy_ei`` (model step included): ask p50/p99 with 1 and 4 clients (fewer cycles);
-* Optuna: ``RDBStorage`` on the same server, ``RandomSampler``, one float parameter pair,
-  each client doing ``study.ask()`` + suggests + ``study.tell()`` -> cycles per second.
+For each backend (PostgreSQL by default; ``--backends sqlite postgresql``) and each number of
+client processes (``--procs``, default 16 and 4):
 
-Targets: tell >= 500 obs/s on PostgreSQL with 16 clients; sobol ask p50 <= 20 ms;
-Assay ask+tell throughput >= 2x Optuna RDB's on the same backend.
+* **ask(sobol)+tell** — each process loops ``POST .../trials:ask {"n": 1}`` then
+  ``POST /trials/{id}:complete`` on one shared experiment (so asks contend for the
+  experiment's lock): cycles per second, ask and tell p50/p99;
+* **Optuna RDB** — the same processes, each with its own ``RDBStorage`` on the same server
+  (another database), doing ``study.ask()`` + two ``suggest_float`` + ``study.tell()`` with
+  ``RandomSampler``: cycles per second, and the ratio Assay / Optuna;
+* **tell-only** — trials asked up front (``n = 100`` per ask), then every process completes
+  its share as fast as it can: observations per second;
+* **service overhead** — one process, no contention: sobol ask p50 and tell p50 (the HTTP +
+  validation + storage cost of one request, no model step).
 
-    python benchmarks/service_load.py                 # full run, markdown tables on stdout
-    python benchmarks/service_load.py --quick         # fewer cycles
-    python benchmarks/service_load.py --workers 2     # several uvicorn worker processes
-    python benchmarks/service_load.py --auth keys     # every request with a member API key
-    python benchmarks/service_load.py --clients 1 --sobol-only   # service overhead only
+Targets (issue 19): ask+tell >= 2x Optuna RDB with 16 processes on PostgreSQL and
+``--workers 2``; tell-only >= 500 obs/s; p50 service overhead <= 20 ms.
+
+    python benchmarks/service_load.py --workers 2                     # PostgreSQL, 15 s cells
+    python benchmarks/service_load.py --workers 2 --seconds 10 --procs 16 4
+    python benchmarks/service_load.py --backends sqlite postgresql
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -49,10 +57,6 @@ EXP = {
 }
 
 
-#: Sent with every request (``--auth keys`` puts a member key here).
-HEADERS: dict[str, str] = {}
-
-
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -61,7 +65,9 @@ def pct(values: list[float], q: float) -> float:
 
 
 class Server:
-    def __init__(self, database_url: str, workers: int, auth: str = "auto") -> None:
+    """``assay serve`` in a subprocess on a free port (upgrades the schema first)."""
+
+    def __init__(self, database_url: str, workers: int) -> None:
         import socket
 
         with socket.socket() as s:
@@ -72,18 +78,11 @@ class Server:
             [sys.executable, "-m", "assay.service.cli", "db", "upgrade", "--database-url", database_url],
             check=True, capture_output=True,
         )  # fmt: skip
-        if auth == "keys":
-            cmd = [sys.executable, "-m", "assay.service.cli", "keys", "create", "--project",
-                   "bench", "--database-url", database_url]  # fmt: skip
-            made = subprocess.run([*cmd, "--role", "member"], capture_output=True, text=True)
-            if made.returncode != 0:  # a version without roles
-                made = subprocess.run(cmd, capture_output=True, text=True, check=True)
-            HEADERS["Authorization"] = f"Bearer {made.stdout.strip()}"
         self.log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "assay.service.cli", "serve", "--database-url", database_url,
              "--port", str(self.port), "--log-level", "warning", "--workers", str(workers),
-             "--auth", auth],
+             "--no-orchestrator"],
             stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT,
             env={**os.environ, "ASSAY_REAPER_INTERVAL_S": "5"},
         )  # fmt: skip
@@ -100,151 +99,170 @@ class Server:
         self.proc.wait(timeout=30)
 
 
-def run_threads(n: int, fn) -> float:  # type: ignore[no-untyped-def]
-    threads = [threading.Thread(target=fn, args=(k,)) for k in range(n)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return time.perf_counter() - t0
+# -- client processes ------------------------------------------------------------------------
+def run_processes(target: Any, n: int, args: tuple) -> list[dict]:
+    """Start ``n`` processes running ``target(k, barrier, queue, *args)``; each waits on the
+    barrier once ready, so the timed part starts together. Returns their result dicts."""
+    ctx = mp.get_context("fork")
+    barrier = ctx.Barrier(n)
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=target, args=(k, barrier, queue, *args)) for k in range(n)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=600) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    return results
 
 
-def assay_cycles(url: str, generator: str, clients: int, cycles: int) -> dict:
-    name = f"{generator}-{clients}-{uuid.uuid4().hex[:6]}"
-    settings = {"num_restarts": 4, "raw_samples": 128} if generator == "noisy_ei" else {}
-    exp = httpx.post(
-        url + "/api/v1/experiments",
-        headers=HEADERS,
-        json={
-            **EXP,
-            "name": name,
-            "generator": generator,
-            "generator_settings": settings,
-            "seed": 0,
-        },
-    ).json()
+def assay_cycle_client(
+    k: int, barrier: Any, queue: Any, url: str, exp_id: int, seconds: float
+) -> None:
     asks: list[float] = []
     tells: list[float] = []
-    errors: list[int] = []
-    lock = threading.Lock()
-
-    def client(k: int) -> None:
-        with httpx.Client(base_url=url + "/api/v1", timeout=120, headers=HEADERS) as http:
-            for i in range(cycles):
-                t0 = time.perf_counter()
-                r = http.post(f"/experiments/{exp['id']}/trials:ask", json={"n": 1})
-                t1 = time.perf_counter()
-                if r.status_code != 200:
-                    errors.append(r.status_code)
-                    continue
-                t = r.json()["trials"][0]
-                x, y = t["parameters"]["x"], t["parameters"]["y"]
-                obs = {
-                    "f": [-((x - 0.3) ** 2) - (y - 0.6) ** 2 + 0.01 * (k + i % 3), 0.01],
-                    "c": [x + y, 0.01],
-                }
-                r2 = http.post(f"/trials/{t['id']}:complete", json={"observations": obs})
-                t2 = time.perf_counter()
-                if r2.status_code != 200:
-                    errors.append(r2.status_code)
-                with lock:
-                    asks.append(t1 - t0)
-                    tells.append(t2 - t1)
-
-    wall = run_threads(clients, client)
-    return {
-        "ask_p50_ms": 1000 * pct(asks, 0.5), "ask_p99_ms": 1000 * pct(asks, 0.99),
-        "tell_p50_ms": 1000 * pct(tells, 0.5), "cycles_per_s": len(asks) / wall,
-        "errors": len(errors),
-    }  # fmt: skip
+    errors = 0
+    with httpx.Client(base_url=url + "/api/v1", timeout=120) as http:
+        http.get("/health")  # connection open before the clock starts
+        barrier.wait()
+        end = time.perf_counter() + seconds
+        i = 0
+        while time.perf_counter() < end:
+            i += 1
+            t0 = time.perf_counter()
+            r = http.post(f"/experiments/{exp_id}/trials:ask", json={"n": 1})
+            t1 = time.perf_counter()
+            if r.status_code != 200:
+                errors += 1
+                continue
+            t = r.json()["trials"][0]
+            x, y = t["parameters"]["x"], t["parameters"]["y"]
+            obs = {
+                "f": [-((x - 0.3) ** 2) - (y - 0.6) ** 2 + 0.01 * (k + i % 3), 0.01],
+                "c": [x + y, 0.01],
+            }
+            r2 = http.post(f"/trials/{t['id']}:complete", json={"observations": obs})
+            t2 = time.perf_counter()
+            if r2.status_code != 200:
+                errors += 1
+                continue
+            asks.append(t1 - t0)
+            tells.append(t2 - t1)
+    queue.put({"asks": asks, "tells": tells, "errors": errors})
 
 
-def assay_tell_throughput(url: str, clients: int, per_client: int) -> float:
-    exp = httpx.post(
-        url + "/api/v1/experiments",
-        headers=HEADERS,
-        json={
-            **EXP,
-            "name": f"tells-{clients}-{uuid.uuid4().hex[:6]}",
-            "generator": "sobol",
-            "seed": 1,
-        },
-    ).json()
-    ids: list[int] = []
-    with httpx.Client(base_url=url + "/api/v1", timeout=120, headers=HEADERS) as http:
-        for _ in range(clients * per_client // 100 + 1):
-            r = http.post(f"/experiments/{exp['id']}/trials:ask", json={"n": 100})
-            ids += [t["id"] for t in r.json()["trials"]]
-    ids = ids[: clients * per_client]
-    done = [0]
-    lock = threading.Lock()
-
-    def client(k: int) -> None:
-        with httpx.Client(base_url=url + "/api/v1", timeout=120, headers=HEADERS) as http:
-            for trial_id in ids[k::clients]:
-                r = http.post(
-                    f"/trials/{trial_id}:complete",
-                    json={"observations": {"f": [0.5, 0.1], "c": [0.2, 0.1]}},
-                )
-                if r.status_code == 200:
-                    with lock:
-                        done[0] += 1
-
-    wall = run_threads(clients, client)
-    return done[0] / wall
+def assay_tell_client(
+    k: int, barrier: Any, queue: Any, url: str, ids: list[int], n_procs: int
+) -> None:
+    done, errors = 0, 0
+    mine = ids[k::n_procs]
+    with httpx.Client(base_url=url + "/api/v1", timeout=120) as http:
+        http.get("/health")
+        barrier.wait()
+        t0 = time.perf_counter()
+        for trial_id in mine:
+            r = http.post(
+                f"/trials/{trial_id}:complete",
+                json={"observations": {"f": [0.5, 0.1], "c": [0.2, 0.1]}},
+            )
+            if r.status_code == 200:
+                done += 1
+            else:
+                errors += 1
+        t1 = time.perf_counter()
+    queue.put({"done": done, "errors": errors, "t0": t0, "t1": t1})
 
 
-def optuna_cycles(database_url: str, clients: int, cycles: int) -> float:
+def optuna_client(
+    k: int, barrier: Any, queue: Any, database_url: str, study_name: str, seconds: float
+) -> None:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = optuna.storages.RDBStorage(
-        database_url, engine_kwargs={"pool_size": max(5, clients), "max_overflow": clients}
-        if database_url.startswith("postgresql") else {"connect_args": {"timeout": 60}},
-    )  # fmt: skip
-    study = optuna.create_study(
-        storage=storage, study_name=f"bench-{uuid.uuid4().hex[:8]}",
-        sampler=optuna.samplers.RandomSampler(seed=0),
-    )  # fmt: skip
-    count = [0]
-    lock = threading.Lock()
-
-    def client(k: int) -> None:
-        for _ in range(cycles):
+        database_url,
+        engine_kwargs={"pool_size": 2}
+        if database_url.startswith("postgresql")
+        else {"connect_args": {"timeout": 60}},
+    )
+    study = optuna.load_study(
+        study_name=study_name, storage=storage, sampler=optuna.samplers.RandomSampler(seed=k)
+    )
+    cycles, errors = 0, 0
+    barrier.wait()
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        try:
             trial = study.ask()
             x, y = trial.suggest_float("x", 0, 1), trial.suggest_float("y", 0, 1)
             trial.set_user_attr("c", x + y)
             study.tell(trial, -((x - 0.3) ** 2) - (y - 0.6) ** 2)
-            with lock:
-                count[0] += 1
+            cycles += 1
+        except Exception:  # count and keep loading
+            errors += 1
+    queue.put({"cycles": cycles, "errors": errors})
 
-    wall = run_threads(clients, client)
-    return count[0] / wall
+
+# -- cells -----------------------------------------------------------------------------------
+def new_experiment(url: str, name: str, seed: int = 0) -> int:
+    r = httpx.post(
+        url + "/api/v1/experiments",
+        json={**EXP, "name": f"{name}-{uuid.uuid4().hex[:6]}", "generator": "sobol", "seed": seed},
+        timeout=60,
+    )
+    r.raise_for_status()
+    return int(r.json()["id"])
+
+
+def assay_cycles(url: str, procs: int, seconds: float) -> dict:
+    exp_id = new_experiment(url, f"cycles-{procs}")
+    res = run_processes(assay_cycle_client, procs, (url, exp_id, seconds))
+    asks = [a for r in res for a in r["asks"]]
+    tells = [t for r in res for t in r["tells"]]
+    return {
+        "ask_p50_ms": 1000 * pct(asks, 0.5), "ask_p99_ms": 1000 * pct(asks, 0.99),
+        "tell_p50_ms": 1000 * pct(tells, 0.5), "tell_p99_ms": 1000 * pct(tells, 0.99),
+        "cycles_per_s": len(asks) / seconds, "errors": sum(r["errors"] for r in res),
+    }  # fmt: skip
+
+
+def assay_tells(url: str, procs: int, total: int) -> dict:
+    exp_id = new_experiment(url, f"tells-{procs}", seed=1)
+    ids: list[int] = []
+    with httpx.Client(base_url=url + "/api/v1", timeout=300) as http:
+        while len(ids) < total:
+            r = http.post(f"/experiments/{exp_id}/trials:ask", json={"n": 100})
+            r.raise_for_status()
+            ids += [t["id"] for t in r.json()["trials"]]
+    res = run_processes(assay_tell_client, procs, (url, ids[:total], procs))
+    wall = max(r["t1"] for r in res) - min(r["t0"] for r in res)
+    done = sum(r["done"] for r in res)
+    return {"obs_per_s": done / wall, "errors": sum(r["errors"] for r in res)}
+
+
+def optuna_cycles(database_url: str, procs: int, seconds: float) -> dict:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    name = f"bench-{uuid.uuid4().hex[:8]}"
+    optuna.create_study(storage=database_url, study_name=name)
+    res = run_processes(optuna_client, procs, (database_url, name, seconds))
+    return {
+        "cycles_per_s": sum(r["cycles"] for r in res) / seconds,
+        "errors": sum(r["errors"] for r in res),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--backends", nargs="*", default=["sqlite", "postgresql"])
-    parser.add_argument(
-        "--auth",
-        choices=["auto", "keys"],
-        default="auto",
-        help="keys: every request carries a member API key (all checks on)",
-    )
-    parser.add_argument("--clients", nargs="*", type=int, default=[1, 4, 16])
-    parser.add_argument(
-        "--sobol-only",
-        action="store_true",
-        help="only the sobol ask/tell cycles (no tell-only, Optuna, noisy_ei)",
-    )
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    parser.add_argument("--backends", nargs="*", default=["postgresql"])
+    parser.add_argument("--procs", nargs="*", type=int, default=[16, 4])
+    parser.add_argument("--seconds", type=float, default=15.0, help="wall time of each cell")
+    parser.add_argument("--tells", type=int, default=3000, help="trials completed per tell cell")
+    parser.add_argument("--skip-optuna", action="store_true")
     args = parser.parse_args(argv)
-    cycles = {1: 60, 4: 30, 16: 15} if not args.quick else {1: 20, 4: 10, 16: 5}
-    model_cycles = 8 if not args.quick else 4
-    tells_per_client = 40 if not args.quick else 15
     rows = []
+    overhead: dict[str, dict] = {}
     for backend in args.backends:
         admin = dbname = None
         if backend == "sqlite":
@@ -263,22 +281,17 @@ def main(argv: list[str] | None = None) -> int:
             base = make_url(PG_ADMIN)
             assay_url = base.set(database=dbname).render_as_string(hide_password=False)
             optuna_url = base.set(database=f"{dbname}_optuna").render_as_string(hide_password=False)
-        server = Server(assay_url, args.workers, args.auth)
+        server = Server(assay_url, args.workers)
         try:
-            for clients in args.clients:
-                print(f"{backend}: {clients} clients ...", file=sys.stderr, flush=True)
-                sob = assay_cycles(server.url, "sobol", clients, cycles.get(clients, 15))
-                if args.sobol_only:
-                    rows.append((backend, clients, sob, float("nan"), float("nan"), None))
-                    continue
-                tell_rate = assay_tell_throughput(server.url, clients, tells_per_client)
-                opt = optuna_cycles(optuna_url, clients, cycles.get(clients, 15))
-                model = (
-                    assay_cycles(server.url, "noisy_ei", clients, model_cycles)
-                    if clients in (1, 4)
-                    else None
-                )
-                rows.append((backend, clients, sob, tell_rate, opt, model))
+            assay_cycles(server.url, 2, 1.0)  # warm-up: imports, pools, caches
+            print(f"{backend}: service overhead (1 process) ...", file=sys.stderr, flush=True)
+            overhead[backend] = assay_cycles(server.url, 1, min(args.seconds, 10.0))
+            for procs in args.procs:
+                print(f"{backend}: {procs} processes ...", file=sys.stderr, flush=True)
+                cyc = assay_cycles(server.url, procs, args.seconds)
+                tells = assay_tells(server.url, procs, args.tells)
+                opt = None if args.skip_optuna else optuna_cycles(optuna_url, procs, args.seconds)
+                rows.append((backend, procs, cyc, tells, opt))
         finally:
             server.stop()
             if admin is not None:
@@ -286,18 +299,31 @@ def main(argv: list[str] | None = None) -> int:
                     for name in (dbname, f"{dbname}_optuna"):
                         c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     print(
-        f"\nuvicorn workers: {args.workers}; auth: {args.auth}; machine: {os.cpu_count()} cores\n"
+        f"\nassay serve --workers {args.workers}; {args.seconds:.0f} s per cell; client "
+        f"processes (fork); machine: {os.cpu_count()} cores\n"
     )
-    print(
-        "| backend | clients | sobol ask p50 / p99 ms | tell p50 ms | ask+tell cycles/s (Assay) | ask+tell cycles/s (Optuna RDB) | ratio | tell-only obs/s | noisy_ei ask p50 / p99 ms | errors |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for backend, clients, sob, tell_rate, opt, model in rows:
-        m = f"{model['ask_p50_ms']:.0f} / {model['ask_p99_ms']:.0f}" if model else "—"
+    print("| backend | 1 process: sobol ask p50 ms | tell p50 ms | ask+tell cycles/s |")
+    print("|---|---|---|---|")
+    for backend, o in overhead.items():
         print(
-            f"| {backend} | {clients} | {sob['ask_p50_ms']:.1f} / {sob['ask_p99_ms']:.1f} "
-            f"| {sob['tell_p50_ms']:.1f} | {sob['cycles_per_s']:.0f} | {opt:.0f} "
-            f"| {sob['cycles_per_s'] / opt:.1f}x | {tell_rate:.0f} | {m} | {sob['errors']} |"
+            f"| {backend} | {o['ask_p50_ms']:.1f} | {o['tell_p50_ms']:.1f} "
+            f"| {o['cycles_per_s']:.0f} |"
+        )
+    print()
+    print(
+        "| backend | processes | ask+tell cycles/s (Assay) | cycles/s (Optuna RDB) | ratio "
+        "| ask p50 / p99 ms | tell p50 / p99 ms | tell-only obs/s | errors |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for backend, procs, cyc, tells, opt in rows:
+        o = f"{opt['cycles_per_s']:.1f}" if opt else "—"
+        ratio = f"{cyc['cycles_per_s'] / opt['cycles_per_s']:.2f}x" if opt else "—"
+        errs = cyc["errors"] + tells["errors"] + (opt["errors"] if opt else 0)
+        print(
+            f"| {backend} | {procs} | {cyc['cycles_per_s']:.1f} | {o} | {ratio} "
+            f"| {cyc['ask_p50_ms']:.1f} / {cyc['ask_p99_ms']:.1f} "
+            f"| {cyc['tell_p50_ms']:.1f} / {cyc['tell_p99_ms']:.1f} "
+            f"| {tells['obs_per_s']:.0f} | {errs} |"
         )
     return 0
 

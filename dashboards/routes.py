@@ -31,6 +31,7 @@ from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import FileResponse
 from starlette.staticfiles import StaticFiles
 
 from assay import __version__
@@ -78,7 +79,13 @@ log = logging.getLogger("assay.dashboards")
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
-PLOTLY_VERSION = "4.1.2"
+#: Plotly.js: a partial bundle (core + the trace types the dashboard draws) built from the npm
+#: package by ``dashboards/plotly_build/build_plotly.sh``; its version versions the URL.
+PLOTLY_BUNDLE = "vendor/plotly-assay.min.js"
+PLOTLY_VERSION = "{}-{}".format(
+    (STATIC / "vendor" / "plotly-assay.version").read_text().strip(),
+    hashlib.sha256((STATIC / PLOTLY_BUNDLE).read_bytes()).hexdigest()[:10],
+)
 #: Events re-read below the client's cursor, to catch PostgreSQL transactions that commit
 #: after a later-numbered one (ids are assigned at insert, not at commit).
 CURSOR_OVERLAP = 64
@@ -349,7 +356,7 @@ def experiment_page(request: Request, experiment_id: ExperimentId) -> Response:
         "cursor": snap.head,
         "known": [e.id for e in window],
         "trials": [trial_row(t, exp.config) for t in exp.trials],
-        "plotly": d.static_url("vendor/plotly.min.js"),
+        "plotly": d.static_url(PLOTLY_BUNDLE),
     }
     return d.render(
         request, "experiment.html", data=data, counts=counts, best=best_observed(exp),
@@ -570,12 +577,28 @@ def json_script(data: Any) -> Markup:
 
 # -- mounting ----------------------------------------------------------------------------------
 class _CachedStatic(StaticFiles):
-    """Static files with long-lived caching (URLs carry a version query string)."""
+    """Static files with long-lived caching (URLs carry a version query string), served from
+    a pre-compressed ``<file>.gz`` beside the file when the browser accepts gzip (Plotly.js:
+    1.2 MB -> 0.4 MB on the wire, compressed once at build time instead of per request)."""
 
     def file_response(self, *args: Any, **kwargs: Any) -> Response:
         response = super().file_response(*args, **kwargs)
         response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
         return response
+
+    async def get_response(self, path: str, scope: Any) -> Response:
+        response = await super().get_response(path, scope)
+        if response.status_code != 200 or not isinstance(response, FileResponse):
+            return response
+        gz = Path(str(response.path) + ".gz")
+        accept = dict(scope.get("headers") or []).get(b"accept-encoding", b"")
+        if b"gzip" not in accept or not gz.is_file():
+            return response
+        compressed = FileResponse(gz, media_type=response.media_type)
+        compressed.headers["Cache-Control"] = response.headers["Cache-Control"]
+        compressed.headers["Content-Encoding"] = "gzip"
+        compressed.headers["Vary"] = "Accept-Encoding"
+        return compressed
 
 
 def mount_dashboard(app: Any) -> None:

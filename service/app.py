@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -169,6 +170,10 @@ def create_app(
         upload_bytes=settings.max_upload_bytes,
     )
     _install_error_handlers(app)
+    # Compressed responses: dashboard pages (a 2,000-trial page inlines its data) and large
+    # JSON. Small bodies (an ask, a tell) pass uncompressed; static files that have a
+    # pre-compressed ``.gz`` are sent as is (``Content-Encoding`` already set).
+    app.add_middleware(GZipMiddleware, minimum_size=1024, compresslevel=6)
 
     app.add_middleware(SecurityMiddleware, settings=settings)
     app.add_middleware(RequestContextMiddleware)

@@ -71,7 +71,11 @@ def test_wheel_builds_and_imports(repo_root: Path, tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "assay/platform/space.py" in names
     assert "assay/__init__.py" in names
-    for asset in ("templates/experiment.html", "static/app.js", "static/vendor/plotly.min.js"):
+    for asset in (
+        "templates/experiment.html",
+        "static/app.js",
+        "static/vendor/plotly-assay.min.js",
+    ):
         assert f"assay/dashboards/{asset}" in names, asset
     assert not any(n.startswith("platform/") for n in names), "top-level platform/ in wheel"
     assert not any(n.startswith("tests/") or n.startswith("assay/tests/") for n in names)
@@ -86,7 +90,7 @@ def test_wheel_builds_and_imports(repo_root: Path, tmp_path: Path) -> None:
         "assert not platform.__file__.startswith(sys.argv[1])\n"
         "from assay.dashboards.routes import STATIC, TEMPLATES\n"
         "assert (TEMPLATES / 'experiment.html').is_file()\n"
-        "assert (STATIC / 'vendor' / 'plotly.min.js').is_file()\n"
+        "assert (STATIC / 'vendor' / 'plotly-assay.min.js').is_file()\n"
         "c = assay.Client()\n"
         "e = c.create_experiment(name='w', parameters=[{'name': 'x', 'type': 'float', "
         "'bounds': [0, 1]}], objective='y')\n"

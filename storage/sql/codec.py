@@ -65,6 +65,29 @@ ONE_TRIAL = (
     .where(TrialRow.id == bindparam("p_id"))
 )  # fmt: skip
 
+#: Several trials with their arms and observations in one round trip (a few changed trials
+#: of a cached experiment): one row per (trial, arm, metric).
+SOME_TRIALS = (
+    select(
+        TrialRow.id, TrialRow.experiment_id, TrialRow.index, TrialRow.state, TrialRow.generator,
+        TrialRow.reason, TrialRow.trial_metadata, TrialRow.lease_expires_at, TrialRow.created_at,
+        TrialRow.updated_at, TrialArmRow.position, ArmRow.name.label("arm_name"),
+        ArmRow.parameters, ObservationRow.metric, ObservationRow.mean, ObservationRow.sem,
+        ObservationRow.n,
+    )
+    .join(TrialArmRow, TrialArmRow.trial_id == TrialRow.id)
+    .join(ArmRow, ArmRow.id == TrialArmRow.arm_id)
+    .outerjoin(
+        ObservationRow,
+        and_(ObservationRow.trial_id == TrialRow.id, ObservationRow.arm_id == ArmRow.id),
+    )
+    .where(TrialRow.id.in_(bindparam("p_ids", expanding=True)))
+)  # fmt: skip
+
+#: At most this many changed trials are read with :data:`SOME_TRIALS` (one round trip);
+#: more go through :func:`load_trials` (three queries, no row multiplication).
+JOINED_LOAD_MAX = 64
+
 #: The compare-and-set state change: ``UPDATE trials SET state = :new WHERE id = :id AND
 #: state = :old``. A concurrent change makes it miss (``rowcount == 0``), writing nothing.
 CAS_STATE = (
@@ -195,6 +218,28 @@ def load_one_trial(s: Session, trial_id: int, project: str | None) -> tuple[Tria
     return trial, {n: v[1] for n, v in arms.items()}
 
 
+def load_some_trials(s: Session, ids: list[int]) -> list[Trial]:
+    """The trials ``ids`` (a few: see :data:`JOINED_LOAD_MAX`) in one round trip, by index."""
+    trials: dict[int, tuple[Any, dict[str, tuple[int, dict]], dict]] = {}
+    for r in s.execute(SOME_TRIALS, {"p_ids": ids}):
+        _first, arms, obs = trials.setdefault(r.id, (r, {}, {}))
+        arms[r.arm_name] = (r.position, r.parameters)
+        if r.metric is not None:
+            obs.setdefault(r.arm_name, {})[r.metric] = Observation(r.metric, r.mean, r.sem, r.n)
+    out = [
+        Trial(
+            id=r.id, experiment_id=r.experiment_id, index=r.index, state=TrialState(r.state),
+            generator=r.generator,
+            arms=[Arm(n, dict(v[1])) for n, v in sorted(arms.items(), key=lambda kv: kv[1][0])],
+            observations=obs, created_at=r.created_at, updated_at=r.updated_at,
+            lease_expires_at=r.lease_expires_at, reason=r.reason,
+            metadata=dict(r.trial_metadata or {}),
+        )
+        for r, arms, obs in trials.values()
+    ]  # fmt: skip
+    return sorted(out, key=lambda t: t.index)
+
+
 def load_trial(s: Session, trial_id: int, project: str | None = None) -> Trial:
     """One trial through :func:`load_trials`; ``NotFoundError`` as :func:`load_one_trial`."""
     stmt = select(TrialRow.id).where(TrialRow.id == trial_id)
@@ -308,10 +353,14 @@ class ExperimentCache:
             cache = self._trials.setdefault(experiment_id, {})
             stale = [k.id for k in keys if cache.get(k.id, (None,))[0] != (k[1], k[2])]
         if stale:
-            stmt = select(TrialRow.id).where(TrialRow.experiment_id == experiment_id)
-            if len(stale) < 500:
-                stmt = stmt.where(TrialRow.id.in_(stale))
-            fresh = {t.id: t for t in load_trials(s, stmt)}
+            if len(stale) <= JOINED_LOAD_MAX:  # the usual case: a few trials told since
+                loaded = load_some_trials(s, stale)
+            else:
+                stmt = select(TrialRow.id).where(TrialRow.experiment_id == experiment_id)
+                if len(stale) < 500:
+                    stmt = stmt.where(TrialRow.id.in_(stale))
+                loaded = load_trials(s, stmt)
+            fresh = {t.id: t for t in loaded}
             with self._lock:
                 for k in keys:
                     if k.id in fresh:
@@ -325,13 +374,16 @@ class ExperimentCache:
 
 __all__ = [
     "CAS_STATE",
+    "JOINED_LOAD_MAX",
     "ONE_TRIAL",
+    "SOME_TRIALS",
     "ExperimentCache",
     "copy_trial",
     "event_from_row",
     "experiment_row",
     "job_from_row",
     "load_one_trial",
+    "load_some_trials",
     "load_trial",
     "load_trials",
 ]

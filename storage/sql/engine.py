@@ -5,7 +5,8 @@ database at the current schema.
   keys on, and its transactions are begun by us (``BEGIN DEFERRED`` for reads, ``BEGIN
   IMMEDIATE`` when a session asks for it with the ``sqlite_begin`` execution option), so a
   writer takes SQLite's single write lock up front instead of failing to upgrade a read lock.
-* PostgreSQL uses a pre-pinged pool.
+* PostgreSQL uses a pool without pre-ping: a dead pooled connection fails its first statement
+  and the transaction runner retries (:func:`~assay.storage.sql.session.is_transient`).
 * :func:`open_schema` upgrades (concurrent openers wait on an advisory lock) or refuses an
   out-of-date schema, naming ``assay db upgrade``.
 
@@ -59,7 +60,11 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             conn.exec_driver_sql(f"BEGIN {mode}")
 
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=2 * pool_size, pool_pre_ping=True)
+    # No pre-ping: it costs a round trip on every checkout (a tell is six in all). A pooled
+    # connection that died (server restart) fails its first statement instead; SQLAlchemy
+    # then invalidates it, the pool drops its siblings, and the transaction runner retries
+    # the whole transaction (``is_transient``: a disconnect is transient).
+    return create_engine(url, pool_size=pool_size, max_overflow=2 * pool_size)
 
 
 def open_schema(engine: Engine, *, migrate: bool) -> None:

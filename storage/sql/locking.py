@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import threading
 import time
@@ -28,12 +29,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from assay.platform.errors import LockTimeoutError, StorageBusyError
-from assay.platform.experiment import Experiment, Trial, utcnow
+from assay.platform.experiment import Arm, Experiment, Trial, utcnow
 from assay.storage.base import ExperimentLock, NewTrial
 from assay.storage.orm import (
     ArmRow,
@@ -43,7 +44,7 @@ from assay.storage.orm import (
     TrialEventRow,
     TrialRow,
 )
-from assay.storage.sql.codec import load_one_trial, load_trial
+from assay.storage.sql.codec import load_trial
 from assay.storage.sql.session import SqlDatabase, first_line
 
 T = TypeVar("T")
@@ -186,51 +187,91 @@ class SqlExperimentLock(ExperimentLock):
         generator_state: Mapping[str, Any] | None = None,
         model_state: Mapping[str, Any] | None = None,
     ) -> list[Trial]:
-        exp_id = self.experiment.id
+        """Insert the trials, their new arms, their links and their "created" events in a
+        fixed handful of statements whatever ``len(trials)`` (multi-row inserts with
+        ``RETURNING``), and return them built from what was written (no read-back).
+
+        The next trial number and the existing arms come from the locked snapshot: every
+        path that creates trials holds the experiment's lock, so the snapshot is complete;
+        should it ever not be, the unique constraints on ``(experiment, index)`` and
+        ``(experiment, arm name)`` make the insert clash and the ask runs again
+        (:func:`ask_clash`).
+        """
+        exp = self.experiment
+        exp_id = exp.id
+        next_index = max((t.index for t in exp.trials), default=-1) + 1
+        known = {a.name: a.parameters for t in exp.trials for a in t.arms}
+        # What the JSON columns give back when read (tuples become lists, ...), so the
+        # returned trials equal a later read of the same rows; a reused arm keeps its stored
+        # parameters.
+        specs = [
+            (
+                spec,
+                stored_json(spec.metadata),
+                [(n, stored_json(known.get(n, p))) for n, p in spec.arms],
+            )
+            for spec in trials
+        ]
 
         def fn(s: Session) -> list[Trial]:
             now = utcnow()
-            index = s.scalar(
-                select(func.coalesce(func.max(TrialRow.index) + 1, 0)).where(
-                    TrialRow.experiment_id == exp_id
+            trial_rows = [
+                {"experiment_id": exp_id, "index": next_index + k, "state": spec.state.value,
+                 "generator": spec.generator, "reason": None, "trial_metadata": meta,
+                 "lease_expires_at": spec.lease_expires_at, "created_at": now, "updated_at": now}
+                for k, (spec, meta, _) in enumerate(specs)
+            ]  # fmt: skip
+            # RETURNING the natural key with the id: any row order will do, so every backend
+            # batches the rows into one statement (``sort_by_parameter_order`` would make
+            # SQLite send one INSERT per row).
+            by_index = dict(
+                s.execute(insert(TrialRow).returning(TrialRow.index, TrialRow.id), trial_rows).all()
+            )
+            ids = [by_index[next_index + k] for k in range(len(specs))]
+            reused = sorted({n for _, _, arms in specs for n, _ in arms if n in known})
+            arm_ids: dict[str, int] = {}
+            if reused:
+                arm_ids.update(
+                    s.execute(
+                        select(ArmRow.name, ArmRow.id).where(
+                            ArmRow.experiment_id == exp_id, ArmRow.name.in_(reused)
+                        )
+                    ).all()
                 )
-            )
-            names = {name for spec in trials for name, _ in spec.arms}
-            arm_ids = dict(
-                s.execute(
-                    select(ArmRow.name, ArmRow.id).where(
-                        ArmRow.experiment_id == exp_id, ArmRow.name.in_(names)
-                    )
-                ).all()
-            )
-            ids = []
-            for spec in trials:
-                row = TrialRow(
-                    experiment_id=exp_id, index=index, state=spec.state.value,
-                    generator=spec.generator, reason=None, trial_metadata=dict(spec.metadata),
-                    lease_expires_at=spec.lease_expires_at, created_at=now, updated_at=now,
-                )  # fmt: skip
-                s.add(row)
-                s.flush()
-                for position, (name, params) in enumerate(spec.arms):
+            fresh: dict[str, dict[str, Any]] = {}
+            for _, _, arms in specs:
+                for name, params in arms:
                     if name not in arm_ids:
-                        arm = ArmRow(experiment_id=exp_id, name=name, parameters=dict(params))
-                        s.add(arm)
-                        s.flush()
-                        arm_ids[name] = arm.id
-                    s.add(TrialArmRow(trial_id=row.id, arm_id=arm_ids[name], position=position))
-                s.add(
-                    TrialEventRow(
-                        experiment_id=exp_id, trial_id=row.id, from_state=None,
-                        to_state=spec.state.value, at=now, actor=actor, reason="created",
-                        details={},
-                    )
-                )  # fmt: skip
-                ids.append(row.id)
-                index += 1
+                        fresh.setdefault(name, params)
+            if fresh:
+                rows = s.execute(
+                    insert(ArmRow).returning(ArmRow.name, ArmRow.id),
+                    [
+                        {"experiment_id": exp_id, "name": n, "parameters": p}
+                        for n, p in fresh.items()
+                    ],
+                ).all()
+                arm_ids.update((name, arm_id) for name, arm_id in rows)
+            s.execute(
+                insert(TrialArmRow),
+                [
+                    {"trial_id": tid, "arm_id": arm_ids[name], "position": position}
+                    for tid, (_, _, arms) in zip(ids, specs, strict=True)
+                    for position, (name, _) in enumerate(arms)
+                ],
+            )
+            s.execute(
+                insert(TrialEventRow),
+                [
+                    {"experiment_id": exp_id, "trial_id": tid, "from_state": None,
+                     "to_state": spec.state.value, "at": now, "actor": actor,
+                     "reason": "created", "details": {}}
+                    for tid, (spec, _, _) in zip(ids, specs, strict=True)
+                ],
+            )  # fmt: skip
             if idempotency_key is not None:
-                s.add(
-                    IdempotencyKeyRow(
+                s.execute(
+                    insert(IdempotencyKeyRow).values(
                         experiment_id=exp_id, key=idempotency_key, trial_ids=ids, created_at=now
                     )
                 )
@@ -240,10 +281,22 @@ class SqlExperimentLock(ExperimentLock):
             if model_state:
                 values["model_state"] = dict(model_state)
             s.execute(update(ExperimentRow).where(ExperimentRow.id == exp_id).values(**values))
-            s.flush()
-            return [load_one_trial(s, i, None)[0] for i in ids]
+            return [
+                Trial(
+                    id=tid, experiment_id=exp_id, index=next_index + k, state=spec.state,
+                    generator=spec.generator, arms=[Arm(n, p) for n, p in arms],
+                    observations={}, created_at=now, updated_at=now,
+                    lease_expires_at=spec.lease_expires_at, reason=None, metadata=meta,
+                )
+                for k, (tid, (spec, meta, arms)) in enumerate(zip(ids, specs, strict=True))
+            ]  # fmt: skip
 
         return self._write(fn)
 
 
-__all__ = ["ProcessLocks", "SqlExperimentLock", "ask_clash", "busy_experiment"]
+def stored_json(value: Any) -> Any:
+    """``value`` as a JSON column returns it (a copy: tuples become lists, keys strings)."""
+    return json.loads(json.dumps(value))
+
+
+__all__ = ["ProcessLocks", "SqlExperimentLock", "ask_clash", "busy_experiment", "stored_json"]

@@ -50,7 +50,11 @@ def is_unique_violation(exc: BaseException) -> bool:
 
 def is_transient(exc: BaseException) -> bool:
     """A failure the same transaction may not hit again: PostgreSQL serialization failure
-    (40001), deadlock (40P01), lock not available (55P03); SQLite locked or busy."""
+    (40001), deadlock (40P01), lock not available (55P03); SQLite locked or busy; a lost
+    connection (SQLAlchemy invalidated it: e.g. a pooled connection the server closed on
+    restart; the pool replaces it, and the server rolled back what it had not committed)."""
+    if getattr(exc, "connection_invalidated", False):
+        return True
     orig = getattr(exc, "orig", None)
     if getattr(orig, "sqlstate", None) in ("40001", "40P01", "55P03"):
         return True

@@ -1,0 +1,134 @@
+"""The request path's round trips to the database (issue 19, service throughput).
+
+An ask holds the experiment's lock for every statement it sends, and a tell is a handful of
+statements: on a busy server the number of round trips, not Python, sets the throughput.
+These tests pin the counts (so a change that adds a query per trial, or re-reads what it
+just wrote, fails here), check that what an ask returns is what a later read gives, and that
+a pooled PostgreSQL connection that died is replaced without an error (the pool no longer
+pre-pings every checkout).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import event
+
+from assay.service.engine import Engine
+
+EXP = {
+    "name": "rt",
+    "parameters": [
+        {"name": "x", "type": "float", "bounds": [0, 1]},
+        {"name": "y", "type": "float", "bounds": [0, 1]},
+    ],
+    "objective": "f",
+    "outcome_constraints": ["c <= 0.8"],
+    "generator": "sobol",
+    "seed": 0,
+}
+OBS = {"f": [0.1, 0.01], "c": [0.2, 0.01]}
+
+
+@contextmanager
+def counting(store):
+    """Count the statements ``store``'s engine sends (BEGIN/COMMIT not included)."""
+    sent: list[str] = []
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        verb = statement.split(None, 1)[0].upper()
+        if verb not in ("BEGIN", "COMMIT", "ROLLBACK"):  # SQLite's own BEGIN IMMEDIATE
+            sent.append(statement if verb == "SELECT" and statement[7:].strip() == "1" else verb)
+
+    event.listen(store.engine, "before_cursor_execute", before)
+    try:
+        yield sent
+    finally:
+        event.remove(store.engine, "before_cursor_execute", before)
+
+
+def test_sobol_ask_and_tell_use_a_fixed_handful_of_statements(sql_store):
+    engine = Engine(sql_store)
+    exp = engine.create_experiment(EXP)
+    for _ in range(3):  # warm: the snapshot cache holds the experiment's trials
+        engine.tell(engine.ask(exp.id, 1)[0].id, OBS)
+    with counting(sql_store) as one:
+        trial = engine.ask(exp.id, 1)[0]
+    with counting(sql_store) as hundred:
+        engine.ask(exp.id, 100)
+    with counting(sql_store) as tell:
+        engine.tell(trial.id, OBS)
+    # lock + key scan + (changed trials) + trials, arms, links, events + experiment update
+    assert len(one) <= 8, one
+    # more trials per ask are the same multi-row statements, not more round trips
+    assert len(hundred) <= len(one) + 1, hundred
+    # trial with its arms, compare-and-set, observations, event
+    assert len(tell) <= 4, tell
+    assert not any(s.startswith("SELECT 1") for s in one + tell)  # no pre-ping on checkout
+
+
+def test_ask_returns_what_a_later_read_gives(sql_store):
+    """The trials an ask returns are built from what it wrote, not read back: they must
+    equal a fresh read, arms reused by name (the control) included."""
+    engine = Engine(sql_store)
+    exp = engine.create_experiment(
+        {**EXP, "name": "ab", "status_quo": {"x": 0.5, "y": 0.5}, "generator": "sobol"}
+    )
+    asked = engine.ask(exp.id, 5, idempotency_key="k1", lease_seconds=60)
+    batch = engine.ask_batch(exp.id, 4)
+    batch2 = engine.ask_batch(exp.id, 3, include=[batch.arms[1].name])
+    for t in [*asked, batch, batch2]:
+        stored = sql_store.get_trial(t.id)
+        assert stored == t
+    assert [t.index for t in asked] == [0, 1, 2, 3, 4]
+    assert batch2.arms[0].name == batch.arms[0].name == "status_quo"
+    assert batch2.arms[1].name == batch.arms[1].name
+    assert engine.ask(exp.id, 5, idempotency_key="k1") == asked  # replay reads them back
+
+
+def test_pg_dead_pooled_connection_is_replaced(postgres_url):
+    """Without pre-ping, a pooled connection the server closed fails its first statement;
+    the transaction runner retries on a fresh connection and the caller sees no error."""
+    from assay.storage.factory import open_store
+
+    store = open_store(postgres_url)
+    try:
+        engine = Engine(store)
+        exp = engine.create_experiment(EXP)
+        trial = engine.ask(exp.id, 1)[0]
+        with store.engine.connect() as c:  # every pooled connection but this one dies
+            c.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        told = engine.tell(trial.id, OBS)
+        assert told.state.value == "completed"
+        assert engine.ask(exp.id, 1)[0].index == 1
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("n", [1, 7])
+def test_joined_load_of_changed_trials_matches_full_load(sql_store, n):
+    """Changed trials are re-read in one joined query (few) or three (many): same result."""
+    from sqlalchemy import select
+
+    from assay.storage.orm import TrialRow
+    from assay.storage.sql.codec import load_some_trials, load_trials
+
+    engine = Engine(sql_store)
+    exp = engine.create_experiment({**EXP, "name": f"j{n}", "status_quo": {"x": 0.5, "y": 0.5}})
+    engine.ask_batch(exp.id, 3)
+    for t in engine.ask(exp.id, n):
+        engine.tell(t.id, OBS)
+
+    ids_stmt = select(TrialRow.id).where(TrialRow.experiment_id == exp.id)
+
+    def both(s):
+        full = load_trials(s, ids_stmt)
+        return full, load_some_trials(s, [t.id for t in full])
+
+    full, joined = sql_store.run_transaction(both, write=False)
+    assert joined == full
+    assert len(full) == n + 1
