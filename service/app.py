@@ -22,7 +22,7 @@ from assay import __version__
 from assay.dashboards.jobs import StoreJobsView
 from assay.dashboards.routes import mount_dashboard
 from assay.platform.errors import AssayError
-from assay.service.api import experiments, interchange, jobs, privacy, projects, trials
+from assay.service.api import experiments, interchange, jobs, privacy, projects, trials, webhooks
 from assay.service.auth import KeyResolver
 from assay.service.engine import Engine
 from assay.service.errors import error_response, response_for, status_for
@@ -35,6 +35,7 @@ from assay.service.observability import (
 )
 from assay.service.schemas import ErrorResponse
 from assay.service.settings import Settings
+from assay.service.webhooks import Deliverer
 from assay.storage.base import Store
 
 log = logging.getLogger("assay.service")
@@ -122,6 +123,9 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         reaper = LeaseReaper(store, settings.reaper_interval_s)
         reaper.start()
+        deliverer = Deliverer(store, settings.webhook_interval_s,
+                              backoff_s=settings.webhook_backoff_s)  # fmt: skip
+        deliverer.start()
         if orchestrator is not None:
             orchestrator.start()
         try:
@@ -130,6 +134,7 @@ def create_app(
             if orchestrator is not None:
                 orchestrator.stop()
             reaper.stop()
+            deliverer.stop()
 
     app = FastAPI(
         title="Assay",
@@ -197,6 +202,7 @@ def create_app(
     app.include_router(experiments.router, prefix="/api/v1")
     app.include_router(trials.router, prefix="/api/v1")
     app.include_router(jobs.router, prefix="/api/v1")
+    app.include_router(webhooks.router, prefix="/api/v1")
     app.include_router(privacy.router, prefix="/api/v1")  # budgets, DP synthetic releases
     mount_dashboard(app)  # pages at /, static files at /static
     app.state.jobs_view = StoreJobsView(store)
