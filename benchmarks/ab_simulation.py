@@ -240,6 +240,36 @@ def run_one(method: str, seed: int, rounds: int) -> dict:
     return {"method": method, "seed": seed, "history": history, "ask_seconds": ask_seconds}
 
 
+def batch_ask_latency(seed: int, batches: int = 10) -> dict:
+    """Issue 19, target 4: wall and CPU seconds of one 8-arm ``noisy_ei`` batch ask at
+    *default* settings after ``batches`` completed batches (control + 7 arms each).
+
+    The earlier batches are quasi-random arms carried in with ``include=`` (no generation),
+    so only the timed ask runs the model; the data are the simulator's (relativized, SEMs,
+    batch effects)."""
+    _import_assay()
+    import assay
+
+    rng = np.random.default_rng(20_000 + seed)
+    client = assay.Client()
+    exp = client.create_experiment(
+        name=f"latency-{seed}",
+        parameters=[{"name": n, "type": "float", "bounds": [0.0, 1.0]} for n in CONTROL],
+        objective="conversion", outcome_constraints=CONSTRAINTS, status_quo=CONTROL,
+        generator="noisy_ei", seed=seed,
+    )  # fmt: skip
+    for _ in range(batches):
+        arms = [{n: float(v) for n, v in zip(CONTROL, rng.random(D), strict=True)}
+                for _ in range(N_ARMS - 1)]  # fmt: skip
+        trial = client.ask_batch(exp.id, N_ARMS, include=arms)
+        client.tell_batch(trial.id, measure(trial, rng))
+    t0, c0 = time.perf_counter(), time.process_time()
+    trial = client.ask_batch(exp.id, N_ARMS)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    client.close()
+    return {"seed": seed, "wall": wall, "cpu": cpu, "arms": len(trial.arms)}
+
+
 def _cached(args: tuple[str, int, int, bool]) -> dict:
     method, seed, rounds, fresh = args
     path = CACHE / f"{WORLD}-{method}-{seed}-r{rounds}.json"
@@ -270,7 +300,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="2 seeds, 2 rounds")
     ap.add_argument("--fresh", action="store_true", help="ignore cached runs")
     ap.add_argument("--json", default="", help="also write the per-seed results here")
+    ap.add_argument(
+        "--batch-latency", type=int, default=0, metavar="BATCHES",
+        help="only time one default-settings 8-arm batch ask after BATCHES batches per seed",
+    )  # fmt: skip
     a = ap.parse_args(argv)
+    if a.batch_latency:
+        rows = [batch_ask_latency(s, a.batch_latency) for s in range(a.seeds)]
+        for r in rows:
+            print(f"seed {r['seed']}: {r['arms']}-arm batch ask after {a.batch_latency} batches: "
+                  f"{r['wall']:.2f} s wall, {r['cpu']:.2f} s CPU")  # fmt: skip
+        print(f"median: {statistics.median(r['wall'] for r in rows):.2f} s wall, "
+              f"{statistics.median(r['cpu'] for r in rows):.2f} s CPU")  # fmt: skip
+        return 0
     seeds, rounds = (2, 2) if a.quick else (a.seeds, a.rounds)
     jobs = [(m, s, rounds, a.fresh) for s in range(seeds) for m in a.methods]
     if a.workers > 1:

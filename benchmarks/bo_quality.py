@@ -49,7 +49,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 CACHE = Path(__file__).resolve().parents[1] / ".bench-cache" / "bo_quality"
@@ -67,10 +67,41 @@ class Problem:
     noise_sd: float
     optimum: float
     penalty: float  # value charged to an infeasible recommendation
+    #: parameter index -> "int" (integer within its bounds) or a list of categories (the
+    #: bounds entry is then ignored); other parameters are floats.
+    kinds: dict[int, str | list[str]] = field(default_factory=dict)
 
     @property
     def names(self) -> list[str]:
         return [f"x{i}" for i in range(len(self.bounds))]
+
+    def assay_parameters(self) -> list[dict]:
+        out = []
+        for i, (n, b) in enumerate(zip(self.names, self.bounds, strict=True)):
+            kind = self.kinds.get(i, "float")
+            if isinstance(kind, list):
+                out.append({"name": n, "type": "choice", "values": kind})
+            else:
+                out.append(
+                    {
+                        "name": n,
+                        "type": kind,
+                        "bounds": [int(v) for v in b] if kind == "int" else list(b),
+                    }
+                )
+        return out
+
+    def sample(self, rng: random.Random) -> list:
+        out: list = []
+        for i, (lo, hi) in enumerate(self.bounds):
+            kind = self.kinds.get(i, "float")
+            if isinstance(kind, list):
+                out.append(rng.choice(kind))
+            elif kind == "int":
+                out.append(rng.randint(int(lo), int(hi)))
+            else:
+                out.append(rng.uniform(lo, hi))
+        return out
 
     def feasible(self, x: list[float]) -> bool:
         return all(g(x) <= 0 for _, g in self.constraints)
@@ -104,6 +135,18 @@ def branin(x: list[float]) -> float:
     return (x[1] - b * x[0] ** 2 + c * x[0] - 6) ** 2 + 10 * (1 - t) * math.cos(x[0]) + 10
 
 
+_MIXED4_CAT = {"a": 0.25, "b": 0.0, "c": 0.4}
+
+
+def mixed4(x: list) -> float:
+    """Smooth in the floats, quadratic in the integer, an offset per category; the
+    unconstrained optimum (0.25, 0.8, 3, "b") violates the constraint."""
+    return (
+        (x[0] - 0.25) ** 2 + (x[1] - 0.8) ** 2 + 0.05 * (x[2] - 3) ** 2
+        + _MIXED4_CAT[x[3]] + 0.1 * math.sin(7 * x[0] * x[1])
+    )  # fmt: skip
+
+
 PROBLEMS = {
     "hartmann6_l1": Problem(
         "hartmann6_l1", [(0.0, 1.0)] * 6, hartmann6, [("l1", lambda x: sum(x) - 3.0)],
@@ -118,6 +161,18 @@ PROBLEMS = {
         0.1, 0.5998, 2.0,
     ),
     "branin": Problem("branin", [(-5.0, 10.0), (0.0, 15.0)], branin, [], 1.0, 0.397887, 308.0),
+    # Hartmann-6 with two constraints, the second active at the unconstrained optimum.
+    "hartmann6_2c": Problem(
+        "hartmann6_2c", [(0.0, 1.0)] * 6, hartmann6,
+        [("l1", lambda x: sum(x) - 3.0), ("ball", lambda x: sum((v - 0.5) ** 2 for v in x) - 0.25)],
+        0.1, math.nan, 0.0,
+    ),
+    # Mixed 4-D: two floats, an integer and a categorical; one constraint.
+    "mixed4": Problem(
+        "mixed4", [(0.0, 1.0), (0.0, 1.0), (0, 4), (0, 0)], mixed4,
+        [("budget", lambda x: x[0] + x[1] + 0.15 * x[2] - 1.3)],
+        0.05, math.nan, 2.0, kinds={2: "int", 3: ["a", "b", "c"]},
+    ),
 }  # fmt: skip
 
 
@@ -145,58 +200,64 @@ def run_assay(
     client = assay.Client()
     exp = client.create_experiment(
         name=problem.name,
-        parameters=[
-            {"name": n, "type": "float", "bounds": list(b)}
-            for n, b in zip(problem.names, problem.bounds, strict=True)
-        ],
+        parameters=problem.assay_parameters(),
         objective={"name": "f", "minimize": True},
         outcome_constraints=[f"{m} <= 0" for m, _ in problem.constraints],
         generator=generator,
         generator_settings=settings or {},
         seed=seed,
     )
-    xs, lat = [], []
+    xs, lat, model = [], [], []
     for _ in range(budget):
         t0 = time.perf_counter()
         [trial] = client.ask(exp.id)
         lat.append(time.perf_counter() - t0)
+        model.append(trial.generator != "sobol")
         x = [trial.parameters[n] for n in problem.names]
         xs.append(x)
         client.tell(trial.id, observe(problem, x, rng))
     best = client.best(exp.id)
-    return xs, lat, [best.parameters[n] for n in problem.names]
+    return xs, (lat, model), [best.parameters[n] for n in problem.names]
 
 
 def run_ax(problem: Problem, budget: int, seed: int) -> tuple[list, list, list | None]:
     from ax.api.client import Client
-    from ax.api.configs import RangeParameterConfig
+    from ax.api.configs import ChoiceParameterConfig, RangeParameterConfig
 
     rng = random.Random(10_000 + seed)
     client = Client(random_seed=seed)
-    client.configure_experiment(
-        parameters=[
-            RangeParameterConfig(name=n, bounds=b, parameter_type="float")
-            for n, b in zip(problem.names, problem.bounds, strict=True)
-        ]
-    )
+    params: list = []
+    for i, (n, b) in enumerate(zip(problem.names, problem.bounds, strict=True)):
+        kind = problem.kinds.get(i, "float")
+        if isinstance(kind, list):
+            params.append(ChoiceParameterConfig(name=n, values=kind, parameter_type="str"))
+        elif kind == "int":
+            params.append(
+                RangeParameterConfig(name=n, bounds=(int(b[0]), int(b[1])), parameter_type="int")
+            )
+        else:
+            params.append(RangeParameterConfig(name=n, bounds=b, parameter_type="float"))
+    client.configure_experiment(parameters=params)
     client.configure_optimization(
         objective="-f", outcome_constraints=[f"{m} <= 0" for m, _ in problem.constraints]
     )
-    xs, lat = [], []
+    xs, lat, model = [], [], []
     for _ in range(budget):
         t0 = time.perf_counter()
         trials = client.get_next_trials(max_trials=1)
         lat.append(time.perf_counter() - t0)
         [(index, params)] = trials.items()
-        x = [float(params[n]) for n in problem.names]
+        key = client._experiment.trials[index].generator_runs[0]._generator_key
+        model.append(key not in AX_QUASI_RANDOM)
+        x = [params[n] for n in problem.names]
         xs.append(x)
         client.complete_trial(index, raw_data=observe(problem, x, rng))
     try:
         params, *_ = client.get_best_parameterization(use_model_predictions=True)
-        rec = [float(params[n]) for n in problem.names]
+        rec = [params[n] for n in problem.names]
     except Exception:  # no feasible arm found
         rec = None
-    return xs, lat, rec
+    return xs, (lat, model), rec
 
 
 def run_optuna(problem: Problem, budget: int, seed: int) -> tuple[list, list, list | None]:
@@ -212,15 +273,21 @@ def run_optuna(problem: Problem, budget: int, seed: int) -> tuple[list, list, li
         seed=seed, constraints_func=constraints_func if problem.constraints else None
     )
     study = optuna.create_study(direction="minimize", sampler=sampler)
-    xs, lat = [], []
-    for _ in range(budget):
+    xs, lat, model = [], [], []
+    for i in range(budget):
         t0 = time.perf_counter()
         trial = study.ask()
-        x = [
-            trial.suggest_float(n, lo, hi)
-            for n, (lo, hi) in zip(problem.names, problem.bounds, strict=True)
-        ]
+        x = []
+        for j, (n, (lo, hi)) in enumerate(zip(problem.names, problem.bounds, strict=True)):
+            kind = problem.kinds.get(j, "float")
+            if isinstance(kind, list):
+                x.append(trial.suggest_categorical(n, kind))
+            elif kind == "int":
+                x.append(trial.suggest_int(n, int(lo), int(hi)))
+            else:
+                x.append(trial.suggest_float(n, lo, hi))
         lat.append(time.perf_counter() - t0)
+        model.append(i >= sampler._n_startup_trials)  # GPSampler's random start-up trials
         xs.append(x)
         obs = observe(problem, x, rng)
         for m, _ in problem.constraints:
@@ -233,7 +300,7 @@ def run_optuna(problem: Problem, budget: int, seed: int) -> tuple[list, list, li
             rec = None
     except ValueError:
         rec = None
-    return xs, lat, rec
+    return xs, (lat, model), rec
 
 
 def run_random(problem: Problem, budget: int, seed: int) -> tuple[list, list, list | None]:
@@ -241,13 +308,13 @@ def run_random(problem: Problem, budget: int, seed: int) -> tuple[list, list, li
     xs, lat, best, rec = [], [], math.inf, None
     for _ in range(budget):
         t0 = time.perf_counter()
-        x = [rng.uniform(lo, hi) for lo, hi in problem.bounds]
+        x = problem.sample(rng)
         lat.append(time.perf_counter() - t0)
         xs.append(x)
         obs = observe(problem, x, noise)
         if all(obs[m][0] <= 0 for m, _ in problem.constraints) and obs["f"][0] < best:
             best, rec = obs["f"][0], x
-    return xs, lat, rec
+    return xs, (lat, [False] * len(lat)), rec
 
 
 def run_assay_kg(problem: Problem, budget: int, seed: int) -> tuple[list, list, list | None]:
@@ -255,6 +322,9 @@ def run_assay_kg(problem: Problem, budget: int, seed: int) -> tuple[list, list, 
     # that the result does not depend on how busy the machine is (no other method has one).
     return run_assay(problem, budget, seed, "knowledge_gradient", {"max_seconds": 600.0})
 
+
+#: Ax generator keys of its quasi-random initial design (every other ask is model-based).
+AX_QUASI_RANDOM = {"Sobol", "Uniform", "CenterOfSearchSpace", "Center", None}
 
 METHODS = {
     "assay": run_assay,
@@ -280,11 +350,24 @@ def run_one(problem: Problem, method: str, seed: int, budget: int, fresh: bool) 
         return json.loads(path.read_text())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        xs, lat, rec = METHODS[method](problem, budget, seed)
-    result = {**score(problem, xs, rec), "latency": lat, "xs": xs, "rec": rec}
+        xs, (lat, model), rec = METHODS[method](problem, budget, seed)
+    result = {**score(problem, xs, rec), "latency": lat, "model_based": model, "xs": xs, "rec": rec}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result))
     return result
+
+
+def model_latency(rs: list[dict]) -> float:
+    """Median ask seconds over the model-based asks of the runs (all asks when none is)."""
+    lat = [
+        v
+        for r in rs
+        for v, m in zip(
+            r["latency"], r.get("model_based") or [True] * len(r["latency"]), strict=True
+        )
+        if m
+    ]
+    return statistics.median(lat) if lat else math.nan
 
 
 def mean_se(values: list[float]) -> tuple[float, float]:
@@ -327,9 +410,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
     print(f"\nBudget {args.budget} evaluations, q=1, {args.seeds} seeds; lower is better.\n")
     print(
-        "| problem | method | best feasible in-sample (mean ± SE) | recommended arm (mean ± SE) | infeasible recs | median ask s |"
+        "| problem | method | best feasible in-sample (mean ± SE) | recommended arm (mean ± SE) | infeasible recs | median ask s | median model-based ask s |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for pname in args.problems:
         for method in args.methods:
             rs = results[(pname, method)]
@@ -341,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
             bad = sum(r["rec_infeasible"] for r in rs)
             print(
                 f"| {pname} | {method} | {ins[0]:.4f} ± {ins[1]:.4f} | {rec[0]:.4f} ± {rec[1]:.4f} "
-                f"| {bad}/{len(rs)} | {lat:.3f} |"
+                f"| {bad}/{len(rs)} | {lat:.3f} | {model_latency(rs):.3f} |"
             )
     if "assay" in args.methods and "ax" in args.methods:
         print("\nTargets: Assay quality >= Ax within one SE; Assay median ask <= 0.5x Ax's.\n")
@@ -358,6 +441,28 @@ def main(argv: list[str] | None = None) -> int:
                 f"(assay {am:.4f} vs ax {xm:.4f}); latency ratio assay/ax = {la / lx:.2f} "
                 f"({'OK' if la <= 0.5 * lx else 'MISS'})"
             )
+    peers = [m for m in ("ax", "optuna") if m in args.methods]
+    if "assay" in args.methods and peers:
+        print(
+            "\nTargets (issue 19): Assay in-sample quality >= the best of "
+            f"{'/'.join(peers)} within one SE; median model-based ask <= Optuna GPSampler's.\n"
+        )
+        for pname in args.problems:
+            am, ase = mean_se([r["in_sample"] for r in results[(pname, "assay")]])
+            best = min((mean_se([r["in_sample"] for r in results[(pname, p)]]), p) for p in peers)
+            (bm, bse), bname = best
+            line = (
+                f"- {pname}: quality {'OK' if am <= bm + max(ase, bse) else 'MISS'} "
+                f"(assay {am:.4f} vs best peer {bname} {bm:.4f})"
+            )
+            if "optuna" in args.methods:
+                la = model_latency(results[(pname, "assay")])
+                lo = model_latency(results[(pname, "optuna")])
+                line += (
+                    f"; model-based ask assay/optuna = {la:.3f}/{lo:.3f} s = {la / lo:.2f}x "
+                    f"({'OK' if la <= lo else 'MISS'})"
+                )
+            print(line)
     if args.kg_summary and "knowledge_gradient" in args.methods:
         kg_summary(results, args.problems, [m for m in ("assay", "ax") if m in args.methods])
     return 0

@@ -17,6 +17,8 @@ Assay ask+tell throughput >= 2x Optuna RDB's on the same backend.
     python benchmarks/service_load.py                 # full run, markdown tables on stdout
     python benchmarks/service_load.py --quick         # fewer cycles
     python benchmarks/service_load.py --workers 2     # several uvicorn worker processes
+    python benchmarks/service_load.py --auth keys     # every request with a member API key
+    python benchmarks/service_load.py --clients 1 --sobol-only   # service overhead only
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ EXP = {
 }
 
 
+#: Sent with every request (``--auth keys`` puts a member key here).
+HEADERS: dict[str, str] = {}
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -55,7 +61,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 class Server:
-    def __init__(self, database_url: str, workers: int) -> None:
+    def __init__(self, database_url: str, workers: int, auth: str = "auto") -> None:
         import socket
 
         with socket.socket() as s:
@@ -66,10 +72,18 @@ class Server:
             [sys.executable, "-m", "assay.service.cli", "db", "upgrade", "--database-url", database_url],
             check=True, capture_output=True,
         )  # fmt: skip
+        if auth == "keys":
+            cmd = [sys.executable, "-m", "assay.service.cli", "keys", "create", "--project",
+                   "bench", "--database-url", database_url]  # fmt: skip
+            made = subprocess.run([*cmd, "--role", "member"], capture_output=True, text=True)
+            if made.returncode != 0:  # a version without roles
+                made = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            HEADERS["Authorization"] = f"Bearer {made.stdout.strip()}"
         self.log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "assay.service.cli", "serve", "--database-url", database_url,
-             "--port", str(self.port), "--log-level", "warning", "--workers", str(workers)],
+             "--port", str(self.port), "--log-level", "warning", "--workers", str(workers),
+             "--auth", auth],
             stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT,
             env={**os.environ, "ASSAY_REAPER_INTERVAL_S": "5"},
         )  # fmt: skip
@@ -101,6 +115,7 @@ def assay_cycles(url: str, generator: str, clients: int, cycles: int) -> dict:
     settings = {"num_restarts": 4, "raw_samples": 128} if generator == "noisy_ei" else {}
     exp = httpx.post(
         url + "/api/v1/experiments",
+        headers=HEADERS,
         json={
             **EXP,
             "name": name,
@@ -115,7 +130,7 @@ def assay_cycles(url: str, generator: str, clients: int, cycles: int) -> dict:
     lock = threading.Lock()
 
     def client(k: int) -> None:
-        with httpx.Client(base_url=url + "/api/v1", timeout=120) as http:
+        with httpx.Client(base_url=url + "/api/v1", timeout=120, headers=HEADERS) as http:
             for i in range(cycles):
                 t0 = time.perf_counter()
                 r = http.post(f"/experiments/{exp['id']}/trials:ask", json={"n": 1})
@@ -148,6 +163,7 @@ def assay_cycles(url: str, generator: str, clients: int, cycles: int) -> dict:
 def assay_tell_throughput(url: str, clients: int, per_client: int) -> float:
     exp = httpx.post(
         url + "/api/v1/experiments",
+        headers=HEADERS,
         json={
             **EXP,
             "name": f"tells-{clients}-{uuid.uuid4().hex[:6]}",
@@ -156,7 +172,7 @@ def assay_tell_throughput(url: str, clients: int, per_client: int) -> float:
         },
     ).json()
     ids: list[int] = []
-    with httpx.Client(base_url=url + "/api/v1", timeout=120) as http:
+    with httpx.Client(base_url=url + "/api/v1", timeout=120, headers=HEADERS) as http:
         for _ in range(clients * per_client // 100 + 1):
             r = http.post(f"/experiments/{exp['id']}/trials:ask", json={"n": 100})
             ids += [t["id"] for t in r.json()["trials"]]
@@ -165,7 +181,7 @@ def assay_tell_throughput(url: str, clients: int, per_client: int) -> float:
     lock = threading.Lock()
 
     def client(k: int) -> None:
-        with httpx.Client(base_url=url + "/api/v1", timeout=120) as http:
+        with httpx.Client(base_url=url + "/api/v1", timeout=120, headers=HEADERS) as http:
             for trial_id in ids[k::clients]:
                 r = http.post(
                     f"/trials/{trial_id}:complete",
@@ -212,6 +228,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--backends", nargs="*", default=["sqlite", "postgresql"])
+    parser.add_argument(
+        "--auth",
+        choices=["auto", "keys"],
+        default="auto",
+        help="keys: every request carries a member API key (all checks on)",
+    )
+    parser.add_argument("--clients", nargs="*", type=int, default=[1, 4, 16])
+    parser.add_argument(
+        "--sobol-only",
+        action="store_true",
+        help="only the sobol ask/tell cycles (no tell-only, Optuna, noisy_ei)",
+    )
     args = parser.parse_args(argv)
     cycles = {1: 60, 4: 30, 16: 15} if not args.quick else {1: 20, 4: 10, 16: 5}
     model_cycles = 8 if not args.quick else 4
@@ -235,13 +263,16 @@ def main(argv: list[str] | None = None) -> int:
             base = make_url(PG_ADMIN)
             assay_url = base.set(database=dbname).render_as_string(hide_password=False)
             optuna_url = base.set(database=f"{dbname}_optuna").render_as_string(hide_password=False)
-        server = Server(assay_url, args.workers)
+        server = Server(assay_url, args.workers, args.auth)
         try:
-            for clients in (1, 4, 16):
+            for clients in args.clients:
                 print(f"{backend}: {clients} clients ...", file=sys.stderr, flush=True)
-                sob = assay_cycles(server.url, "sobol", clients, cycles[clients])
+                sob = assay_cycles(server.url, "sobol", clients, cycles.get(clients, 15))
+                if args.sobol_only:
+                    rows.append((backend, clients, sob, float("nan"), float("nan"), None))
+                    continue
                 tell_rate = assay_tell_throughput(server.url, clients, tells_per_client)
-                opt = optuna_cycles(optuna_url, clients, cycles[clients])
+                opt = optuna_cycles(optuna_url, clients, cycles.get(clients, 15))
                 model = (
                     assay_cycles(server.url, "noisy_ei", clients, model_cycles)
                     if clients in (1, 4)
@@ -254,7 +285,9 @@ def main(argv: list[str] | None = None) -> int:
                 with admin.connect() as c:
                     for name in (dbname, f"{dbname}_optuna"):
                         c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    print(f"\nuvicorn workers: {args.workers}; machine: {os.cpu_count()} cores\n")
+    print(
+        f"\nuvicorn workers: {args.workers}; auth: {args.auth}; machine: {os.cpu_count()} cores\n"
+    )
     print(
         "| backend | clients | sobol ask p50 / p99 ms | tell p50 ms | ask+tell cycles/s (Assay) | ask+tell cycles/s (Optuna RDB) | ratio | tell-only obs/s | noisy_ei ask p50 / p99 ms | errors |"
     )

@@ -382,3 +382,186 @@ def arm_effects_figure(report: Any, metric: str) -> dict[str, Any]:
             shapes=shapes,
         ),
     }
+
+
+def pareto_figure(report: Any, x: str, y: str) -> dict[str, Any]:
+    """Two objectives of a :class:`~assay.platform.pareto_report.ParetoReport` against each
+    other: arms on the model's front in indigo with their 95% credible intervals (hover), the
+    front drawn as a step line, dominated arms greyed, arms observed infeasible marked with a
+    red cross; the reference point as a dashed corner."""
+    objs = {o["name"]: o for o in report.objectives}
+    sx = -1.0 if objs[x]["minimize"] else 1.0
+    sy = -1.0 if objs[y]["minimize"] else 1.0
+
+    def pt(a: Any, m: str) -> float:
+        e = a.estimates.get(m)
+        return e.mean if e is not None else a.observed.get(m, math.nan)
+
+    def hover(a: Any) -> str:
+        parts = [f"<b>{a.arm_name}</b>"]
+        for m in (x, y):
+            e = a.estimates.get(m)
+            if e is not None and e.lower is not None:
+                parts.append(f"{m}: {e.mean:.4g} [{e.lower:.4g}, {e.upper:.4g}]")
+            elif e is not None:
+                parts.append(f"{m}: {e.mean:.4g}")
+        if a.probability_front is not None:
+            parts.append(f"P(on the front) {a.probability_front:.2f}")
+        if a.probability_feasible is not None:
+            parts.append(f"P(feasible) {a.probability_feasible:.2f}")
+        return "<br>".join(parts)
+
+    groups = {
+        "on the front": [a for a in report.arms if a.on_front],
+        "dominated": [a for a in report.arms if not a.on_front and a.observed_feasible],
+        "infeasible": [a for a in report.arms if not a.on_front and not a.observed_feasible],
+    }
+    style = {
+        "on the front": {"color": ACCENT, "size": 10},
+        "dominated": {"color": "rgba(107, 114, 128, 0.45)", "size": 8},
+        "infeasible": {"color": BAD, "size": 9, "symbol": "x"},
+    }
+    data: list[dict[str, Any]] = []
+    for name, arms in groups.items():
+        if not arms:
+            continue
+        trace: dict[str, Any] = {
+            "type": "scatter", "mode": "markers", "name": name,
+            "x": [pt(a, x) for a in arms], "y": [pt(a, y) for a in arms],
+            "text": [hover(a) for a in arms], "hovertemplate": "%{text}<extra></extra>",
+            "marker": style[name],
+        }  # fmt: skip
+        if name == "on the front":
+
+            def err(m: str, up: bool, arms: list = arms) -> list[float]:
+                out = []
+                for a in arms:
+                    e = a.estimates.get(m)
+                    if e is None or e.lower is None:
+                        out.append(0.0)
+                    else:
+                        out.append((e.upper - e.mean) if up else (e.mean - e.lower))
+                return out
+
+            trace["error_x"] = {
+                "type": "data",
+                "symmetric": False,
+                "array": err(x, True),
+                "arrayminus": err(x, False),
+                "color": ACCENT,
+                "thickness": 1,
+            }
+            trace["error_y"] = {"type": "data", "symmetric": False, "array": err(y, True),
+                                "arrayminus": err(y, False), "color": ACCENT, "thickness": 1}  # fmt: skip
+        data.append(trace)
+    front = sorted(groups["on the front"], key=lambda a: sx * pt(a, x))
+    if front:
+        data.append(
+            {
+                "type": "scatter", "mode": "lines", "name": "front",
+                "x": [pt(a, x) for a in front], "y": [pt(a, y) for a in front],
+                "line": {"shape": "vh" if sx * sy > 0 else "hv", "color": ACCENT, "width": 1.5},
+                "hoverinfo": "skip",
+            }
+        )  # fmt: skip
+    shapes = []
+    ref = report.reference_point
+    if x in ref and y in ref:
+        rx, ry = ref[x]["value"], ref[y]["value"]
+        shapes = [
+            {"type": "line", "xref": "x", "yref": "paper", "x0": rx, "x1": rx, "y0": 0,
+             "y1": 1, "line": {"color": MUTED, "dash": "dash", "width": 1}},
+            {"type": "line", "xref": "paper", "yref": "y", "y0": ry, "y1": ry, "x0": 0,
+             "x1": 1, "line": {"color": MUTED, "dash": "dash", "width": 1}},
+        ]  # fmt: skip
+    unit = " (% vs control)" if report.relative else ""
+
+    def title(m: str) -> str:
+        return f"{m}{unit} ({'minimize' if objs[m]['minimize'] else 'maximize'})"
+
+    return {
+        "data": data,
+        "layout": layout(
+            xaxis=axis(title(x)), yaxis=axis(title(y)), height=380, shapes=shapes,
+        ),
+    }  # fmt: skip
+
+
+def hypervolume_figure(report: Any) -> dict[str, Any]:
+    """The hypervolume after each completed trial: of the observed front (ink) and of the
+    model's front (amber), against the same reference point."""
+    xs = [p.trial_index for p in report.trace]
+    data: list[dict[str, Any]] = [
+        {
+            "type": "scatter", "mode": "lines+markers", "name": "observed front",
+            "x": xs, "y": [p.observed for p in report.trace],
+            "line": {"color": INK, "shape": "hv"}, "marker": {"size": 5},
+        }
+    ]  # fmt: skip
+    if any(p.model is not None for p in report.trace):
+        data.append(
+            {
+                "type": "scatter", "mode": "lines", "name": "model front",
+                "x": xs, "y": [p.model for p in report.trace],
+                "line": {"color": MODEL, "shape": "hv", "dash": "dot"},
+            }
+        )  # fmt: skip
+    return {
+        "data": data,
+        "layout": layout(
+            xaxis=axis("trial"), yaxis=axis("hypervolume"), height=300,
+        ),
+    }  # fmt: skip
+
+
+def learning_curves_figure(
+    curves: list[Any], metric: str, line: list[tuple[int, float]], rule_name: str = ""
+) -> dict[str, Any]:
+    """All trials' learning curves of ``metric`` on one chart: completed trials in ink,
+    running ones in indigo, early-stopped ones in red with an ✕ where they stopped, and the
+    early-stopping rule's line (dashed amber) per step.
+
+    Args:
+        curves: :class:`~assay.platform.early_stopping.Curve` objects.
+        metric: The metric to draw.
+        line: ``[(step, value)]`` of the rule (empty: none).
+        rule_name: Legend label of the rule's line.
+    """
+    colour = {"completed": MUTED, "running": ACCENT, "early_stopped": BAD}
+    traces: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    stops_x, stops_y, stops_text = [], [], []
+    for c in curves:
+        pts = c.points.get(metric)
+        if not pts:
+            continue
+        state = c.state if c.state in colour else "completed"
+        traces.append({
+            "type": "scatter", "mode": "lines", "x": [s for s, _ in pts],
+            "y": _finite([v for _, v in pts]), "name": state.replace("_", " "),
+            "legendgroup": state, "showlegend": state not in seen,
+            "line": {"width": 1.5 if state != "completed" else 1, "color": colour[state]},
+            "hovertemplate": f"trial {c.trial_id}<br>step %{{x}}<br>{metric} %{{y:.4g}}"
+            "<extra></extra>",
+        })  # fmt: skip
+        seen.add(state)
+        if state == "early_stopped":
+            stops_x.append(pts[-1][0])
+            stops_y.append(pts[-1][1])
+            stops_text.append(f"trial {c.trial_id} stopped at step {pts[-1][0]}")
+    if stops_x:
+        traces.append({
+            "type": "scatter", "mode": "markers", "x": stops_x, "y": _finite(stops_y),
+            "name": "stopped here", "text": stops_text, "hoverinfo": "text",
+            "marker": {"symbol": "x", "size": 10, "color": BAD},
+        })  # fmt: skip
+    if line:
+        traces.append({
+            "type": "scatter", "mode": "lines", "x": [s for s, _ in line],
+            "y": _finite([v for _, v in line]), "name": rule_name or "stopping rule",
+            "line": {"width": 2, "dash": "dash", "color": MODEL},
+        })  # fmt: skip
+    return {
+        "data": traces,
+        "layout": layout(xaxis=axis("step"), yaxis=axis(metric)),
+    }

@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import torch
+
 from assay.platform.diagnostics import AnalysisModel, completed_count, fit_analysis_model
-from assay.platform.errors import NotFoundError
+from assay.platform.errors import NotFoundError, StorageBusyError
 from assay.platform.experiment import (
     Arm,
     Experiment,
@@ -32,6 +34,7 @@ from assay.platform.experiment import (
     Trial,
     TrialState,
 )
+from assay.platform.pareto import is_non_dominated
 from assay.platform.relative import control_arm_names, relative_effect
 from assay.platform.space import ChoiceParameter, FixedParameter
 from assay.storage.base import ExperimentSummary, Store
@@ -107,6 +110,8 @@ class ModelCache:
             if hit is None:
                 try:
                     hit = self.fit(experiment)
+                except StorageBusyError:  # no slot to fit in: not the model's failure
+                    raise
                 except Exception as e:  # cached too: a failing fit is not retried per panel
                     hit = e
                 self.fits += 1
@@ -345,12 +350,35 @@ def best_observed(exp: Experiment) -> BestObserved | None:
     return best
 
 
+def observed_front_trials(exp: Experiment) -> set[int]:
+    """Several objectives: the trials whose arm is on the raw observed Pareto front (observed
+    means, among single-arm trials meeting every constraint by :func:`observed_feasible` and
+    reporting every objective; no model, so the table stays cheap; the Pareto panel shows the
+    model's front). Empty with one objective."""
+    config = exp.config
+    if not config.is_multi_objective:
+        return set()
+    ids, points = [], []
+    for t in exp.trials:
+        if t.is_batch or t.state is not TrialState.COMPLETED or not t.arms:
+            continue
+        v = t.values
+        if all(o.name in v for o in config.objectives) and observed_feasible(config, v):
+            ids.append(t.id)
+            points.append([o.sign * v[o.name].mean for o in config.objectives])
+    if not points:
+        return set()
+    mask = is_non_dominated(torch.tensor(points, dtype=torch.float64))
+    return {i for i, on in zip(ids, mask.tolist(), strict=True) if on}
+
+
 # -- the trials table --------------------------------------------------------------------------
 @dataclass
 class TableQuery:
     state: str = ""
     q: str = ""
     feasible: str = ""  # "", "yes", "no"
+    front: str = ""  # "", "yes", "no": on the observed Pareto front (several objectives)
     sort: str = "index"
     dir: str = "desc"
     page: int = 1
@@ -358,8 +386,8 @@ class TableQuery:
 
     def params(self, **override: Any) -> dict[str, Any]:
         d = {
-            "state": self.state, "q": self.q, "feasible": self.feasible, "sort": self.sort,
-            "dir": self.dir, "page": self.page,
+            "state": self.state, "q": self.q, "feasible": self.feasible, "front": self.front,
+            "sort": self.sort, "dir": self.dir, "page": self.page,
         }  # fmt: skip
         d.update(override)
         return {k: v for k, v in d.items() if v not in ("", None)}
@@ -411,6 +439,10 @@ def query_trials(exp: Experiment, query: TableQuery) -> TablePage:
     if query.feasible in ("yes", "no"):
         want = query.feasible == "yes"
         trials = [t for t in trials if t.observations and trial_feasible(t, config) is want]
+    if query.front in ("yes", "no") and config.is_multi_objective:
+        on = observed_front_trials(exp)
+        want = query.front == "yes"
+        trials = [t for t in trials if t.observations and (t.id in on) is want]
     if query.sort not in sort_keys(exp):
         query.sort = "index"
     if query.dir not in ("asc", "desc"):

@@ -153,10 +153,13 @@ class StoreJobsView:
 
     Args:
         store: Any :class:`~assay.storage.base.Store`.
+        log_dir: The server's job log root: logs are read only below it, never through a
+            link (:func:`assay.platform.logfiles.open_log`).
     """
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, log_dir: str = ".assay/logs") -> None:
         self.store = store
+        self.log_dir = log_dir
 
     @property
     def available(self) -> bool:
@@ -250,16 +253,14 @@ class StoreJobsView:
         return list(curves.values())
 
     def log_tail(self, trial_id: int, *, project: str | None, lines: int = 200) -> str | None:
-        from pathlib import Path
+        from assay.platform.logfiles import LogUnavailableError, open_log, read_tail
 
         job = self.store.job_for_trial(trial_id, project=project)
         if job is None or not job.log_path:
             return None
-        path = Path(job.log_path)
-        if not path.exists():
-            return "(the log is on the machine that ran the job; use a shared ASSAY_LOG_DIR)"
-        with path.open("rb") as f:
-            f.seek(0, 2)
-            f.seek(max(0, f.tell() - 256 * lines))
-            text = f.read().decode("utf-8", "replace")
+        try:
+            with open_log(self.log_dir, job.log_path) as f:
+                text = read_tail(f, 256 * lines)
+        except LogUnavailableError as e:
+            return f"({e.message})"
         return "\n".join(text.splitlines()[-lines:])

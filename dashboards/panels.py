@@ -43,9 +43,12 @@ from assay.platform.diagnostics import (
     slices,
     sobol_importance,
 )
-from assay.platform.errors import AssayError, ValidationError
+from assay.platform.early_stopping import rule_line
+from assay.platform.errors import AssayError, NotFoundError, ValidationError
 from assay.platform.experiment import Experiment
+from assay.platform.pareto_report import pareto_report
 from assay.platform.space import ChoiceParameter
+from assay.platform.stopping import experiment_stopping
 
 log = logging.getLogger("assay.dashboards")
 
@@ -70,6 +73,9 @@ class PanelContext:
     models: ModelCache
     jobs: JobsView
     project: str | None
+    #: The store, for panels that read more than the snapshot (reports); ``None`` in tests
+    #: that build a context by hand.
+    store: Any = None
 
     def model(self) -> AnalysisModel:
         return self.models.get(self.experiment)
@@ -273,7 +279,74 @@ def arm_effects_panel(ctx: PanelContext) -> PanelResult:
     )
 
 
+def _objective_controls(exp: Experiment) -> list[Control]:
+    names = exp.config.objective_names
+    opts = [(m, m) for m in names]
+    return [Control("x", "x", opts, names[0]), Control("y", "y", opts, names[1 % len(names)])]
+
+
+def _pareto(ctx: PanelContext) -> Any:
+    """The Pareto report, or ``None`` before any arm has every objective observed."""
+    try:
+        return pareto_report(ctx.experiment)
+    except NotFoundError:
+        return None
+
+
+_NO_FRONT = {
+    "title": "No front yet",
+    "message": "Complete a trial that reports every objective; the Pareto front and its "
+    "hypervolume fill in by themselves.",
+}
+
+
+def pareto_panel(ctx: PanelContext) -> PanelResult:
+    """Two objectives against each other (:func:`assay.dashboards.charts.pareto_figure`)."""
+    x, y = (ctx.choice(c) for c in _objective_controls(ctx.experiment))
+    report = _pareto(ctx)
+    if report is None:
+        return PanelResult(empty=_NO_FRONT)
+    facts = [
+        ("arms on the front", f"{len(report.front)} of {len(report.arms)}"),
+        ("hypervolume (model)", fmt_value(report.hypervolume)),
+        ("hypervolume (observed)", fmt_value(report.observed_hypervolume)),
+    ]
+    ref = ", ".join(
+        f"{m} {fmt_value(r['value'])}{' (inferred)' if r['inferred'] else ''}"
+        for m, r in report.reference_point.items()
+    )
+    facts.append(("reference point", ref))
+    return PanelResult(figure=charts.pareto_figure(report, x, y), facts=facts, notes=report.notes)
+
+
+def hypervolume_panel(ctx: PanelContext) -> PanelResult:
+    """The hypervolume trace (:func:`assay.dashboards.charts.hypervolume_figure`)."""
+    report = _pareto(ctx)
+    if report is None:
+        return PanelResult(empty=_NO_FRONT)
+    return PanelResult(figure=charts.hypervolume_figure(report), notes=report.notes)
+
+
 PANELS: list[Panel] = [
+    Panel(
+        "pareto",
+        "Pareto front",
+        "Two objectives against each other: the model's front (posterior means with 95% "
+        "intervals) as a step line, dominated arms greyed, infeasible arms crossed; dashed: "
+        "the reference point.",
+        pareto_panel,
+        controls=_objective_controls,
+        applies=lambda exp: exp.config.is_multi_objective,
+        wide=True,
+    ),
+    Panel(
+        "hypervolume",
+        "Hypervolume per trial",
+        "The hypervolume dominated by the front of the arms observed so far, observed and "
+        "model-estimated, against the same reference point: it grows as the front improves.",
+        hypervolume_panel,
+        applies=lambda exp: exp.config.is_multi_objective,
+    ),
     Panel(
         "arm-effects",
         "Arm effects vs. control",
@@ -327,6 +400,69 @@ PANELS: list[Panel] = [
         feasibility_panel,
     ),
 ]
+
+
+def _curve_metric_control(exp: Experiment) -> Control:
+    es = exp.config.early_stopping
+    first = (es.metric if es is not None else None) or exp.config.objective.name
+    ms = [first, *(m for m in exp.config.metric_names if m != first)]
+    return Control("metric", "Metric", [(m, m) for m in ms], first)
+
+
+def learning_curves_panel(ctx: PanelContext) -> PanelResult:
+    """Every trial's reported curve of one metric, the early-stopping rule's line, where
+    trials were stopped, and the experiment-level stopping recommendation as facts."""
+    exp = ctx.experiment
+    if ctx.store is None:
+        return PanelResult(empty={"title": "No curves", "message": "No store to read from."})
+    metric = ctx.choice(_curve_metric_control(exp))
+    curves = ctx.store.experiment_curves(exp)
+    if not any(c.points.get(metric) for c in curves):
+        return PanelResult(
+            empty={
+                "title": f"No learning curves of {metric} yet",
+                "message": "Jobs report curve points with assay.report(step=..., "
+                f"{metric}=...); loops that run their own trials with client.report(...).",
+            }
+        )
+    es = exp.config.early_stopping
+    line: list[tuple[int, float]] = []
+    facts: list[tuple[str, str]] = []
+    if es is not None:
+        if (es.metric or exp.config.objective.name) == metric:
+            line = rule_line(es, exp.config.objective, curves)
+        facts.append(("early stopping", es.strategy))
+    stopped = sum(1 for c in curves if c.state == "early_stopped")
+    facts.append(("stopped early", f"{stopped} of {len(curves)} trials"))
+    decision = experiment_stopping(exp)
+    verdict = "done" if decision.done else "keep going"
+    facts.append((f"experiment ({decision.rule} rule)", verdict))
+    name = f"{es.strategy} rule" if es is not None else ""
+    return PanelResult(
+        figure=charts.learning_curves_figure(curves, metric, line, name),
+        facts=facts,
+        notes=[f"Stopping: {decision.reason}"],
+    )
+
+
+PANELS.insert(
+    0,
+    Panel(
+        "learning-curves",
+        "Learning curves",
+        "Every trial's reported curve; early-stopped trials end in a red cross, the dashed "
+        "line is the early-stopping rule at each step.",
+        learning_curves_panel,
+        controls=lambda exp: [_curve_metric_control(exp)],
+        applies=lambda exp: (
+            exp.config.job is not None
+            or exp.config.early_stopping is not None
+            or exp.config.stopping is not None
+        ),
+        wide=True,
+        model_based=False,
+    ),
+)
 
 
 def register_panel(panel: Panel, *, before: str | None = None) -> None:

@@ -49,6 +49,7 @@ from assay.dashboards.data import (
     experiment_summaries,
     fmt_duration,
     fmt_value,
+    observed_front_trials,
     query_trials,
     state_counts,
     trial_feasible,
@@ -56,7 +57,12 @@ from assay.dashboards.data import (
 )
 from assay.dashboards.jobs import JobsView, NoJobsView
 from assay.dashboards.panels import PanelContext, get_panel, panels_for, run_panel
-from assay.platform.diagnostics import InsufficientDataError, completed_count, model_trace
+from assay.platform.diagnostics import (
+    InsufficientDataError,
+    completed_count,
+    fit_analysis_model,
+    model_trace,
+)
 from assay.platform.errors import AssayError, AuthenticationError, NotFoundError
 from assay.platform.experiment import ExperimentStatus, TrialState
 from assay.service.auth import Principal
@@ -82,7 +88,12 @@ class Dashboard:
         self.app = app
         self.store = store
         self.snapshots = SnapshotCache(store)
-        self.models = ModelCache()
+        work = getattr(app.state, "model_work", None)  # the server's bounded model pool
+        self.models = (
+            ModelCache(lambda e: work.run(lambda: fit_analysis_model(e)))
+            if work is not None
+            else ModelCache()
+        )
         self.best_values = BestValueCache(store)
         #: Panel results per (experiment, completed trials, panel, controls): page visits
         #: and the live refresh reuse them until a trial completes.
@@ -135,8 +146,11 @@ class Dashboard:
         ctx.setdefault("auth_required", auth.auth_required(request))
         ctx.setdefault("who", who)
         ctx.setdefault("nav", "")
+        ctx.setdefault("csrf", auth.csrf_token(request))
         html = self.env.get_template(name).render(request=request, **ctx)
-        return HTMLResponse(html, status_code=status)
+        response = HTMLResponse(html, status_code=status)
+        auth.attach_csrf_cookie(request, response)
+        return response
 
 
 def _dash(request: Request) -> Dashboard:
@@ -285,6 +299,7 @@ def _table_query(request: Request) -> TableQuery:
     qp = request.query_params
     return TableQuery(
         state=qp.get("state", ""), q=qp.get("q", "")[:200], feasible=qp.get("feasible", ""),
+        front=qp.get("front", ""),
         sort=qp.get("sort", "index"), dir=qp.get("dir", "desc"),
         page=_int(qp.get("page"), 1, 1, 10**7),
     )  # fmt: skip
@@ -299,6 +314,7 @@ def _table_ctx(d: Dashboard, exp: Any, query: TableQuery, who: Principal) -> dic
         "durations": {t.id: duration_s(t, now) for t in page.rows},
         "feasible": {t.id: trial_feasible(t, exp.config) for t in page.rows},
         "arm_feasible": {t.id: arm_feasibility(t, exp.config) for t in page.rows},
+        "on_front": observed_front_trials(exp),
         "controls": {
             t.id: c.name for t in page.rows if (c := control_arm(t, exp.config)) is not None
         },
@@ -412,7 +428,10 @@ def experiment_panel(request: Request, experiment_id: ExperimentId, key: str) ->
     if panel is None:
         raise NotFoundError(f"no panel named {key!r}")
     params = dict(request.query_params)
-    ctx = PanelContext(exp, params, d.models, d.jobs, who.project)
+    ctx = PanelContext(exp, params, d.models, d.jobs, who.project, d.store)
+    # Data panels (learning curves) change with every report: never cached.
+    if not panel.model_based:
+        return JSONResponse(run_panel(panel, ctx).to_json())
     key = (exp.id, completed_count(exp), "panel", key, tuple(sorted(params.items())))
     return JSONResponse(d.cached(key, lambda: run_panel(panel, ctx).to_json()))
 
@@ -508,22 +527,29 @@ async def login_submit(request: Request) -> Response:
     form = parse_qs((await request.body()).decode("utf-8", "replace"))
     key = (form.get("key") or [""])[0]
     nxt = _safe_next((form.get("next") or ["/"])[0])
+    auth.check_csrf(request, (form.get("csrf") or [""])[0])
     if not auth.auth_required(request):
         return RedirectResponse(nxt, status_code=303)
     try:
-        _, cookie = auth.check_key(request, key)
+        _, session_id = auth.login(request, key)
+    except auth.TooManyAttempts as e:
+        response = d.render(
+            request, "login.html", status=429, next=nxt, error=e.message, nav="login"
+        )
+        response.headers["Retry-After"] = str(e.details.get("retry_after_s", 60))
+        return response
     except AuthenticationError as e:
         return d.render(request, "login.html", status=401, next=nxt, error=e.message, nav="login")
     response = RedirectResponse(nxt, status_code=303)
-    response.set_cookie(
-        auth.COOKIE, cookie, max_age=auth.COOKIE_MAX_AGE_S, httponly=True, samesite="lax",
-        secure=request.url.scheme == "https", path="/",
-    )  # fmt: skip
+    auth.set_session_cookie(request, response, session_id)
     return response
 
 
 @router.post("/logout")
-def logout(request: Request) -> Response:
+async def logout(request: Request) -> Response:
+    form = parse_qs((await request.body()).decode("utf-8", "replace"))
+    auth.check_csrf(request, (form.get("csrf") or [""])[0])
+    auth.logout(request)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(auth.COOKIE, path="/")
     return response

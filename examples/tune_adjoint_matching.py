@@ -24,10 +24,16 @@ classifier are trained once (the baseline run below, in this process) and shared
 through a disk cache (``$ASSAY_GENERATIVE_CACHE``). The same experiment created through the REST
 API runs inside ``assay serve``.
 
+With ``--objectives reward,diversity`` the trade-off itself is the result: a two-objective
+experiment (``noisy_ehvi``: expected hypervolume improvement), diversity's threshold (the
+reference point) at the same bound instead of a constraint; the run prints the Pareto front it
+found. Objectives named ``fd``/``fd_all``/``wall_time_s`` are minimized.
+
 Run (CPU, a few minutes; CUDA is used when available)::
 
     python examples/tune_adjoint_matching.py --budget 12 --parallelism 2
     python examples/tune_adjoint_matching.py --budget 3 --tiny   # seconds, smoke test
+    python examples/tune_adjoint_matching.py --budget 12 --objectives reward,diversity
 """
 
 from __future__ import annotations
@@ -66,6 +72,8 @@ TINY_PARAMETERS: list[dict[str, Any]] = [
     {"name": "loss_steps", "type": "int", "bounds": [2, 4]},
 ]
 TRACKED = ["fd", "fd_all", "target_accuracy", "wall_time_s"]
+#: Reported metrics that are better when smaller (minimized as objectives).
+SMALLER_IS_BETTER = {"fd", "fd_all", "wall_time_s"}
 
 
 def fixed_settings(*, tiny: bool = False, seed: int = 0, device: str = "auto") -> dict[str, Any]:
@@ -83,6 +91,7 @@ def experiment_config(
     parallelism: int = 1,
     timeout_s: float = 3600.0,
     cache_dir: str = "",
+    objectives: list[str] | None = None,
 ) -> dict[str, Any]:
     """The experiment (JSON form) that tunes Adjoint Matching on digits as jobs.
 
@@ -95,11 +104,16 @@ def experiment_config(
         parallelism: Jobs at once.
         timeout_s: Per-job wall-clock limit.
         cache_dir: Disk cache of the base flow and classifier shared by the jobs.
+        objectives: Several objectives (e.g. ``["reward", "diversity"]``): a multi-objective
+            experiment; ``diversity``, when one of them, gets ``diversity_bound`` as its
+            threshold instead of the constraint.
 
     Example:
         >>> cfg = experiment_config(4, 3.5)
         >>> cfg["job"]["entrypoint"], cfg["objective"], cfg["outcome_constraints"]
         ('assay.generative.workloads.adjoint_matching:run', 'reward', ['diversity >= 3.5'])
+        >>> experiment_config(4, 3.5, objectives=["reward", "diversity"])["objectives"]
+        [{'name': 'reward', 'minimize': False}, {'name': 'diversity', 'minimize': False, 'threshold': 3.5}]
     """
     tuned = TINY_PARAMETERS if tiny else PARAMETERS
     fixed = [{"name": k, "type": "fixed", "value": v}
@@ -112,13 +126,28 @@ def experiment_config(
         import torch
 
         gpus = 1 if torch.cuda.is_available() else 0
+    goal: dict[str, Any] = {
+        "objective": "reward",
+        "outcome_constraints": [f"diversity >= {diversity_bound:.6g}"],
+        "tracking_metrics": TRACKED,
+    }
+    if objectives and len(objectives) > 1:
+        objs: list[dict[str, Any]] = []
+        for m in objectives:
+            o: dict[str, Any] = {"name": m, "minimize": m in SMALLER_IS_BETTER}
+            if m == "diversity":
+                o["threshold"] = float(f"{diversity_bound:.6g}")
+            objs.append(o)
+        goal = {
+            "objectives": objs,
+            "outcome_constraints": [] if "diversity" in objectives else goal["outcome_constraints"],
+            "tracking_metrics": [m for m in [*TRACKED, "diversity"] if m not in objectives],
+        }
     return {
         "name": f"tune-adjoint-matching-digits{'-tiny' if tiny else ''}-{int(time.time())}",
         "description": "Adjoint Matching on digits: maximise log p(3|x), keep diversity.",
         "parameters": [dict(p) for p in tuned] + fixed,
-        "objective": "reward",
-        "outcome_constraints": [f"diversity >= {diversity_bound:.6g}"],
-        "tracking_metrics": TRACKED,
+        **goal,
         "seed": seed,
         "job": {
             "entrypoint": ENTRYPOINT,
@@ -144,6 +173,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     ap.add_argument("--device", default="auto")
     ap.add_argument(
+        "--objectives",
+        default="",
+        help="several objectives, comma-separated (e.g. reward,diversity): print the front",
+    )
+    ap.add_argument(
         "--cache-dir", default="", help="disk cache for the base model/classifier (default: temp)"
     )
     args = parse_tuning_arguments(ap, argv)
@@ -162,6 +196,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     config = experiment_config(
         args.budget, bound, tiny=args.tiny, seed=args.seed, device=args.device,
         parallelism=args.parallelism, timeout_s=args.timeout, cache_dir=cache_dir,
+        objectives=[m.strip() for m in args.objectives.split(",") if m.strip()] or None,
     )  # fmt: skip
     result = run_locally(
         config, database_url=args.database_url, log_dir=args.log_dir,
@@ -175,9 +210,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     tuned = {p["name"] for p in config["parameters"] if p["type"] != "fixed"}
     summary = result.summary(tuned, line=line, baseline=base, bound=bound)
+    if "objectives" in config:
+        summary["front"] = print_front(result.database_url, result.experiment_id, tuned)
     if args.json:
         print(json.dumps(summary, default=float))
     return summary
+
+
+def print_front(database_url: str, experiment_id: int, tuned: set[str]) -> list[dict[str, Any]]:
+    """Print the Pareto front the run found (:meth:`assay.Client.pareto`) and return it."""
+    import assay
+
+    with assay.Client(database_url) as client:
+        report = client.pareto(experiment_id)
+    names = [o["name"] for o in report.objectives]
+    print(f"Pareto front ({len(report.front)} arm(s)), hypervolume "
+          f"{report.hypervolume if report.hypervolume is not None else report.observed_hypervolume:.4g}"
+          f" against {json.dumps(report.reference_point)}")  # fmt: skip
+    front = []
+    for a in report.arms:
+        if not a.on_front:
+            continue
+        est = {m: round(a.estimates[m].mean, 4) for m in names if m in a.estimates}
+        params = {k: v for k, v in a.parameters.items() if k in tuned}
+        print(f"  {a.arm_name}: {est}  P(front) {a.probability_front}  {json.dumps(params)}")
+        front.append({"arm": a.arm_name, "estimates": est, "parameters": params})
+    return front
 
 
 if __name__ == "__main__":

@@ -81,6 +81,10 @@ class BestArm:
             :mod:`assay.platform.relative`), not raw levels.
         probability_best: ``{arm_name: P(arm is the best feasible observed arm)}``.
         probability_constraints: ``{constraint: P(it holds)}`` at the recommended arm.
+        front: With several objectives, the arms on the model's Pareto front (see
+            :func:`assay.platform.pareto_report.best_of_front`, which builds it); the
+            recommended arm is the one most likely on it and ``probability_best`` holds
+            ``P(on the front)``.
     """
 
     arm_name: str
@@ -94,6 +98,7 @@ class BestArm:
     relative: bool = False
     probability_best: dict[str, float] = field(default_factory=dict)
     probability_constraints: dict[str, float] = field(default_factory=dict)
+    front: list[str] = field(default_factory=list)
 
     def _repr_html_(self) -> str:
         from assay.platform.html import best_html
@@ -102,6 +107,7 @@ class BestArm:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "front": self.front,
             "arm_name": self.arm_name,
             "parameters": self.parameters,
             "trial_ids": self.trial_ids,
@@ -124,7 +130,7 @@ def fit_experiment_model(
     there is too little."""
     data = (outcomes or modelled_outcomes(experiment, relativize=_relativize(experiment))).data
     metrics = [m for m in experiment.config.modelled_metrics if m in data]
-    if experiment.config.objective.name not in data or data[experiment.config.objective.name].n < 2:
+    if any(o.name not in data or data[o.name].n < 2 for o in experiment.config.objectives):
         return None
     try:
         return fit_outcome_models(data, metrics, warm_start=experiment.model_state, seed=seed)

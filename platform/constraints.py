@@ -100,6 +100,21 @@ def _linear_terms(node: ast.AST, expr: str) -> tuple[dict[str, float], float]:
     raise fail(f"unsupported term {ast.unparse(node)!r} (use + - * / and numbers)")
 
 
+#: Limits on a constraint expression (a request must not buy a deep recursion or a 500).
+MAX_EXPRESSION_CHARS = 2000
+MAX_EXPRESSION_DEPTH = 200
+
+
+def _depth(tree: ast.AST) -> int:
+    """Nesting depth of an expression tree, walked without recursion."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, d = stack.pop()
+        deepest = max(deepest, d)
+        stack.extend((child, d + 1) for child in ast.iter_child_nodes(node))
+    return deepest
+
+
 def parse_parameter_constraint(expression: str) -> LinearConstraint:
     """Parse ``"x1 + 2*x2 <= 1.5"`` (or ``>=``) into a :class:`LinearConstraint`.
 
@@ -115,6 +130,11 @@ def parse_parameter_constraint(expression: str) -> LinearConstraint:
             f"parameter constraint must be a string, got {expression!r}",
             field="parameter_constraints",
         )
+    if len(expression) > MAX_EXPRESSION_CHARS:
+        raise ConstraintParseError(
+            f"parameter constraint is longer than {MAX_EXPRESSION_CHARS} characters",
+            field="parameter_constraints",
+        )
     try:
         tree = ast.parse(expression.strip(), mode="eval").body
     except SyntaxError as e:
@@ -122,6 +142,14 @@ def parse_parameter_constraint(expression: str) -> LinearConstraint:
             f"parameter constraint {expression!r} is not a valid expression: {e.msg}",
             field="parameter_constraints",
         ) from None
+    except (RecursionError, MemoryError):
+        tree = None
+    if tree is None or _depth(tree) > MAX_EXPRESSION_DEPTH:
+        raise ConstraintParseError(
+            f"parameter constraint {expression[:80]!r}... nests deeper than "
+            f"{MAX_EXPRESSION_DEPTH} levels",
+            field="parameter_constraints",
+        )
     if not (
         isinstance(tree, ast.Compare)
         and len(tree.ops) == 1

@@ -132,6 +132,15 @@ class StorageBusyError(StorageError):
     retry_after_s: int = 1
 
 
+class LockTimeoutError(StorageBusyError):
+    """Another request held the experiment's ask lock longer than the bounded wait
+    (PostgreSQL ``lock_timeout``, the SQLite ``flock`` timeout): not retried inside the
+    request, so a stuck lock costs each waiter at most the timeout (503 + ``Retry-After``)."""
+
+    code = "lock_timeout"
+    retry_after_s: int = 2
+
+
 class SchemaOutOfDateError(StorageError):
     """The database schema is older than this version of Assay."""
 

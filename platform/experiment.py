@@ -18,15 +18,26 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from assay.platform.early_stopping import EarlyStoppingConfig, StoppingRuleConfig
 from assay.platform.errors import (
     ConstraintParseError,
     InvalidTransitionError,
     ObservationError,
-    UnsupportedError,
     ValidationError,
 )
 from assay.platform.jobspec import JobSpec
 from assay.platform.space import SearchSpace
+
+#: The generator of an experiment with several objectives when none is named.
+DEFAULT_MULTI_OBJECTIVE_GENERATOR = "noisy_ehvi"
+
+#: Generators that optimize exactly one objective, and why (the 422 says so).
+SINGLE_OBJECTIVE_GENERATORS: dict[str, str] = {
+    "noisy_ei": "expected improvement needs one incumbent value to improve on",
+    "multi_step": "its lookahead tree values one objective's improvement, and a "
+    "multi-step hypervolume lookahead is not implemented",
+    "knowledge_gradient": "it values the model's best value of one objective",
+}
 
 _METRIC_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:/-]*$")
 
@@ -45,43 +56,138 @@ def check_metric_name(name: Any, where: str) -> str:
     return name
 
 
+_THRESHOLD_RE = re.compile(
+    r"^\s*(?P<op><=|>=)?\s*(?P<bound>[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*(?P<pct>%)?\s*$"
+)
+
+
 @dataclass(frozen=True)
 class Objective:
-    """A metric to maximize (default) or minimize."""
+    """A metric to maximize (default) or minimize, with an optional ``threshold``.
+
+    In an experiment with several objectives the thresholds are the *reference point* of the
+    hypervolume (Daulton et al. 2020, 2021): the worst value of the objective still worth
+    having. A maximized objective's threshold is a lower bound (``">= 0.7"`` or ``0.7``), a
+    minimized one's an upper bound (``"<= 50"`` or ``50``); ``relative`` thresholds (``"%"``)
+    are % changes against the control arm (``status_quo``). A threshold that is omitted is
+    inferred from the data, see :func:`assay.platform.pareto.infer_reference_point`.
+    """
 
     name: str
     minimize: bool = False
+    threshold: float | None = None
+    relative: bool = False
 
     def __post_init__(self) -> None:
         check_metric_name(self.name, "objective")
+        if self.threshold is not None and (
+            isinstance(self.threshold, bool)
+            or not isinstance(self.threshold, int | float)
+            or not math.isfinite(self.threshold)
+        ):
+            raise ValidationError(
+                f"objective {self.name!r}: threshold must be a finite number",
+                field="objective.threshold",
+            )
+        if self.threshold is not None:
+            object.__setattr__(self, "threshold", float(self.threshold))
+        if self.relative and self.threshold is None:
+            raise ValidationError(
+                f"objective {self.name!r}: relative needs a threshold (in % vs the control)",
+                field="objective.relative",
+            )
 
     @classmethod
     def parse(
         cls, spec: str | Mapping[str, Any] | Objective, where: str = "objective"
     ) -> Objective:
-        """``"accuracy"`` (maximize), ``{"name": "loss", "minimize": true}`` or an Objective."""
+        """``"accuracy"`` (maximize), ``{"name": "loss", "minimize": true}``,
+        ``{"name": "latency_ms", "minimize": true, "threshold": 50}``,
+        ``{"name": "revenue", "threshold": ">= -1%"}`` or an Objective.
+
+        Raises:
+            ValidationError: naming ``<where>.<field>``; a threshold whose operator points the
+                wrong way (``">="`` on a minimized objective, ``"<="`` on a maximized one) is
+                rejected: it would put the reference point on the wrong side of the front.
+        """
         if isinstance(spec, Objective):
             return spec
         if isinstance(spec, str):
             return cls(check_metric_name(spec, where))
         if isinstance(spec, Mapping):
-            unknown = set(spec) - {"name", "minimize"}
+            unknown = set(spec) - {"name", "minimize", "threshold", "relative"}
             if unknown:
                 raise ValidationError(
                     f"{where}: unknown field(s) {sorted(unknown)}", field=f"{where}.{min(unknown)}"
                 )
+            name = check_metric_name(spec.get("name"), f"{where}.name")
             minimize = spec.get("minimize", False)
             if not isinstance(minimize, bool):
                 raise ValidationError(
                     f"{where}.minimize must be true or false", field=f"{where}.minimize"
                 )
-            return cls(check_metric_name(spec.get("name"), f"{where}.name"), minimize)
+            relative = spec.get("relative", False)
+            if not isinstance(relative, bool):
+                raise ValidationError(
+                    f"{where}.relative must be true or false", field=f"{where}.relative"
+                )
+            threshold = spec.get("threshold")
+            if isinstance(threshold, str):
+                m = _THRESHOLD_RE.match(threshold)
+                if m is None:
+                    raise ValidationError(
+                        f"{where}.threshold: cannot parse {threshold!r}; write a number, "
+                        "'>= number' (maximized) or '<= number' (minimized), with % for a "
+                        "threshold relative to the control",
+                        field=f"{where}.threshold",
+                    )
+                want = "<=" if minimize else ">="
+                if m["op"] and m["op"] != want:
+                    raise ValidationError(
+                        f"{where}.threshold {threshold!r} has the wrong sign: {name!r} is "
+                        f"{'minimized' if minimize else 'maximized'}, so its threshold is "
+                        f"{'an upper' if minimize else 'a lower'} bound ('{want} ...')",
+                        field=f"{where}.threshold",
+                    )
+                relative = relative or m["pct"] is not None
+                threshold = float(m["bound"])
+            elif threshold is not None and (
+                isinstance(threshold, bool)
+                or not isinstance(threshold, int | float)
+                or not math.isfinite(threshold)
+            ):
+                raise ValidationError(
+                    f"{where}.threshold must be a finite number, got {threshold!r}",
+                    field=f"{where}.threshold",
+                )
+            if relative and threshold is None:
+                raise ValidationError(
+                    f"{where}.relative: a relative objective needs a threshold (% vs control)",
+                    field=f"{where}.relative",
+                )
+            return cls(name, minimize, threshold, relative)
         raise ValidationError(
             f"{where}: expected a metric name or object, got {spec!r}", field=where
         )
 
+    @property
+    def sign(self) -> float:
+        """``+1`` for a maximized objective, ``-1`` for a minimized one."""
+        return -1.0 if self.minimize else 1.0
+
+    @property
+    def threshold_expression(self) -> str | None:
+        if self.threshold is None:
+            return None
+        bound = f"{self.threshold:+g}%" if self.relative else f"{self.threshold:g}"
+        return f"{self.name} {'<=' if self.minimize else '>='} {bound}"
+
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "minimize": self.minimize}
+        d: dict[str, Any] = {"name": self.name, "minimize": self.minimize}
+        if self.threshold is not None:
+            d["threshold"] = self.threshold
+            d["relative"] = self.relative
+        return d
 
 
 _OC_RE = re.compile(
@@ -342,15 +448,21 @@ class ExperimentConfig:
     Args:
         name: Human name (unique per project in the service).
         search_space: The parameters and linear parameter constraints.
-        objectives: One objective now (the list is ready for several).
+        objectives: One objective, or several (a multi-objective experiment: the generator
+            then models all of them and the result is a Pareto front, see
+            :mod:`assay.platform.pareto`).
         outcome_constraints: Constraints on other metrics, e.g. ``latency_ms <= 20``.
         tracking_metrics: Further metrics that may be reported but are not optimized.
-        generator: ``"noisy_ei"`` (default) or ``"sobol"`` (more may be registered).
+        generator: ``"noisy_ei"`` (default with one objective), ``"noisy_ehvi"`` (default
+            with several), ``"parego"``, ``"sobol"`` (more may be registered).
         generator_settings: Generator options (e.g. ``{"n_initial": 8}``).
         seed: Makes proposals reproducible for the same data.
         max_trials: Optional budget (generators may use it, e.g. to shorten lookahead).
         status_quo: Optional control arm parameters.
         job: Optional job spec: run each trial as a job (see :mod:`assay.platform.jobspec`).
+        early_stopping: Optional trial-level early stopping from learning curves (see
+            :mod:`assay.platform.early_stopping`).
+        stopping: Optional experiment-level "done?" rule (see :mod:`assay.platform.stopping`).
     """
 
     name: str
@@ -365,25 +477,41 @@ class ExperimentConfig:
     status_quo: dict[str, Any] | None = None
     description: str = ""
     job: JobSpec | None = None
+    early_stopping: EarlyStoppingConfig | None = None
+    stopping: StoppingRuleConfig | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip() or len(self.name) > 200:
             raise ValidationError("name must be a non-empty string (<= 200 chars)", field="name")
         if not self.objectives:
             raise ValidationError("an experiment needs an objective", field="objective")
-        if len(self.objectives) > 1:
-            raise UnsupportedError(
-                "multi-objective optimization is not supported yet; give one objective",
-                field="objectives",
-            )
         names = [o.name for o in self.objectives]
+        for i, o in enumerate(self.objectives):
+            if o.name in names[:i]:
+                raise ValidationError(
+                    f"objectives[{i}]: {o.name!r} is already an objective (duplicate name)",
+                    field=f"objectives[{i}].name",
+                )
+            if o.relative and self.status_quo is None:
+                raise ValidationError(
+                    f"objectives[{i}]: the threshold of {o.name!r} is relative (%): the "
+                    "experiment needs a status_quo (control arm) to compare against",
+                    field=f"objectives[{i}].threshold",
+                )
+        if len(self.objectives) > 1 and self.generator in SINGLE_OBJECTIVE_GENERATORS:
+            raise ValidationError(
+                f"generator {self.generator!r} optimizes one objective: "
+                f"{SINGLE_OBJECTIVE_GENERATORS[self.generator]}; with several objectives use "
+                "'noisy_ehvi' (the default), 'parego' or 'sobol'",
+                field="generator",
+            )
         for i, m in enumerate(self.tracking_metrics):
             check_metric_name(m, f"tracking_metrics[{i}]")
         for i, c in enumerate(self.outcome_constraints):
             if c.metric in names:
                 raise ConstraintParseError(
-                    f"outcome_constraints[{i}]: {c.metric!r} is the objective; it cannot also "
-                    "be an outcome constraint",
+                    f"outcome_constraints[{i}]: {c.metric!r} is an objective; it cannot also "
+                    "be an outcome constraint (give the objective a threshold instead)",
                     field=f"outcome_constraints[{i}]",
                 )
             if c.relative and self.status_quo is None:
@@ -402,10 +530,25 @@ class ExperimentConfig:
             raise ValidationError("max_trials must be a positive integer", field="max_trials")
         if self.status_quo is not None:
             self.status_quo = self.search_space.validate(self.status_quo)
+        if self.early_stopping is not None:
+            self.early_stopping = EarlyStoppingConfig.parse(
+                self.early_stopping, metrics=self.metric_names, objective=self.objective.name
+            )
+        if self.stopping is not None:
+            self.stopping = StoppingRuleConfig.parse(self.stopping)
 
     @property
     def objective(self) -> Objective:
+        """The first objective (the only one of a single-objective experiment)."""
         return self.objectives[0]
+
+    @property
+    def is_multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    @property
+    def objective_names(self) -> list[str]:
+        return [o.name for o in self.objectives]
 
     @property
     def trial_budget(self) -> int | None:
@@ -447,7 +590,8 @@ class ExperimentConfig:
         known = {
             "name", "parameters", "parameter_constraints", "objective", "objectives",
             "outcome_constraints", "tracking_metrics", "generator", "generator_settings",
-            "seed", "max_trials", "status_quo", "description", "job",
+            "seed", "max_trials", "status_quo", "description", "job", "early_stopping",
+            "stopping",
         }  # fmt: skip
         unknown = set(d) - known
         if unknown:
@@ -482,7 +626,9 @@ class ExperimentConfig:
             raise ValidationError(
                 "generator_settings must be an object", field="generator_settings"
             )
-        generator = d.get("generator", "noisy_ei")
+        generator = d.get("generator")
+        if generator is None:  # the default depends on the number of objectives
+            generator = DEFAULT_MULTI_OBJECTIVE_GENERATOR if len(objectives) > 1 else "noisy_ei"
         if not isinstance(generator, str):
             raise ValidationError("generator must be a string", field="generator")
         return cls(
@@ -498,6 +644,8 @@ class ExperimentConfig:
             status_quo=d.get("status_quo"),
             description=d.get("description", "") or "",
             job=JobSpec.from_dict(d["job"], space.names) if d.get("job") is not None else None,
+            early_stopping=d.get("early_stopping"),
+            stopping=d.get("stopping"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -514,6 +662,10 @@ class ExperimentConfig:
             "status_quo": self.status_quo,
             "description": self.description,
             "job": self.job.to_dict() if self.job is not None else None,
+            "early_stopping": (
+                self.early_stopping.to_dict() if self.early_stopping is not None else None
+            ),
+            "stopping": self.stopping.to_dict() if self.stopping is not None else None,
         }
 
     def parse_observations(self, raw: Mapping[str, Any]) -> dict[str, Observation]:

@@ -21,6 +21,7 @@ a failed ask.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import warnings
@@ -33,6 +34,7 @@ import torch
 from botorch.exceptions.errors import ModelFittingError
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import ModelListGP, SingleTaskGP
+from botorch.models.model import Model
 from botorch.models.transforms.outcome import Standardize
 from gpytorch.constraints import GreaterThan
 from gpytorch.mlls import ExactMarginalLogLikelihood
@@ -48,6 +50,21 @@ MIN_RELATIVE_YVAR = 1e-6
 RETRY_NOISE_FLOOR = 1e-3
 #: Cholesky jitter added to the covariance in the stabilised retry fits.
 RETRY_JITTER = 1e-4
+#: Hyperparameters are fitted on at most this many points per metric (:func:`fit_subset`).
+MAX_FIT_POINTS = 400
+#: Up to this many points the acquisition uses one batched multi-output GP
+#: (:attr:`FittedModel.joint`); above, per-call overhead no longer dominates and the batched
+#: copy would double the memory and the Cholesky work of the posterior.
+JOINT_MAX_POINTS = 1500
+#: GPyTorch solves with conjugate gradients above ``max_cholesky_size`` (default 800 points):
+#: approximate and, on CPU, slower than one exact Cholesky at the sizes Assay fits.
+MAX_CHOLESKY_SIZE = 20_000
+
+
+def exact_solves() -> Any:
+    """Context in which GPyTorch uses Cholesky (not conjugate gradients) up to
+    :data:`MAX_CHOLESKY_SIZE` points: every model-based ask runs in it."""
+    return gpytorch.settings.max_cholesky_size(MAX_CHOLESKY_SIZE)
 
 
 @dataclass
@@ -120,9 +137,24 @@ class FittedModel:
     state: dict[str, Any]
     fit_seconds: float
     warnings: list[str] = field(default_factory=list)
+    data: Mapping[str, MetricData] | None = None
 
     def output_index(self, metric: str) -> int:
         return self.metrics.index(metric)
+
+    @functools.cached_property
+    def joint(self) -> Model:
+        """The same posterior as :attr:`model`, for acquisition functions: one batched
+        multi-output ``SingleTaskGP`` (:func:`batched_model`) when every metric was observed at
+        the same points, else :attr:`model` itself. Independent outputs either way; the
+        batched form evaluates all outputs in one kernel/solve call instead of one per
+        metric, which is most of the cost of an MC acquisition evaluation."""
+        if self.data is None or len(self.metrics) < 2:
+            return self.model
+        if self.data[self.metrics[0]].n > JOINT_MAX_POINTS:
+            return self.model
+        joint = batched_model([self.data[m] for m in self.metrics], list(self.model.models))
+        return self.model if joint is None else joint
 
     def predict(self, X: Tensor) -> tuple[Tensor, Tensor]:
         """Posterior mean and variance of the latent functions at ``n x d`` points.
@@ -130,9 +162,49 @@ class FittedModel:
         Returns:
             Two ``n x m`` tensors (``m = len(metrics)``), no observation noise included.
         """
-        with torch.no_grad():
-            post = self.model.posterior(X.to(DTYPE))
+        with torch.no_grad(), exact_solves():
+            post = self.joint.posterior(X.to(DTYPE))
             return post.mean, post.variance.clamp_min(0.0)
+
+
+def batched_model(data: Sequence[MetricData], gps: Sequence[SingleTaskGP]) -> SingleTaskGP | None:
+    """One multi-output ``SingleTaskGP`` equal to the independent per-metric ``gps``.
+
+    A multi-output ``SingleTaskGP`` is a batch of independent GPs, one per output, sharing the
+    training inputs; with each batch member's hyperparameters copied from the fitted
+    per-metric GP (and the same per-column ``Standardize``, noise floor and priors) its
+    posterior is the ``ModelListGP``'s. ``None`` when that does not hold: the metrics were
+    observed at different points, some with SEMs and some without, or a fit used the
+    stabilised retry (another noise constraint).
+    """
+    X = data[0].X
+    if any(d.X.shape != X.shape or not torch.equal(d.X, X) for d in data[1:]):
+        return None
+    if len({d.Yvar is None for d in data}) > 1:
+        return None
+    Y = torch.cat([d.Y for d in data], dim=-1)
+    Yvar = None if data[0].Yvar is None else torch.cat([clamped_yvar(d) for d in data], dim=-1)
+    joint = SingleTaskGP(X, Y, Yvar, outcome_transform=Standardize(m=len(data)))
+    singles = [dict(gp.named_parameters()) for gp in gps]
+    with torch.no_grad():
+        for name, p in joint.named_parameters():
+            parts = [s.get(name) for s in singles]
+            if any(q is None or q.numel() != p[0].numel() for q in parts):
+                return None
+            p.copy_(torch.stack([q.reshape(p.shape[1:]) for q in parts]))
+    joint.eval()
+    # The guard for everything not compared above (noise constraints of retried fits, fixed
+    # noise clamped differently): both posteriors at a few training and off-training points.
+    probe = torch.cat([X[:2], torch.full_like(X[:1], 0.5)])
+    with torch.no_grad():
+        a = joint.posterior(probe)
+        b = [gp.posterior(probe) for gp in gps]
+    mean_b = torch.cat([p.mean for p in b], dim=-1)
+    var_b = torch.cat([p.variance for p in b], dim=-1)
+    if not (torch.allclose(a.mean, mean_b, rtol=1e-5, atol=1e-7)
+            and torch.allclose(a.variance, var_b, rtol=1e-4, atol=1e-9)):  # fmt: skip
+        return None
+    return joint
 
 
 def hyperparameters(model: SingleTaskGP) -> dict[str, list]:
@@ -157,14 +229,19 @@ def load_hyperparameters(model: SingleTaskGP, saved: Mapping[str, Any]) -> bool:
     return loaded
 
 
+def clamped_yvar(data: MetricData, noise_floor: float = MIN_RELATIVE_YVAR) -> Tensor | None:
+    """The metric's squared SEMs bounded below by ``noise_floor`` times its variance."""
+    if data.Yvar is None:
+        return None
+    scale = data.Y.var().item() if data.n > 1 else 1.0
+    floor = noise_floor * (scale if math.isfinite(scale) and scale > 0 else 1.0)
+    return data.Yvar.clamp_min(floor)
+
+
 def build_gp(data: MetricData, noise_floor: float = MIN_RELATIVE_YVAR) -> SingleTaskGP:
     """The GP of one metric; ``noise_floor`` bounds its noise variance from below, relative to
     the metric's variance (i.e. in the standardized units the GP works in)."""
-    Yvar = data.Yvar
-    if Yvar is not None:
-        scale = data.Y.var().item() if data.n > 1 else 1.0
-        floor = noise_floor * (scale if math.isfinite(scale) and scale > 0 else 1.0)
-        Yvar = Yvar.clamp_min(floor)
+    Yvar = clamped_yvar(data, noise_floor)
     gp = SingleTaskGP(
         train_X=data.X,
         train_Y=data.Y,
@@ -180,8 +257,31 @@ def build_gp(data: MetricData, noise_floor: float = MIN_RELATIVE_YVAR) -> Single
     return gp
 
 
+def fit_subset(data: MetricData, max_points: int | None, seed: int) -> MetricData:
+    """``data`` itself, or a uniformly random subset of ``max_points`` rows (seeded) for the
+    hyperparameter fit of a large data set.
+
+    Hyperparameters (length scales, signal and noise variance) are global properties of the
+    function that a random subset of a few hundred points already identifies well, while the
+    marginal likelihood's cost grows as ``n^3`` per optimizer iteration. The posterior itself
+    is then exact on *all* points (one Cholesky factorisation at the fitted hyperparameters),
+    the "subset of data for hyperparameters, full data for prediction" scheme of
+    Rasmussen & Williams (2006, sec. 8.3.3)."""
+    if max_points is None or data.n <= max_points:
+        return data
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(data.n, generator=g)[:max_points].sort().values
+    Yvar = None if data.Yvar is None else data.Yvar[idx]
+    names = [data.arm_names[i] for i in idx.tolist()] if data.arm_names else []
+    return MetricData(data.X[idx], data.Y[idx], Yvar, names)
+
+
 def fit_metric_model(
-    data: MetricData, warm_start: Mapping[str, Any] | None = None, *, seed: int = 0
+    data: MetricData,
+    warm_start: Mapping[str, Any] | None = None,
+    *,
+    seed: int = 0,
+    max_fit_points: int | None = None,
 ) -> tuple[SingleTaskGP, list[str]]:
     """Fit one GP by maximum marginal likelihood (MAP under BoTorch's default priors).
 
@@ -190,7 +290,11 @@ def fit_metric_model(
     and finally the unfitted GP at its prior starting hyperparameters with the same floor
     (used only if its posterior evaluates). Failed attempts are returned as notes. Raises
     :class:`ModelFitError` only when all fail.
+
+    With more than ``max_fit_points`` observations the hyperparameters are fitted on a random
+    subset of that size (:func:`fit_subset`) and the returned GP conditions on all of them.
     """
+    fit_data = fit_subset(data, max_fit_points, seed)
     notes: list[str] = []
     # (name, warm start, noise floor, fit?)
     attempts: list[tuple[str, Mapping[str, Any] | None, float, bool]] = []
@@ -205,7 +309,7 @@ def fit_metric_model(
     for attempt, (name, start, floor, fit) in enumerate(attempts):
         jitter = RETRY_JITTER if floor > MIN_RELATIVE_YVAR else None
         try:
-            gp = build_gp(data, floor)
+            gp = build_gp(fit_data, floor)
             if start is not None and not load_hyperparameters(gp, start.get("params", {})):
                 continue
             with (
@@ -217,6 +321,10 @@ def fit_metric_model(
                 warnings.simplefilter("ignore")
                 if fit:
                     fit_gpytorch_mll(ExactMarginalLogLikelihood(gp.likelihood, gp))
+                if fit_data is not data:  # condition on everything at the fitted values
+                    full = build_gp(data, floor)
+                    load_hyperparameters(full, hyperparameters(gp))
+                    gp = full
                 gp.eval()
                 with torch.no_grad():  # the model must be usable, not just fitted
                     post = gp.posterior(data.X[:1])
@@ -239,6 +347,8 @@ def fit_outcome_models(
     *,
     warm_start: Mapping[str, Any] | None = None,
     seed: int = 0,
+    max_fit_points: int | None = None,
+    subset_fit: bool = True,
 ) -> FittedModel:
     """Fit one GP per metric and combine them in a ``ModelListGP``.
 
@@ -247,7 +357,15 @@ def fit_outcome_models(
         metrics: The output order; each must have data.
         warm_start: A previous :attr:`FittedModel.state` (``{metric: {"d", "params"}}``).
         seed: Seeds the fit's random restarts so fits are reproducible.
+        max_fit_points: Fit hyperparameters on a random subset of at most this many points
+            per metric (:func:`fit_subset`); the posterior uses all of them. ``None``:
+            :data:`MAX_FIT_POINTS`.
+        subset_fit: ``False`` fits on every point, whatever ``max_fit_points`` says.
     """
+    if not subset_fit:
+        max_fit_points = None
+    elif max_fit_points is None:
+        max_fit_points = MAX_FIT_POINTS
     t0 = time.perf_counter()
     models, state, notes = [], {}, []
     for i, m in enumerate(metrics):
@@ -255,8 +373,10 @@ def fit_outcome_models(
         start = (warm_start or {}).get(m)
         if start is not None and start.get("d") != d.X.shape[-1]:
             start = None
-        gp, n = fit_metric_model(d, start, seed=seed + 7919 * i)
+        gp, n = fit_metric_model(d, start, seed=seed + 7919 * i, max_fit_points=max_fit_points)
         notes += [f"{m}: {x}" for x in n]
         models.append(gp)
         state[m] = {"d": int(d.X.shape[-1]), "params": hyperparameters(gp)}
-    return FittedModel(ModelListGP(*models), list(metrics), state, time.perf_counter() - t0, notes)
+    return FittedModel(
+        ModelListGP(*models), list(metrics), state, time.perf_counter() - t0, notes, data
+    )

@@ -275,3 +275,30 @@ def to_json(eff: RelativeEffect) -> dict[str, Any]:
         "upper": eff.upper,
         "p_value": eff.p_value,
     }
+
+
+def model_thresholds(
+    experiment: Experiment, relative: bool, notes: list[str] | None = None
+) -> list[float | None]:
+    """Each objective's threshold (reference-point coordinate) in model units, in the
+    objectives' order, with the same conversion as :func:`model_constraints`: in a relative
+    model an absolute threshold ``b`` becomes ``100 (b - c) / |c|``, in an absolute model a
+    relative one ``p %`` becomes ``c + |c| p / 100``. ``None``: no threshold (or one that
+    needs the control's level before it is observed); the reference point infers it."""
+    out: list[float | None] = []
+    for o in experiment.config.objectives:
+        if o.threshold is None or o.relative == relative:
+            out.append(o.threshold)
+            continue
+        c = pooled_control_level(experiment, o.name)
+        if c is None or c == 0:
+            if notes is not None:
+                notes.append(
+                    f"threshold {o.threshold_expression!r} inferred for now: the control's "
+                    f"level of {o.name!r} is {'0' if c == 0 else 'not observed'}"
+                )
+            out.append(None)
+            continue
+        t = o.threshold
+        out.append(100.0 * (t - c) / abs(c) if relative else c + abs(c) * t / 100.0)
+    return out

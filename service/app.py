@@ -22,10 +22,20 @@ from assay import __version__
 from assay.dashboards.jobs import StoreJobsView
 from assay.dashboards.routes import mount_dashboard
 from assay.platform.errors import AssayError
-from assay.service.api import experiments, interchange, jobs, privacy, projects, trials, webhooks
-from assay.service.auth import KeyResolver
+from assay.service.api import (
+    experiments,
+    interchange,
+    jobs,
+    keys,
+    privacy,
+    projects,
+    trials,
+    webhooks,
+)
+from assay.service.auth import KeyResolver, is_loopback_host, needs_key
 from assay.service.engine import Engine
 from assay.service.errors import error_response, response_for, status_for
+from assay.service.limits import BodyLimitMiddleware, ModelWork
 from assay.service.observability import (
     LEASE_EXPIRIES,
     RequestContextMiddleware,
@@ -34,6 +44,7 @@ from assay.service.observability import (
     render_metrics,
 )
 from assay.service.schemas import ErrorResponse
+from assay.service.security import SecurityMiddleware
 from assay.service.settings import Settings
 from assay.service.webhooks import Deliverer
 from assay.storage.base import Store
@@ -151,6 +162,8 @@ def create_app(
             403: {"model": ErrorResponse},
             404: {"model": ErrorResponse},
             409: {"model": ErrorResponse},
+            415: {"model": ErrorResponse},
+            413: {"model": ErrorResponse},
             422: {"model": ErrorResponse},
             503: {"model": ErrorResponse},
         },
@@ -158,18 +171,30 @@ def create_app(
     app.state.settings = settings
     app.state.store = store
     app.state.engine = Engine(store)
+    app.state.engine.log_dir = settings.log_dir  # log readers stay below it (no links)
     app.state.keys = KeyResolver(store, settings.key_cache_s)
+    app.state.model_work = ModelWork(settings.model_slots, settings.model_wait_s)
+    if hasattr(store, "lock_timeout_s"):
+        store.lock_timeout_s = settings.ask_lock_timeout_s
+    # Outermost: an oversized body is refused before routing, parsing and authentication.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        upload_bytes=settings.max_upload_bytes,
+    )
     _install_error_handlers(app)
 
+    app.add_middleware(SecurityMiddleware, settings=settings)
     app.add_middleware(RequestContextMiddleware)
 
     @app.get("/api/v1/health", tags=["system"])
-    def health() -> dict[str, Any]:
-        """Liveness: the process answers (no database access)."""
+    def health(request: Request) -> dict[str, Any]:
+        """Liveness: the process answers (no database access); ``auth`` says whether
+        *this* request would need a key."""
         return {
             "status": "ok",
             "version": __version__,
-            "auth": "keys" if settings.auth_required else "none",
+            "auth": "keys" if needs_key(request) else "none",
         }
 
     @app.get(
@@ -204,8 +229,9 @@ def create_app(
     app.include_router(jobs.router, prefix="/api/v1")
     app.include_router(webhooks.router, prefix="/api/v1")
     app.include_router(privacy.router, prefix="/api/v1")  # budgets, DP synthetic releases
+    app.include_router(keys.router, prefix="/api/v1")  # admin: the project's API keys
     mount_dashboard(app)  # pages at /, static files at /static
-    app.state.jobs_view = StoreJobsView(store)
+    app.state.jobs_view = StoreJobsView(store, log_dir=settings.log_dir)
     return app
 
 
@@ -231,9 +257,31 @@ def readiness(store: Store, orchestrator: Any | None) -> dict[str, dict[str, Any
     return checks
 
 
+#: Set by ``assay serve`` for its ``uvicorn --factory`` workers: the address it bound.
+BOUND_HOST_ENV = "ASSAY_BOUND_HOST"
+
+
 def create_app_from_env() -> FastAPI:
-    """Factory for ``uvicorn --factory`` (several worker processes)."""
+    """Factory for ``uvicorn --factory`` (several worker processes).
+
+    The factory cannot see the address uvicorn binds (``--host 0.0.0.0`` is the usual
+    container set-up), so it requires keys unless ``assay serve`` started it and says, in
+    ``ASSAY_BOUND_HOST``, that it bound a loopback address; ``ASSAY_AUTH=none`` without that
+    is refused.
+    """
+    import os
+
     settings = Settings()
     if settings.log_format == "json":
         configure_logging("json")
+    bound = os.environ.get(BOUND_HOST_ENV)
+    if bound is None or not is_loopback_host(bound):
+        if settings.auth == "none":
+            raise RuntimeError(
+                "ASSAY_AUTH=none needs a loopback bind that this factory can verify; start "
+                "the server with 'assay serve' or use ASSAY_AUTH=keys"
+            )
+        settings = settings.model_copy(update={"auth": "keys"})
+    else:
+        settings = settings.model_copy(update={"host": bound})
     return create_app(settings)

@@ -2,7 +2,9 @@
 
 ``assay serve``            run the REST API (and dashboard) with uvicorn
 ``assay db upgrade``       create or upgrade the database schema
-``assay keys create``      print a new API key for a project (shown once)
+``assay keys create``      print a new API key for a project and role (shown once)
+``assay keys list``        list keys (id, project, role, prefix, revoked)
+``assay keys revoke ID``   revoke a key and its dashboard sessions, at once everywhere
 ``assay demo``             a noisy constrained optimization, live in the terminal
 ``assay export EXP``       an experiment as a versioned JSON document
 ``assay import FILE``      an experiment from an export, an Ax snapshot or an Optuna study
@@ -28,6 +30,7 @@ def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
             "host": getattr(args, "host", None),
             "port": getattr(args, "port", None),
             "auth": getattr(args, "auth", None),
+            "allow_arbitrary_jobs": True if getattr(args, "allow_arbitrary_jobs", False) else None,
             "log_format": getattr(args, "log_format", None),
         }.items()
         if v is not None
@@ -63,14 +66,37 @@ def _cmd_keys_create(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     store = open_store(settings.database_url, migrate=False)
-    token = create_api_key(store, args.project, name=args.name)
+    token = create_api_key(store, args.project, name=args.name, role=args.role)
     store.close()
     print(token)
     print(
-        f"# API key for project {args.project!r}; it is shown only once. Send it as "
-        "'Authorization: Bearer <key>'.",
+        f"# {args.role} API key for project {args.project!r}; it is shown only once. Send it "
+        "as 'Authorization: Bearer <key>'.",
         file=sys.stderr,
     )
+    return 0
+
+
+def _cmd_keys_list(args: argparse.Namespace) -> int:
+    from assay.storage.factory import open_store
+
+    store = open_store(_settings(args).database_url, migrate=False)
+    keys = store.list_api_keys(project=args.project)
+    store.close()
+    print(f"{'id':>5}  {'project':<20} {'role':<7} {'prefix':<11} {'name':<16} status")
+    for k in keys:
+        state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
+        print(f"{k.id:>5}  {k.project:<20} {k.role:<7} {k.prefix:<11} {k.name:<16} {state}")
+    return 0
+
+
+def _cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from assay.storage.factory import open_store
+
+    store = open_store(_settings(args).database_url, migrate=False)
+    key = store.revoke_api_key(args.id)
+    store.close()
+    print(f"revoked key {key.id} ({key.prefix}…, project {key.project!r}, role {key.role})")
     return 0
 
 
@@ -83,6 +109,7 @@ def _console_event(message: str) -> None:
 def _make_orchestrator(args: argparse.Namespace, settings, store, executor: str, service_url):  # type: ignore[no-untyped-def]
     from assay.service.engine import Engine
     from assay.service.jobs.orchestrator import Orchestrator
+    from assay.service.jobs.policy import JobPolicy
 
     if executor == "local":
         from assay.service.jobs.local import LocalExecutor
@@ -111,6 +138,7 @@ def _make_orchestrator(args: argparse.Namespace, settings, store, executor: str,
         lease_seconds=getattr(args, "lease_seconds", 120.0),
         stale_after_s=getattr(args, "stale_after", 60.0),
         on_event=_console_event,
+        job_policy=JobPolicy.from_settings(settings),
     )
 
 
@@ -147,7 +175,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     mode = (
         "API keys required"
         if settings.auth_required
-        else (f"NO AUTHENTICATION (local mode: bound to {settings.host} only)")
+        else (
+            f"no key for local requests only (bound to {settings.host}; peer, Host and no "
+            "proxy headers checked per request); set ASSAY_AUTH=keys behind a proxy or tunnel"
+            if settings.auth == "auto"
+            else "NO AUTHENTICATION (--auth none: every request is trusted; loopback only)"
+        )
     )
     url = f"http://{settings.host}:{settings.port}"
     run_jobs = settings.orchestrator and not args.no_orchestrator and args.workers == 1
@@ -169,6 +202,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         os.environ.update(
             ASSAY_DATABASE_URL=settings.database_url, ASSAY_HOST=settings.host,
             ASSAY_PORT=str(settings.port), ASSAY_AUTH=settings.auth,
+            ASSAY_BOUND_HOST=settings.host,  # lets the factory trust a loopback bind
+            ASSAY_ALLOW_ARBITRARY_JOBS=str(settings.allow_arbitrary_jobs).lower(),
             ASSAY_LOG_FORMAT=settings.log_format,
         )  # fmt: skip
         uvicorn.run(
@@ -304,6 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--no-orchestrator", action="store_true", help="do not run trial jobs")
     serve.add_argument("--demo", action="store_true", help="create and run the demo experiment")
+    serve.add_argument(
+        "--allow-arbitrary-jobs",
+        action="store_true",
+        help="let admin keys run job specs outside the allowlist (ASSAY_JOB_ENTRYPOINTS/"
+        "_COMMANDS): every admin key can then run code on this server and its workers",
+    )
     serve.set_defaults(func=_cmd_serve)
 
     worker = sub.add_parser("worker", help="run trial jobs (no HTTP server)")
@@ -342,8 +383,23 @@ def build_parser() -> argparse.ArgumentParser:
     kc = keys.add_parser("create", help="create a key for a project (printed once)")
     kc.add_argument("--project", required=True)
     kc.add_argument("--name", default="default", help="a label for the key")
+    kc.add_argument(
+        "--role",
+        choices=["viewer", "member", "admin"],
+        default="member",
+        help="viewer: read; member: experiments, ask/tell, runs; admin: also keys and "
+        "privacy budgets (default member)",
+    )
     db_option(kc)
     kc.set_defaults(func=_cmd_keys_create)
+    kl = keys.add_parser("list", help="list keys (never their tokens)")
+    kl.add_argument("--project", help="only this project's keys")
+    db_option(kl)
+    kl.set_defaults(func=_cmd_keys_list)
+    kr = keys.add_parser("revoke", help="revoke a key (and its dashboard sessions)")
+    kr.add_argument("id", type=int, help="the key's id (see 'assay keys list')")
+    db_option(kr)
+    kr.set_defaults(func=_cmd_keys_revoke)
 
     demo = sub.add_parser("demo", help="a noisy constrained optimization, live in the terminal")
     demo.add_argument("--trials", type=int, default=25)

@@ -26,8 +26,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from assay.platform.analysis import BestArm, EffectsReport
+from assay.platform.early_stopping import StopDecision
 from assay.platform.experiment import Experiment, ExperimentStatus, Trial, TrialState
 from assay.platform.jobspec import Job, TrialReport
+from assay.platform.pareto_report import ParetoReport
+from assay.platform.stopping import StoppingDecision
 from assay.service.engine import Engine
 from assay.service.interchange import ImportResult, from_ax_snapshot, from_optuna
 from assay.service.verbs import ExperimentVerbs
@@ -91,25 +94,35 @@ class Client:
         self,
         name: str,
         parameters: Sequence[Mapping[str, Any] | Any],
-        objective: str | Mapping[str, Any],
+        objective: str | Mapping[str, Any] | None = None,
         *,
+        objectives: Sequence[str | Mapping[str, Any]] | None = None,
         outcome_constraints: Sequence[str] = (),
         parameter_constraints: Sequence[str] = (),
         tracking_metrics: Sequence[str] = (),
-        generator: str = "noisy_ei",
+        generator: str | None = None,
         generator_settings: Mapping[str, Any] | None = None,
         seed: int | None = None,
         max_trials: int | None = None,
         status_quo: Mapping[str, Any] | None = None,
         description: str = "",
         job: Mapping[str, Any] | None = None,
+        early_stopping: Mapping[str, Any] | None = None,
+        stopping: Mapping[str, Any] | None = None,
     ) -> Experiment:
-        """Create an experiment (the dict form of parameters is the REST API's JSON)."""
-        spec = {
+        """Create an experiment (the dict form of parameters is the REST API's JSON).
+
+        Give ``objective`` (one) or ``objectives`` (several, e.g. ``["reward", {"name":
+        "latency_ms", "minimize": True, "threshold": 50}]``); ``generator`` defaults to
+        ``noisy_ei`` with one objective and ``noisy_ehvi`` with several.
+
+        ``early_stopping={"strategy": "percentile" | "threshold" | "model", ...}`` stops
+        running trials from their reported curves; ``stopping={"rule": "improvement" |
+        "model", "auto": bool, ...}`` says when the experiment is done (see the README)."""
+        spec: dict[str, Any] = {
             "name": name,
             "parameters": list(parameters),
             "parameter_constraints": list(parameter_constraints),
-            "objective": objective,
             "outcome_constraints": list(outcome_constraints),
             "tracking_metrics": list(tracking_metrics),
             "generator": generator,
@@ -119,8 +132,18 @@ class Client:
             "status_quo": dict(status_quo) if status_quo is not None else None,
             "description": description,
         }
+        if objectives is not None:
+            spec["objectives"] = list(objectives)
+        if objective is not None or objectives is None:
+            spec["objective"] = objective
+        if generator is None:
+            spec.pop("generator")
         if job is not None:
             spec["job"] = dict(job)
+        if early_stopping is not None:
+            spec["early_stopping"] = dict(early_stopping)
+        if stopping is not None:
+            spec["stopping"] = dict(stopping)
         return self._engine.create_experiment(spec, project=self.project)
 
     def get_experiment(self, experiment_id: int) -> Experiment:
@@ -212,6 +235,20 @@ class Client:
         """Add a trial with your own parameters (e.g. a known-good baseline)."""
         return self._engine.attach_trial(experiment_id, parameters, project=self.project)
 
+    def early_stop(self, trial_id: int, reason: str | None = None) -> Trial:
+        """Mark a running trial early-stopped (e.g. after :meth:`should_stop` said so)."""
+        return self._engine.early_stop(trial_id, reason, project=self.project)
+
+    def should_stop(self, trial_id: int) -> StopDecision:
+        """Whether the experiment's early-stopping rule would stop this running trial now,
+        with the reasoning and numbers (``decision.should_stop``, ``decision.reason``)."""
+        return self._engine.should_stop(trial_id, project=self.project)
+
+    def stopping(self, experiment_id: int) -> StoppingDecision:
+        """Is the experiment done? The stopping rule's recommendation (``done``, ``reason``,
+        ``details``)."""
+        return self._engine.stopping(experiment_id, project=self.project)
+
     def heartbeat(self, trial_id: int, lease_seconds: float = 60.0) -> Trial:
         return self._engine.heartbeat(trial_id, lease_seconds, project=self.project)
 
@@ -250,6 +287,11 @@ class Client:
         """Kill the trial's job; the trial ends as abandoned."""
         self._engine.cancel_trial(trial_id, project=self.project)
 
+    def report(self, trial_id: int, step: int | None = None, **metrics: float) -> TrialReport:
+        """Store a learning-curve point of a running trial (what ``assay.report`` does inside
+        a job), for loops that run their own trials and ask :meth:`should_stop`."""
+        return self._engine.report(trial_id, step, metrics, project=self.project)
+
     def reports(self, trial_id: int) -> list[TrialReport]:
         """The trial's intermediate reports (its learning curve)."""
         return self._engine.reports(trial_id, project=self.project)
@@ -261,9 +303,16 @@ class Client:
         and P(best). Needs a control arm."""
         return self._engine.effects(experiment_id, project=self.project)
 
+    def pareto(self, experiment_id: int) -> ParetoReport:
+        """Several objectives: the model's Pareto front among the observed arms (posterior
+        means with 95% intervals, P(on the front), P(feasible)), the raw observed front, the
+        hypervolume of both against the reference point and its trace per trial."""
+        return self._engine.pareto(experiment_id, project=self.project)
+
     def best(self, experiment_id: int) -> BestArm:
         """The model's recommended arm with predicted metrics and intervals, and P(best) of
-        every observed arm (in % against the control in an A/B experiment)."""
+        every observed arm (in % against the control in an A/B experiment). With several
+        objectives, ``front`` lists the Pareto-optimal arms (see :meth:`pareto`)."""
         return self._engine.best(experiment_id, project=self.project)
 
     # -- evolving a running experiment -------------------------------------------------------

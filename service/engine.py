@@ -6,6 +6,8 @@ A thin façade. It composes, by inheritance, the verbs that have their own home:
   one retry policy of locked asks): :class:`~assay.service.generation.Generation`;
 * runs and jobs (``set_run``, ``jobs``, ``cancel_trial``, ``reports``, ``report``):
   :class:`~assay.service.runs.Runs`;
+* early stopping and "is it done?" (``should_stop``, ``stopping``, ``curves``):
+  :class:`~assay.service.stopping.Stopping`;
 * import and export (``export_experiment``, ``import_experiment``):
   :class:`~assay.service.interchange.Interchange`;
 
@@ -40,11 +42,13 @@ from assay.platform.experiment import (
     TrialState,
 )
 from assay.platform.generators import get_generator
+from assay.platform.pareto_report import ParetoReport, best_of_front, pareto_report
 from assay.service.generation import MAX_LEASE_S, Generation
 from assay.service.interchange import Interchange
 from assay.service.jobs.checks import check_job_spec
 from assay.service.observability import TELLS, TRIAL_ENDS
 from assay.service.runs import Runs
+from assay.service.stopping import Stopping
 from assay.service.webhooks import emit, new_secret
 from assay.storage.base import (
     ExperimentSummary,
@@ -132,7 +136,7 @@ def apply_definition_changes(
     return new_config, notes
 
 
-class Engine(Generation, Runs, Interchange):
+class Engine(Generation, Runs, Stopping, Interchange):
     """The experiment verbs over a :class:`~assay.storage.base.Store`.
 
     Args:
@@ -401,6 +405,8 @@ class Engine(Generation, Runs, Interchange):
         project: str | None = None,
         actor: str | None = None,
     ) -> Trial:
+        """Mark a running trial early-stopped (excluded from the model's data, see
+        :mod:`assay.service.stopping`)."""
         return self._end(trial_id, TrialState.EARLY_STOPPED, reason, project, actor)
 
     def _end(
@@ -451,6 +457,13 @@ class Engine(Generation, Runs, Interchange):
         :func:`assay.platform.analysis.arm_effects`)."""
         return arm_effects(self.store.get_experiment(experiment_id, project=project))
 
+    def pareto(self, experiment_id: int, *, project: str | None = None) -> ParetoReport:
+        """The Pareto front of a multi-objective experiment (see
+        :func:`assay.platform.pareto_report.pareto_report`)."""
+        return pareto_report(self.store.get_experiment(experiment_id, project=project))
+
     def best(self, experiment_id: int, *, project: str | None = None) -> BestArm:
-        """The model-based recommendation (see :func:`assay.platform.analysis.best_arm`)."""
-        return best_arm(self.store.get_experiment(experiment_id, project=project))
+        """The model-based recommendation (see :func:`assay.platform.analysis.best_arm`); with
+        several objectives, the Pareto front (:func:`~assay.platform.pareto_report.best_of_front`)."""
+        exp = self.store.get_experiment(experiment_id, project=project)
+        return best_of_front(exp) if exp.config.is_multi_objective else best_arm(exp)

@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 from assay.platform.errors import (
     AssayError,
     ConflictError,
+    LockTimeoutError,
     NotFoundError,
     StorageBusyError,
     ValidationError,
@@ -98,8 +99,8 @@ def run_locked(
                 LOCK_WAIT_SECONDS.labels(verb).observe(time.perf_counter() - waited)
                 return work(lock)
         except StorageBusyError as e:
-            if attempt >= ASK_ATTEMPTS:
-                raise
+            if attempt >= ASK_ATTEMPTS or isinstance(e, LockTimeoutError):
+                raise  # a lock wait is already bounded: waiting again would multiply it
             LOCK_RETRIES.labels(verb).inc()
             log.info(
                 "%s on experiment %s retried (attempt %d) after: %s",

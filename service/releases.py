@@ -51,7 +51,9 @@ from assay.platform.errors import (
     ValidationError,
 )
 from assay.service.jobs.process import pid_alive
+from assay.service.limits import ServerBusyError
 from assay.service.schemas.privacy import SAFE_NAME, SyntheticReleaseCreate
+from assay.storage.ledger.state import FINGERPRINT_KEY
 
 log = logging.getLogger("assay.service.privacy")
 
@@ -59,6 +61,10 @@ log = logging.getLogger("assay.service.privacy")
 TRAINING_SLOT = threading.BoundedSemaphore(1)
 _ACTIVE: set[str] = set()  # release folders with a training thread in this process
 _ACTIVE_LOCK = threading.Lock()
+
+
+#: Releases that may wait for the training slot or train in one server process.
+MAX_RELEASE_QUEUE = 8
 
 
 def project_folder(project: str) -> str:
@@ -224,9 +230,20 @@ def fingerprint(body: SyntheticReleaseCreate, data_sha: str) -> str:
 
 
 def start_release(
-    store: ReleaseStore, body: SyntheticReleaseCreate, open_ledger: Callable[[], Any]
+    store: ReleaseStore,
+    body: SyntheticReleaseCreate,
+    open_ledger: Callable[[], Any],
+    *,
+    max_queue: int = MAX_RELEASE_QUEUE,
 ) -> tuple[dict[str, Any], bool]:
-    """Check a release request in full, then train it in a background thread.
+    """Check a release request in full, reserve its charge, then train it in a background
+    thread.
+
+    The charge (the request's ε, δ, with the request's fingerprint) is *reserved* when the
+    request is accepted, atomically against the budget: releases waiting for the training
+    slot can never together exceed it, and the training's own charge under the same id and
+    fingerprint is then a retry, not a second charge. At most ``max_queue`` releases wait or
+    train in this process; one more is 503 (nothing charged).
 
     Args:
         store: The dataset's release store.
@@ -242,7 +259,9 @@ def start_release(
         ValidationError: Unreadable table, bad schema, a row outside the schema.
         NotFoundError: No budget for the dataset, or no such server table.
         PrivacyBudgetExceededError: The budget has no room for the release's (ε, δ).
-        ConflictError: The ``release_id`` is taken by another request or already charged.
+        ConflictError: The ``release_id`` is taken by another request or already charged
+            for a different request.
+        ServerBusyError: ``max_queue`` releases are already queued here (503).
     """
     import importlib.util
 
@@ -287,10 +306,11 @@ def start_release(
                      "epsilon_remaining": st.epsilon_remaining,
                      "delta_remaining": st.delta_remaining},
         )  # fmt: skip
-    if any(c.release_id == release_id for c in ledger.charges(name)):
+    prior = next((c for c in ledger.charges(name) if c.release_id == release_id), None)
+    if prior is not None and prior.metadata.get(FINGERPRINT_KEY) != request_print:
         raise ConflictError(
-            f"dataset {name!r}: release id {release_id!r} was already charged (e.g. by "
-            "`assay synth release`); use a new release_id",
+            f"dataset {name!r}: release id {release_id!r} was already charged for another "
+            "request (e.g. by `assay synth release`); use a new release_id",
             field="release_id",
             details={"dataset": name, "release_id": release_id},
         )
@@ -303,6 +323,25 @@ def start_release(
     config = TrainConfig(epsilon=body.epsilon, delta=body.delta, seed=body.seed, **hyper)
 
     folder = store.root / release_id
+    with _ACTIVE_LOCK:  # a bounded queue: refuse before charging anything
+        if len(_ACTIVE) >= max_queue:
+            raise ServerBusyError(
+                f"{len(_ACTIVE)} releases are queued on this server (at most {max_queue}); "
+                "retry later",
+                details={"queued": len(_ACTIVE), "max_queue": max_queue},
+            )
+        _ACTIVE.add(str(folder))
+    try:
+        ledger.charge(  # the reservation: atomic against the budget (409/402-style refusals)
+            name, body.epsilon, body.delta, release_id=release_id,
+            description=f"synthetic table ({body.method}), reserved when accepted",
+            metadata={"method": body.method, "target_epsilon": body.epsilon,
+                      "reserved": True, FINGERPRINT_KEY: request_print},
+        )  # fmt: skip
+    except BaseException:
+        with _ACTIVE_LOCK:
+            _ACTIVE.discard(str(folder))
+        raise
     folder.mkdir(parents=True, exist_ok=True)
     rec = {
         "release_id": release_id, "dataset": name, "project": project, "status": "running",
@@ -311,8 +350,6 @@ def start_release(
         "finished_at": None, "fingerprint": request_print, "pid": os.getpid(),
         "host": socket.gethostname(), "report": None, "error": None,
     }  # fmt: skip
-    with _ACTIVE_LOCK:
-        _ACTIVE.add(str(folder))
     if not _write_json(folder / "release.json", rec, exclusive=True):  # a concurrent twin
         with _ACTIVE_LOCK:
             _ACTIVE.discard(str(folder))
@@ -320,7 +357,7 @@ def start_release(
     kwargs = dict(
         schema=schema, table=df, epsilon=body.epsilon, delta=body.delta, method=body.method,
         n_rows=body.rows, config=config, ledger=ledger, dataset=name, release_id=release_id,
-        seed=body.seed,
+        seed=body.seed, fingerprint=request_print,
     )  # fmt: skip
     started = dict(rec)  # the worker updates ``rec`` as it goes; the caller sees it started
     threading.Thread(

@@ -22,6 +22,7 @@ import httpx
 
 from assay.platform import errors as E
 from assay.platform.analysis import BestArm, EffectsReport
+from assay.platform.early_stopping import StopDecision
 from assay.platform.experiment import (
     Experiment,
     ExperimentConfig,
@@ -31,6 +32,8 @@ from assay.platform.experiment import (
     TrialState,
 )
 from assay.platform.jobspec import Job, JobState, TrialReport
+from assay.platform.pareto_report import ParetoReport
+from assay.platform.stopping import StoppingDecision
 from assay.service.errors import error_from_body
 from assay.service.interchange import ImportReport, ImportResult
 from assay.service.schemas import (
@@ -40,10 +43,16 @@ from assay.service.schemas import (
     ExperimentPublic,
     ExperimentSummaryPublic,
     JobPublic,
+    ParetoPublic,
+    StopDecisionPublic,
+    StoppingPublic,
     TrialPublic,
 )
 from assay.storage.base import ExperimentSummary, ExperimentVersion, ProjectSummary, TrialEvent
 from assay.storage.webhooks import Delivery, Webhook
+
+#: Rows per page when the client pages through a list (the server's maximum).
+PAGE = 1000
 
 
 class ServiceUnavailableError(E.StorageError):
@@ -133,13 +142,29 @@ class RemoteEngine:
             "GET", path, params={k: v for k, v in params.items() if v is not None}
         )[0]
 
+    def _all_pages(self, path: str, key: str, *, cursor: bool = False, **params: Any) -> list:
+        """Every row of a paginated list: by ``offset``, or (``cursor``) by ``after`` = the
+        last row's id; a short page is the last."""
+        rows: list = []
+        while True:
+            page = (
+                {"after": rows[-1]["id"] if rows else params.pop("after", 0)}
+                if cursor
+                else {"offset": len(rows)}
+            )
+            got = self._get(path, **params, **page, limit=PAGE)[key]
+            rows.extend(got)
+            if len(got) < PAGE:
+                return rows
+
     # -- experiments -------------------------------------------------------------------------
     def create_experiment(
         self, spec: ExperimentConfig | Mapping[str, Any], *, project: str = "default"
     ) -> Experiment:
         body = spec.to_dict() if isinstance(spec, ExperimentConfig) else dict(spec)
         body = {k: v for k, v in body.items() if v is not None}
-        if isinstance(body.get("objectives"), list) and "objective" not in body:
+        objectives = body.get("objectives")
+        if isinstance(objectives, list) and len(objectives) == 1 and "objective" not in body:
             body["objective"] = body.pop("objectives")[0]
         try:
             data, _ = self._request("POST", "/experiments", json=body)
@@ -167,8 +192,10 @@ class RemoteEngine:
     def list_experiments(
         self, *, project: str | None = None, status: ExperimentStatus | None = None
     ) -> list[ExperimentSummary]:
-        data = self._get("/experiments", status=status.value if status else None)
-        return [ExperimentSummaryPublic.model_validate(x).to_domain() for x in data["experiments"]]
+        rows = self._all_pages(
+            "/experiments", "experiments", status=status.value if status else None
+        )
+        return [ExperimentSummaryPublic.model_validate(x).to_domain() for x in rows]
 
     def set_status(
         self, experiment_id: int, status: ExperimentStatus | str, *, project: str | None = None
@@ -299,6 +326,13 @@ class RemoteEngine:
     ) -> Trial:
         return self._transition(trial_id, "abandon", {"reason": reason}, TrialState.ABANDONED)
 
+    def early_stop(
+        self, trial_id: int, reason: str | None = None, *, project: str | None = None
+    ) -> Trial:
+        return self._transition(
+            trial_id, "early_stop", {"reason": reason}, TrialState.EARLY_STOPPED
+        )
+
     def heartbeat(
         self, trial_id: int, lease_seconds: float = 60.0, *, project: str | None = None
     ) -> Trial:
@@ -338,8 +372,8 @@ class RemoteEngine:
         project: str | None = None,
     ) -> list[TrialEvent]:
         if trial_id is not None:
-            data = self._get(f"/trials/{trial_id}/events")
-            events = [EventPublic.model_validate(e).to_domain() for e in data["events"]]
+            rows = self._all_pages(f"/trials/{trial_id}/events", "events", cursor=True)
+            events = [EventPublic.model_validate(e).to_domain() for e in rows]
             return [
                 e
                 for e in events
@@ -347,17 +381,34 @@ class RemoteEngine:
             ]
         if experiment_id is None:
             raise E.ValidationError("events: give experiment_id or trial_id", field="experiment_id")
-        data = self._get(f"/experiments/{experiment_id}/events", after=after)
-        return [EventPublic.model_validate(e).to_domain() for e in data["events"]]
+        rows = self._all_pages(
+            f"/experiments/{experiment_id}/events", "events", cursor=True, after=after
+        )
+        return [EventPublic.model_validate(e).to_domain() for e in rows]
 
     def effects(self, experiment_id: int, *, project: str | None = None) -> EffectsReport:
         return EffectsPublic.model_validate(
             self._get(f"/experiments/{experiment_id}/effects")
         ).to_domain()
 
+    def pareto(self, experiment_id: int, *, project: str | None = None) -> ParetoReport:
+        return ParetoPublic.model_validate(
+            self._get(f"/experiments/{experiment_id}/pareto")
+        ).to_domain()
+
     def best(self, experiment_id: int, *, project: str | None = None) -> BestArm:
         return BestArmPublic.model_validate(
             self._get(f"/experiments/{experiment_id}/best")
+        ).to_domain()
+
+    def should_stop(self, trial_id: int, *, project: str | None = None) -> StopDecision:
+        return StopDecisionPublic.model_validate(
+            self._get(f"/trials/{trial_id}/should_stop")
+        ).to_domain()
+
+    def stopping(self, experiment_id: int, *, project: str | None = None) -> StoppingDecision:
+        return StoppingPublic.model_validate(
+            self._get(f"/experiments/{experiment_id}/stopping")
         ).to_domain()
 
     # -- runs and jobs -------------------------------------------------------------------------
@@ -366,15 +417,32 @@ class RemoteEngine:
         return data["run_state"]
 
     def jobs(self, experiment_id: int, *, project: str | None = None) -> list[Job]:
-        data = self._get(f"/experiments/{experiment_id}/jobs")
-        return [_job_from_json(j) for j in data["jobs"]]
+        return [
+            _job_from_json(j) for j in self._all_pages(f"/experiments/{experiment_id}/jobs", "jobs")
+        ]
 
     def cancel_trial(self, trial_id: int, *, project: str | None = None) -> Job | None:
         data, _ = self._request("POST", f"/trials/{trial_id}:cancel", json={})
         return _job_from_json(data) if data is not None else None
 
+    def report(
+        self,
+        trial_id: int,
+        step: int | None,
+        metrics: Mapping[str, Any],
+        *,
+        project: str | None = None,
+    ) -> TrialReport:
+        r, _ = self._request(
+            "POST", f"/trials/{trial_id}/reports",
+            json={"step": step, "metrics": dict(metrics)}, retry=False,
+        )  # fmt: skip
+        return TrialReport(
+            r["id"], r["trial_id"], r["step"], r["metrics"], datetime.fromisoformat(r["at"])
+        )
+
     def reports(self, trial_id: int, *, project: str | None = None) -> list[TrialReport]:
-        data = self._get(f"/trials/{trial_id}/reports")
+        data = {"reports": self._all_pages(f"/trials/{trial_id}/reports", "reports", cursor=True)}
         return [
             TrialReport(
                 r["id"], r["trial_id"], r["step"], r["metrics"], datetime.fromisoformat(r["at"])

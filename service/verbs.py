@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from assay.platform.analysis import BestArm, EffectsReport
+from assay.platform.early_stopping import StopDecision
 from assay.platform.experiment import (
     Experiment,
     ExperimentConfig,
@@ -27,6 +28,8 @@ from assay.platform.experiment import (
     TrialState,
 )
 from assay.platform.jobspec import Job, TrialReport
+from assay.platform.pareto_report import ParetoReport
+from assay.platform.stopping import StoppingDecision
 from assay.service.interchange import ImportResult
 from assay.storage.base import ExperimentSummary, ExperimentVersion, ProjectSummary, TrialEvent
 from assay.storage.webhooks import Delivery, Webhook
@@ -150,6 +153,12 @@ class ExperimentVerbs(Protocol):
         """Mark a trial abandoned."""
         ...
 
+    def early_stop(
+        self, trial_id: int, reason: str | None = None, *, project: str | None = None
+    ) -> Trial:
+        """Mark a running trial early-stopped."""
+        ...
+
     def heartbeat(
         self, trial_id: int, lease_seconds: float = 60.0, *, project: str | None = None
     ) -> Trial:
@@ -186,8 +195,20 @@ class ExperimentVerbs(Protocol):
         """Each arm's % effects against the control."""
         ...
 
+    def pareto(self, experiment_id: int, *, project: str | None = None) -> ParetoReport:
+        """The Pareto front of an experiment with several objectives."""
+        ...
+
     def best(self, experiment_id: int, *, project: str | None = None) -> BestArm:
         """The model-based recommendation."""
+        ...
+
+    def should_stop(self, trial_id: int, *, project: str | None = None) -> StopDecision:
+        """Whether the early-stopping rule would stop the running trial now, and why."""
+        ...
+
+    def stopping(self, experiment_id: int, *, project: str | None = None) -> StoppingDecision:
+        """Is the experiment done? The stopping rule's recommendation and figures."""
         ...
 
     # -- runs and jobs -----------------------------------------------------------------------
@@ -201,6 +222,17 @@ class ExperimentVerbs(Protocol):
 
     def cancel_trial(self, trial_id: int, *, project: str | None = None) -> Job | None:
         """Kill the trial's job (or abandon a trial without one); the job, if any."""
+        ...
+
+    def report(
+        self,
+        trial_id: int,
+        step: int | None,
+        metrics: Mapping[str, Any],
+        *,
+        project: str | None = None,
+    ) -> TrialReport:
+        """Store an intermediate report (a learning-curve point) of a running trial."""
         ...
 
     def reports(self, trial_id: int, *, project: str | None = None) -> list[TrialReport]:

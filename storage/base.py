@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from assay.platform.early_stopping import Curve
 from assay.platform.errors import InvalidTransitionError, NotFoundError, UnsupportedError
 from assay.platform.experiment import (
     Experiment,
@@ -33,6 +34,9 @@ from assay.platform.experiment import (
 from assay.platform.jobspec import Job, JobState, TrialReport
 from assay.storage.ledger.base import PrivacyLedger
 from assay.storage.webhooks import MemoryOutbox, WebhookOutbox
+
+#: Trial states whose reports make up the curves the early-stopping rules compare against.
+CURVE_STATES = (TrialState.RUNNING, TrialState.COMPLETED, TrialState.EARLY_STOPPED)
 
 #: What a completion stores: ``{arm: {metric: Observation}}``, or a callable that receives the
 #: trial as loaded inside the transaction and returns them (validation and write in one
@@ -151,6 +155,19 @@ class ProjectSummary:
     name: str
     created_at: datetime | None
     experiment_count: int
+
+
+@dataclass(frozen=True)
+class ApiKeyInfo:
+    """A stored API key (never its token): ``role`` is ``viewer``/``member``/``admin``."""
+
+    id: int
+    project: str
+    name: str
+    prefix: str
+    role: str
+    created_at: datetime
+    revoked_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -275,8 +292,12 @@ class Store(ABC):
         actor: str | None = None,
         lease_expires_at: datetime | None = None,
         expected_states: Sequence[TrialState] | None = None,
+        details: Mapping[str, Any] | None = None,
     ) -> Trial:
         """Compare-and-set a trial's state, storing observations with a completion.
+
+        ``details`` (JSON) go into the transition's audit event, e.g. an early-stopping
+        decision's numbers.
 
         ``observations`` may be a callable: it receives the trial as loaded inside the
         transaction and returns the validated observations (or raises, storing nothing), so
@@ -350,6 +371,27 @@ class Store(ABC):
         events = self.list_events(experiment_id=experiment_id)
         return events[-1].id if events else 0
 
+    def experiment_curves(self, experiment: Experiment) -> list[Curve]:
+        """The learning curves (intermediate reports) of the experiment's running, completed
+        and early-stopped single-arm trials, for the early-stopping rules and the dashboard.
+        A completed trial's curve is ``finished`` and carries its final observations.
+        Backends may override this default (one read of reports per trial)."""
+        out = []
+        for t in experiment.trials:
+            if t.is_batch or t.state not in CURVE_STATES:
+                continue
+            done = t.state is TrialState.COMPLETED
+            out.append(
+                Curve.from_reports(
+                    t.id,
+                    [(r.step, r.metrics) for r in self.list_reports(t.id)],
+                    finished=done,
+                    final={m: o.mean for m, o in t.values.items()} if done else {},
+                    state=t.state.value,
+                )
+            )
+        return out
+
     def completed_observations(
         self, experiment_ids: Sequence[int], *, metrics: Sequence[str] | None = None
     ) -> list[ObservationRecord]:
@@ -396,12 +438,42 @@ class Store(ABC):
         return found[0]
 
     @abstractmethod
-    def add_api_key(self, project: str, key_hash: str, *, name: str, prefix: str) -> None:
+    def add_api_key(
+        self, project: str, key_hash: str, *, name: str, prefix: str, role: str = "member"
+    ) -> ApiKeyInfo:
         """Store a hashed API key for ``project`` (creating the project if needed)."""
 
-    @abstractmethod
     def project_for_key(self, key_hash: str) -> str | None:
         """The project of a non-revoked key, or ``None``."""
+        key = self.key_for_hash(key_hash)
+        return None if key is None else key.project
+
+    @abstractmethod
+    def key_for_hash(self, key_hash: str) -> ApiKeyInfo | None:
+        """The non-revoked key with this hash, or ``None`` (one indexed read, never cached
+        here: a revocation is visible to the next call on every replica)."""
+
+    @abstractmethod
+    def list_api_keys(self, *, project: str | None = None) -> list[ApiKeyInfo]:
+        """Keys (revoked ones included), oldest first; only ``project``'s if given."""
+
+    @abstractmethod
+    def revoke_api_key(self, key_id: int, *, project: str | None = None) -> ApiKeyInfo:
+        """Revoke a key (idempotent) and thereby every dashboard session opened with it.
+        ``NotFoundError`` if absent or in another project than ``project``."""
+
+    # -- dashboard sessions ------------------------------------------------------------------
+    @abstractmethod
+    def create_session(self, session_hash: str, key_id: int, *, expires_at: datetime) -> None:
+        """Store a dashboard session (only the hash of its random id)."""
+
+    @abstractmethod
+    def session_key(self, session_hash: str, *, now: datetime) -> ApiKeyInfo | None:
+        """The key of a live session: not ended, not expired at ``now``, key not revoked."""
+
+    @abstractmethod
+    def end_session(self, session_hash: str, *, now: datetime) -> None:
+        """Sign a session out (idempotent; unknown hashes are ignored)."""
 
     # -- jobs (trial orchestration) ----------------------------------------------------------
     @abstractmethod

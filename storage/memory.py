@@ -16,10 +16,11 @@ import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from assay.platform.errors import ConflictError, NotFoundError
+from assay.platform.errors import ConflictError, LockTimeoutError, NotFoundError
 from assay.platform.experiment import (
     Arm,
     Experiment,
@@ -32,6 +33,7 @@ from assay.platform.experiment import (
 )
 from assay.platform.jobspec import Job, JobState, TrialReport
 from assay.storage.base import (
+    ApiKeyInfo,
     ExperimentLock,
     ExperimentSummary,
     ExperimentVersion,
@@ -103,6 +105,9 @@ class _MemoryLock(ExperimentLock):
 class MemoryStore(Store):
     """Everything in Python dicts. See the module docstring."""
 
+    #: Longest wait for an experiment's ask lock (then ``LockTimeoutError``).
+    lock_timeout_s: float = 10.0
+
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._experiments: dict[int, Experiment] = {}
@@ -116,7 +121,10 @@ class MemoryStore(Store):
         self._reports: dict[int, list[TrialReport]] = {}
         self._job_ids = itertools.count(1)
         self._report_ids = itertools.count(1)
-        self._api_keys: dict[str, str] = {}
+        self._api_keys: dict[str, ApiKeyInfo] = {}  # hash -> key
+        self._key_ids = itertools.count(1)
+        #: session hash -> [key hash, expires_at, ended]
+        self._sessions: dict[str, list[Any]] = {}
         self._ask_locks: dict[int, threading.Lock] = {}
         self._experiment_ids = itertools.count(1)
         self._trial_ids = itertools.count(1)
@@ -266,8 +274,15 @@ class MemoryStore(Store):
         with self._lock:
             self._get(experiment_id, project)
             ask_lock = self._ask_locks[experiment_id]
-        with ask_lock:
+        if not ask_lock.acquire(timeout=self.lock_timeout_s):
+            raise LockTimeoutError(
+                f"experiment {experiment_id} is locked by another ask; retry shortly",
+                details={"experiment_id": experiment_id},
+            )
+        try:
             yield _MemoryLock(self, experiment_id)
+        finally:
+            ask_lock.release()
 
     # -- trials ------------------------------------------------------------------------------
     def get_trial(self, trial_id: int, *, project: str | None = None) -> Trial:
@@ -301,6 +316,7 @@ class MemoryStore(Store):
         actor: str | None = None,
         lease_expires_at: datetime | None = None,
         expected_states: Sequence[TrialState] | None = None,
+        details: Mapping[str, Any] | None = None,
     ) -> Trial:
         with self._lock:
             t = self._trial(trial_id, project)
@@ -316,7 +332,7 @@ class MemoryStore(Store):
             t.lease_expires_at = lease_expires_at if to_state is TrialState.RUNNING else None
             t.updated_at = utcnow()
             self._experiments[t.experiment_id].updated_at = t.updated_at
-            self._event(t, old, to_state, actor, reason)
+            self._event(t, old, to_state, actor, reason, dict(details or {}))
             return copy.deepcopy(t)
 
     def heartbeat(
@@ -415,14 +431,50 @@ class MemoryStore(Store):
                 if name is None or n == name
             ]
 
-    def add_api_key(self, project: str, key_hash: str, *, name: str, prefix: str) -> None:
+    def add_api_key(
+        self, project: str, key_hash: str, *, name: str, prefix: str, role: str = "member"
+    ) -> ApiKeyInfo:
         with self._lock:
             self._projects.setdefault(project, utcnow())
-            self._api_keys[key_hash] = project
+            key = ApiKeyInfo(next(self._key_ids), project, name, prefix, role, utcnow())
+            self._api_keys[key_hash] = key
+            return key
 
-    def project_for_key(self, key_hash: str) -> str | None:
+    def key_for_hash(self, key_hash: str) -> ApiKeyInfo | None:
         with self._lock:
-            return self._api_keys.get(key_hash)
+            key = self._api_keys.get(key_hash)
+            return key if key is not None and key.revoked_at is None else None
+
+    def list_api_keys(self, *, project: str | None = None) -> list[ApiKeyInfo]:
+        with self._lock:
+            keys = sorted(self._api_keys.values(), key=lambda k: k.id)
+            return [k for k in keys if project is None or k.project == project]
+
+    def revoke_api_key(self, key_id: int, *, project: str | None = None) -> ApiKeyInfo:
+        with self._lock:
+            for digest, key in self._api_keys.items():
+                if key.id == key_id and (project is None or key.project == project):
+                    if key.revoked_at is None:
+                        key = self._api_keys[digest] = replace(key, revoked_at=utcnow())
+                    return key
+            raise NotFoundError(f"API key {key_id} not found", details={"key_id": key_id})
+
+    def create_session(self, session_hash: str, key_id: int, *, expires_at: datetime) -> None:
+        with self._lock:
+            digest = next(h for h, k in self._api_keys.items() if k.id == key_id)
+            self._sessions[session_hash] = [digest, expires_at, False]
+
+    def session_key(self, session_hash: str, *, now: datetime) -> ApiKeyInfo | None:
+        with self._lock:
+            found = self._sessions.get(session_hash)
+            if found is None or found[2] or found[1] <= now:
+                return None
+            return self.key_for_hash(found[0])
+
+    def end_session(self, session_hash: str, *, now: datetime) -> None:
+        with self._lock:
+            if session_hash in self._sessions:
+                self._sessions[session_hash][2] = True
 
     # -- jobs ------------------------------------------------------------------------------------
     def set_run_state(

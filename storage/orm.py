@@ -89,6 +89,23 @@ class ApiKeyRow(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: ``viewer`` / ``member`` / ``admin`` (:class:`assay.service.auth.Role`); keys made
+    #: before roles existed were migrated to ``admin`` so old deployments keep working.
+    role: Mapped[str] = mapped_column(String(16), server_default="admin")
+
+
+class DashboardSessionRow(Base):
+    """A dashboard sign-in: the SHA-256 of a random session id (the cookie holds the id, the
+    database only its hash), the key it was opened with (revoking the key ends it), an expiry,
+    and ``ended_at`` once the browser signs out."""
+
+    __tablename__ = "dashboard_sessions"
+    id: Mapped[int] = mapped_column(BigID, primary_key=True, autoincrement=True)
+    session_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class ExperimentRow(Base):

@@ -21,6 +21,8 @@ in a concrete ledger (:mod:`assay.storage.ledger`, or the store's SQL ledger).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import uuid
 from dataclasses import dataclass
@@ -31,7 +33,7 @@ import numpy as np
 from assay.generative.privacy import finite_json, reconstruction_report
 from assay.generative.tabular.schema import RowCodec, TableSchema
 from assay.generative.tabular.train import TrainConfig, fit_tabular_lm
-from assay.platform.errors import PrivacyBudgetExceededError, ValidationError
+from assay.platform.errors import ConflictError, PrivacyBudgetExceededError, ValidationError
 
 METHODS = ("lm", "mst")
 
@@ -75,6 +77,29 @@ class ReleaseLedger(Protocol):
     ) -> ChargeView: ...
 
 
+#: Charge metadata key of the request's hash (the ledger compares it on a same-id charge).
+FINGERPRINT_KEY = "request_fingerprint"
+
+
+def request_fingerprint(
+    codes: Any, schema: TableSchema, method: str, epsilon: float, delta: float, n_out: int,
+    seed: int, config: TrainConfig | None,
+) -> str:  # fmt: skip
+    """A hash of everything that shapes a release's DP output."""
+    h = hashlib.sha256(np.ascontiguousarray(codes).tobytes())
+    extra = [schema.to_dict(), method, float(epsilon), float(delta), n_out, seed,
+             dict(config.__dict__) if config is not None else None]  # fmt: skip
+    h.update(json.dumps(extra, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def _prior_charge(ledger: Any, dataset: str | None, release_id: str | None) -> Any:
+    """The ledger's charge under ``release_id`` (``None``: none, or no id given)."""
+    if release_id is None or dataset is None or not hasattr(ledger, "charges"):
+        return None
+    return next((c for c in ledger.charges(dataset) if c.release_id == release_id), None)
+
+
 @dataclass
 class Release:
     """The synthetic rows and the privacy report of one release."""
@@ -96,6 +121,7 @@ def release_synthetic(
     dataset: str | None = None,
     release_id: str | None = None,
     seed: int = 0,
+    fingerprint: str | None = None,
 ) -> Release:
     """Release a DP synthetic copy of ``table``.
 
@@ -112,6 +138,10 @@ def release_synthetic(
         dataset: Ledger key of the private table (required with a ledger).
         release_id: Idempotency key of the charge (default: a fresh UUID).
         seed: Seed of training, noise and sampling.
+        fingerprint: The request's hash, stored with the charge (default: a hash of the
+            table, schema, method, amounts, rows, seed and config). Re-running a charged
+            ``release_id`` with another request (another seed, say) is a ``ConflictError``
+            before any training: one charge never pays for two independent DP outputs.
 
     Returns:
         A :class:`Release`.
@@ -124,7 +154,8 @@ def release_synthetic(
         if not math.isfinite(epsilon):
             raise ValidationError("a ledger release needs a finite epsilon", field="epsilon")
         st = ledger.status(dataset)
-        if not st.allows(epsilon, delta):  # pre-flight: refuse before spending compute
+        prior = _prior_charge(ledger, dataset, release_id)
+        if prior is None and not st.allows(epsilon, delta):  # pre-flight: before compute
             raise PrivacyBudgetExceededError(
                 f"dataset {dataset!r}: a release with epsilon={epsilon:g}, delta={delta:g} "
                 f"does not fit; epsilon={st.epsilon_remaining:g}, delta={st.delta_remaining:g} "
@@ -137,6 +168,19 @@ def release_synthetic(
     n_out = codes.shape[0] if n_rows is None else int(n_rows)
     if n_out < 1:
         raise ValidationError("n_rows must be >= 1", field="n_rows")
+    if fingerprint is None:
+        fingerprint = request_fingerprint(
+            codes, schema, method, epsilon, delta, n_out, seed, config
+        )
+    if ledger is not None:
+        prior = _prior_charge(ledger, dataset, release_id)
+        if prior is not None and (prior.metadata or {}).get(FINGERPRINT_KEY) != fingerprint:
+            raise ConflictError(
+                f"dataset {dataset!r}: release {release_id!r} was already charged for a "
+                "different request (another seed, table or setting); use a new release_id",
+                field="release_id",
+                details={"dataset": dataset, "release_id": release_id},
+            )
 
     if method == "lm":
         base = config or TrainConfig()
@@ -184,7 +228,12 @@ def release_synthetic(
             delta,
             release_id=release_id or uuid.uuid4().hex,
             description=f"synthetic table ({method}, {n_out} rows)",
-            metadata={"method": method, "n_rows": n_out, "target_epsilon": epsilon},
+            metadata={
+                "method": method,
+                "n_rows": n_out,
+                "target_epsilon": epsilon,
+                FINGERPRINT_KEY: fingerprint,
+            },
         )
     rows = sample()
     report = {

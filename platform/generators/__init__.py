@@ -8,6 +8,9 @@
 * :mod:`~assay.platform.generators.sobol` — ``"sobol"``, the quasi-random design;
 * :mod:`~assay.platform.generators.noisy_ei` — ``"noisy_ei"``, noisy-constrained EI
   (Letham et al. 2019);
+* :mod:`~assay.platform.generators.ehvi` — ``"noisy_ehvi"`` (noisy-constrained expected
+  hypervolume improvement, Daulton et al. 2021; the default with several objectives) and
+  ``"parego"`` (random Chebyshev scalarizations), for several objectives;
 * :mod:`~assay.platform.generators.multi_step` — ``"multi_step"``, multi-step lookahead EI
   (Jiang et al. 2020), a package;
 * :mod:`~assay.platform.generators.knowledge_gradient` — ``"knowledge_gradient"``, one-shot
@@ -24,6 +27,7 @@ from typing import Any
 
 from assay.platform.errors import ValidationError
 from assay.platform.generators.base import Candidate, GenerationResult, Generator
+from assay.platform.generators.ehvi import NoisyEHVIGenerator, ParEGOGenerator
 from assay.platform.generators.knowledge_gradient import KnowledgeGradientGenerator
 from assay.platform.generators.multi_step import MultiStepGenerator
 from assay.platform.generators.noisy_ei import NoisyEIGenerator
@@ -52,6 +56,8 @@ register_generator(SobolGenerator)
 register_generator(NoisyEIGenerator)
 register_generator(MultiStepGenerator)
 register_generator(KnowledgeGradientGenerator)
+register_generator(NoisyEHVIGenerator)
+register_generator(ParEGOGenerator)
 
 __all__ = [
     "GENERATORS",
@@ -60,7 +66,9 @@ __all__ = [
     "Generator",
     "KnowledgeGradientGenerator",
     "MultiStepGenerator",
+    "NoisyEHVIGenerator",
     "NoisyEIGenerator",
+    "ParEGOGenerator",
     "SobolGenerator",
     "get_generator",
     "register_generator",

@@ -33,7 +33,13 @@ from pydantic import Field
 
 from assay.platform.errors import AssayError, GenerationError, ModelFitError, ValidationError
 from assay.platform.experiment import Experiment, OutcomeConstraint, TrialState
-from assay.platform.models import FittedModel, MetricData, fit_outcome_models, training_data
+from assay.platform.models import (
+    FittedModel,
+    MetricData,
+    exact_solves,
+    fit_outcome_models,
+    training_data,
+)
 from assay.platform.optimize import with_generator_threads
 from assay.platform.relative import control_arm_names
 from assay.platform.space import SearchSpace
@@ -384,6 +390,17 @@ class ModelBasedGenerator(Generator):
         *,
         seed: int,
         pending: Sequence[Mapping[str, Any]] = (),
+    ) -> GenerationResult:
+        with exact_solves():
+            return self._generate(experiment, n, seed=seed, pending=pending)
+
+    def _generate(
+        self,
+        experiment: Experiment,
+        n: int,
+        *,
+        seed: int,
+        pending: Sequence[Mapping[str, Any]],
     ) -> GenerationResult:
         started = time.perf_counter()
         self.validate_experiment(experiment.config)

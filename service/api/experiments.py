@@ -5,16 +5,28 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Request, status
 
+from assay.platform.analysis import arm_effects, best_arm
 from assay.platform.experiment import ExperimentStatus, TrialState
-from assay.service.deps import EngineDep, EventCursor, ExperimentId, PrincipalDep
+from assay.service.deps import (
+    EngineDep,
+    EventCursor,
+    ExperimentId,
+    PageLimit,
+    PageOffset,
+    PrincipalDep,
+    check_job_spec_allowed,
+)
+from assay.service.limits import GENERATOR_CAPS, check_generator_settings, data_version
 from assay.service.schemas import (
     AskBatchRequest,
     AskRequest,
     AskResponse,
     AttachRequest,
     BestArmPublic,
+    CurvePublic,
+    CurvesPublic,
     EffectsPublic,
     EventList,
     EventPublic,
@@ -27,6 +39,8 @@ from assay.service.schemas import (
     ExperimentVersionPublic,
     ObservationList,
     ObservationRowPublic,
+    ParetoPublic,
+    StoppingPublic,
     TrialList,
     TrialPublic,
 )
@@ -35,16 +49,35 @@ router = APIRouter(prefix="/experiments", tags=["experiments"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ExperimentPublic)
-def create_experiment(body: ExperimentCreate, engine: EngineDep, who: PrincipalDep):
-    """Create an experiment. Definitions are validated in full before anything is stored."""
-    exp = engine.create_experiment(body.to_spec(), project=who.write_project)
+def create_experiment(
+    body: ExperimentCreate, engine: EngineDep, who: PrincipalDep, request: Request
+):
+    """Create an experiment. Definitions are validated in full before anything is stored.
+    A ``job`` spec is code this server will run: outside the server's allowlist it is 403
+    (see the README's Security section)."""
+    spec = body.to_spec()
+    settings = request.app.state.settings
+    check_generator_settings(spec.get("generator_settings") or {},
+                             {**GENERATOR_CAPS, **settings.generator_caps})  # fmt: skip
+    check_job_spec_allowed(request, who, spec.get("job"))
+    exp = engine.create_experiment(spec, project=who.write_project)
     return ExperimentPublic.from_domain(exp)
 
 
 @router.get("", response_model=ExperimentList)
-def list_experiments(engine: EngineDep, who: PrincipalDep, status: ExperimentStatus | None = None):
+def list_experiments(
+    engine: EngineDep,
+    who: PrincipalDep,
+    status: ExperimentStatus | None = None,
+    offset: PageOffset = 0,
+    limit: PageLimit = 1000,
+):
+    """Experiments, paginated (``offset``, ``limit`` <= 1000; ``total`` counts all)."""
     rows = engine.list_experiments(project=who.project, status=status)
-    return ExperimentList(experiments=[ExperimentSummaryPublic.from_domain(r) for r in rows])
+    return ExperimentList(
+        experiments=[ExperimentSummaryPublic.from_domain(r) for r in rows[offset : offset + limit]],
+        total=len(rows), offset=offset, limit=limit,
+    )  # fmt: skip
 
 
 @router.get("/{experiment_id}", response_model=ExperimentPublic)
@@ -83,13 +116,27 @@ def experiment_versions(experiment_id: ExperimentId, engine: EngineDep, who: Pri
 
 
 @router.post("/{experiment_id}/trials:ask", response_model=AskResponse)
-def ask(experiment_id: ExperimentId, body: AskRequest, engine: EngineDep, who: PrincipalDep):
+def ask(
+    experiment_id: ExperimentId,
+    body: AskRequest,
+    engine: EngineDep,
+    who: PrincipalDep,
+    request: Request,
+):
     """Generate ``n`` new trials (noisy-constrained EI by default). Safe to retry with an
     ``idempotency_key``."""
-    trials = engine.ask(
-        experiment_id, body.n, project=who.project, idempotency_key=body.idempotency_key,
-        start=body.start, lease_seconds=body.lease_seconds, fixed=body.fixed, actor=who.actor,
-    )  # fmt: skip
+    trials = request.app.state.model_work.run(
+        lambda: engine.ask(
+            experiment_id,
+            body.n,
+            project=who.project,
+            idempotency_key=body.idempotency_key,
+            start=body.start,
+            lease_seconds=body.lease_seconds,
+            fixed=body.fixed,
+            actor=who.actor,
+        )
+    )
     return AskResponse(trials=[TrialPublic.from_domain(t) for t in trials])
 
 
@@ -99,17 +146,28 @@ def ask(experiment_id: ExperimentId, body: AskRequest, engine: EngineDep, who: P
     response_model=TrialPublic,
 )
 def ask_batch(
-    experiment_id: ExperimentId, body: AskBatchRequest, engine: EngineDep, who: PrincipalDep
+    experiment_id: ExperimentId,
+    body: AskBatchRequest,
+    engine: EngineDep,
+    who: PrincipalDep,
+    request: Request,
 ):
     """One batch trial of ``n_arms`` arms deployed together (an A/B-test round): the control
     arm first, then ``include``d arms, then new arms from batch noisy-constrained EI. Safe to
     retry with an ``idempotency_key``. Complete it with ``POST /trials/{id}:complete`` and
     ``{"arms": {arm_name: {metric: [mean, sem, n]}}}``."""
-    t = engine.ask_batch(
-        experiment_id, body.n_arms, include=body.include, project=who.project,
-        idempotency_key=body.idempotency_key, start=body.start,
-        lease_seconds=body.lease_seconds, actor=who.actor,
-    )  # fmt: skip
+    t = request.app.state.model_work.run(
+        lambda: engine.ask_batch(
+            experiment_id,
+            body.n_arms,
+            include=body.include,
+            project=who.project,
+            idempotency_key=body.idempotency_key,
+            start=body.start,
+            lease_seconds=body.lease_seconds,
+            actor=who.actor,
+        )
+    )
     return TrialPublic.from_domain(t)
 
 
@@ -146,7 +204,14 @@ def list_trials(
 
 
 @router.get("/{experiment_id}/observations", response_model=ObservationList)
-def list_observations(experiment_id: ExperimentId, engine: EngineDep, who: PrincipalDep):
+def list_observations(
+    experiment_id: ExperimentId,
+    engine: EngineDep,
+    who: PrincipalDep,
+    offset: PageOffset = 0,
+    limit: PageLimit = 1000,
+):
+    """Observation rows (trial, arm, metric), paginated."""
     exp = engine.get_experiment(experiment_id, project=who.project)
     rows = [
         ObservationRowPublic(
@@ -157,7 +222,9 @@ def list_observations(experiment_id: ExperimentId, engine: EngineDep, who: Princ
         for arm, obs in t.observations.items()
         for o in obs.values()
     ]  # fmt: skip
-    return ObservationList(observations=rows)
+    return ObservationList(
+        observations=rows[offset : offset + limit], total=len(rows), offset=offset, limit=limit
+    )
 
 
 @router.get("/{experiment_id}/events", response_model=EventList)
@@ -166,23 +233,64 @@ def list_events(
     engine: EngineDep,
     who: PrincipalDep,
     after: EventCursor = 0,
+    limit: PageLimit = 1000,
 ):
-    """The audit trail in order; poll with ``after`` = the last id you saw."""
+    """The audit trail in order; page and poll with ``after`` = the last id you saw (a full
+    page of ``limit`` events means more may follow)."""
     engine.get_experiment(experiment_id, project=who.project)
-    events = engine.events(experiment_id=experiment_id, after=after)
-    return EventList(events=[EventPublic.from_domain(e) for e in events])
+    events = engine.events(experiment_id=experiment_id, after=after)[:limit]
+    return EventList(events=[EventPublic.from_domain(e) for e in events], limit=limit)
 
 
 @router.get("/{experiment_id}/effects", response_model=EffectsPublic)
-def effects(experiment_id: ExperimentId, engine: EngineDep, who: PrincipalDep):
+def effects(experiment_id: ExperimentId, engine: EngineDep, who: PrincipalDep, request: Request):
     """Each arm's % effect against the control of its batches (delta-method 95% CIs), pooled
     over batches, with the model's estimates, P(each constraint), P(feasible) and P(best).
-    Needs a control arm (``status_quo``): 400 otherwise."""
-    return EffectsPublic.from_domain(engine.effects(experiment_id, project=who.project))
+    Needs a control arm (``status_quo``): 400 otherwise. Cached per data version."""
+    return _analysis(request, engine, who, experiment_id, "effects", arm_effects,
+                     EffectsPublic.from_domain)  # fmt: skip
+
+
+@router.get("/{experiment_id}/pareto", response_model=ParetoPublic)
+def pareto(experiment_id: ExperimentId, engine: EngineDep, who: PrincipalDep):
+    """Several objectives: the model's Pareto front among the observed arms (posterior means
+    with 95% intervals, P(on the front), P(feasible)), the raw observed front, the hypervolume
+    of both against the reference point, and the hypervolume per trial. 422 for an experiment
+    with one objective (see ``/best``); 404 before any arm has every objective observed."""
+    return ParetoPublic.from_domain(engine.pareto(experiment_id, project=who.project))
 
 
 @router.get("/{experiment_id}/best", response_model=BestArmPublic)
-def best(experiment_id: ExperimentId, engine: EngineDep, who: PrincipalDep):
+def best(experiment_id: ExperimentId, engine: EngineDep, who: PrincipalDep, request: Request):
     """The model's recommended arm: best posterior mean among arms feasible with high
-    probability, with 95% credible intervals."""
-    return BestArmPublic.from_domain(engine.best(experiment_id, project=who.project))
+    probability, with 95% credible intervals. Cached per data version."""
+    return _analysis(request, engine, who, experiment_id, "best", best_arm,
+                     BestArmPublic.from_domain)  # fmt: skip
+
+
+def _analysis(request, engine, who, experiment_id, kind, analyse, public):  # type: ignore[no-untyped-def]
+    """``public(analyse(experiment))`` in the server's model pool, cached per (experiment,
+    data version): the same data never refits; a failure (400/422) is not cached."""
+    exp = engine.get_experiment(experiment_id, project=who.project)
+    key = (kind, experiment_id, data_version(exp))
+    return request.app.state.model_work.cached(key, lambda: public(analyse(exp)))
+
+
+@router.get("/{experiment_id}/stopping", response_model=StoppingPublic)
+def stopping(experiment_id: ExperimentId, engine: EngineDep, who: PrincipalDep):
+    """Is the experiment done? The ``stopping`` rule's recommendation (``improvement``: the
+    best feasible value has not improved by more than the noise over the last trials;
+    ``model``: no point is likely to improve on the recommended arm by the margin) with its
+    figures; without a rule, ``rule="none"`` and the improvement rule's advice."""
+    return StoppingPublic.from_domain(engine.stopping(experiment_id, project=who.project))
+
+
+@router.get("/{experiment_id}/curves", response_model=CurvesPublic)
+def curves(experiment_id: ExperimentId, engine: EngineDep, who: PrincipalDep):
+    """Every trial's learning curve (its reports) and the early-stopping rule's line."""
+    data = engine.curves(experiment_id, project=who.project)
+    return CurvesPublic(
+        metric=data["metric"],
+        curves=[CurvePublic.from_domain(c) for c in data["curves"]],
+        rule_line=data["rule_line"],
+    )

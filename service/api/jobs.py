@@ -5,20 +5,23 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
-from fastapi.responses import FileResponse, PlainTextResponse
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from assay.platform.errors import NotFoundError
 from assay.platform.jobspec import JobState
+from assay.platform.logfiles import LogUnavailableError, open_log, read_tail
 from assay.service.deps import (
     EngineDep,
     EventCursor,
     ExperimentId,
     JobPrincipalDep,
+    PageLimit,
+    PageOffset,
     PrincipalDep,
     TrialId,
+    check_job_spec_allowed,
 )
-from assay.service.jobs.base import tail
 from assay.service.schemas import (
     JobList,
     JobPublic,
@@ -55,7 +58,12 @@ def get_run(experiment_id: ExperimentId, engine: EngineDep, who: PrincipalDep):
 for _action in ("start", "pause", "resume"):
 
     def _make(action: str):  # type: ignore[no-untyped-def]
-        def control(experiment_id: ExperimentId, engine: EngineDep, who: PrincipalDep):
+        def control(
+            experiment_id: ExperimentId, engine: EngineDep, who: PrincipalDep, request: Request
+        ):
+            if action != "pause":  # the server's rules may have changed since creation
+                config = engine.store.get_experiment_config(experiment_id, project=who.project)
+                check_job_spec_allowed(request, who, config.job)
             engine.set_run(experiment_id, action, project=who.project)
             return _run(engine, experiment_id, who.project)
 
@@ -84,19 +92,35 @@ LogTailBytes = Annotated[
 ]
 
 
-def _job_list(engine, jobs: list, log_tail_bytes: int) -> JobList:  # type: ignore[no-untyped-def]
+def _safe_tail(log_dir: str, log_path: str | None, nbytes: int) -> str:
+    """The log's last bytes, never through a link a job planted ('' when unavailable)."""
+    if not log_path:
+        return ""
+    try:
+        with open_log(log_dir, log_path) as f:
+            return read_tail(f, nbytes)
+    except LogUnavailableError:
+        return ""
+
+
+def _job_list(
+    engine, jobs: list, log_tail_bytes: int, offset: int = 0, limit: int | None = None
+) -> JobList:  # type: ignore[no-untyped-def]
     """Jobs with their progress (one batched read of the last steps) and optional log tails
     (read from the log files this server can see; '' when the log is elsewhere)."""
     steps = engine.store.last_steps([j.trial_id for j in jobs])
+    log_dir = getattr(engine, "log_dir", ".assay/logs")  # set by create_app
     return JobList(
         jobs=[
             JobPublic.from_domain(
                 j,
                 steps.get(j.trial_id),
-                tail(j.log_path, log_tail_bytes) if log_tail_bytes else None,
+                _safe_tail(log_dir, j.log_path, log_tail_bytes) if log_tail_bytes else None,
             )
             for j in jobs
-        ]
+        ],
+        offset=offset,
+        limit=limit,
     )
 
 
@@ -106,13 +130,14 @@ def experiment_jobs(
     engine: EngineDep,
     who: PrincipalDep,
     state: Annotated[list[JobState] | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
+    limit: PageLimit = 500,
+    offset: PageOffset = 0,
     log_tail_bytes: LogTailBytes = 0,
 ):
-    """The experiment's jobs, newest first, with ``last_step`` (progress)."""
+    """The experiment's jobs, newest first, with ``last_step`` (progress), paginated."""
     engine.store.get_experiment_config(experiment_id, project=who.project)
-    jobs = engine.store.list_jobs(experiment_id=experiment_id, states=state, limit=limit)
-    return _job_list(engine, jobs, log_tail_bytes)
+    jobs = engine.store.list_jobs(experiment_id=experiment_id, states=state, limit=offset + limit)
+    return _job_list(engine, jobs[offset:], log_tail_bytes, offset, limit)
 
 
 @router.get("/jobs", response_model=JobList)
@@ -120,13 +145,14 @@ def all_jobs(
     engine: EngineDep,
     who: PrincipalDep,
     state: Annotated[list[JobState] | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
+    limit: PageLimit = 500,
+    offset: PageOffset = 0,
     log_tail_bytes: LogTailBytes = 0,
 ):
     """Jobs across the caller's experiments, newest first (filter e.g. ``state=running``),
-    with ``last_step`` (progress)."""
-    jobs = engine.store.list_jobs(states=state, project=who.project, limit=limit)
-    return _job_list(engine, jobs, log_tail_bytes)
+    with ``last_step`` (progress), paginated."""
+    jobs = engine.store.list_jobs(states=state, project=who.project, limit=offset + limit)
+    return _job_list(engine, jobs[offset:], log_tail_bytes, offset, limit)
 
 
 @router.get("/trials/{trial_id}/job", response_model=JobPublic)
@@ -159,13 +185,21 @@ def add_report(trial_id: TrialId, body: ReportIn, engine: EngineDep, who: JobPri
 
 
 @router.get("/trials/{trial_id}/reports", response_model=ReportList)
-def list_reports(trial_id: TrialId, engine: EngineDep, who: PrincipalDep, after: EventCursor = 0):
-    reports = engine.store.list_reports(trial_id, after=after, project=who.project)
+def list_reports(
+    trial_id: TrialId,
+    engine: EngineDep,
+    who: PrincipalDep,
+    after: EventCursor = 0,
+    limit: PageLimit = 1000,
+):
+    """The trial's reports in order; page with ``after`` = the last id you saw."""
+    reports = engine.store.list_reports(trial_id, after=after, project=who.project)[:limit]
     return ReportList(
         reports=[
             ReportPublic(id=r.id, trial_id=r.trial_id, step=r.step, metrics=r.metrics, at=r.at)
             for r in reports
-        ]
+        ],
+        limit=limit,
     )
 
 
@@ -179,24 +213,39 @@ def _log_path(engine, trial_id: int, project: str | None) -> str:  # type: ignor
 @router.get("/trials/{trial_id}/log", response_class=PlainTextResponse)
 def log_tail(
     trial_id: TrialId,
+    request: Request,
     engine: EngineDep,
     who: PrincipalDep,
     tail_bytes: Annotated[int, Query(ge=1, le=10_000_000)] = 16_384,
 ):
-    """The last ``tail_bytes`` of the job's stdout/stderr (plain text)."""
-    return PlainTextResponse(tail(_log_path(engine, trial_id, who.project), tail_bytes))
+    """The last ``tail_bytes`` of the job's stdout/stderr (plain text; never through a link
+    the job planted, see :mod:`assay.platform.logfiles`)."""
+    path = _log_path(engine, trial_id, who.project)
+    try:
+        with open_log(request.app.state.settings.log_dir, path) as f:
+            return PlainTextResponse(read_tail(f, tail_bytes))
+    except LogUnavailableError:
+        return PlainTextResponse("")  # not written yet, or elsewhere: nothing to show
 
 
 @router.get("/trials/{trial_id}/log:download")
-def log_download(trial_id: TrialId, engine: EngineDep, who: PrincipalDep):
-    """The whole job log as a file."""
-    from pathlib import Path
-
-    path = Path(_log_path(engine, trial_id, who.project))
-    if not path.exists():
+def log_download(trial_id: TrialId, request: Request, engine: EngineDep, who: PrincipalDep):
+    """The whole job log as a file (opened without following links; 404 otherwise)."""
+    path = _log_path(engine, trial_id, who.project)
+    try:
+        f = open_log(request.app.state.settings.log_dir, path)
+    except LogUnavailableError as e:
         raise NotFoundError(
-            f"the log of trial {trial_id} is not on this server (it ran elsewhere; use a shared "
-            "ASSAY_LOG_DIR)",
+            f"the log of trial {trial_id} is not available on this server: {e.message}",
             details={"trial_id": trial_id},
-        )
-    return FileResponse(path, media_type="text/plain", filename=f"trial-{trial_id}.log")
+        ) from e
+
+    def chunks():  # type: ignore[no-untyped-def]
+        with f:
+            while block := f.read(65536):
+                yield block
+
+    return StreamingResponse(
+        chunks(), media_type="text/plain",
+        headers={"Content-Disposition": f'attachment; filename="trial-{trial_id}.log"'},
+    )  # fmt: skip

@@ -28,7 +28,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 
-from assay.service.deps import EngineDep, PrincipalDep
+from assay.platform.errors import ForbiddenError
+from assay.service.deps import EngineDep, PageLimit, PageOffset, PrincipalDep, may_administer
 from assay.service.observability import CountingLedger
 from assay.service.releases import ReleaseStore, start_release
 from assay.service.schemas.privacy import (
@@ -74,7 +75,12 @@ def _budget_public(ledger: Any, dataset: str) -> PrivacyBudgetPublic:
 
 @router.put("/datasets/{name}/privacy-budget", response_model=PrivacyBudgetPublic)
 def put_budget(name: DatasetName, body: PrivacyBudgetIn, engine: EngineDep, who: PrincipalDep):
-    """Create or change the dataset's budget (never below what is already spent: 409)."""
+    """Create or change the dataset's budget (never below what is already spent: 409).
+    Admin keys only (403 otherwise): a key that could raise its own budget has none."""
+    if not may_administer(who):
+        raise ForbiddenError(
+            "only an admin key may create or change a privacy budget", field="epsilon"
+        )
     ledger = engine.store.privacy_ledger(who.write_project)
     ledger.set_budget(name, body.epsilon, body.delta)
     return _budget_public(ledger, name)
@@ -105,10 +111,9 @@ def create_release(
     """Release a DP synthetic copy of a table (202 + ``Location``; poll the status URL)."""
     project = who.write_project
     rec, started = start_release(
-        _releases(request, project, name),
-        body,
-        lambda: CountingLedger(engine.store.privacy_ledger(project), project),
-    )
+        _releases(request, project, name), body, lambda: CountingLedger(engine.store.privacy_ledger(project), project),
+        max_queue=request.app.state.settings.max_release_queue,
+    )  # fmt: skip
     if not started:
         response.status_code = 202 if rec["status"] == "running" else 200
     out = _public(name, rec)
@@ -117,10 +122,19 @@ def create_release(
 
 
 @router.get("/datasets/{name}/synthetic-releases", response_model=SyntheticReleaseList)
-def list_releases(name: DatasetName, request: Request, who: PrincipalDep):
-    """This dataset's releases on this server, newest first."""
-    releases = _releases(request, who.write_project, name)
-    return SyntheticReleaseList(releases=[_public(name, r) for r in releases.records()])
+def list_releases(
+    name: DatasetName,
+    request: Request,
+    who: PrincipalDep,
+    offset: PageOffset = 0,
+    limit: PageLimit = 1000,
+):
+    """This dataset's releases on this server, newest first, paginated."""
+    records = _releases(request, who.write_project, name).records()
+    return SyntheticReleaseList(
+        releases=[_public(name, r) for r in records[offset : offset + limit]],
+        total=len(records), offset=offset, limit=limit,
+    )  # fmt: skip
 
 
 @router.get(

@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, status
 
 from assay.platform.errors import ForbiddenError
-from assay.service.deps import EngineDep, PrincipalDep
+from assay.service.deps import EngineDep, PageLimit, PageOffset, PrincipalDep
 from assay.service.engine import PROJECT_NAME_PATTERN
 from assay.service.schemas import ProjectCreate, ProjectList, ProjectPublic
 
@@ -24,10 +24,15 @@ ProjectName = Annotated[str, Path(min_length=1, max_length=200, pattern=PROJECT_
 
 
 @router.get("", response_model=ProjectList)
-def list_projects(engine: EngineDep, who: PrincipalDep):
-    """Projects with their experiment counts (a key: only its own)."""
+def list_projects(
+    engine: EngineDep, who: PrincipalDep, offset: PageOffset = 0, limit: PageLimit = 1000
+):
+    """Projects with their experiment counts (a key: only its own), paginated."""
     rows = engine.projects(project=who.project)
-    return ProjectList(projects=[ProjectPublic.from_domain(p) for p in rows])
+    return ProjectList(
+        projects=[ProjectPublic.from_domain(p) for p in rows[offset : offset + limit]],
+        total=len(rows), offset=offset, limit=limit,
+    )  # fmt: skip
 
 
 @router.get("/{name}", response_model=ProjectPublic)

@@ -5,7 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from assay.platform.errors import NotFoundError, ObservationError
-from assay.service.deps import EngineDep, JobPrincipalDep, PrincipalDep, TrialId
+from assay.service.deps import (
+    EngineDep,
+    EventCursor,
+    JobPrincipalDep,
+    PageLimit,
+    PrincipalDep,
+    TrialId,
+)
 from assay.service.schemas import (
     CompleteRequest,
     EventList,
@@ -13,6 +20,7 @@ from assay.service.schemas import (
     HeartbeatRequest,
     ReasonRequest,
     StartRequest,
+    StopDecisionPublic,
     TrialPublic,
     observation_value,
 )
@@ -66,6 +74,14 @@ def early_stop(trial_id: TrialId, body: ReasonRequest, engine: EngineDep, who: P
     )
 
 
+@router.get("/{trial_id}/should_stop", response_model=StopDecisionPublic)
+def should_stop(trial_id: TrialId, engine: EngineDep, who: PrincipalDep):
+    """Whether the experiment's early-stopping rule would stop this running trial now, with
+    the reasoning and the numbers (a loop that runs its own trials asks this after each
+    report, then calls ``:early_stop``)."""
+    return StopDecisionPublic.from_domain(engine.should_stop(trial_id, project=who.project))
+
+
 @router.post("/{trial_id}:start", response_model=TrialPublic)
 def start(trial_id: TrialId, body: StartRequest, engine: EngineDep, who: PrincipalDep):
     """Claim a candidate trial (compare-and-set to running)."""
@@ -88,6 +104,14 @@ def heartbeat(trial_id: TrialId, body: HeartbeatRequest, engine: EngineDep, who:
 
 
 @router.get("/{trial_id}/events", response_model=EventList)
-def trial_events(trial_id: TrialId, engine: EngineDep, who: PrincipalDep):
+def trial_events(
+    trial_id: TrialId,
+    engine: EngineDep,
+    who: PrincipalDep,
+    after: EventCursor = 0,
+    limit: PageLimit = 1000,
+):
+    """The trial's audit trail in order; page with ``after`` = the last id you saw."""
     engine.get_trial(trial_id, project=who.project)
-    return EventList(events=[EventPublic.from_domain(e) for e in engine.events(trial_id=trial_id)])
+    events = engine.events(trial_id=trial_id, after=after)[:limit]
+    return EventList(events=[EventPublic.from_domain(e) for e in events], limit=limit)

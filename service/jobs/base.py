@@ -11,6 +11,7 @@ this executor still follow the job?).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,10 @@ class JobLaunch:
         spec: The experiment's job spec.
         workdir: A per-trial directory (log and result file live there).
         env: Variables added to the job's environment (``ASSAY_TRIAL_ID``, ...).
+        base_env: What the job inherits of the launching process's environment: on a
+            server, :meth:`JobPolicy.base_env <assay.service.jobs.policy.JobPolicy.base_env>`
+            (a few variables, never its database URL or secrets); ``None`` (library use, your
+            own code on your own machine): all of it.
     """
 
     trial_id: int
@@ -42,6 +47,7 @@ class JobLaunch:
     spec: JobSpec
     workdir: Path
     env: dict[str, str] = field(default_factory=dict)
+    base_env: dict[str, str] | None = None
 
     @property
     def log_path(self) -> Path:
@@ -61,7 +67,9 @@ class JobLaunch:
         return [python, "-m", "assay.service.jobs.runner"]
 
     def job_env(self) -> dict[str, str]:
+        """The job's whole environment: a minimal base, the spec's ``env``, its identity."""
         return {
+            **(dict(os.environ) if self.base_env is None else self.base_env),
             **self.spec.env,
             **self.env,
             "ASSAY_TRIAL_ID": str(self.trial_id),

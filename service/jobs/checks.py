@@ -1,11 +1,13 @@
 """Checks of a job spec against this environment, run when an experiment is created: an
 entry point whose module cannot be found, or that does not define the function, is rejected
-before anything is stored (without importing the module, so nothing runs)."""
+before anything is stored (without importing the module or its parent packages, so nothing
+of it runs in the API process: the module is looked up on disk, its source only parsed)."""
 
 from __future__ import annotations
 
 import ast
-import importlib.util
+import sys
+from importlib.machinery import ModuleSpec, PathFinder
 from pathlib import Path
 
 from assay.platform.errors import ValidationError
@@ -18,8 +20,8 @@ def check_job_spec(spec: JobSpec) -> None:
         return
     module, function = spec.module, spec.function
     try:
-        found = importlib.util.find_spec(module)  # imports parent packages only
-    except (ImportError, ValueError) as e:
+        found = locate_module(module)
+    except (ImportError, ValueError, OSError) as e:
         found, why = None, str(e)
     else:
         why = "no such module"
@@ -45,3 +47,26 @@ def check_job_spec(spec: JobSpec) -> None:
                 f"job.entrypoint {spec.entrypoint!r}: module {module!r} defines no {function!r}",
                 field="job.entrypoint",
             )
+
+
+def locate_module(name: str) -> ModuleSpec | None:
+    """The spec of module ``name`` found on disk, importing nothing (``importlib.util.find_spec``
+    imports every parent package, i.e. runs their ``__init__``). Packages already imported
+    (such as ``assay`` itself) are looked up through their ``__path__``."""
+    parts = name.split(".")
+    search: list[str] | None = None
+    spec: ModuleSpec | None = None
+    for i in range(len(parts)):
+        full = ".".join(parts[: i + 1])
+        loaded = sys.modules.get(full)
+        spec = getattr(loaded, "__spec__", None) if loaded is not None else None
+        if spec is None:
+            spec = PathFinder.find_spec(full, search)
+        if spec is None:
+            return None
+        if i < len(parts) - 1:
+            locations = spec.submodule_search_locations
+            if locations is None:
+                return None  # a plain module has no submodules
+            search = list(locations)
+    return spec

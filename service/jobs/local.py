@@ -121,7 +121,7 @@ class LocalExecutor:
             gpus = free_gpus[: res.gpus]
             launch.workdir.mkdir(parents=True, exist_ok=True)
             launch.result_path.unlink(missing_ok=True)
-            env = {**os.environ, **launch.job_env(), "PYTHONUNBUFFERED": "1"}
+            env = {**launch.job_env(), "PYTHONUNBUFFERED": "1"}  # never the whole server env
             env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus)) if gpus else ""
             log = launch.log_path.open("ab")
             try:

@@ -12,8 +12,14 @@ whose job spec names one of this worker's executors:
    complete its trial; a failure, timeout or lost job fails it with the error tail and, within
    ``max_retries``, queues a new trial of the same arm; running jobs get their trial's lease
    extended (a dead worker's trials then expire and are reaped); cancel requests kill the job;
+   when the experiment has ``early_stopping`` and the job reported a new curve point, the rule
+   is applied (:meth:`~assay.service.stopping.Stopping.early_stop_if_needed`): a trial it
+   stops is killed, its job ``cancelled``, the trial ``early_stopped`` with the reason and the
+   decision's numbers in its event;
 3. **supervise** — an experiment whose recent trials mostly failed is stopped (status
-   ``failing``); a run whose budget is spent and has no active job is ``done``.
+   ``failing``); a run whose budget is spent and has no active job is ``done``; an
+   experiment whose ``stopping`` rule has ``auto: true`` and says done ends: status
+   ``completed``, run ``done``, queued candidates abandoned with the rule's reason.
 
 Restart-safe: job handles live in the database. On start a worker adopts the active jobs of
 its executors that it (same worker id) or a dead worker (stale heartbeat) left behind: Ray and
@@ -39,11 +45,12 @@ from assay.platform.errors import (
     InvalidTransitionError,
     ValidationError,
 )
-from assay.platform.experiment import ExperimentStatus, Trial, TrialState
+from assay.platform.experiment import Experiment, ExperimentStatus, Trial, TrialState
 from assay.platform.jobspec import Job, JobSpec, JobState
 from assay.service.auth import hash_token, new_token
 from assay.service.engine import Engine
 from assay.service.jobs.base import Executor, JobLaunch, JobStatus, tail
+from assay.service.jobs.policy import JobPolicy
 from assay.service.observability import LEASE_EXPIRIES
 from assay.storage.urls import absolute_database_url
 
@@ -75,6 +82,10 @@ class Orchestrator:
         stale_after_s: Adopt another worker's jobs after this long without its heartbeat.
             Use one value for all workers of a database: the keep-alive interval is derived
             from it (see :attr:`heartbeat_every_s`).
+        job_policy: The server's job rules (:class:`~assay.service.jobs.policy.JobPolicy`):
+            a run whose spec they no longer permit is stopped instead of launched, and jobs
+            inherit only its ``passthrough`` variables. ``None`` (library use): any spec,
+            with :func:`~assay.service.jobs.policy.minimal_env`.
 
     Raises:
         ValidationError: a non-positive ``lease_seconds`` or ``stale_after_s``, or a
@@ -96,6 +107,7 @@ class Orchestrator:
         lease_seconds: float = 120.0,
         on_event: Callable[[str], None] | None = None,
         stale_after_s: float = STALE_AFTER_S,
+        job_policy: JobPolicy | None = None,
     ) -> None:
         self.engine, self.store = engine, engine.store
         self.executors = dict(executors)
@@ -109,6 +121,7 @@ class Orchestrator:
         self.poll_interval, self.max_interval = poll_interval, max_interval
         self.lease_seconds = lease_seconds
         self.on_event = on_event
+        self.job_policy = job_policy
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._adopted = False
@@ -131,6 +144,9 @@ class Orchestrator:
         #: one-hour lease: 15 min) would let them adopt live jobs and run the trial twice.
         self.heartbeat_every_s = min(lease_seconds, stale_after_s) / 4
         self._specs: dict[int, JobSpec | None] = {}
+        #: The last reported step each running trial was judged at (early stopping runs once
+        #: per new curve point, not once per poll).
+        self._judged: dict[int, int] = {}
 
     # -- running -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -187,6 +203,11 @@ class Orchestrator:
             spec = self._spec(exp_id)
             if spec is None or self._executor_for(spec) is None:
                 continue
+            refused = self.job_policy.permits_launch(spec) if self.job_policy else None
+            if refused is not None:
+                self.store.set_run_state(exp_id, "stopped")
+                self._say(f"experiment {exp_id}: run stopped, not launched: {refused}")
+                continue
             try:
                 self._launch(exp_id, spec)
             except AssayError as e:
@@ -239,6 +260,7 @@ class Orchestrator:
             spec,
             workdir,
             env,
+            base_env=self.job_policy.base_env() if self.job_policy else None,
         )
         try:
             handle = executor.submit(launch)
@@ -307,12 +329,37 @@ class Orchestrator:
         status = executor.poll(job.handle)
         if status.state == "running":
             self._keep_alive(job, now)
-            return True
+            return not self._early_stop(executor, job, trial)  # still active unless stopped
         if status.state == "lost":
             self._finish(job, trial, spec, JobState.LOST, status.error or "lost")
             return False
         self._complete(job, trial, spec, status)
         return False
+
+    def _early_stop(self, executor: Executor, job: Job, trial: Trial) -> bool:
+        """Apply the experiment's early-stopping rule to a running job's trial when it
+        reported a new step; kill the job if the rule stops the trial."""
+        config = self.engine.experiment_config(trial.experiment_id)
+        if config.early_stopping is None:
+            return False
+        step = self.store.last_steps([trial.id]).get(trial.id)
+        if step is None or self._judged.get(trial.id) == step:
+            return False
+        self._judged[trial.id] = step
+        decision = self.engine.early_stop_if_needed(trial.id, actor=self.worker_id)
+        if not decision.should_stop:
+            return False
+        executor.cancel(job.handle)
+        self.store.update_job(
+            job.id, state=JobState.CANCELLED, ended_at=datetime.now(UTC),
+            error=f"early stopped: {decision.reason}"[:8000],
+        )  # fmt: skip
+        self._judged.pop(trial.id, None)
+        self._say(
+            f"trial {trial.index} (exp {trial.experiment_id}) early stopped "
+            f"({decision.strategy}): {decision.reason}"
+        )
+        return True
 
     def _keep_alive(self, job: Job, now: datetime) -> None:
         if job.heartbeat_at and (now - job.heartbeat_at).total_seconds() < self.heartbeat_every_s:
@@ -419,10 +466,35 @@ class Orchestrator:
                     "failed (status 'failing'; fix the job and resume the run)"
                 )
                 continue
+            if self._auto_stop(exp):
+                continue
             remaining = exp.remaining_budget()
             if remaining == 0 and not any(t.state.is_pending for t in exp.trials):
                 self.store.set_run_state(exp_id, "done")
                 self._say(f"experiment {exp_id}: budget spent, run done")
+
+    def _auto_stop(self, exp: Experiment) -> bool:
+        """End the run of an experiment whose ``stopping`` rule is automatic and says done:
+        status ``completed``, run ``done``, queued candidates abandoned with the reason.
+        Running jobs finish normally. Judged once per newly completed trial."""
+        rule = exp.config.stopping
+        if rule is None or not rule.auto:
+            return False
+        completed = sum(t.state is TrialState.COMPLETED for t in exp.trials)
+        if self._judged.get(-exp.id) == completed:
+            return False
+        self._judged[-exp.id] = completed
+        decision = self.engine.stopping(exp.id)
+        if not decision.done:
+            return False
+        reason = f"experiment done ({decision.rule} rule): {decision.reason}"
+        self.store.set_experiment_status(exp.id, ExperimentStatus.COMPLETED)
+        self.store.set_run_state(exp.id, "done")
+        for t in exp.trials:
+            if t.state is TrialState.CANDIDATE:
+                self._end_trial(t, TrialState.ABANDONED, reason)
+        self._say(f"experiment {exp.id} completed: {reason}")
+        return True
 
     # -- restart ----------------------------------------------------------------------------
     def adopt(self) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from assay.service.jobs.base import read_result, tail
+from assay.service.jobs.policy import minimal_env
 
 
 def pid_alive(pid: int) -> bool:
@@ -39,7 +40,7 @@ def start_job_process(
     argv: list[str], env: dict[str, str], workdir: str, log_path: str, gpus: list[int] | None
 ) -> subprocess.Popen:
     Path(workdir).mkdir(parents=True, exist_ok=True)
-    full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+    full_env = {**minimal_env(), **env, "PYTHONUNBUFFERED": "1"}  # never the host's whole env
     if gpus is not None:
         full_env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
     with open(log_path, "ab") as log:

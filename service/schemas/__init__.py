@@ -15,7 +15,9 @@ One module per resource; this package re-exports every body, so
 * :mod:`~assay.service.schemas.analysis` — best arm and relative effects;
 * :mod:`~assay.service.schemas.projects` — projects;
 * :mod:`~assay.service.schemas.jobs` — job specs, jobs, runs, intermediate reports;
-* :mod:`~assay.service.schemas.privacy` — privacy budgets and DP synthetic releases.
+* :mod:`~assay.service.schemas.privacy` — privacy budgets and DP synthetic releases;
+* :mod:`~assay.service.schemas.stopping` — early-stopping decisions, experiment stopping,
+  learning curves.
 
 The modules may import pydantic, :mod:`assay.platform`, the row types of
 :mod:`assay.storage.base` and each other (``projects`` also the engine's project-name rule);
@@ -32,6 +34,8 @@ from assay.service.schemas.analysis import (
     EffectsPublic,
     EstimatePublic,
     MetricEffectPublic,
+    ParetoArmPublic,
+    ParetoPublic,
 )
 from assay.service.schemas.common import (
     Name,
@@ -83,6 +87,12 @@ from assay.service.schemas.projects import (
     ProjectList,
     ProjectPublic,
 )
+from assay.service.schemas.stopping import (
+    CurvePublic,
+    CurvesPublic,
+    StopDecisionPublic,
+    StoppingPublic,
+)
 from assay.service.schemas.trials import (
     ArmPublic,
     AskBatchRequest,
@@ -119,6 +129,8 @@ __all__ = [
     "ChargePublic",
     "ChoiceParameterIn",
     "CompleteRequest",
+    "CurvePublic",
+    "CurvesPublic",
     "EffectPublic",
     "EffectsPublic",
     "ErrorBody",
@@ -149,6 +161,8 @@ __all__ = [
     "ObservationRowPublic",
     "ObservationValue",
     "ParameterIn",
+    "ParetoArmPublic",
+    "ParetoPublic",
     "PrivacyBudgetIn",
     "PrivacyBudgetPublic",
     "ProjectCreate",
@@ -162,6 +176,8 @@ __all__ = [
     "RunPublic",
     "Scalar",
     "StartRequest",
+    "StopDecisionPublic",
+    "StoppingPublic",
     "Strict",
     "SyntheticReleaseCreate",
     "SyntheticReleaseList",

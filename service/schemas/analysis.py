@@ -16,6 +16,7 @@ from assay.platform.analysis import (
     MetricEffect,
     MetricEstimate,
 )
+from assay.platform.pareto_report import HypervolumePoint, ParetoArm, ParetoReport
 from assay.platform.relative import RelativeEffect
 from assay.service.schemas.common import Scalar
 
@@ -46,6 +47,10 @@ class BestArmPublic(BaseModel):
     probability_constraints: dict[str, float] = Field(
         default_factory=dict, description="P(constraint holds) at the recommended arm"
     )
+    front: list[str] = Field(
+        default_factory=list,
+        description="several objectives: the arms on the model's Pareto front (see /pareto)",
+    )
 
     @classmethod
     def from_domain(cls, b: BestArm) -> BestArmPublic:
@@ -57,6 +62,7 @@ class BestArmPublic(BaseModel):
             {m: MetricEstimate(**e.model_dump()) for m, e in self.estimates.items()},
             self.probability_feasible, self.feasible, self.model_based, list(self.notes),
             self.relative, dict(self.probability_best), dict(self.probability_constraints),
+            list(self.front),
         )  # fmt: skip
 
 
@@ -133,4 +139,67 @@ class EffectsPublic(BaseModel):
         return EffectsReport(
             self.experiment_id, self.control_arm, list(self.metrics), list(self.constraints),
             self.relative_model, arms, list(self.notes),
+        )  # fmt: skip
+
+
+class ParetoArmPublic(BaseModel):
+    arm_name: str
+    parameters: dict[str, Scalar]
+    trial_ids: list[int]
+    estimates: dict[str, EstimatePublic]
+    observed: dict[str, float]
+    probability_front: float | None = Field(
+        description="P(feasible and not dominated by another feasible observed arm)"
+    )
+    probability_feasible: float | None
+    on_front: bool = Field(description="on the model's front (posterior means)")
+    on_observed_front: bool = Field(description="on the raw observed front")
+    observed_feasible: bool
+
+
+class HypervolumePointPublic(BaseModel):
+    trial_id: int
+    trial_index: int
+    observed: float
+    model: float | None
+
+
+class ParetoPublic(BaseModel):
+    """The model's Pareto front among the observed arms (posterior means, 95% intervals,
+    P(on the front), P(feasible)), the observed front beside it, the hypervolume of both
+    against the reference point (thresholds, inferred where omitted) and its trace per trial."""
+
+    experiment_id: int
+    objectives: list[dict[str, Scalar]]
+    reference_point: dict[str, dict[str, Scalar]]
+    model_based: bool
+    relative: bool
+    arms: list[ParetoArmPublic]
+    front: list[str]
+    observed_front: list[str]
+    hypervolume: float | None
+    observed_hypervolume: float
+    trace: list[HypervolumePointPublic]
+    notes: list[str]
+
+    @classmethod
+    def from_domain(cls, r: ParetoReport) -> ParetoPublic:
+        return cls(**r.to_dict())
+
+    def to_domain(self) -> ParetoReport:
+        arms = [
+            ParetoArm(
+                a.arm_name, dict(a.parameters), list(a.trial_ids),
+                {m: MetricEstimate(**e.model_dump()) for m, e in a.estimates.items()},
+                dict(a.observed), a.probability_front, a.probability_feasible, a.on_front,
+                a.on_observed_front, a.observed_feasible,
+            )
+            for a in self.arms
+        ]  # fmt: skip
+        return ParetoReport(
+            self.experiment_id, [dict(o) for o in self.objectives],
+            {k: dict(v) for k, v in self.reference_point.items()}, self.model_based,
+            self.relative, arms, list(self.front), list(self.observed_front), self.hypervolume,
+            self.observed_hypervolume, [HypervolumePoint(**p.model_dump()) for p in self.trace],
+            list(self.notes),
         )  # fmt: skip

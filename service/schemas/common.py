@@ -13,8 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 #: A name (experiment, parameter, metric, ...): 1 to 200 characters.
 Name = Annotated[str, Field(min_length=1, max_length=200)]
-#: A parameter value.
-Scalar = str | int | float | bool
+#: A parameter value (a string one: at most 10,000 characters).
+Scalar = Annotated[str, Field(max_length=10_000)] | int | float | bool
+#: A free-form string (a constraint expression, an arm name, an env value): bounded.
+Text = Annotated[str, Field(max_length=10_000)]
 
 
 class Strict(BaseModel):

@@ -53,12 +53,19 @@ ParameterIn = Annotated[
 
 
 class ObjectiveIn(Strict):
+    """An objective; with several, ``threshold`` is its reference-point coordinate (a number,
+    ``">= x"`` for a maximized one, ``"<= x"`` for a minimized one, ``"%"`` relative to the
+    control), inferred from the data when omitted."""
+
     name: Name
     minimize: bool = False
+    threshold: float | Annotated[str, Field(max_length=50)] | None = None
+    relative: bool = False
 
 
 class ExperimentCreate(Strict):
-    """A new experiment. ``objective`` is a metric name (maximised) or ``{name, minimize}``."""
+    """A new experiment. ``objective`` is a metric name (maximised) or ``{name, minimize}``;
+    ``objectives`` (instead) a list of them, with optional thresholds, for several."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -82,22 +89,37 @@ class ExperimentCreate(Strict):
 
     name: Name
     parameters: Annotated[list[ParameterIn], Field(min_length=1, max_length=500)]
-    parameter_constraints: Annotated[list[str], Field(max_length=100)] = []
-    objective: Name | ObjectiveIn
-    outcome_constraints: Annotated[list[str], Field(max_length=100)] = []
+    parameter_constraints: Annotated[
+        list[Annotated[str, Field(max_length=2000)]], Field(max_length=100)
+    ] = []
+    objective: Name | ObjectiveIn | None = None
+    objectives: Annotated[list[Name | ObjectiveIn], Field(min_length=1, max_length=20)] | None = (
+        None
+    )
+    outcome_constraints: Annotated[
+        list[Annotated[str, Field(max_length=2000)]], Field(max_length=100)
+    ] = []
     tracking_metrics: Annotated[list[Name], Field(max_length=500)] = []
-    generator: Annotated[str, Field(max_length=50)] = "noisy_ei"
-    generator_settings: dict[str, Any] = {}
+    generator: Annotated[str, Field(max_length=50)] | None = Field(
+        None, description="default: noisy_ei with one objective, noisy_ehvi with several"
+    )
+    generator_settings: Annotated[dict[Name, Any], Field(max_length=50)] = {}
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
     max_trials: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
-    status_quo: dict[str, Scalar] | None = None
+    status_quo: Annotated[dict[Name, Scalar], Field(max_length=500)] | None = None
     description: Annotated[str, Field(max_length=10_000)] = ""
     job: JobSpecIn | None = None
+    #: Trial-level early stopping (see :mod:`assay.platform.early_stopping`), validated by
+    #: the domain so errors name ``early_stopping.<field>``.
+    early_stopping: dict[str, Any] | None = None
+    #: Experiment-level stopping rule (see :mod:`assay.platform.stopping`).
+    stopping: dict[str, Any] | None = None
 
     def to_spec(self) -> dict[str, Any]:
         d = self.model_dump(mode="json")
-        if d.get("job") is None:
-            d.pop("job", None)
+        for key in ("job", "objective", "objectives", "generator", "early_stopping", "stopping"):
+            if d.get(key) is None:
+                d.pop(key, None)
         d["parameters"] = [
             {k: v for k, v in p.items() if not (k == "ordered" and v is None)}
             for p in d["parameters"]
@@ -186,3 +208,6 @@ class ExperimentSummaryPublic(BaseModel):
 
 class ExperimentList(BaseModel):
     experiments: list[ExperimentSummaryPublic]
+    total: int | None = None
+    offset: int = 0
+    limit: int | None = None

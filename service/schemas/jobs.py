@@ -40,9 +40,14 @@ class JobSpecIn(Strict):
     max_retries: Annotated[int, Field(ge=0, le=100)] = 0
     parallelism: Annotated[int, Field(ge=1, le=10_000)] = 1
     max_trials: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
-    env: dict[str, str] = {}
+    env: Annotated[
+        dict[Annotated[str, Field(max_length=200)], Annotated[str, Field(max_length=10_000)]],
+        Field(max_length=100),
+    ] = {}
     executor: Literal["local", "ray", "slurm"] | None = None
-    executor_options: dict[str, Any] = {}
+    executor_options: Annotated[
+        dict[Annotated[str, Field(max_length=200)], Any], Field(max_length=50)
+    ] = {}
 
 
 class JobPublic(BaseModel):
@@ -81,6 +86,8 @@ class JobPublic(BaseModel):
 
 class JobList(BaseModel):
     jobs: list[JobPublic]
+    offset: int = 0
+    limit: int | None = None
 
 
 class RunPublic(BaseModel):
@@ -109,3 +116,4 @@ class ReportPublic(BaseModel):
 
 class ReportList(BaseModel):
     reports: list[ReportPublic]
+    limit: int | None = None

@@ -91,7 +91,7 @@ class SyntheticReleaseCreate(BaseModel):
             ]
         },
     )  # fmt: skip
-    table_schema: dict[str, Any] = Field(alias="schema")
+    table_schema: dict[str, Any] = Field(alias="schema", max_length=500)
     csv: str | None = Field(None, max_length=MAX_CSV_CHARS, description="the table as CSV text")
     table: str | None = Field(
         None,
@@ -131,3 +131,6 @@ class SyntheticReleasePublic(BaseModel):
 
 class SyntheticReleaseList(BaseModel):
     releases: list[SyntheticReleasePublic]
+    total: int | None = None
+    offset: int = 0
+    limit: int | None = None

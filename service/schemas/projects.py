@@ -45,3 +45,6 @@ class ProjectPublic(BaseModel):
 
 class ProjectList(BaseModel):
     projects: list[ProjectPublic]
+    total: int | None = None
+    offset: int = 0
+    limit: int | None = None

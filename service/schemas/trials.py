@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from assay.platform.experiment import Arm, Observation, Trial, TrialState
-from assay.service.schemas.common import Scalar, Strict
+from assay.service.schemas.common import Name, Scalar, Strict
 from assay.storage.base import TrialEvent
 
 
@@ -36,7 +36,7 @@ class AskRequest(Strict):
 
 
 class AttachRequest(Strict):
-    parameters: dict[str, Scalar]
+    parameters: Annotated[dict[Name, Scalar], Field(max_length=500)]
     start: bool = True
 
 
@@ -46,7 +46,7 @@ class ObservationIn(Strict):
     n: Annotated[int, Field(ge=1)] | None = None
 
 
-ObservationValue = float | ObservationIn | list[float | None]
+ObservationValue = float | ObservationIn | Annotated[list[float | None], Field(max_length=3)]
 
 
 class CompleteRequest(Strict):
@@ -63,8 +63,14 @@ class CompleteRequest(Strict):
         },
     )
 
-    observations: dict[str, ObservationValue] | None = None
-    arms: dict[str, dict[str, ObservationValue]] | None = None
+    observations: Annotated[dict[Name, ObservationValue], Field(max_length=1000)] | None = None
+    arms: (
+        Annotated[
+            dict[Name, Annotated[dict[Name, ObservationValue], Field(max_length=1000)]],
+            Field(max_length=1000),
+        ]
+        | None
+    ) = None
 
 
 class ReasonRequest(Strict):
@@ -88,7 +94,7 @@ def observation_value(v: Any) -> Any:
 
 class ArmPublic(BaseModel):
     name: str
-    parameters: dict[str, Scalar]
+    parameters: Annotated[dict[Name, Scalar], Field(max_length=500)]
 
 
 class ObservationPublic(BaseModel):
@@ -104,7 +110,7 @@ class TrialPublic(BaseModel):
     state: TrialState
     generator: str
     arms: list[ArmPublic]
-    parameters: dict[str, Scalar]
+    parameters: Annotated[dict[Name, Scalar], Field(max_length=500)]
     observations: dict[str, dict[str, ObservationPublic]]
     created_at: datetime
     updated_at: datetime
@@ -180,6 +186,8 @@ class EventPublic(BaseModel):
 
 class EventList(BaseModel):
     events: list[EventPublic]
+    #: Page size: a full page means more may follow (ask again with ``after`` = last id).
+    limit: int | None = None
 
 
 class ObservationRowPublic(BaseModel):
@@ -194,6 +202,9 @@ class ObservationRowPublic(BaseModel):
 
 class ObservationList(BaseModel):
     observations: list[ObservationRowPublic]
+    total: int | None = None
+    offset: int = 0
+    limit: int | None = None
 
 
 class AskBatchRequest(Strict):
@@ -207,7 +218,16 @@ class AskBatchRequest(Strict):
     )
 
     n_arms: Annotated[int, Field(ge=2, le=64)] = 8
-    include: Annotated[list[str | dict[str, Scalar]], Field(max_length=64)] | None = None
+    include: (
+        Annotated[
+            list[
+                Annotated[str, Field(max_length=200)]
+                | Annotated[dict[Name, Scalar], Field(max_length=500)]
+            ],
+            Field(max_length=64),
+        ]
+        | None
+    ) = None
     idempotency_key: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     start: bool = True
     lease_seconds: Annotated[float, Field(gt=0, le=604_800)] | None = None

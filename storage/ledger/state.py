@@ -154,6 +154,10 @@ def set_budget(state: LedgerState, dataset: str, epsilon: float, delta: float) -
     return budget_status(state, dataset)
 
 
+#: The charge metadata key holding the hash of the request a charge paid for.
+FINGERPRINT_KEY = "request_fingerprint"
+
+
 def record_charge(
     state: LedgerState,
     dataset: str,
@@ -165,8 +169,11 @@ def record_charge(
 ) -> tuple[Charge, bool]:
     """Charge one release to ``dataset`` in ``state``, or refuse it.
 
-    A ``release_id`` charged before with the same amounts returns that charge unchanged (a
-    retried request is not charged twice); with other amounts it is a ``ConflictError``.
+    A ``release_id`` charged before with the same amounts *and* the same request fingerprint
+    (``metadata["request_fingerprint"]``: a hash of everything that shapes the DP output,
+    seed and data included) returns that charge unchanged (a retried request is not charged
+    twice); other amounts or another request under the same id is a ``ConflictError`` (one
+    charge never covers two independent DP outputs).
 
     Returns:
         ``(charge, stored)``: ``stored`` is ``False`` for a same-id retry (nothing to persist).
@@ -179,8 +186,18 @@ def record_charge(
     st = budget_status(state, dataset)
     for c in state[dataset]["charges"]:
         if c["release_id"] == release_id:
-            if c["epsilon"] == float(epsilon) and c["delta"] == float(delta):
+            same_print = (c.get("metadata") or {}).get(FINGERPRINT_KEY) == (metadata or {}).get(
+                FINGERPRINT_KEY
+            )
+            if c["epsilon"] == float(epsilon) and c["delta"] == float(delta) and same_print:
                 return Charge(**c), False
+            if not same_print:
+                raise ConflictError(
+                    f"dataset {dataset!r}: release {release_id!r} was already charged for a "
+                    "different request (another seed, table or setting); use a new release_id",
+                    field="release_id",
+                    details={"dataset": dataset, "release_id": release_id},
+                )
             raise ConflictError(
                 f"dataset {dataset!r}: release {release_id!r} was already charged with "
                 f"epsilon={c['epsilon']:g}, delta={c['delta']:g}",
@@ -218,6 +235,7 @@ def record_charge(
 
 
 __all__ = [
+    "FINGERPRINT_KEY",
     "TOLERANCE",
     "BudgetStatus",
     "Charge",

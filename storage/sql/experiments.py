@@ -17,7 +17,7 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -48,6 +48,15 @@ class SqlExperiments(SqlDatabase):
         super().__init__(engine)
         self._cache = ExperimentCache()
         self._ask_locks = ProcessLocks(sqlite_database(engine.url.render_as_string()))
+
+    @property
+    def lock_timeout_s(self) -> float:
+        """Longest wait for an experiment's ask lock (then ``LockTimeoutError``, HTTP 503)."""
+        return self._ask_locks.timeout_s
+
+    @lock_timeout_s.setter
+    def lock_timeout_s(self, value: float) -> None:
+        self._ask_locks.timeout_s = float(value)
 
     def create_experiment(
         self, config: ExperimentConfig, *, project: str = "default"
@@ -223,6 +232,8 @@ class SqlExperiments(SqlDatabase):
             session = self.write_session()
             try:
                 with session.begin():
+                    ms = max(1, int(self._ask_locks.timeout_s * 1000))
+                    session.execute(text(f"SET LOCAL lock_timeout = {ms}"))  # bounded wait
                     row, pname = experiment_row(session, experiment_id, project, for_update=True)
                     snapshot = self._cache.experiment(session, row, pname, private=True)
                     yield SqlExperimentLock(self, session, snapshot)

@@ -23,6 +23,7 @@ import contextlib
 import fcntl
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,7 +32,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
-from assay.platform.errors import StorageBusyError
+from assay.platform.errors import LockTimeoutError, StorageBusyError
 from assay.platform.experiment import Experiment, Trial, utcnow
 from assay.storage.base import ExperimentLock, NewTrial
 from assay.storage.orm import (
@@ -61,6 +62,8 @@ def busy_experiment(experiment_id: int) -> Callable[[DBAPIError], StorageBusyErr
     """The error for a transient failure of a whole-ask transaction on ``experiment_id``."""
 
     def busy(e: DBAPIError) -> StorageBusyError:
+        if getattr(e.orig, "sqlstate", None) == "55P03":  # lock_timeout
+            return lock_timed_out(experiment_id)
         return StorageBusyError(
             f"experiment {experiment_id} is busy (deadlock, serialization failure or lock "
             "timeout); retry the ask",
@@ -68,6 +71,18 @@ def busy_experiment(experiment_id: int) -> Callable[[DBAPIError], StorageBusyErr
         )
 
     return busy
+
+
+#: Longest wait for an experiment's ask lock (seconds) unless the store is told otherwise
+#: (``ASSAY_ASK_LOCK_TIMEOUT_S``): a request never waits forever behind a stuck ask.
+LOCK_TIMEOUT_S = 10.0
+
+
+def lock_timed_out(experiment_id: int) -> LockTimeoutError:
+    return LockTimeoutError(
+        f"experiment {experiment_id} is locked by another ask; retry shortly",
+        details={"experiment_id": experiment_id},
+    )
 
 
 class ProcessLocks:
@@ -79,7 +94,8 @@ class ProcessLocks:
         database: The SQLite database file (``None``: in-memory).
     """
 
-    def __init__(self, database: str | None) -> None:
+    def __init__(self, database: str | None, timeout_s: float = LOCK_TIMEOUT_S) -> None:
+        self.timeout_s = timeout_s
         self._guard = threading.Lock()
         self._threads: dict[int, threading.Lock] = {}
         self._dir = (
@@ -91,21 +107,36 @@ class ProcessLocks:
     @contextlib.contextmanager
     def hold(self, experiment_id: int) -> Iterator[None]:
         """Exclusive access to ``experiment_id`` among this process's threads and, for a
-        database file, among processes."""
+        database file, among processes; :class:`LockTimeoutError` after ``timeout_s``."""
         with self._guard:
             thread_lock = self._threads.setdefault(experiment_id, threading.Lock())
-        with thread_lock, self._file_lock(experiment_id):
-            yield
+        deadline = time.monotonic() + self.timeout_s
+        if not thread_lock.acquire(timeout=self.timeout_s):
+            raise lock_timed_out(experiment_id)
+        try:
+            with self._file_lock(experiment_id, deadline):
+                yield
+        finally:
+            thread_lock.release()
 
     @contextlib.contextmanager
-    def _file_lock(self, experiment_id: int) -> Iterator[None]:
+    def _file_lock(self, experiment_id: int, deadline: float) -> Iterator[None]:
         if self._dir is None:
             yield
             return
         self._dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(self._dir / f"experiment-{experiment_id}.lock", os.O_RDWR | os.O_CREAT)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            delay = 0.002
+            while True:  # flock has no timeout: poll without blocking until the deadline
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise lock_timed_out(experiment_id) from None
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.05)
             yield
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)

@@ -7,15 +7,26 @@ May import: sqlalchemy, :mod:`assay.platform`, :mod:`assay.storage.base`,
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from datetime import datetime
+
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from assay.platform.errors import ConflictError
+from assay.platform.errors import ConflictError, NotFoundError
 from assay.platform.experiment import utcnow
-from assay.storage.base import ProjectSummary
-from assay.storage.orm import ApiKeyRow, ExperimentRow, ProjectRow
+from assay.storage.base import ApiKeyInfo, ProjectSummary
+from assay.storage.orm import ApiKeyRow, DashboardSessionRow, ExperimentRow, ProjectRow
 from assay.storage.sql.session import SqlDatabase
+
+
+def _key_info(row: ApiKeyRow, project: str) -> ApiKeyInfo:
+    return ApiKeyInfo(
+        row.id, project, row.name, row.prefix, row.role, row.created_at, row.revoked_at
+    )
+
+
+_KEY_COLUMNS = (ApiKeyRow, ProjectRow.name)
 
 
 def project_id(s: Session, name: str) -> int:
@@ -69,25 +80,101 @@ class SqlProjects(SqlDatabase):
             write=False,
         )
 
-    def add_api_key(self, project: str, key_hash: str, *, name: str, prefix: str) -> None:
+    def add_api_key(
+        self, project: str, key_hash: str, *, name: str, prefix: str, role: str = "member"
+    ) -> ApiKeyInfo:
+        def fn(s: Session) -> ApiKeyInfo:
+            row = ApiKeyRow(
+                project_id=project_id(s, project), name=name, prefix=prefix, role=role,
+                key_hash=key_hash, created_at=utcnow(), revoked_at=None,
+            )  # fmt: skip
+            s.add(row)
+            s.flush()
+            return _key_info(row, project)
+
+        return self.run_transaction(fn)
+
+    def key_for_hash(self, key_hash: str) -> ApiKeyInfo | None:
+        def fn(s: Session) -> ApiKeyInfo | None:
+            found = s.execute(
+                select(*_KEY_COLUMNS)
+                .join(ProjectRow, ApiKeyRow.project_id == ProjectRow.id)
+                .where(ApiKeyRow.key_hash == key_hash, ApiKeyRow.revoked_at.is_(None))
+            ).one_or_none()
+            return None if found is None else _key_info(found[0], found[1])
+
+        return self.run_transaction(fn, write=False)
+
+    def list_api_keys(self, *, project: str | None = None) -> list[ApiKeyInfo]:
+        stmt = (
+            select(*_KEY_COLUMNS)
+            .join(ProjectRow, ApiKeyRow.project_id == ProjectRow.id)
+            .order_by(ApiKeyRow.id)
+        )
+        if project is not None:
+            stmt = stmt.where(ProjectRow.name == project)
+        return self.run_transaction(
+            lambda s: [_key_info(r, p) for r, p in s.execute(stmt)], write=False
+        )
+
+    def revoke_api_key(self, key_id: int, *, project: str | None = None) -> ApiKeyInfo:
+        def fn(s: Session) -> ApiKeyInfo:
+            stmt = (
+                select(*_KEY_COLUMNS)
+                .join(ProjectRow, ApiKeyRow.project_id == ProjectRow.id)
+                .where(ApiKeyRow.id == key_id)
+            )
+            if project is not None:
+                stmt = stmt.where(ProjectRow.name == project)
+            found = s.execute(stmt).one_or_none()
+            if found is None:
+                raise NotFoundError(f"API key {key_id} not found", details={"key_id": key_id})
+            row, name = found
+            if row.revoked_at is None:
+                row.revoked_at = utcnow()
+                s.flush()
+            return _key_info(row, name)
+
+        return self.run_transaction(fn)
+
+    def create_session(self, session_hash: str, key_id: int, *, expires_at: datetime) -> None:
         def fn(s: Session) -> None:
             s.add(
-                ApiKeyRow(
-                    project_id=project_id(s, project), name=name, prefix=prefix,
-                    key_hash=key_hash, created_at=utcnow(), revoked_at=None,
+                DashboardSessionRow(
+                    session_hash=session_hash, key_id=key_id, created_at=utcnow(),
+                    expires_at=expires_at, ended_at=None,
                 )
             )  # fmt: skip
 
         self.run_transaction(fn)
 
-    def project_for_key(self, key_hash: str) -> str | None:
-        return self.run_transaction(
-            lambda s: s.scalar(
-                select(ProjectRow.name)
-                .join(ApiKeyRow, ApiKeyRow.project_id == ProjectRow.id)
-                .where(ApiKeyRow.key_hash == key_hash, ApiKeyRow.revoked_at.is_(None))
-            ),
-            write=False,
+    def session_key(self, session_hash: str, *, now: datetime) -> ApiKeyInfo | None:
+        def fn(s: Session) -> ApiKeyInfo | None:
+            found = s.execute(
+                select(*_KEY_COLUMNS)
+                .join(ProjectRow, ApiKeyRow.project_id == ProjectRow.id)
+                .join(DashboardSessionRow, DashboardSessionRow.key_id == ApiKeyRow.id)
+                .where(
+                    DashboardSessionRow.session_hash == session_hash,
+                    DashboardSessionRow.ended_at.is_(None),
+                    DashboardSessionRow.expires_at > now,
+                    ApiKeyRow.revoked_at.is_(None),
+                )
+            ).one_or_none()
+            return None if found is None else _key_info(found[0], found[1])
+
+        return self.run_transaction(fn, write=False)
+
+    def end_session(self, session_hash: str, *, now: datetime) -> None:
+        self.run_transaction(
+            lambda s: s.execute(
+                update(DashboardSessionRow)
+                .where(
+                    DashboardSessionRow.session_hash == session_hash,
+                    DashboardSessionRow.ended_at.is_(None),
+                )
+                .values(ended_at=now)
+            )
         )
 
 

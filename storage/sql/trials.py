@@ -12,7 +12,7 @@ May import: sqlalchemy, :mod:`assay.platform`, :mod:`assay.storage.base`,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -98,6 +98,7 @@ class SqlTrials(SqlDatabase):
         actor: str | None = None,
         lease_expires_at: datetime | None = None,
         expected_states: Sequence[TrialState] | None = None,
+        details: Mapping[str, Any] | None = None,
     ) -> Trial:
         def fn(s: Session) -> Trial:
             trial, arm_ids = load_one_trial(s, trial_id, project)
@@ -132,7 +133,7 @@ class SqlTrials(SqlDatabase):
                 insert(TrialEventRow),
                 [{"experiment_id": trial.experiment_id, "trial_id": trial_id,
                   "from_state": trial.state.value, "to_state": to_state.value, "at": now,
-                  "actor": actor, "reason": reason, "details": {}}],
+                  "actor": actor, "reason": reason, "details": dict(details or {})}],
             )  # fmt: skip
             if obs:
                 trial.observations = {a: dict(o) for a, o in obs.items()}

@@ -264,3 +264,59 @@ def test_ab_experiment_page_draws_the_arm_effects_panel(browser, tmp_path, live_
     tab.shot("experiment-ab-1280x800")
     assert tab.errors == [], tab.errors
     tab.close()
+
+
+def test_multi_objective_page_draws_the_pareto_view(browser, tmp_path, live_server_factory):
+    """Two objectives and a constraint: the Pareto view (front, its step line, dominated and
+    infeasible arms) and the hypervolume trace render without console errors."""
+    import assay
+
+    url = f"sqlite:///{tmp_path / 'mo.db'}"
+    c = assay.Client(url)
+    exp = c.create_experiment(
+        "reward-vs-latency",
+        [{"name": "x0", "type": "float", "bounds": [0, 1]},
+         {"name": "x1", "type": "float", "bounds": [0, 1]}],
+        objectives=["reward", {"name": "latency_ms", "minimize": True, "threshold": 80}],
+        outcome_constraints=["cost <= 0.7"], seed=5, generator="sobol",
+    )  # fmt: skip
+    for t in c.ask(exp.id, n=8):
+        x0, x1 = t.parameters["x0"], t.parameters["x1"]
+        c.tell(t.id, {"reward": (x0, 0.01), "latency_ms": (20 + 50 * x0**2 + 20 * x1, 0.5),
+                      "cost": (x0, 0.01)})  # fmt: skip
+    front = c.pareto(exp.id)
+    c.close()
+    srv = live_server_factory(url).start()
+    try:
+        tab = Tab(browser, WIDE)
+        p = tab.page
+        tab.open(f"{srv.url}/experiments/{exp.id}")
+        p.wait_for_function(
+            "document.querySelector('#panel-pareto[data-loaded]') !== null && "
+            "document.querySelector('#panel-hypervolume[data-loaded]') !== null"
+        )
+        names = p.evaluate(
+            "document.querySelector('#panel-pareto .js-plotly-plot').data.map(d => d.name)"
+        )
+        assert "on the front" in names and "front" in names, names
+        n_front = p.evaluate(
+            "document.querySelector('#panel-pareto .js-plotly-plot').data"
+            ".find(d => d.name === 'on the front').x.length"
+        )
+        assert n_front == len(front.front)
+        if any(not a.observed_feasible for a in front.arms):
+            assert "infeasible" in names
+        assert tab.traces("#panel-hypervolume .js-plotly-plot") == 2
+        assert "reference point" in p.locator("#panel-pareto").inner_text()
+        # "on the front" in the trials table: a chip per trial, and a filter
+        chips = p.locator("#trials td.name .chip", has_text="front")
+        assert chips.count() == len(front.observed_front) > 0
+        p.select_option("select[name=front]", "yes")
+        p.wait_for_function(
+            f"document.querySelectorAll('#trials tbody tr').length === {len(front.observed_front)}"
+        )
+        tab.shot("experiment-pareto-1280x800")
+        assert tab.errors == [], tab.errors
+        tab.close()
+    finally:
+        srv.stop()

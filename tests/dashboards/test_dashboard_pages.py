@@ -11,6 +11,7 @@ from assay.dashboards import panels as panel_registry
 from assay.dashboards.data import TableQuery, fmt_value, query_trials
 from assay.dashboards.panels import Panel, PanelResult
 from assay.platform.experiment import Observation, TrialState
+from assay.service.auth import hash_token
 
 HTML = {"accept": "text/html"}
 JSON = {"accept": "application/json"}
@@ -175,23 +176,30 @@ def test_number_formatting() -> None:
     assert fmt_value(20.0) == "20" and fmt_value(1.5e-4) == "1.5e-4"
 
 
+def _form(client, body: str, path: str = "/login", **kw):
+    """POST a dashboard form with the browser's CSRF token (as the page would)."""
+    client.get("/login", headers=HTML)  # sets the assay_csrf cookie
+    csrf = client.cookies.get("assay_csrf")
+    return client.post(
+        path, content=f"{body}&csrf={csrf}",
+        headers={"content-type": "application/x-www-form-urlencoded"}, **kw,
+    )  # fmt: skip
+
+
 def test_keys_mode_login_cookie_and_project_isolation(keys_app) -> None:
     client, key, mine, theirs = keys_app
     r = client.get("/", headers=HTML, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/login?next=%2F"
     r = client.get(f"/experiments/{mine['big']}/live", headers=JSON)
     assert r.status_code == 401 and r.json()["error"]["login"] == "/login"
-    r = client.post("/login", content="key=assay_wrong&next=/", headers={
-        "content-type": "application/x-www-form-urlencoded"})  # fmt: skip
+    r = _form(client, "key=assay_wrong&next=/")
     assert r.status_code == 401 and "invalid or revoked API key" in r.text
-    r = client.post(
-        "/login", content=f"key={key}&next=/jobs", follow_redirects=False,
-        headers={"content-type": "application/x-www-form-urlencoded"},
-    )  # fmt: skip
+    r = _form(client, f"key={key}&next=/jobs", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/jobs"
     cookie = r.cookies.get("assay_session")
-    assert cookie and key not in cookie and len(cookie) == 64  # the digest, never the key
-    assert "httponly" in r.headers["set-cookie"].lower()
+    assert cookie and key not in cookie and hash_token(key) not in cookie  # a random id
+    set_cookie = r.headers["set-cookie"].lower()
+    assert "httponly" in set_cookie and "samesite=strict" in set_cookie
     page = client.get("/", headers=HTML)
     assert page.status_code == 200 and "ranking-v2" in page.text and "secret" not in page.text
     r = client.get(f"/experiments/{theirs}", headers=HTML)
@@ -200,19 +208,15 @@ def test_keys_mode_login_cookie_and_project_isolation(keys_app) -> None:
     assert client.get(f"/experiments/{mine['big']}", headers=HTML).status_code == 200
     # the cookie does not authenticate the REST API, which still wants the key
     assert client.get("/api/v1/experiments").status_code == 401
-    r = client.post("/logout", follow_redirects=False)
+    r = _form(client, "", path="/logout", follow_redirects=False)
     assert r.status_code == 303
-    client.cookies.clear()
     assert client.get("/", headers=HTML, follow_redirects=False).status_code == 303
 
 
 @pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example"])
 def test_login_never_redirects_off_site(keys_app, target) -> None:
     client, key, _, _ = keys_app
-    r = client.post(
-        "/login", content=f"key={key}&next={target}", follow_redirects=False,
-        headers={"content-type": "application/x-www-form-urlencoded"},
-    )  # fmt: skip
+    r = _form(client, f"key={key}&next={target}", follow_redirects=False)
     assert r.headers["location"] == "/"
 
 

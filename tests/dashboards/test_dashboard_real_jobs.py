@@ -61,7 +61,8 @@ def test_real_jobs_show_up(tmp_path, monkeypatch) -> None:
         time.sleep(0.1)
     [done] = store.list_trials(exps["train"])[:1]
     failed = store.list_trials(exps["broken"])[0]
-    with TestClient(create_app(Settings(reaper_interval_s=0), store)) as client:
+    app = create_app(Settings(reaper_interval_s=0, log_dir=str(tmp_path / "logs")), store)
+    with TestClient(app, base_url="http://127.0.0.1", client=("127.0.0.1", 5000)) as client:
         jobs = client.get("/jobs", headers=HTML).text
         assert "CUDA out of memory (pretend)" in jobs
         trial = client.get(f"/trials/{done.id}", headers=HTML).text

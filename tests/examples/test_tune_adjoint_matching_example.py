@@ -21,6 +21,23 @@ def test_config_dispatches_the_job_with_a_diversity_constraint(example) -> None:
     assert fixed["iterations"] == 4 and fixed["task"] == "digits" and fixed["report_every"] > 0
 
 
+def test_two_objective_config_is_a_valid_multi_objective_experiment(example) -> None:
+    from assay.platform.experiment import ExperimentConfig
+
+    cfg = example.experiment_config(3, 4.25, tiny=True, objectives=["reward", "diversity"])
+    assert "objective" not in cfg and cfg["outcome_constraints"] == []
+    config = ExperimentConfig.from_dict(cfg)
+    assert config.generator == "noisy_ehvi"
+    assert [(o.name, o.threshold) for o in config.objectives] == [
+        ("reward", None),
+        ("diversity", 4.25),
+    ]
+    assert "diversity" not in config.tracking_metrics and "fd" in config.tracking_metrics
+    fd = example.experiment_config(3, 4.25, tiny=True, objectives=["reward", "fd"])
+    assert fd["objectives"][1] == {"name": "fd", "minimize": True}
+    assert fd["outcome_constraints"] == ["diversity >= 4.25"]
+
+
 @pytest.mark.slow
 def test_example_runs_jobs_with_tiny_budget(example, tmp_path, capsys, one_torch_thread) -> None:
     url = f"sqlite:///{tmp_path / 't.db'}"

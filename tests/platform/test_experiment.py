@@ -8,7 +8,6 @@ from assay.platform.errors import (
     ConstraintParseError,
     InvalidTransitionError,
     ObservationError,
-    UnsupportedError,
     ValidationError,
 )
 from assay.platform.experiment import (
@@ -91,10 +90,54 @@ def test_config_errors(patch, exc, field) -> None:
     assert e.value.field == field, e.value
 
 
-def test_multi_objective_is_unsupported_for_now() -> None:
-    spec = {k: v for k, v in SPEC.items() if k != "objective"}
-    with pytest.raises(UnsupportedError):
-        ExperimentConfig.from_dict({**spec, "objectives": ["a", "b"]})
+MO = {k: v for k, v in SPEC.items() if k != "objective"}
+
+
+def test_several_objectives_default_to_noisy_ehvi_and_keep_thresholds() -> None:
+    cfg = ExperimentConfig.from_dict(
+        {
+            **MO,
+            "objectives": [
+                "a",
+                {"name": "b", "threshold": 0.7},
+                {"name": "c", "minimize": True, "threshold": "<= 50"},
+            ],
+        }
+    )
+    assert cfg.generator == "noisy_ehvi" and cfg.is_multi_objective
+    assert [o.threshold for o in cfg.objectives] == [None, 0.7, 50.0]
+    assert cfg.objectives[2].threshold_expression == "c <= 50"
+    again = ExperimentConfig.from_dict({**cfg.to_dict()})
+    assert again.objectives == cfg.objectives and again.generator == "noisy_ehvi"
+    # one objective: unchanged default, objective="x" still works
+    assert ExperimentConfig.from_dict(SPEC).generator == "noisy_ei"
+
+
+@pytest.mark.parametrize(
+    ("objectives", "extra", "field", "says"),
+    [
+        (["a", "a"], {}, "objectives[1].name", "duplicate"),
+        (["a", "b"], {"outcome_constraints": ["b <= 1"]}, "outcome_constraints[0]", "objective"),
+        (["a", "b"], {"generator": "multi_step"}, "generator", "lookahead"),
+        (["a", "b"], {"generator": "noisy_ei"}, "generator", "one objective"),
+        (["a", {"name": "b", "threshold": "<= 3"}], {}, "objectives[1].threshold", "wrong sign"),
+        (
+            ["a", {"name": "b", "minimize": True, "threshold": ">= 3"}],
+            {},
+            "objectives[1].threshold",
+            "wrong sign",
+        ),
+        (["a", {"name": "b", "threshold": "-1%"}], {}, "objectives[1].threshold", "status_quo"),
+        (["a", {"name": "b", "threshold": "x"}], {}, "objectives[1].threshold", "parse"),
+        (["a", {"name": "b", "relative": True}], {}, "objectives[1].relative", "threshold"),
+        (["a", {"name": "b", "cap": 1}], {}, "objectives[1].cap", "unknown"),
+    ],
+)
+def test_multi_objective_definition_errors(objectives, extra, field, says) -> None:
+    with pytest.raises(ValidationError) as e:
+        ExperimentConfig.from_dict({**MO, "objectives": objectives, **extra})
+    assert e.value.field == field, e.value
+    assert says in e.value.message, e.value.message
 
 
 @pytest.mark.parametrize(

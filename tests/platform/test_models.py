@@ -126,3 +126,47 @@ def test_fit_failure_is_typed(build_experiment, monkeypatch) -> None:
     with pytest.raises(ModelFitError) as e:
         fit_metric_model(training_data(exp)["y"], {"d": 1, "params": {}}, seed=0)
     assert isinstance(e.value, RuntimeError)
+
+
+def _three_metric_data(n: int, sem: float | None, seed: int = 0) -> dict:
+    from assay.platform.models import MetricData
+
+    g = torch.Generator().manual_seed(seed)
+    X = torch.rand(n, 3, generator=g, dtype=torch.double)
+    out = {}
+    for k, m in enumerate(("f", "c1", "c2")):
+        Y = torch.sin((k + 2) * X.sum(-1, keepdim=True)) + 0.1 * torch.randn(
+            n, 1, generator=g, dtype=torch.double
+        )
+        Yvar = None if sem is None else torch.full_like(Y, sem * sem)
+        out[m] = MetricData(X, Y, Yvar)
+    return out
+
+
+@pytest.mark.parametrize("sem", [None, 0.1])
+def test_joint_model_is_batched_and_matches_the_model_list(sem: float | None) -> None:
+    """With every metric observed at the same points, acquisition uses one batched
+    multi-output GP whose posterior (means, variances, per output) is the ModelListGP's."""
+    from botorch.models import SingleTaskGP
+
+    data = _three_metric_data(20, sem)
+    fitted = fit_outcome_models(data, ["f", "c1", "c2"])
+    assert isinstance(fitted.joint, SingleTaskGP) and fitted.joint.num_outputs == 3
+    Xt = torch.rand(7, 3, dtype=torch.double)
+    with torch.no_grad():
+        a, b = fitted.joint.posterior(Xt), fitted.model.posterior(Xt)
+    assert torch.allclose(a.mean, b.mean, atol=1e-7)
+    assert torch.allclose(a.variance, b.variance, rtol=1e-5, atol=1e-9)
+    # the hyperparameters differ per metric (a shared set would not match the list)
+    ls = fitted.joint.covar_module.lengthscale
+    assert ls.shape[0] == 3 and not torch.allclose(ls[0], ls[1])
+
+
+def test_joint_model_falls_back_to_the_list_when_points_differ() -> None:
+    from assay.platform.models import MetricData
+
+    data = _three_metric_data(20, 0.1)
+    c2 = data["c2"]
+    data["c2"] = MetricData(c2.X[:15], c2.Y[:15], c2.Yvar[:15])  # observed on fewer arms
+    fitted = fit_outcome_models(data, ["f", "c1", "c2"])
+    assert fitted.joint is fitted.model

@@ -148,27 +148,22 @@ def test_over_budget_is_409_and_stores_nothing(api, ab_csv, settings) -> None:
 
 
 def test_concurrent_releases_cannot_overspend(api, ab_csv, settings) -> None:
-    """Both pass the pre-flight check; the ledger charge after training refuses the second,
-    which then fails with the typed error and writes no table."""
+    """Each accepted release reserves its charge: while the first still waits for the training
+    slot, the second no longer fits and is refused up front (409), storing nothing."""
     from assay.service import releases
 
     api.put("/api/v1/datasets/ab/privacy-budget", json={"epsilon": 1, "delta": 1e-5})
-    urls = []
-    # Hold the server's training slot so neither release can charge before both are accepted
-    # (without it a fast machine finishes m1 first and m2 is refused up front, a different path).
+    # Hold the server's training slot so the first release is queued, not finished.
     with releases.TRAINING_SLOT:
-        for rid in ("m1", "m2"):
-            r = api.post("/api/v1/datasets/ab/synthetic-releases",
-                         json=_body(ab_csv, epsilon=0.8, method="mst", release_id=rid))  # fmt: skip
-            assert r.status_code == 202, r.text
-            urls.append(r.headers["location"])
-    outcomes = sorted(_wait(api, u)["status"] for u in urls)
-    assert outcomes == ["failed", "succeeded"]
-    failed = next(_wait(api, u) for u in urls if _wait(api, u)["status"] == "failed")
-    assert failed["error"]["code"] == "privacy_budget_exceeded" and failed["table_url"] is None
-    _error(api.get(failed["status_url"] + "/table"), 409, "conflict")
-    folder = Path(settings.release_dir) / "default" / "ab" / failed["release_id"]
-    assert sorted(p.name for p in folder.iterdir()) == ["release.json"]
+        r = api.post("/api/v1/datasets/ab/synthetic-releases",
+                     json=_body(ab_csv, epsilon=0.8, method="mst", release_id="m1"))  # fmt: skip
+        assert r.status_code == 202, r.text
+        url = r.headers["location"]
+        _error(api.post("/api/v1/datasets/ab/synthetic-releases",
+                        json=_body(ab_csv, epsilon=0.8, method="mst", release_id="m2")),
+               409, "privacy_budget_exceeded")  # fmt: skip
+    assert _wait(api, url)["status"] == "succeeded"
+    assert not (Path(settings.release_dir) / "default" / "ab" / "m2").exists()
     budget = api.get("/api/v1/datasets/ab/privacy-budget").json()
     assert budget["releases"] == 1 and budget["epsilon_spent"] == pytest.approx(0.8)
 
@@ -212,14 +207,17 @@ def test_bad_numeric_value_names_its_column(api, ab_csv) -> None:
 def test_projects_are_isolated_and_server_tables_are_per_project(store, tmp_path, ab_csv) -> None:
     settings = Settings(auth="keys", release_dir=str(tmp_path / "rel"),
                         data_dir=str(tmp_path / "data"))  # fmt: skip
-    a = {"Authorization": f"Bearer {create_api_key(store, 'growth')}"}
-    b = {"Authorization": f"Bearer {create_api_key(store, 'search')}"}
+    a = {"Authorization": f"Bearer {create_api_key(store, 'growth', role='admin')}"}
+    b = {"Authorization": f"Bearer {create_api_key(store, 'search', role='admin')}"}
     (tmp_path / "data" / "growth").mkdir(parents=True)
     (tmp_path / "data" / "growth" / "ab.csv").write_text(ab_csv)
     (tmp_path / "secret.csv").write_text(ab_csv)
     with TestClient(create_app(settings, store=store)) as c:
         assert c.get("/api/v1/datasets/ab/privacy-budget").status_code == 401
-        c.put("/api/v1/datasets/ab/privacy-budget", json={"epsilon": 2, "delta": 1e-5}, headers=a)
+        # budgets are admin-only: a member key cannot raise its own (tests/security)
+        _error(c.put("/api/v1/datasets/ab/privacy-budget", json={"epsilon": 2, "delta": 1e-5},
+                     headers=a), 403, "forbidden")  # fmt: skip
+        store.privacy_ledger("growth").set_budget("ab", 2, 1e-5)
         assert c.get("/api/v1/datasets/ab/privacy-budget", headers=b).status_code == 404
         body = {"schema": AB_LOGS_SCHEMA, "table": "ab.csv", "epsilon": 0.5, "method": "mst",
                 "release_id": "r1"}  # fmt: skip
@@ -230,7 +228,7 @@ def test_projects_are_isolated_and_server_tables_are_per_project(store, tmp_path
         # the other project sees neither the release nor the table nor the file
         assert c.get(r.headers["location"], headers=b).status_code == 404
         assert c.get(done["table_url"], headers=b).status_code == 404
-        c.put("/api/v1/datasets/ab/privacy-budget", json={"epsilon": 2, "delta": 1e-5}, headers=b)
+        store.privacy_ledger("search").set_budget("ab", 2, 1e-5)
         _error(c.post("/api/v1/datasets/ab/synthetic-releases", json=body, headers=b),
                404, "not_found")  # fmt: skip
         for escape in ("../secret.csv", str(tmp_path / "secret.csv")):

@@ -31,8 +31,8 @@ SERVER_ONLY = {
     "experiment_config": "the orchestrator's cached read of an immutable configuration",
     "fill_candidates": "the orchestrator queues candidates for its jobs",
     "start": "a worker claims a candidate trial (REST :start)",
-    "early_stop": "stopping rules end running trials (REST :early_stop)",
-    "report": "a job reports its learning curve (assay.report, REST /reports)",
+    "early_stop_if_needed": "the orchestrator applies the early-stopping rule to its jobs",
+    "curves": "the dashboard's learning-curve chart (REST /experiments/{id}/curves)",
 }
 
 #: How the client names a verb when not by the verb's own name.

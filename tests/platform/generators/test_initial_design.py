@@ -87,3 +87,23 @@ def test_attached_trials_make_the_next_ask_model_based(name: str) -> None:
     [t] = client.ask(exp.id)
     assert t.generator == name
     assert t.parameters not in points(5)
+
+
+def test_thirty_attached_trials_on_six_dims_two_constraints() -> None:
+    """The issue's probe at its own shape: 6 parameters, two outcome constraints, default
+    ``n_initial`` (2 d + 1 = 13), 30 attached and completed trials -> the next ask is
+    model-based (it was quasi-random while only Sobol arms counted)."""
+    names = [f"x{i}" for i in range(6)]
+    client = assay.Client()
+    exp = client.create_experiment(
+        name="attached6", parameters=[{"name": n, "type": "float", "bounds": [0, 1]} for n in names],
+        objective={"name": "f", "minimize": True}, outcome_constraints=["c1 <= 0", "c2 <= 0"],
+        generator="noisy_ei", generator_settings=FAST["noisy_ei"], seed=3,
+    )  # fmt: skip
+    for i in range(30):
+        p = {n: (0.11 + (i + 1) * (0.37 + 0.13 * j)) % 1 for j, n in enumerate(names)}
+        t = client.attach_trial(exp.id, p)
+        s = sum(p.values())
+        client.tell(t.id, {"f": (s - 3) ** 2, "c1": p["x0"] - 0.8, "c2": 2.0 - s})
+    [t] = client.ask(exp.id)
+    assert t.generator == "noisy_ei"

@@ -45,7 +45,8 @@ def add_jobs(store, exp_id, n, tmp_path) -> list:
 def test_lists_show_last_step_and_log_tail(store, tmp_path) -> None:
     exp = store.create_experiment(ExperimentConfig.from_dict(SPEC))
     jobs = add_jobs(store, exp.id, 2, tmp_path)
-    with TestClient(create_app(Settings(auth="none"), store=store)) as api:
+    settings = Settings(auth="none", log_dir=str(tmp_path))  # logs are read only below it
+    with TestClient(create_app(settings, store=store)) as api:
         for url in (f"/api/v1/experiments/{exp.id}/jobs", "/api/v1/jobs"):
             listed = api.get(url).json()["jobs"]
             assert {j["id"]: j["last_step"] for j in listed} == {

@@ -36,7 +36,13 @@ def test_jobs_over_http_with_scoped_tokens(tmp_path, monkeypatch, live_server_fa
     store = open_store(url)
     key = create_api_key(store, "team")
     server = live_server_factory(
-        url, auth="keys", env={"PYTHONPATH": str(mod), "ASSAY_LOG_DIR": str(tmp_path / "logs")}
+        url,
+        auth="keys",
+        env={
+            "PYTHONPATH": str(mod),
+            "ASSAY_LOG_DIR": str(tmp_path / "logs"),
+            "ASSAY_JOB_ENTRYPOINTS": "assay_probe_jobs:*",  # the server's allowlist
+        },
     ).start()
     api = httpx.Client(
         base_url=server.url + "/api/v1", headers={"Authorization": f"Bearer {key}"}, timeout=30

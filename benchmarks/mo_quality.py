@@ -1,0 +1,229 @@
+"""Multi-objective quality and ask latency: Assay (noisy_ehvi, parego) vs Ax's default
+multi-objective strategy and Optuna (GPSampler, NSGA-II), in one script.
+
+Problems (BoTorch test functions, negated so every objective is maximized): BraninCurrin
+(d = 2), DTLZ2 (d = 6, 2 objectives) and the constrained BraninCurrin (one constraint
+``slack >= 0``). Observations get Gaussian noise of 2% of each objective's range and the
+methods that accept SEMs are told them. Score: ``log10(HV* - HV)`` where ``HV`` is the
+hypervolume of the *noise-free* values of the feasible arms evaluated, against the problem's
+reference point, and ``HV*`` the problem's maximal hypervolume; lower is better. Latency:
+median wall-clock seconds of one ask.
+
+Full run (the issue's targets: HV at least Ax's within one SE, ask latency <= 0.5x Ax's)::
+
+    python benchmarks/mo_quality.py --seeds 5 --budget 35
+
+Reduced run (shared CPUs)::
+
+    nice python benchmarks/mo_quality.py --seeds 2 --budget 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import random
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from botorch.test_functions.multi_objective import DTLZ2, BraninCurrin, ConstrainedBraninCurrin
+
+from assay.platform.pareto import hypervolume, is_non_dominated
+
+NOISE = 0.02  # of each objective's range
+
+
+@dataclass
+class Problem:
+    name: str
+    fn: object
+    dim: int
+    constrained: bool
+    scale: list[float]  # rough range per objective, for the noise level
+
+    def evaluate(self, x: list[float]) -> tuple[list[float], float]:
+        """Noise-free objectives (maximized) and the constraint slack (>= 0 feasible)."""
+        X = torch.tensor([x], dtype=torch.float64)
+        lo, hi = self.fn.bounds
+        Xs = lo + (hi - lo) * X
+        Y = self.fn(Xs)[0].tolist()
+        slack = float(self.fn.evaluate_slack(Xs)[0].min()) if self.constrained else 1.0
+        return Y, slack
+
+    def observe(self, x: list[float], rng: random.Random) -> dict[str, tuple[float, float]]:
+        Y, slack = self.evaluate(x)
+        out = {}
+        for k, (y, s) in enumerate(zip(Y, self.scale, strict=True)):
+            sd = NOISE * s
+            out[f"f{k}"] = (y + rng.gauss(0, sd), sd)
+        if self.constrained:
+            out["slack"] = (slack + rng.gauss(0, 0.01), 0.01)
+        return out
+
+    def log_hv_gap(self, xs: list[list[float]]) -> float:
+        pts = []
+        for x in xs:
+            Y, slack = self.evaluate(x)
+            if slack >= 0:
+                pts.append(Y)
+        ref = self.fn.ref_point.to(torch.float64)
+        Y = torch.tensor(pts, dtype=torch.float64) if pts else torch.zeros(0, 2)
+        hv = hypervolume(Y[is_non_dominated(Y)], ref) if pts else 0.0
+        return math.log10(max(self.fn.max_hv - hv, 1e-12))
+
+
+PROBLEMS: dict[str, Callable[[], Problem]] = {
+    "branin_currin": lambda: Problem("branin_currin", BraninCurrin(negate=True), 2, False,
+                                     [300.0, 12.0]),
+    "dtlz2": lambda: Problem("dtlz2", DTLZ2(dim=6, num_objectives=2, negate=True), 6, False,
+                             [2.0, 2.0]),
+    "c_branin_currin": lambda: Problem("c_branin_currin", ConstrainedBraninCurrin(negate=True),
+                                       2, True, [300.0, 12.0]),
+}  # fmt: skip
+
+
+def run_assay(problem: Problem, budget: int, seed: int, generator: str) -> tuple[list, list]:
+    import assay
+
+    rng = random.Random(10_000 + seed)
+    client = assay.Client()
+    ref = problem.fn.ref_point.tolist()
+    exp = client.create_experiment(
+        problem.name,
+        [{"name": f"x{i}", "type": "float", "bounds": [0.0, 1.0]} for i in range(problem.dim)],
+        objectives=[{"name": f"f{k}", "threshold": ref[k]} for k in range(len(ref))],
+        outcome_constraints=["slack >= 0"] if problem.constrained else [],
+        generator=generator,
+        seed=seed,
+    )
+    xs, lat = [], []
+    for _ in range(budget):
+        t0 = time.perf_counter()
+        [trial] = client.ask(exp.id)
+        lat.append(time.perf_counter() - t0)
+        x = [trial.parameters[f"x{i}"] for i in range(problem.dim)]
+        xs.append(x)
+        client.tell(trial.id, problem.observe(x, rng))
+    return xs, lat
+
+
+def run_ax(problem: Problem, budget: int, seed: int) -> tuple[list, list]:
+    from ax.api.client import Client
+    from ax.api.configs import RangeParameterConfig
+
+    rng = random.Random(10_000 + seed)
+    client = Client(random_seed=seed)
+    client.configure_experiment(
+        parameters=[
+            RangeParameterConfig(name=f"x{i}", bounds=(0.0, 1.0), parameter_type="float")
+            for i in range(problem.dim)
+        ]
+    )
+    ref = problem.fn.ref_point.tolist()
+    client.configure_optimization(
+        objective="f0, f1",
+        outcome_constraints=(["slack >= 0"] if problem.constrained else [])
+        + [f"f{k} >= {ref[k]}" for k in range(len(ref))],
+    )
+    xs, lat = [], []
+    for _ in range(budget):
+        t0 = time.perf_counter()
+        [(index, params)] = client.get_next_trials(max_trials=1).items()
+        lat.append(time.perf_counter() - t0)
+        x = [float(params[f"x{i}"]) for i in range(problem.dim)]
+        xs.append(x)
+        client.complete_trial(index, raw_data=problem.observe(x, rng))
+    return xs, lat
+
+
+def run_optuna(problem: Problem, budget: int, seed: int, kind: str) -> tuple[list, list]:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    rng = random.Random(10_000 + seed)
+
+    def constraints_func(trial):  # type: ignore[no-untyped-def]
+        return [-trial.user_attrs["slack"]]
+
+    cf = constraints_func if problem.constrained else None
+    sampler = (
+        optuna.samplers.GPSampler(seed=seed, constraints_func=cf)
+        if kind == "gp"
+        else optuna.samplers.NSGAIISampler(seed=seed, constraints_func=cf)
+    )
+    study = optuna.create_study(directions=["maximize", "maximize"], sampler=sampler)
+    xs, lat = [], []
+    for _ in range(budget):
+        t0 = time.perf_counter()
+        trial = study.ask()
+        x = [trial.suggest_float(f"x{i}", 0.0, 1.0) for i in range(problem.dim)]
+        lat.append(time.perf_counter() - t0)
+        xs.append(x)
+        obs = problem.observe(x, rng)
+        if problem.constrained:
+            trial.set_user_attr("slack", obs["slack"][0])
+        study.tell(trial, [obs["f0"][0], obs["f1"][0]])
+    return xs, lat
+
+
+METHODS = {
+    "assay": lambda p, b, s: run_assay(p, b, s, "noisy_ehvi"),
+    "assay_parego": lambda p, b, s: run_assay(p, b, s, "parego"),
+    "ax": run_ax,
+    "optuna_gp": lambda p, b, s: run_optuna(p, b, s, "gp"),
+    "optuna_nsga2": lambda p, b, s: run_optuna(p, b, s, "nsga2"),
+}
+
+
+def mean_se(v: list[float]) -> tuple[float, float]:
+    m = statistics.fmean(v)
+    return m, (statistics.stdev(v) / math.sqrt(len(v)) if len(v) > 1 else 0.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--budget", type=int, default=35)
+    ap.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=list(PROBLEMS))
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    ap.add_argument("--json", help="write the raw results here")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    logging.disable(logging.INFO)  # Ax logs every trial at INFO
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    results: dict[tuple[str, str], dict] = {}
+    print("| problem | method | log10 HV gap (mean ± SE) | median ask s |")
+    print("|---|---|---|---|")
+    for pname in args.problems:
+        problem = PROBLEMS[pname]()
+        for method in args.methods:
+            gaps, lats = [], []
+            for seed in range(args.seeds):
+                xs, lat = METHODS[method](problem, args.budget, seed)
+                gaps.append(problem.log_hv_gap(xs))
+                lats.append(statistics.median(lat))
+            m, se = mean_se(gaps)
+            results[(pname, method)] = {"gap": gaps, "latency": lats}
+            print(f"| {pname} | {method} | {m:.3f} ± {se:.3f} | {statistics.median(lats):.3f} |",
+                  flush=True)  # fmt: skip
+    if "assay" in args.methods and "ax" in args.methods:
+        for pname in args.problems:
+            a, x = results[(pname, "assay")], results[(pname, "ax")]
+            (am, ase), (xm, xse) = mean_se(a["gap"]), mean_se(x["gap"])
+            ratio = statistics.median(a["latency"]) / statistics.median(x["latency"])
+            print(f"- {pname}: quality {'OK' if am <= xm + max(ase, xse) else 'MISS'} "
+                  f"(assay {am:.3f} vs ax {xm:.3f}); latency assay/ax = {ratio:.2f}")  # fmt: skip
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({f"{p}/{m}": v for (p, m), v in results.items()}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,804 @@
+"""Early stopping of trials from their learning curves, and the experiment's "done?" rule settings.
+
+A running trial reports its learning curve through ``assay.report(step=..., **metrics)``;
+several metrics per step are first class. Given the trial's partial curve and the curves of
+the experiment's other trials, :func:`decide` says whether to stop it, why, and with which
+numbers. Three strategies (:class:`EarlyStoppingConfig`), each sparing the current top-k and
+asking for ``patience`` consecutive bad checks:
+
+* ``percentile`` — at the trial's latest step ``s``, compare its objective with the other
+  trials' values at ``s`` (each curve's last report at or before ``s``, only curves that
+  reached ``s``): stop when it is worse than the ``p``-th percentile of them (``p = 25``: the
+  bottom quarter is stopped), the rule of Ax's ``PercentileEarlyStoppingStrategy`` and of
+  Optuna's ``PercentilePruner`` / median rule (Golovin et al. 2017, *Google Vizier*, §3.2.2).
+* ``threshold`` — stop when a metric is past a fixed bound at or after ``min_progression``.
+* ``model`` — predict the trial's final objective with an interval from its partial curve and
+  the finished curves (:func:`predict_final`: the affine curve-transfer ensemble of
+  Chandrashekaran & Lane 2017, *Speeding up Hyper-parameter Optimization by Extrapolation of
+  Learning Curves Using Previous Builds*, ECML-PKDD), and stop when the probability that it
+  ends better than the best feasible final value is below ``alpha``.
+
+With every strategy, an outcome constraint that is already **clearly violated** also stops
+the trial (``constraints: true``, the default): the constraint metric's latest value is past
+its bound by more than ``z`` times the curve's own noise (:func:`curve_noise`, a robust
+estimate from successive differences), e.g. latency far over its bound.
+
+Pure: no I/O. The service builds :class:`Curve` objects from stored reports.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from assay.platform.errors import ValidationError
+
+
+class Objective(Protocol):
+    """What the rules read of :class:`assay.platform.experiment.Objective` (a Protocol, so
+    this module does not import the experiment module, which imports it)."""
+
+    name: str
+    minimize: bool
+
+
+class OutcomeConstraint(Protocol):
+    """What the rules read of :class:`assay.platform.experiment.OutcomeConstraint`."""
+
+    metric: str
+    op: str
+    bound: float
+    relative: bool
+
+    @property
+    def expression(self) -> str: ...
+
+
+STRATEGIES = ("percentile", "threshold", "model")
+EXPERIMENT_RULES = ("improvement", "model")
+
+
+def _num(
+    spec: Mapping[str, Any],
+    key: str,
+    where: str,
+    default: Any,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    integer: bool = False,
+    open_lo: bool = False,
+    open_hi: bool = False,
+) -> Any:
+    v = spec.get(key, default)
+    if v is None:
+        return None
+    try:  # JSON integers may be too large for a float
+        bad = isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v)
+    except OverflowError:
+        bad = True
+    if integer and not bad and not float(v).is_integer():
+        bad = True
+    if not bad and lo is not None and (v <= lo if open_lo else v < lo):
+        bad = True
+    if not bad and hi is not None and (v >= hi if open_hi else v > hi):
+        bad = True
+    if bad:
+        rng = f"{'(' if open_lo else '['}{lo if lo is not None else '-inf'}, " + (
+            f"{hi if hi is not None else 'inf'}{')' if open_hi else ']'}"
+        )
+        kind = "an integer" if integer else "a number"
+        raise ValidationError(
+            f"{where}.{key} must be {kind} in {rng}, got {v!r}", field=f"{where}.{key}"
+        )
+    return int(v) if integer else float(v)
+
+
+def _bool(spec: Mapping[str, Any], key: str, where: str, default: bool) -> bool:
+    v = spec.get(key, default)
+    if not isinstance(v, bool):
+        raise ValidationError(f"{where}.{key} must be true or false", field=f"{where}.{key}")
+    return v
+
+
+def _check_keys(spec: Any, known: set[str], where: str) -> None:
+    if not isinstance(spec, Mapping):
+        raise ValidationError(f"{where} must be an object", field=where)
+    unknown = set(spec) - known
+    if unknown:
+        first = sorted(unknown)[0]
+        raise ValidationError(
+            f"{where}: unknown field(s) {sorted(unknown)}; known: {sorted(known)}",
+            field=f"{where}.{first}",
+        )
+
+
+@dataclass(frozen=True)
+class EarlyStoppingConfig:
+    """Trial-level early stopping settings (the experiment's ``early_stopping={...}``).
+
+    Args:
+        strategy: ``"percentile"``, ``"threshold"`` or ``"model"``.
+        metric: The curve metric the strategy reads (default: the objective). For
+            ``percentile`` and ``model`` it is compared in the objective's direction.
+        percentile: ``percentile``: stop when worse than this percentile (0-100) of the other
+            trials at the same step (50 = the median rule).
+        min_progression: No decision before this step.
+        min_curves: ``percentile``: other curves that reached the step; ``model``: finished
+            curves needed before anything is stopped.
+        top_k: Never stop a trial that ranks among the best ``top_k`` at its step (0: off).
+        patience: Stop only after this many consecutive bad checks (reported steps).
+        stop_when: ``threshold``: ``"below"`` or ``"above"`` the bound (default: the bad side
+            of the objective; required for other metrics).
+        bound: ``threshold``: the bound.
+        constraints: Also stop on a clearly violated outcome constraint (see module doc).
+        z: How many noise standard deviations past its bound counts as clearly violated.
+        alpha: ``model``: stop when P(final better than the best feasible) < alpha.
+
+    Example:
+        >>> EarlyStoppingConfig.parse({"strategy": "percentile", "percentile": 25}).percentile
+        25.0
+    """
+
+    strategy: str
+    metric: str | None = None
+    percentile: float = 50.0
+    min_progression: int = 0
+    min_curves: int = 3
+    top_k: int = 1
+    patience: int = 1
+    stop_when: str | None = None
+    bound: float | None = None
+    constraints: bool = True
+    z: float = 3.0
+    alpha: float = 0.05
+
+    KEYS = frozenset(
+        {"strategy", "metric", "percentile", "min_progression", "min_curves", "top_k",
+         "patience", "stop_when", "bound", "constraints", "z", "alpha"}
+    )  # fmt: skip
+
+    @classmethod
+    def parse(
+        cls,
+        spec: Mapping[str, Any] | EarlyStoppingConfig,
+        *,
+        metrics: Sequence[str] | None = None,
+        objective: str | None = None,
+        where: str = "early_stopping",
+    ) -> EarlyStoppingConfig:
+        """Validate ``spec``; errors name the field (``early_stopping.<key>``).
+
+        Args:
+            spec: The JSON settings.
+            metrics: The experiment's metric names (``metric`` must be one of them).
+            objective: The objective's name (``threshold`` on another metric needs
+                ``stop_when``).
+        """
+        if isinstance(spec, EarlyStoppingConfig):
+            return spec
+        _check_keys(spec, set(cls.KEYS), where)
+        strategy = spec.get("strategy")
+        if strategy not in STRATEGIES:
+            raise ValidationError(
+                f"{where}.strategy must be one of {list(STRATEGIES)}, got {strategy!r}",
+                field=f"{where}.strategy",
+            )
+        metric = spec.get("metric")
+        if metric is not None and (
+            not isinstance(metric, str) or (metrics is not None and metric not in metrics)
+        ):
+            raise ValidationError(
+                f"{where}.metric {metric!r} is not a metric of this experiment "
+                f"({list(metrics or [])})",
+                field=f"{where}.metric",
+            )
+        stop_when = spec.get("stop_when")
+        if stop_when is not None and stop_when not in ("below", "above"):
+            raise ValidationError(
+                f"{where}.stop_when must be 'below' or 'above', got {stop_when!r}",
+                field=f"{where}.stop_when",
+            )
+        bound = _num(spec, "bound", where, None)
+        if strategy == "threshold":
+            if bound is None:
+                raise ValidationError(
+                    f"{where}.bound is required for the threshold strategy", field=f"{where}.bound"
+                )
+            if stop_when is None and metric is not None and metric != objective:
+                raise ValidationError(
+                    f"{where}.stop_when ('below' or 'above') is required for a threshold on "
+                    f"{metric!r}, which is not the objective",
+                    field=f"{where}.stop_when",
+                )
+        compared = strategy in ("percentile", "model")
+        if compared and metric is not None and objective is not None and metric != objective:
+            raise ValidationError(
+                f"{where}.metric: the {strategy} strategy compares the objective "
+                f"{objective!r}; use the threshold strategy for {metric!r}",
+                field=f"{where}.metric",
+            )
+        return cls(
+            strategy=strategy,
+            metric=metric,
+            percentile=_num(spec, "percentile", where, 50.0, lo=0, hi=100, open_lo=True,
+                            open_hi=True),
+            min_progression=_num(spec, "min_progression", where, 0, lo=0, integer=True),
+            min_curves=_num(spec, "min_curves", where, 3, lo=1, hi=10_000, integer=True),
+            top_k=_num(spec, "top_k", where, 1, lo=0, hi=10_000, integer=True),
+            patience=_num(spec, "patience", where, 1, lo=1, hi=1000, integer=True),
+            stop_when=stop_when,
+            bound=bound,
+            constraints=_bool(spec, "constraints", where, True),
+            z=_num(spec, "z", where, 3.0, lo=0, hi=100, open_lo=True),
+            alpha=_num(spec, "alpha", where, 0.05, lo=0, hi=1, open_lo=True, open_hi=True),
+        )  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in sorted(self.KEYS)}
+
+
+@dataclass(frozen=True)
+class StoppingRuleConfig:
+    """Experiment-level "is it done?" settings (the experiment's ``stopping={...}``).
+
+    Args:
+        rule: ``"improvement"`` (the best feasible value has not improved by more than the
+            noise over the last ``window`` trials) or ``"model"`` (the largest posterior
+            probability of improving on the recommended arm by ``margin`` is below
+            ``threshold``). See :mod:`assay.platform.stopping`.
+        window: ``improvement``: the last ``k`` completed trials.
+        min_improvement: ``improvement``: the noise level (default: the median SEM of the
+            objective's observations, else ``rel_tol`` of their range).
+        rel_tol: ``improvement``: fallback noise level, relative to the observed range.
+        margin: ``model``: improvement (objective units) that counts.
+        threshold: ``model``: done when max P(improve by margin) is below this.
+        min_trials: Completed trials needed before the experiment can be called done.
+        auto: When true, the orchestrator ends a done run (status ``completed``).
+    """
+
+    rule: str
+    window: int = 5
+    min_improvement: float | None = None
+    rel_tol: float = 0.01
+    margin: float = 0.0
+    threshold: float = 0.05
+    min_trials: int = 5
+    auto: bool = False
+
+    KEYS = frozenset(
+        {"rule", "window", "min_improvement", "rel_tol", "margin", "threshold", "min_trials",
+         "auto"}
+    )  # fmt: skip
+
+    @classmethod
+    def parse(
+        cls, spec: Mapping[str, Any] | StoppingRuleConfig, *, where: str = "stopping"
+    ) -> StoppingRuleConfig:
+        if isinstance(spec, StoppingRuleConfig):
+            return spec
+        _check_keys(spec, set(cls.KEYS), where)
+        rule = spec.get("rule")
+        if rule not in EXPERIMENT_RULES:
+            raise ValidationError(
+                f"{where}.rule must be one of {list(EXPERIMENT_RULES)}, got {rule!r}",
+                field=f"{where}.rule",
+            )
+        return cls(
+            rule=rule,
+            window=_num(spec, "window", where, 5, lo=1, hi=10_000, integer=True),
+            min_improvement=_num(spec, "min_improvement", where, None, lo=0),
+            rel_tol=_num(spec, "rel_tol", where, 0.01, lo=0, hi=1),
+            margin=_num(spec, "margin", where, 0.0, lo=0),
+            threshold=_num(spec, "threshold", where, 0.05, lo=0, hi=1, open_lo=True,
+                           open_hi=True),
+            min_trials=_num(spec, "min_trials", where, 5, lo=1, hi=100_000, integer=True),
+            auto=_bool(spec, "auto", where, False),
+        )  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in sorted(self.KEYS)}
+
+
+# -- curves ----------------------------------------------------------------------------------
+@dataclass
+class Curve:
+    """One trial's learning curve: ``{metric: [(step, value), ...]}`` sorted by step.
+
+    Args:
+        trial_id: The trial.
+        points: Per metric, ``(step, value)`` pairs in increasing step (a repeated step keeps
+            its last value).
+        finished: Whether the trial completed (its curve is whole).
+        final: The completed trial's final observations ``{metric: mean}`` (the values the
+            optimizer saw), used instead of the curve's last point where present.
+        state: The trial's state, for display.
+    """
+
+    trial_id: int
+    points: dict[str, list[tuple[int, float]]]
+    finished: bool = False
+    final: dict[str, float] = field(default_factory=dict)
+    state: str = "running"
+
+    @classmethod
+    def from_reports(
+        cls,
+        trial_id: int,
+        reports: Iterable[tuple[int | None, Mapping[str, float]]],
+        *,
+        finished: bool = False,
+        final: Mapping[str, float] | None = None,
+        state: str = "running",
+    ) -> Curve:
+        """Build from reports in order; a report without a step gets the previous step + 1."""
+        by_metric: dict[str, dict[int, float]] = {}
+        last = -1
+        for step, metrics in reports:
+            s = last + 1 if step is None else int(step)
+            last = max(last, s)
+            for m, v in metrics.items():
+                by_metric.setdefault(m, {})[s] = float(v)
+        points = {m: sorted(d.items()) for m, d in by_metric.items()}
+        return cls(trial_id, points, finished, dict(final or {}), state)
+
+    def steps(self, metric: str) -> list[int]:
+        return [s for s, _ in self.points.get(metric, [])]
+
+    def last_step(self, metric: str) -> int | None:
+        pts = self.points.get(metric)
+        return pts[-1][0] if pts else None
+
+    def value_at(self, metric: str, step: int) -> float | None:
+        """The last value reported at or before ``step`` (``None`` before the first)."""
+        out = None
+        for s, v in self.points.get(metric, []):
+            if s > step:
+                break
+            out = v
+        return out
+
+    def final_value(self, metric: str) -> float | None:
+        """The final observation when present, else the last reported value."""
+        if metric in self.final:
+            return self.final[metric]
+        pts = self.points.get(metric)
+        return pts[-1][1] if pts else None
+
+    def truncated(self, step: int) -> Curve:
+        """The curve as it was at ``step`` (points after it dropped)."""
+        pts = {m: [(s, v) for s, v in p if s <= step] for m, p in self.points.items()}
+        return Curve(self.trial_id, pts, False, {}, self.state)
+
+
+def curve_noise(values: Sequence[float], last: int = 10) -> float | None:
+    """A robust estimate of a curve's observation noise from its last ``last`` points.
+
+    Successive differences of a slowly varying curve are dominated by noise:
+    ``d_i = y_i - y_{i-1}`` has standard deviation ``sqrt(2) sigma`` (von Neumann's
+    mean-square successive difference, 1941), and taking the differences' deviations from
+    their mean also removes a linear trend: ``sigma = sd(d) / sqrt(2)``. ``None`` with fewer
+    than 3 points.
+
+    Example:
+        >>> round(curve_noise([1.0, 1.1, 1.0, 1.1, 1.0, 1.1]), 3)
+        0.077
+    """
+    v = list(values)[-last:]
+    if len(v) < 3:
+        return None
+    d = [b - a for a, b in itertools.pairwise(v)]
+    return statistics.stdev(d) / math.sqrt(2.0)
+
+
+# -- decisions -------------------------------------------------------------------------------
+@dataclass
+class StopDecision:
+    """Whether to stop one trial now, and why.
+
+    Args:
+        trial_id: The trial.
+        should_stop: The decision.
+        strategy: Which rule decided (``"percentile"``, ``"threshold"``, ``"model"``,
+            ``"constraint"``) or ``"none"`` when the experiment has no early stopping.
+        reason: One sentence with the numbers.
+        step: The step the decision was taken at.
+        metric: The metric it read.
+        value: The trial's value of ``metric`` at ``step``.
+        threshold: The rule's line at ``step`` (percentile value, bound, or best feasible).
+        details: Everything else (other curves' count, predicted final and interval, ...).
+    """
+
+    trial_id: int
+    should_stop: bool
+    strategy: str
+    reason: str
+    step: int | None = None
+    metric: str | None = None
+    value: float | None = None
+    threshold: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "trial_id": self.trial_id,
+            "should_stop": self.should_stop,
+            "strategy": self.strategy,
+            "reason": self.reason,
+            "step": self.step,
+            "metric": self.metric,
+            "value": self.value,
+            "threshold": self.threshold,
+            "details": self.details,
+        }
+
+
+def _quantile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolation quantile (numpy's default), ``q`` in [0, 1]."""
+    v = sorted(values)
+    pos = q * (len(v) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(v) - 1)
+    return v[lo] + (v[hi] - v[lo]) * (pos - lo)
+
+
+def _in_top_k(
+    curve: Curve, others: Sequence[Curve], metric: str, step: int, sign: float, k: int
+) -> tuple[bool, int]:
+    """Whether ``curve`` ranks among the best ``k`` of all curves that reached ``step``."""
+    mine = curve.value_at(metric, step)
+    if mine is None or k <= 0:
+        return False, 0
+    better = 0
+    for c in others:
+        last = c.last_step(metric)
+        v = c.value_at(metric, step)
+        if last is not None and last >= step and v is not None and sign * v > sign * mine:
+            better += 1
+    return better < k, better + 1
+
+
+def _check_steps(curve: Curve, metric: str, config: EarlyStoppingConfig) -> list[int]:
+    """The trial's last ``patience`` reported steps at or after ``min_progression``
+    (fewer when it has not reported that many yet)."""
+    steps = [s for s in curve.steps(metric) if s >= config.min_progression]
+    return steps[-config.patience :]
+
+
+def _constraint_decision(
+    config: EarlyStoppingConfig, curve: Curve, constraints: Sequence[OutcomeConstraint]
+) -> StopDecision | None:
+    """Stop on an outcome constraint already clearly violated: the constraint metric is past
+    its bound by more than ``z`` noise SDs at each of the last ``patience`` checks."""
+    for oc in constraints:
+        if oc.relative or oc.metric not in curve.points:
+            continue
+        steps = _check_steps(curve, oc.metric, config)
+        if len(steps) < config.patience or not steps:
+            continue
+        values = [v for _, v in curve.points[oc.metric]]
+        sigma = curve_noise(values)
+        if sigma is None:
+            continue
+        sign = 1.0 if oc.op == "<=" else -1.0  # excess = how far on the violating side
+        excesses = [sign * (curve.value_at(oc.metric, s) - oc.bound) for s in steps]  # type: ignore[operator]
+        margin = config.z * sigma
+        if all(e > margin for e in excesses):
+            v = curve.value_at(oc.metric, steps[-1])
+            return StopDecision(
+                curve.trial_id, True, "constraint",
+                f"outcome constraint {oc.expression} is clearly violated: {oc.metric} = {v:.4g} "
+                f"at step {steps[-1]}, past the bound by {excesses[-1]:.3g} > z*noise = "
+                f"{config.z:g}*{sigma:.3g} for {len(steps)} consecutive check(s)",
+                steps[-1], oc.metric, v, oc.bound,
+                {"constraint": oc.expression, "noise_sd": sigma, "z": config.z,
+                 "excess": excesses[-1], "checks": steps},
+            )  # fmt: skip
+    return None
+
+
+def decide(
+    config: EarlyStoppingConfig,
+    objective: Objective,
+    curve: Curve,
+    others: Sequence[Curve],
+    *,
+    constraints: Sequence[OutcomeConstraint] = (),
+    best_feasible: float | None = None,
+) -> StopDecision:
+    """Decide whether to stop the trial of ``curve`` now.
+
+    Args:
+        config: The experiment's early stopping settings.
+        objective: The objective (its direction orients "worse").
+        curve: The running trial's partial curve.
+        others: The other trials' curves (running and finished).
+        constraints: The experiment's outcome constraints (relative ones are skipped).
+        best_feasible: ``model``: the best final objective value among completed feasible
+            trials (``None``: nothing to beat yet, no decision).
+
+    Returns:
+        A :class:`StopDecision` (``should_stop=False`` with the reason when too early).
+
+    Example:
+        >>> cfg = EarlyStoppingConfig.parse({"strategy": "threshold", "bound": 0.5})
+        >>> from assay.platform.experiment import Objective
+        >>> c = Curve.from_reports(1, [(1, {"acc": 0.3}), (2, {"acc": 0.4})])
+        >>> decide(cfg, Objective("acc"), c, []).should_stop
+        True
+    """
+    others = [c for c in others if c.trial_id != curve.trial_id]
+    if config.constraints:
+        d = _constraint_decision(config, curve, constraints)
+        if d is not None:
+            return d
+    metric = config.metric or objective.name
+    sign = -1.0 if objective.minimize else 1.0
+    steps = _check_steps(curve, metric, config)
+    if not steps:
+        last = curve.last_step(metric)
+        where = f"step {last}" if last is not None else "no report of it yet"
+        return StopDecision(
+            curve.trial_id, False, config.strategy,
+            f"too early: {metric} at {where}, min_progression is {config.min_progression}",
+            last, metric, None, None,
+        )  # fmt: skip
+    if config.strategy == "threshold":
+        return _decide_threshold(config, objective, curve, metric, steps)
+    step = steps[-1]
+    value = curve.value_at(metric, step)
+    if config.top_k > 0:
+        top, rank = _in_top_k(curve, others, metric, step, sign, config.top_k)
+        if top:
+            return StopDecision(
+                curve.trial_id, False, config.strategy,
+                f"spared: ranks {rank} at step {step}, within the top {config.top_k}",
+                step, metric, value, None, {"rank": rank},
+            )  # fmt: skip
+    fn = _decide_percentile if config.strategy == "percentile" else _decide_model
+    checks = [fn(config, objective, curve, others, metric, s, best_feasible) for s in steps]
+    last_d = checks[-1]
+    if len(steps) < config.patience:
+        last_d.should_stop = False
+        last_d.reason = f"{last_d.reason}; waiting for patience ({len(steps)}/{config.patience})"
+    elif not all(c.should_stop for c in checks):
+        bad = sum(c.should_stop for c in checks)
+        last_d.should_stop = False
+        if bad:
+            last_d.reason = (
+                f"{last_d.reason}; only {bad} of the last {config.patience} checks were bad"
+            )
+    last_d.details["checks"] = steps
+    return last_d
+
+
+def _decide_threshold(
+    config: EarlyStoppingConfig,
+    objective: Objective,
+    curve: Curve,
+    metric: str,
+    steps: list[int],
+) -> StopDecision:
+    assert config.bound is not None
+    when = config.stop_when or ("above" if objective.minimize else "below")
+    values = [curve.value_at(metric, s) for s in steps]
+    bad = [v is not None and (v < config.bound if when == "below" else v > config.bound)
+           for v in values]  # fmt: skip
+    value = values[-1]
+    stop = len(steps) >= config.patience and all(bad)
+    if stop:
+        reason = (
+            f"{metric} = {value:.4g} at step {steps[-1]} is {when} the bound {config.bound:g} "
+            f"for {len(steps)} consecutive check(s)"
+        )
+    else:
+        reason = (
+            f"{metric} = {value:.4g} at step {steps[-1]}; stops when {when} {config.bound:g} "
+            f"for {config.patience} consecutive check(s) ({sum(bad)} so far)"
+        )
+    return StopDecision(
+        curve.trial_id, stop, "threshold", reason, steps[-1], metric, value, config.bound,
+        {"stop_when": when, "checks": steps},
+    )  # fmt: skip
+
+
+def _decide_percentile(
+    config: EarlyStoppingConfig,
+    objective: Objective,
+    curve: Curve,
+    others: Sequence[Curve],
+    metric: str,
+    step: int,
+    best_feasible: float | None,
+) -> StopDecision:
+    sign = -1.0 if objective.minimize else 1.0
+    value = curve.value_at(metric, step)
+    assert value is not None
+    peers = [
+        v
+        for c in others
+        if (ls := c.last_step(metric)) is not None
+        and ls >= step
+        and (v := c.value_at(metric, step)) is not None
+    ]
+    if len(peers) < config.min_curves:
+        return StopDecision(
+            curve.trial_id, False, "percentile",
+            f"only {len(peers)} other curve(s) reached step {step}; min_curves is "
+            f"{config.min_curves}",
+            step, metric, value, None, {"curves": len(peers)},
+        )  # fmt: skip
+    # In "goodness" units (higher is better) the bottom p% is below the p-th percentile.
+    line = sign * _quantile([sign * v for v in peers], config.percentile / 100.0)
+    stop = sign * value < sign * line
+    word = "worse" if stop else "not worse"
+    return StopDecision(
+        curve.trial_id, stop, "percentile",
+        f"{metric} = {value:.4g} at step {step} is {word} than the {config.percentile:g}th "
+        f"percentile {line:.4g} of {len(peers)} other trials at that step",
+        step, metric, value, line, {"curves": len(peers), "percentile": config.percentile},
+    )  # fmt: skip
+
+
+@dataclass
+class FinalPrediction:
+    """A predicted final value with its standard deviation and 95% interval."""
+
+    mean: float
+    sd: float
+    members: int
+    horizon: int
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return self.mean - 1.96 * self.sd, self.mean + 1.96 * self.sd
+
+
+def predict_final(curve: Curve, finished: Sequence[Curve], metric: str) -> FinalPrediction | None:
+    """Predict the final value of a partial curve from finished ones.
+
+    The affine curve-transfer ensemble of Chandrashekaran & Lane (2017): each finished curve
+    ``f_j`` is mapped onto the partial curve ``y`` by least squares over the steps ``y`` has
+    reported, ``y(t) ≈ a_j f_j(t) + b_j`` (``a_j`` clamped to ``[0.05, 20]``; a pure shift
+    ``a_j = 1`` with fewer than 3 points), and predicts ``a_j f_j(T) + b_j`` at ``f_j``'s
+    final value. Members are weighted by the inverse of their fit's mean squared residual
+    plus the curve's noise (:func:`curve_noise`), ``w_j ∝ 1 / (mse_j + σ²)``; the prediction
+    is the mixture's mean and its variance is the mixture variance plus ``σ²``:
+    ``Var = Σ w_j (μ_j - μ)² + Σ w_j mse_j + σ²``.
+
+    Args:
+        curve: The partial curve.
+        finished: Complete curves of the same experiment.
+        metric: The metric to predict.
+
+    Returns:
+        The prediction, or ``None`` when no finished curve overlaps the partial one.
+    """
+    pts = curve.points.get(metric, [])
+    if not pts:
+        return None
+    steps = [s for s, _ in pts]
+    y = [v for _, v in pts]
+    sigma = curve_noise(y) or 0.0
+    preds: list[tuple[float, float]] = []  # (prediction, mse)
+    horizon = steps[-1]
+    for f in finished:
+        fin = f.final_value(metric)
+        f_last = f.last_step(metric)
+        if fin is None or f_last is None or f_last < steps[-1]:
+            continue
+        x = [f.value_at(metric, s) for s in steps]
+        if any(v is None for v in x):
+            pairs = [(xv, yv) for xv, yv in zip(x, y, strict=True) if xv is not None]
+        else:
+            pairs = list(zip(x, y, strict=True))  # type: ignore[arg-type]
+        if not pairs:
+            continue
+        xs = [p[0] for p in pairs]
+        ys = [p[1] for p in pairs]
+        a = 1.0
+        if len(pairs) >= 3:
+            mx, my = statistics.fmean(xs), statistics.fmean(ys)
+            sxx = sum((u - mx) ** 2 for u in xs)
+            if sxx > 1e-12:
+                a = sum((u - mx) * (v - my) for u, v in zip(xs, ys, strict=True)) / sxx
+                a = min(max(a, 0.05), 20.0)
+        b = statistics.fmean(v - a * u for u, v in zip(xs, ys, strict=True))
+        mse = statistics.fmean((v - a * u - b) ** 2 for u, v in zip(xs, ys, strict=True))
+        preds.append((a * fin + b, mse))
+        horizon = max(horizon, f_last)
+    if not preds:
+        return None
+    weights = [1.0 / (mse + sigma**2 + 1e-12) for _, mse in preds]
+    total = sum(weights)
+    weights = [w / total for w in weights]
+    mean = sum(w * p for w, (p, _) in zip(weights, preds, strict=True))
+    var = sum(w * ((p - mean) ** 2 + mse) for w, (p, mse) in zip(weights, preds, strict=True))
+    var += sigma**2
+    return FinalPrediction(mean, math.sqrt(max(var, 1e-18)), len(preds), horizon)
+
+
+def _normal_cdf(x: float) -> float:
+    return 0.5 * math.erfc(-x / math.sqrt(2.0))
+
+
+def _decide_model(
+    config: EarlyStoppingConfig,
+    objective: Objective,
+    curve: Curve,
+    others: Sequence[Curve],
+    metric: str,
+    step: int,
+    best_feasible: float | None,
+) -> StopDecision:
+    sign = -1.0 if objective.minimize else 1.0
+    partial = curve.truncated(step)
+    value = partial.value_at(metric, step)
+    finished = [c for c in others if c.finished and metric in c.points]
+    if len(finished) < config.min_curves:
+        return StopDecision(
+            curve.trial_id, False, "model",
+            f"only {len(finished)} finished curve(s); min_curves is {config.min_curves}",
+            step, metric, value, best_feasible, {"curves": len(finished)},
+        )  # fmt: skip
+    if best_feasible is None:
+        return StopDecision(
+            curve.trial_id, False, "model", "no feasible completed trial to beat yet",
+            step, metric, value, None, {"curves": len(finished)},
+        )  # fmt: skip
+    pred = predict_final(partial, finished, metric)
+    if pred is None:
+        return StopDecision(
+            curve.trial_id, False, "model",
+            f"no finished curve reached step {step}; cannot extrapolate",
+            step, metric, value, best_feasible, {"curves": len(finished)},
+        )  # fmt: skip
+    p_better = 1.0 - _normal_cdf(sign * (best_feasible - pred.mean) / pred.sd)
+    stop = p_better < config.alpha
+    lo, hi = pred.interval
+    word = "<" if stop else ">="
+    return StopDecision(
+        curve.trial_id, stop, "model",
+        f"predicted final {metric} = {pred.mean:.4g} (95% interval {lo:.4g} to {hi:.4g}) at "
+        f"step {step}: P(better than the best feasible {best_feasible:.4g}) = {p_better:.3g} "
+        f"{word} alpha = {config.alpha:g}",
+        step, metric, value, best_feasible,
+        {"predicted_final": pred.mean, "predicted_sd": pred.sd, "interval": [lo, hi],
+         "p_better": p_better, "alpha": config.alpha, "curves": pred.members,
+         "horizon": pred.horizon},
+    )  # fmt: skip
+
+
+def rule_line(
+    config: EarlyStoppingConfig, objective: Objective, curves: Sequence[Curve]
+) -> list[tuple[int, float]]:
+    """The rule's line per step, for charts: the percentile of all curves at each step that
+    at least ``min_curves + 1`` curves reached (``percentile``), or the bound at and after
+    ``min_progression`` (``threshold``); empty for ``model`` (its line is per trial)."""
+    metric = config.metric or objective.name
+    all_steps = sorted({s for c in curves for s in c.steps(metric)})
+    if config.strategy == "threshold":
+        assert config.bound is not None
+        return [(s, config.bound) for s in all_steps if s >= config.min_progression]
+    if config.strategy != "percentile":
+        return []
+    sign = -1.0 if objective.minimize else 1.0
+    out = []
+    for s in all_steps:
+        if s < config.min_progression:
+            continue
+        vals = [
+            v
+            for c in curves
+            if (ls := c.last_step(metric)) is not None
+            and ls >= s
+            and (v := c.value_at(metric, s)) is not None
+        ]
+        if len(vals) > config.min_curves:
+            line = sign * _quantile([sign * v for v in vals], config.percentile / 100.0)
+            out.append((s, line))
+    return out

@@ -1,0 +1,111 @@
+"""Early stopping of trials and "is the experiment done?": the service's side.
+
+The rules are the platform's (:mod:`assay.platform.early_stopping`,
+:mod:`assay.platform.stopping`); this mixin reads what they need from the store (the
+experiment, its trials' reports as :class:`~assay.platform.early_stopping.Curve` objects),
+answers ``should_stop`` / ``stopping``, and records an early stop (trial state
+``early_stopped``, the decision's reason and numbers in the trial's event).
+
+What the optimizer does with early-stopped trials: they are **excluded** from the model's
+data (only completed trials are observations, :meth:`~assay.platform.experiment.Experiment.observed`)
+and are not pending. A stopped trial's last values are a truncated, pessimistic view of its
+arm (curves still rising when cut); used as observations, even with inflated noise, they pull
+the model down exactly where the stopping rule made mistakes (slow starters). Excluded, the
+region keeps its prior uncertainty, and a re-proposal there is again cut early and cheaply if
+it is really poor.
+
+May import: :mod:`assay.platform` and :mod:`assay.storage.base`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from assay.platform.early_stopping import Curve, StopDecision, decide, rule_line
+from assay.platform.errors import InvalidTransitionError
+from assay.platform.experiment import Experiment, Trial, TrialState
+from assay.platform.stopping import StoppingDecision, experiment_stopping, feasible_series
+from assay.storage.base import Store
+
+
+def best_feasible(experiment: Experiment) -> float | None:
+    """The best final objective value among completed trials feasible by raw value."""
+    sign = -1.0 if experiment.config.objective.minimize else 1.0
+    vals = [sign * v for v, _, ok in feasible_series(experiment) if ok]
+    return sign * max(vals) if vals else None
+
+
+class Stopping:
+    """``should_stop``, ``early_stop_if_needed``, ``stopping`` and the curves the dashboard
+    draws, over a :class:`~assay.storage.base.Store`: a mixin that
+    :class:`~assay.service.engine.Engine` composes."""
+
+    store: Store
+    actor: str | None
+
+    def should_stop(self, trial_id: int, *, project: str | None = None) -> StopDecision:
+        """Whether the experiment's early-stopping rule would stop the trial now, and why.
+
+        A trial that is not running, or an experiment without ``early_stopping``, gets
+        ``should_stop=False`` with the reason."""
+        trial = self.store.get_trial(trial_id, project=project)
+        experiment = self.store.get_experiment(trial.experiment_id)
+        return self._decide(experiment, trial)
+
+    def _decide(self, experiment: Experiment, trial: Trial) -> StopDecision:
+        config = experiment.config
+        es = config.early_stopping
+        if es is None:
+            return StopDecision(
+                trial.id, False, "none", "the experiment has no early_stopping settings"
+            )
+        if trial.state is not TrialState.RUNNING:
+            return StopDecision(
+                trial.id, False, es.strategy, f"the trial is {trial.state.value}, not running"
+            )
+        if trial.is_batch:
+            return StopDecision(
+                trial.id, False, es.strategy, "batch trials (A/B rounds) are not early-stopped"
+            )
+        curves = self.store.experiment_curves(experiment)
+        # A running single-arm trial is always among the curves (maybe without points yet).
+        mine = next((c for c in curves if c.trial_id == trial.id), Curve(trial.id, {}))
+        return decide(
+            es, config.objective, mine, curves,
+            constraints=config.outcome_constraints, best_feasible=best_feasible(experiment),
+        )  # fmt: skip
+
+    def early_stop_if_needed(self, trial_id: int, *, actor: str | None = None) -> StopDecision:
+        """Decide for a running trial and, when the rule says stop, mark it
+        ``early_stopped`` with the reason and the decision's numbers in its event (a
+        compare-and-set from ``running``; a trial that ended meanwhile is left alone)."""
+        decision = self.should_stop(trial_id)
+        if decision.should_stop:
+            try:
+                self.store.transition_trial(
+                    trial_id, TrialState.EARLY_STOPPED,
+                    reason=f"early stopped ({decision.strategy}): {decision.reason}",
+                    actor=actor or self.actor, expected_states=[TrialState.RUNNING],
+                    details={"early_stopping": decision.to_dict()},
+                )  # fmt: skip
+            except InvalidTransitionError:
+                decision.should_stop = False
+                decision.reason = f"{decision.reason} (the trial ended meanwhile)"
+        return decision
+
+    def stopping(self, experiment_id: int, *, project: str | None = None) -> StoppingDecision:
+        """Is the experiment done? (see :func:`assay.platform.stopping.experiment_stopping`)."""
+        return experiment_stopping(self.store.get_experiment(experiment_id, project=project))
+
+    def curves(self, experiment_id: int, *, project: str | None = None) -> dict[str, Any]:
+        """The learning curves of the experiment for charts: ``{"curves": [...],
+        "rule_line": [[step, value], ...], "metric": ...}``."""
+        experiment = self.store.get_experiment(experiment_id, project=project)
+        curves = self.store.experiment_curves(experiment)
+        es = experiment.config.early_stopping
+        line = rule_line(es, experiment.config.objective, curves) if es is not None else []
+        return {
+            "metric": (es.metric if es is not None else None) or experiment.config.objective.name,
+            "curves": curves,
+            "rule_line": line,
+        }

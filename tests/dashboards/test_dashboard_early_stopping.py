@@ -1,0 +1,61 @@
+"""The dashboard's learning-curves panel (curves per metric, stopped points, the rule's line,
+the stopping recommendation) and the reason on an early-stopped trial's page."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from assay.service.app import create_app
+from assay.service.engine import Engine
+from assay.service.settings import Settings
+from assay.storage.memory import MemoryStore
+
+JSON = {"accept": "application/json"}
+HTML = {"accept": "text/html"}
+
+
+def test_learning_curves_panel_and_stopped_trial_page() -> None:
+    store = MemoryStore()
+    engine = Engine(store)
+    exp = engine.create_experiment({
+        "name": "curves", "parameters": [{"name": "x", "type": "float", "bounds": [0, 1]}],
+        "objective": "acc", "tracking_metrics": ["loss"],
+        "early_stopping": {"strategy": "percentile", "min_curves": 2},
+        "stopping": {"rule": "improvement", "window": 2, "min_trials": 3},
+    })  # fmt: skip
+    ids = []
+    for i, level in enumerate((0.6, 0.7, 0.8)):
+        t = engine.attach_trial(exp.id, {"x": i / 10})
+        for step in range(1, 5):
+            engine.report(t.id, step, {"acc": level * step / 4, "loss": 1 - level})
+        engine.tell(t.id, {"acc": level})
+        ids.append(t.id)
+    bad = engine.attach_trial(exp.id, {"x": 0.9})
+    for step in range(1, 3):
+        engine.report(bad.id, step, {"acc": 0.01})
+    decision = engine.early_stop_if_needed(bad.id)
+    assert decision.should_stop
+    app = create_app(Settings(reaper_interval_s=0), store)
+    with TestClient(app) as client:
+        page = client.get(f"/experiments/{exp.id}", headers=HTML)
+        assert 'data-panel="learning-curves"' in page.text
+        body = client.get(f"/experiments/{exp.id}/panels/learning-curves", headers=JSON).json()
+        fig = body["figure"]
+        names = [t["name"] for t in fig["data"]]
+        assert "early stopped" in names and "stopped here" in names
+        assert "percentile rule" in names
+        [stop] = [t for t in fig["data"] if t["name"] == "stopped here"]
+        assert stop["x"] == [2] and stop["y"] == [0.01]
+        [line] = [t for t in fig["data"] if t["name"] == "percentile rule"]
+        assert line["x"] == [1, 2, 3, 4] and line["y"][0] is not None
+        facts = {f["label"]: f["value"] for f in body["facts"]}
+        assert facts["early stopping"] == "percentile"
+        assert facts["stopped early"] == "1 of 4 trials"
+        assert facts["experiment (improvement rule)"] in ("done", "keep going")
+        assert any(n.startswith("Stopping: ") for n in body["notes"])
+        loss = client.get(
+            f"/experiments/{exp.id}/panels/learning-curves?metric=loss", headers=JSON
+        ).json()
+        assert all(t["name"] != "percentile rule" for t in loss["figure"]["data"])
+        trial_page = client.get(f"/trials/{bad.id}", headers=HTML).text
+        assert "Early stopped:" in trial_page and "percentile" in trial_page

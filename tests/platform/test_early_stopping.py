@@ -1,0 +1,243 @@
+"""Trial-level early stopping on hand-built curves with known answers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from assay.platform.early_stopping import (
+    Curve,
+    EarlyStoppingConfig,
+    StoppingRuleConfig,
+    curve_noise,
+    decide,
+    predict_final,
+    rule_line,
+)
+from assay.platform.errors import ValidationError
+from assay.platform.experiment import ExperimentConfig, Objective, OutcomeConstraint
+
+ACC = Objective("acc")
+LOSS = Objective("loss", minimize=True)
+
+
+def curve(tid: int, values: list[float], *, metric: str = "acc", finished: bool = False,
+          start: int = 1, **extra: list[float]) -> Curve:  # fmt: skip
+    reports = []
+    for i, v in enumerate(values):
+        m = {metric: v} | {k: vs[i] for k, vs in extra.items()}
+        reports.append((start + i, m))
+    return Curve.from_reports(tid, reports, finished=finished)
+
+
+def cfg(**kw: object) -> EarlyStoppingConfig:
+    return EarlyStoppingConfig.parse(kw, metrics=["acc", "loss", "latency"], objective="acc")
+
+
+# Five finished curves, 10 steps each, level 0.5..0.9 (the higher, the better).
+LEVELS = [0.5, 0.6, 0.7, 0.8, 0.9]
+
+
+def saturating(level: float, n: int = 10) -> list[float]:
+    return [level * (1 - math.exp(-0.5 * t)) for t in range(1, n + 1)]
+
+
+FINISHED = [curve(10 + i, saturating(lv), finished=True) for i, lv in enumerate(LEVELS)]
+
+
+# -- percentile -------------------------------------------------------------------------------
+def test_percentile_stops_the_bottom_and_spares_the_rest() -> None:
+    c = cfg(strategy="percentile", percentile=50, min_curves=3, top_k=1)
+    bad = curve(1, saturating(0.4)[:4])
+    good = curve(2, saturating(0.85)[:4])
+    d_bad = decide(c, ACC, bad, FINISHED)
+    d_good = decide(c, ACC, good, FINISHED)
+    assert d_bad.should_stop and d_bad.strategy == "percentile"
+    # The median of the five others at step 4 is the 0.7 curve's value there.
+    assert d_bad.threshold == pytest.approx(saturating(0.7)[3])
+    assert d_bad.step == 4 and d_bad.details["curves"] == 5
+    assert not d_good.should_stop
+
+
+def test_percentile_orientation_for_a_minimized_objective() -> None:
+    c = EarlyStoppingConfig.parse({"strategy": "percentile", "top_k": 0})
+    others = [curve(10 + i, [lv] * 5, metric="loss", finished=True) for i, lv in enumerate(
+        [1.0, 2.0, 3.0, 4.0])]  # fmt: skip
+    high = curve(1, [3.5] * 3, metric="loss")  # loss above the median 2.5: worse
+    low = curve(2, [1.5] * 3, metric="loss")
+    assert decide(c, LOSS, high, others).should_stop
+    assert not decide(c, LOSS, low, others).should_stop
+
+
+def test_percentile_spares_the_top_k_even_when_below_the_line() -> None:
+    # Only two other curves reached step 3 and both are better; with top_k=3 the trial,
+    # ranking third, is protected although it is below the median.
+    others = [curve(10, [0.9] * 3, finished=True), curve(11, [0.8] * 3, finished=True),
+              curve(12, [0.7] * 3, finished=True), curve(13, [0.6] * 3, finished=True)]  # fmt: skip
+    c3 = cfg(strategy="percentile", min_curves=2, top_k=3)
+    c1 = cfg(strategy="percentile", min_curves=2, top_k=1)
+    me = curve(1, [0.65] * 3)
+    assert decide(c1, ACC, me, others).should_stop
+    d = decide(c3, ACC, me, others[:2])
+    assert not d.should_stop and "top 3" in d.reason
+
+
+def test_percentile_waits_for_min_curves_and_min_progression() -> None:
+    bad = curve(1, [0.1] * 4)
+    d = decide(cfg(strategy="percentile", min_curves=6), ACC, bad, FINISHED)
+    assert not d.should_stop and "min_curves" in d.reason
+    d = decide(cfg(strategy="percentile", min_progression=5), ACC, bad, FINISHED)
+    assert not d.should_stop and "too early" in d.reason
+    # Other curves that have not reached the step do not count.
+    short = [curve(20 + i, [0.9] * 2) for i in range(5)]
+    assert not decide(cfg(strategy="percentile"), ACC, bad, short).should_stop
+
+
+def test_patience_needs_consecutive_bad_checks() -> None:
+    c = cfg(strategy="percentile", patience=3, top_k=0)
+    # Bad at steps 3 and 4 but good at step 2: two consecutive bad checks, not three.
+    me = curve(1, [0.1, 0.6, 0.05, 0.05])
+    others = [curve(10 + i, [0.2, 0.3, 0.4, 0.5, 0.6], finished=True) for i in range(4)]
+    d = decide(c, ACC, me, others)
+    assert not d.should_stop and "2 of the last 3" in d.reason
+    me = curve(1, [0.1, 0.1, 0.05, 0.05])
+    assert decide(c, ACC, me, others).should_stop
+
+
+# -- threshold --------------------------------------------------------------------------------
+def test_threshold_on_the_objective_and_on_another_metric() -> None:
+    c = cfg(strategy="threshold", bound=0.3, min_progression=3)
+    assert not decide(c, ACC, curve(1, [0.1, 0.2]), []).should_stop  # before min_progression
+    d = decide(c, ACC, curve(1, [0.1, 0.2, 0.25]), [])
+    assert d.should_stop and d.threshold == 0.3 and d.step == 3
+    assert not decide(c, ACC, curve(1, [0.1, 0.2, 0.35]), []).should_stop
+    c = cfg(strategy="threshold", metric="loss", stop_when="above", bound=2.0)
+    me = curve(1, [0.9, 0.95], loss=[1.5, 2.5])
+    assert decide(c, ACC, me, []).should_stop
+
+
+# -- clearly violated constraints --------------------------------------------------------------
+def test_clearly_violated_constraint_accounts_for_noise() -> None:
+    oc = [OutcomeConstraint.parse("latency <= 20")]
+    c = cfg(strategy="percentile", min_curves=99)  # the strategy itself never decides here
+    noisy = [21.0, 19.0, 22.0, 18.5, 21.5, 19.5]  # sd ~ 1.5, barely over 20: not clear
+    far = [40.0, 41.0, 39.5, 40.5, 41.0, 40.0]  # far over, small noise: clear
+    me_noisy = curve(1, [0.5] * 6, latency=noisy)
+    me_far = curve(2, [0.5] * 6, latency=far)
+    assert not decide(c, ACC, me_noisy, [], constraints=oc).should_stop
+    d = decide(c, ACC, me_far, [], constraints=oc)
+    assert d.should_stop and d.strategy == "constraint" and d.metric == "latency"
+    assert d.details["noise_sd"] > 0 and d.details["excess"] == pytest.approx(20.0)
+    # Over by 4.5 with a noise SD of about 2.3: 3 SDs is not enough, 0.1 SD is.
+    near = [21.5, 24.5, 21.5, 24.5, 21.5, 24.5]
+    me_near = curve(3, [0.5] * 6, latency=near)
+    assert not decide(c, ACC, me_near, [], constraints=oc).should_stop
+    loose = cfg(strategy="percentile", min_curves=99, z=0.1)
+    assert decide(loose, ACC, me_near, [], constraints=oc).should_stop
+    off = cfg(strategy="percentile", min_curves=99, constraints=False)
+    assert not decide(off, ACC, me_far, [], constraints=oc).should_stop
+
+
+def test_curve_noise_is_robust_to_a_trend() -> None:
+    trend = [0.1 * t for t in range(10)]  # a straight line has no noise
+    assert curve_noise(trend) == pytest.approx(0.0, abs=1e-12)
+    assert curve_noise([1.0, 2.0]) is None
+
+
+# -- model ------------------------------------------------------------------------------------
+def test_model_predicts_the_final_value_of_an_affine_copy() -> None:
+    # The partial curve is exactly 0.5 * the 0.9 curve + 0.1 (and close to no other shape):
+    # the ensemble must predict 0.5 * final + 0.1 with a small interval.
+    target = [0.5 * v + 0.1 for v in saturating(0.9)]
+    same_shape = [curve(10 + i, saturating(lv), finished=True) for i, lv in enumerate(LEVELS)]
+    pred = predict_final(curve(1, target[:5]), same_shape, "acc")
+    assert pred is not None
+    assert pred.mean == pytest.approx(target[-1], abs=1e-6)
+    assert pred.members == 5 and pred.horizon == 10
+
+
+def test_model_stops_a_hopeless_trial_and_keeps_a_promising_one() -> None:
+    c = cfg(strategy="model", alpha=0.05, min_curves=3, top_k=1)
+    best = FINISHED[-1].final_value("acc")
+    hopeless = curve(1, saturating(0.3)[:4])
+    promising = curve(2, saturating(0.92)[:4])
+    d = decide(c, ACC, hopeless, FINISHED, best_feasible=best)
+    assert d.should_stop and d.details["p_better"] < 0.05
+    lo, hi = d.details["interval"]
+    assert lo < d.details["predicted_final"] < hi < best
+    d = decide(c, ACC, promising, FINISHED, best_feasible=best)
+    assert not d.should_stop
+    # Nothing to beat yet, or too few finished curves: no decision.
+    assert not decide(c, ACC, hopeless, FINISHED).should_stop
+    assert not decide(c, ACC, hopeless, FINISHED[:2], best_feasible=best).should_stop
+
+
+# -- rule line and settings -------------------------------------------------------------------
+def test_rule_line_is_the_percentile_per_step() -> None:
+    c = cfg(strategy="percentile", min_curves=3)
+    line = dict(rule_line(c, ACC, FINISHED))
+    assert sorted(line) == list(range(1, 11))
+    assert line[4] == pytest.approx(saturating(0.7)[3])
+    assert rule_line(cfg(strategy="threshold", bound=0.2, min_progression=8), ACC, FINISHED) == [
+        (8, 0.2), (9, 0.2), (10, 0.2)]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({"strategy": "median"}, "early_stopping.strategy"),
+        ({"strategy": "percentile", "percentile": 120}, "early_stopping.percentile"),
+        ({"strategy": "percentile", "patience": 0}, "early_stopping.patience"),
+        ({"strategy": "percentile", "min_progression": -1}, "early_stopping.min_progression"),
+        ({"strategy": "percentile", "top_k": 1.5}, "early_stopping.top_k"),
+        ({"strategy": "model", "alpha": 1.0}, "early_stopping.alpha"),
+        ({"strategy": "threshold"}, "early_stopping.bound"),
+        ({"strategy": "threshold", "metric": "latency", "bound": 1}, "early_stopping.stop_when"),
+        ({"strategy": "percentile", "metric": "nope"}, "early_stopping.metric"),
+        ({"strategy": "percentile", "metric": "latency"}, "early_stopping.metric"),
+        ({"strategy": "percentile", "typo": 1}, "early_stopping.typo"),
+        ({"strategy": "percentile", "constraints": "yes"}, "early_stopping.constraints"),
+        ({"strategy": "percentile", "min_curves": 10**400}, "early_stopping.min_curves"),
+        ({"strategy": "threshold", "bound": -(10**400)}, "early_stopping.bound"),
+    ],
+)
+def test_bad_settings_name_the_field(spec: dict, field: str) -> None:
+    with pytest.raises(ValidationError) as e:
+        EarlyStoppingConfig.parse(spec, metrics=["acc", "latency"], objective="acc")
+    assert e.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({"rule": "never"}, "stopping.rule"),
+        ({"rule": "improvement", "window": 0}, "stopping.window"),
+        ({"rule": "model", "threshold": 0}, "stopping.threshold"),
+        ({"rule": "model", "auto": 1}, "stopping.auto"),
+    ],
+)
+def test_bad_stopping_rules_name_the_field(spec: dict, field: str) -> None:
+    with pytest.raises(ValidationError) as e:
+        StoppingRuleConfig.parse(spec)
+    assert e.value.field == field
+
+
+def test_experiment_config_round_trips_the_settings() -> None:
+    d = {
+        "name": "es",
+        "parameters": [{"name": "x", "type": "float", "bounds": [0, 1]}],
+        "objective": "acc",
+        "tracking_metrics": ["latency"],
+        "early_stopping": {"strategy": "percentile", "percentile": 25, "patience": 2},
+        "stopping": {"rule": "improvement", "window": 4, "auto": True},
+    }
+    config = ExperimentConfig.from_dict(d)
+    assert config.early_stopping is not None and config.early_stopping.percentile == 25.0
+    assert config.stopping is not None and config.stopping.auto
+    again = ExperimentConfig.from_dict(config.to_dict())
+    assert again.early_stopping == config.early_stopping and again.stopping == config.stopping
+    bad = d | {"early_stopping": {"strategy": "percentile", "metric": "latency"}}
+    with pytest.raises(ValidationError) as e:
+        ExperimentConfig.from_dict(bad)
+    assert e.value.field == "early_stopping.metric"

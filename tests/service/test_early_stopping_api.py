@@ -1,0 +1,142 @@
+"""Early stopping and experiment stopping through the client, on every backend (memory,
+SQLite, PostgreSQL, HTTP): ``should_stop``, ``early_stop`` with the reason, ``stopping``,
+the decision's numbers, and bad settings as typed errors naming the field (422 over HTTP)."""
+
+from __future__ import annotations
+
+import pytest
+
+import assay
+from assay.platform.errors import ValidationError
+
+PARAMS = [{"name": "x", "type": "float", "bounds": [0.0, 1.0]}]
+_counter = iter(range(10**6))
+
+
+def make(client, **kw):
+    spec = dict(name=f"es-{next(_counter)}", parameters=PARAMS, objective="acc", seed=3,
+                tracking_metrics=["latency"])  # fmt: skip
+    spec.update(kw)
+    return client.create_experiment(**spec)
+
+
+def run_curve(client, trial_id: int, values: list[float], **extra: list[float]) -> None:
+    for i, v in enumerate(values):
+        client.report(trial_id, i + 1, acc=v, **{k: vs[i] for k, vs in extra.items()})
+
+
+def test_should_stop_percentile_then_early_stop(client) -> None:
+    exp = make(client, early_stopping={"strategy": "percentile", "percentile": 50,
+                                       "min_curves": 3, "min_progression": 2})  # fmt: skip
+    assert exp.config.early_stopping.strategy == "percentile"
+    trials = [client.attach_trial(exp.id, {"x": x}) for x in (0.1, 0.2, 0.3, 0.4, 0.5)]
+    for t, level in zip(trials[:4], (0.6, 0.7, 0.8, 0.9), strict=True):
+        run_curve(client, t.id, [level * s for s in (0.5, 0.8, 0.9, 1.0)])
+        client.tell(t.id, {"acc": level})
+    bad = trials[4]
+    client.report(bad.id, 1, acc=0.05)
+    d = client.should_stop(bad.id)
+    assert not d.should_stop and "too early" in d.reason
+    run_curve(client, bad.id, [0.05, 0.1, 0.12])
+    d = client.should_stop(bad.id)
+    assert d.should_stop and d.strategy == "percentile" and d.step == 3
+    assert d.threshold == pytest.approx((0.7 * 0.9 + 0.8 * 0.9) / 2)
+    assert d.details["curves"] == 4
+    stopped = client.early_stop(bad.id, d.reason)
+    assert stopped.state is assay.TrialState.EARLY_STOPPED
+    assert client.get_trial(bad.id).reason == d.reason
+    # A stopped trial is no longer judged; the best arm ignores it.
+    assert not client.should_stop(bad.id).should_stop
+    assert client.best(exp.id).parameters == {"x": 0.4}
+
+
+def test_should_stop_without_settings_and_bad_settings(client) -> None:
+    exp = make(client)
+    [t] = client.ask(exp.id)
+    d = client.should_stop(t.id)
+    assert not d.should_stop and d.strategy == "none"
+    with pytest.raises(ValidationError) as e:
+        make(client, early_stopping={"strategy": "percentile", "percentile": 0})
+    assert e.value.field == "early_stopping.percentile"
+    with pytest.raises(ValidationError) as e:
+        make(client, early_stopping={"strategy": "threshold", "metric": "latency", "bound": 5})
+    assert e.value.field == "early_stopping.stop_when"
+    with pytest.raises(ValidationError) as e:
+        make(client, stopping={"rule": "improvement", "window": -1})
+    assert e.value.field == "stopping.window"
+    assert all(not s.name.startswith("bad") for s in client.list_experiments())
+
+
+def test_stopping_flat_vs_improving(client) -> None:
+    flat = make(client, stopping={"rule": "improvement", "window": 3, "min_trials": 5})
+    rising = make(client, stopping={"rule": "improvement", "window": 3, "min_trials": 5})
+    for i in range(7):
+        t = client.attach_trial(flat.id, {"x": i / 10})
+        client.tell(t.id, {"acc": (0.8 + 0.001 * (i % 2), 0.01)})
+        t = client.attach_trial(rising.id, {"x": i / 10})
+        client.tell(t.id, {"acc": (0.1 * i, 0.01)})
+    d = client.stopping(flat.id)
+    assert d.done and d.rule == "improvement" and d.details["noise"] == pytest.approx(0.01)
+    d = client.stopping(rising.id)
+    assert not d.done and d.details["improvement"] == pytest.approx(0.3)
+
+
+# -- raw REST (every store backend through the ``store`` fixture) -----------------------------
+EXP = {
+    "name": "rest-es",
+    "parameters": PARAMS,
+    "objective": "acc",
+    "tracking_metrics": ["latency"],
+    "early_stopping": {"strategy": "threshold", "bound": 0.5, "min_progression": 2},
+    "stopping": {"rule": "improvement", "window": 2, "min_trials": 3},
+}
+
+
+@pytest.fixture
+def api(store):
+    from fastapi.testclient import TestClient
+
+    from assay.service.app import create_app
+    from assay.service.settings import Settings
+
+    with TestClient(create_app(Settings(auth="none"), store=store)) as c:
+        yield c
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"early_stopping": {"strategy": "percentile", "top_k": -1}}, "early_stopping.top_k"),
+        ({"early_stopping": {"strategy": "bogus"}}, "early_stopping.strategy"),
+        ({"early_stopping": ["percentile"]}, "early_stopping"),
+        ({"stopping": {"rule": "model", "margin": -1}}, "stopping.margin"),
+    ],
+)
+def test_rest_bad_settings_are_422_naming_the_field(api, patch, field) -> None:
+    r = api.post("/api/v1/experiments", json=EXP | patch)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["details"]["field"] == field
+    assert api.get("/api/v1/experiments").json()["experiments"] == []  # nothing stored
+
+
+def test_rest_should_stop_stopping_and_curves(api) -> None:
+    exp = api.post("/api/v1/experiments", json=EXP).json()
+    assert exp["config"]["early_stopping"]["bound"] == 0.5
+    t = api.post(f"/api/v1/experiments/{exp['id']}/trials:ask", json={}).json()["trials"][0]
+    for step, acc in ((1, 0.2), (2, 0.3)):
+        r = api.post(
+            f"/api/v1/trials/{t['id']}/reports", json={"step": step, "metrics": {"acc": acc}}
+        )
+        assert r.status_code == 201, r.text
+    d = api.get(f"/api/v1/trials/{t['id']}/should_stop").json()
+    assert d["should_stop"] and d["strategy"] == "threshold" and d["step"] == 2
+    assert d["value"] == 0.3 and d["threshold"] == 0.5
+    r = api.post(f"/api/v1/trials/{t['id']}:early_stop", json={"reason": d["reason"]})
+    assert r.json()["state"] == "early_stopped"
+    s = api.get(f"/api/v1/experiments/{exp['id']}/stopping").json()
+    assert not s["done"] and s["rule"] == "improvement" and "needs 3" in s["reason"]
+    c = api.get(f"/api/v1/experiments/{exp['id']}/curves").json()
+    assert c["metric"] == "acc" and c["rule_line"] == [[2, 0.5]]
+    assert c["curves"][0]["state"] == "early_stopped"
+    assert c["curves"][0]["points"]["acc"] == [[1, 0.2], [2, 0.3]]
+    assert api.get("/api/v1/trials/987654/should_stop").status_code == 404
