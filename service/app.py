@@ -23,7 +23,16 @@ from assay import __version__
 from assay.dashboards.jobs import StoreJobsView
 from assay.dashboards.routes import mount_dashboard
 from assay.platform.errors import AssayError
-from assay.service.api import experiments, interchange, jobs, keys, privacy, projects, trials
+from assay.service.api import (
+    experiments,
+    interchange,
+    jobs,
+    keys,
+    privacy,
+    projects,
+    trials,
+    webhooks,
+)
 from assay.service.auth import KeyResolver, is_loopback_host, needs_key
 from assay.service.engine import Engine
 from assay.service.errors import error_response, response_for, status_for
@@ -38,6 +47,7 @@ from assay.service.observability import (
 from assay.service.schemas import ErrorResponse
 from assay.service.security import SecurityMiddleware
 from assay.service.settings import Settings
+from assay.service.webhooks import Deliverer
 from assay.storage.base import Store
 
 log = logging.getLogger("assay.service")
@@ -125,6 +135,9 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         reaper = LeaseReaper(store, settings.reaper_interval_s)
         reaper.start()
+        deliverer = Deliverer(store, settings.webhook_interval_s,
+                              backoff_s=settings.webhook_backoff_s)  # fmt: skip
+        deliverer.start()
         if orchestrator is not None:
             orchestrator.start()
         try:
@@ -133,6 +146,7 @@ def create_app(
             if orchestrator is not None:
                 orchestrator.stop()
             reaper.stop()
+            deliverer.stop()
 
     app = FastAPI(
         title="Assay",
@@ -218,6 +232,7 @@ def create_app(
     app.include_router(experiments.router, prefix="/api/v1")
     app.include_router(trials.router, prefix="/api/v1")
     app.include_router(jobs.router, prefix="/api/v1")
+    app.include_router(webhooks.router, prefix="/api/v1")
     app.include_router(privacy.router, prefix="/api/v1")  # budgets, DP synthetic releases
     app.include_router(keys.router, prefix="/api/v1")  # admin: the project's API keys
     mount_dashboard(app)  # pages at /, static files at /static

@@ -41,6 +41,7 @@ from assay.storage.base import (
     Store,
     TrialEvent,
 )
+from assay.storage.webhooks import Delivery, Webhook
 
 
 class Client:
@@ -365,6 +366,30 @@ class Client:
         """Create an empty project (a server allows it in local no-auth mode only; with keys
         use ``assay keys create --project NAME``)."""
         return self._engine.create_project(name)
+
+    # -- webhooks ----------------------------------------------------------------------------
+    def create_webhook(
+        self,
+        url: str,
+        events: Sequence[str],
+        *,
+        format: str = "json",
+        secret: str | None = None,
+    ) -> Webhook:
+        """Subscribe ``url`` to the project's events (``trial.completed``, ``trial.failed``,
+        ``trial.early_stopped``, ``experiment.completed``, ``experiment.failing``);
+        ``format="slack"`` posts Slack-compatible bodies. Keep ``.secret``: deliveries are
+        signed with it (:func:`assay.service.webhooks.verify`)."""
+        return self._engine.create_webhook(
+            url, events, project=self.project, format=format, secret=secret
+        )
+
+    def webhooks(self) -> list[Webhook]:
+        return self._engine.webhooks(project=self.project)
+
+    def webhook_deliveries(self, webhook_id: int) -> list[Delivery]:
+        """The delivery log (state, attempts, last status or error), newest first."""
+        return self._engine.webhook_deliveries(webhook_id, project=self.project)
 
     # -- import and export -------------------------------------------------------------------
     def export_experiment(self, experiment_id: int, path: str | None = None) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 Roles are enforced here, once, for every REST route (:func:`role_needed`): reads need
 ``viewer``, every other method ``member``, and the admin surface (keys, privacy budget
-changes) ``admin``; a short role answers 403 naming the role needed.
+changes, webhooks) ``admin``; a short role answers 403 naming the role needed.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ADMIN_ROUTES: list[tuple[str | None, re.Pattern[str]]] = [
     (None, re.compile(r"^(/api/v1)?/keys(/|$)")),
     ("PUT", re.compile(r"^(/api/v1)?/datasets/[^/]+/privacy-budget$")),
+    # webhook subscriptions carry their signing secrets: the project's admins only
+    (None, re.compile(r"^(/api/v1)?/webhooks(/|$)")),
 ]
 
 

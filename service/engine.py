@@ -49,6 +49,7 @@ from assay.service.jobs.checks import check_job_spec
 from assay.service.observability import TELLS, TRIAL_ENDS
 from assay.service.runs import Runs
 from assay.service.stopping import Stopping
+from assay.service.webhooks import emit, new_secret
 from assay.storage.base import (
     ExperimentSummary,
     ExperimentVersion,
@@ -56,6 +57,7 @@ from assay.storage.base import (
     Store,
     TrialEvent,
 )
+from assay.storage.webhooks import Delivery, Webhook
 
 #: Project names: URL-safe path segments (``/projects/{name}``), at most 200 characters.
 PROJECT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
@@ -187,7 +189,56 @@ class Engine(Generation, Runs, Stopping, Interchange):
             raise ValidationError(
                 f"status must be one of {[s.value for s in ExperimentStatus]}", field="status"
             ) from None
-        return self.store.set_experiment_status(experiment_id, status, project=project)
+        exp = self.store.set_experiment_status(experiment_id, status, project=project)
+        if status in (ExperimentStatus.COMPLETED, ExperimentStatus.FAILING):
+            emit(self.store, exp.project, f"experiment.{status.value}",
+                 {"experiment_id": exp.id, "name": exp.name, "status": status.value})  # fmt: skip
+        return exp
+
+    # -- webhooks ----------------------------------------------------------------------------
+    def _project_of(self, experiment_id: int) -> str:
+        cache = self.__dict__.setdefault("_projects_of", {})
+        if experiment_id not in cache:
+            cache[experiment_id] = self.store.get_experiment(experiment_id).project
+        return cache[experiment_id]
+
+    def _emit_trial(self, trial: Trial, event: str, project: str | None) -> None:
+        payload = {
+            "experiment_id": trial.experiment_id, "trial_id": trial.id,
+            "trial_index": trial.index, "state": trial.state.value, "reason": trial.reason,
+            "observations": {a: {m: o.to_dict() for m, o in obs.items()}
+                             for a, obs in trial.observations.items()},
+        }  # fmt: skip
+        if trial.observations:
+            payload["summary"] = ", ".join(
+                f"{m}={o.mean:.4g}" for obs in trial.observations.values() for m, o in obs.items()
+            )
+        emit(self.store, project or self._project_of(trial.experiment_id), event, payload)
+
+    def create_webhook(
+        self,
+        url: str,
+        events: Sequence[str],
+        *,
+        project: str | None = None,
+        format: str = "json",
+        secret: str | None = None,
+    ) -> Webhook:
+        """Subscribe ``url`` to ``events`` of the project; the secret signs every delivery
+        (generated unless given; keep it, it is how receivers verify)."""
+        return self.store.webhooks().create(
+            project or "default", url, list(events), secret or new_secret(), format
+        )
+
+    def webhooks(self, *, project: str | None = None) -> list[Webhook]:
+        """The project's subscriptions (secrets included: an admin's view)."""
+        return self.store.webhooks().list(project)
+
+    def webhook_deliveries(self, webhook_id: int, *, project: str | None = None) -> list[Delivery]:
+        """One subscription's delivery log, newest first."""
+        outbox = self.store.webhooks()
+        outbox.get(webhook_id, project)  # NotFoundError for another project's
+        return outbox.deliveries(webhook_id)
 
     # -- evolving a running experiment -------------------------------------------------------
     def update_experiment(
@@ -302,6 +353,7 @@ class Engine(Generation, Runs, Stopping, Interchange):
             actor=actor or self.actor,
         )
         TELLS.inc()
+        self._emit_trial(trial, "trial.completed", project)
         return trial
 
     def start(
@@ -371,6 +423,8 @@ class Engine(Generation, Runs, Stopping, Interchange):
             trial_id, state, project=project, reason=reason, actor=actor or self.actor
         )
         TRIAL_ENDS.labels(state.value).inc()
+        if state in (TrialState.FAILED, TrialState.EARLY_STOPPED):
+            self._emit_trial(trial, f"trial.{state.value}", project)
         return trial
 
     def heartbeat(

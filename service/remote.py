@@ -49,6 +49,7 @@ from assay.service.schemas import (
     TrialPublic,
 )
 from assay.storage.base import ExperimentSummary, ExperimentVersion, ProjectSummary, TrialEvent
+from assay.storage.webhooks import Delivery, Webhook
 
 #: Rows per page when the client pages through a list (the server's maximum).
 PAGE = 1000
@@ -485,6 +486,32 @@ class RemoteEngine:
     def get_project(self, name: str, *, project: str | None = None) -> ProjectSummary:
         return _project_from_json(self._get(f"/projects/{quote(name, safe='')}"))
 
+    # -- webhooks ----------------------------------------------------------------------------
+    def create_webhook(
+        self,
+        url: str,
+        events: Sequence[str],
+        *,
+        project: str | None = None,
+        format: str = "json",
+        secret: str | None = None,
+    ) -> Webhook:
+        body = {"url": url, "events": list(events), "format": format, "secret": secret}
+        data, _ = self._request("POST", "/webhooks", json=body, retry=False)
+        return _webhook_from_json(data)
+
+    def webhooks(self, *, project: str | None = None) -> list[Webhook]:
+        return [_webhook_from_json(h) for h in self._get("/webhooks")["webhooks"]]
+
+    def webhook_deliveries(self, webhook_id: int, *, project: str | None = None) -> list[Delivery]:
+        rows = self._get(f"/webhooks/{webhook_id}/deliveries")["deliveries"]
+        out = []
+        for r in rows:
+            for k in ("next_attempt_at", "created_at", "delivered_at"):
+                r[k] = datetime.fromisoformat(r[k]) if r[k] else None
+            out.append(Delivery(**r))
+        return out
+
     # -- import and export -------------------------------------------------------------------
     def export_experiment(self, experiment_id: int, *, project: str | None = None) -> dict:
         return self._get(f"/experiments/{experiment_id}/export")
@@ -500,6 +527,11 @@ class RemoteEngine:
         data, _ = self._request("POST", "/experiments:import", json=body, retry=False)
         report = ImportReport(**data["report"])
         return ImportResult(self.get_experiment(data["experiment"]["id"]), report)
+
+
+def _webhook_from_json(h: dict[str, Any]) -> Webhook:
+    return Webhook(h["id"], h["project"], h["url"], h["events"], h["secret"], h["format"],
+                   h["active"], datetime.fromisoformat(h["created_at"]))  # fmt: skip
 
 
 def _project_from_json(p: dict[str, Any]) -> ProjectSummary:

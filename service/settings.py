@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     metrics: bool = False
     metrics_token: str | None = None
     log_format: Literal["text", "json"] = "text"
+    #: Webhook deliveries: how often the outbox is polled (0: no deliverer in this process)
+    #: and the first retry delay (doubling per attempt).
+    webhook_interval_s: float = 1.0
+    webhook_backoff_s: float = 2.0
 
     @property
     def loopback(self) -> bool:

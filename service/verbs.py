@@ -32,6 +32,7 @@ from assay.platform.pareto_report import ParetoReport
 from assay.platform.stopping import StoppingDecision
 from assay.service.interchange import ImportResult
 from assay.storage.base import ExperimentSummary, ExperimentVersion, ProjectSummary, TrialEvent
+from assay.storage.webhooks import Delivery, Webhook
 
 
 class ExperimentVerbs(Protocol):
@@ -249,6 +250,27 @@ class ExperimentVerbs(Protocol):
 
     def get_project(self, name: str, *, project: str | None = None) -> ProjectSummary:
         """One project; another project's name is ``NotFoundError``."""
+        ...
+
+    # -- webhooks ----------------------------------------------------------------------------
+    def create_webhook(
+        self,
+        url: str,
+        events: Sequence[str],
+        *,
+        project: str | None = None,
+        format: str = "json",
+        secret: str | None = None,
+    ) -> Webhook:
+        """Subscribe ``url`` to the project's ``events`` (signed with the secret)."""
+        ...
+
+    def webhooks(self, *, project: str | None = None) -> list[Webhook]:
+        """The project's webhook subscriptions."""
+        ...
+
+    def webhook_deliveries(self, webhook_id: int, *, project: str | None = None) -> list[Delivery]:
+        """A subscription's delivery log, newest first."""
         ...
 
     # -- import and export -------------------------------------------------------------------

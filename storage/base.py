@@ -33,6 +33,7 @@ from assay.platform.experiment import (
 )
 from assay.platform.jobspec import Job, JobState, TrialReport
 from assay.storage.ledger.base import PrivacyLedger
+from assay.storage.webhooks import MemoryOutbox, WebhookOutbox
 
 #: Trial states whose reports make up the curves the early-stopping rules compare against.
 CURVE_STATES = (TrialState.RUNNING, TrialState.COMPLETED, TrialState.EARLY_STOPPED)
@@ -551,6 +552,14 @@ class Store(ABC):
     def privacy_ledger(self, project: str = "default") -> PrivacyLedger:
         """The project's privacy budgets (:mod:`assay.storage.ledger` semantics)."""
         raise UnsupportedError(f"{type(self).__name__} has no privacy ledger")
+
+    def webhooks(self) -> WebhookOutbox:
+        """The webhook subscriptions and delivery outbox (:mod:`assay.storage.webhooks`); in
+        memory unless the backend keeps them (SQL)."""
+        outbox = self.__dict__.get("_webhook_outbox")
+        if outbox is None:
+            outbox = self.__dict__.setdefault("_webhook_outbox", MemoryOutbox())
+        return outbox
 
     def close(self) -> None:  # noqa: B027
         """Release connections."""

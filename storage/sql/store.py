@@ -29,6 +29,7 @@ from assay.storage.sql.experiments import SqlExperiments
 from assay.storage.sql.jobs import SqlJobs
 from assay.storage.sql.projects import SqlProjects
 from assay.storage.sql.trials import SqlTrials
+from assay.storage.webhooks import WebhookOutbox
 
 
 class SqlStore(SqlExperiments, SqlTrials, SqlProjects, SqlJobs, Store):
@@ -61,6 +62,12 @@ class SqlStore(SqlExperiments, SqlTrials, SqlProjects, SqlJobs, Store):
         from assay.storage.sql.ledger import SqlPrivacyLedger
 
         return SqlPrivacyLedger(self, project)
+
+    def webhooks(self) -> WebhookOutbox:
+        """Subscriptions and the delivery outbox in this database."""
+        from assay.storage.sql.webhooks import SqlOutbox
+
+        return SqlOutbox(self)
 
     @property
     def schema_revision(self) -> str | None:

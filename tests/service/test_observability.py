@@ -176,3 +176,22 @@ def test_json_logs_and_multiprocess_metrics_of_a_real_server(tmp_path, live_serv
     lines = [ln for ln in server.log().splitlines() if ln.startswith("{")]
     access = [json.loads(ln) for ln in lines if '"assay.access"' in ln]
     assert len(access) >= n and all("request_id" in a for a in access)
+
+
+def test_privacy_spend_is_counted_once_per_release() -> None:
+    from prometheus_client import REGISTRY
+
+    from assay.service.observability import CountingLedger
+    from assay.storage.ledger import InMemoryPrivacyLedger
+
+    def spent() -> float:
+        labels = {"project": "p-obs", "dataset": "d"}
+        return REGISTRY.get_sample_value("assay_privacy_epsilon_spent_total", labels) or 0.0
+
+    ledger = CountingLedger(InMemoryPrivacyLedger(), "p-obs")
+    ledger.set_budget("d", 5.0, 1e-5)
+    before = spent()
+    ledger.charge("d", 1.5, 1e-6, release_id="r1")
+    ledger.charge("d", 1.5, 1e-6, release_id="r1")  # a retry is not charged twice
+    assert spent() - before == pytest.approx(1.5)
+    assert ledger.status("d").epsilon_spent == pytest.approx(1.5)
