@@ -6,7 +6,7 @@ warm-started between asks):
 
 * ``random``     uniform random search;
 * ``ei``         one-step EI: ``multi_step`` with ``horizon=1`` (analytic log-EI, same maximizer
-  as EI, ``best_f`` = best posterior mean), same optimizer settings as the lookahead methods;
+  as EI, ``best_f`` = best posterior mean), optimized with at least the platform's usual effort;
 * ``ms2``/``ms3`` ``multi_step`` with ``horizon`` 2 / 3 and the default fantasies;
 * ``noisy_ei``   Assay's noisy-constrained EI (qLogNEI), default settings.
 

@@ -146,3 +146,36 @@ def test_horizon_two_samples_the_unexplored_region_earlier_than_ei() -> None:
     h2 = _first_visit(2, asks)
     assert h2 is not None, "horizon 2 never left the explored hill"
     assert h1 is None or h2 < h1, (h1, h2)
+
+
+def test_observed_incumbent_is_the_best_observation_in_the_data_units() -> None:
+    """``incumbent="observed"`` untransforms the standardized training targets: it must equal
+    the best raw observation (fails if the outcome transform is skipped)."""
+    from assay.platform.generators.multi_step import incumbent_observed
+    from assay.platform.models import MetricData
+
+    X = torch.tensor([[0.1], [0.4], [0.7], [0.9]], dtype=DTYPE)
+    Y = torch.tensor([[3.0], [11.0], [7.0], [5.0]], dtype=DTYPE)
+    gp = fit_outcome_models({"y": MetricData(X, Y, None)}, ["y"]).model.models[0]
+    assert float(incumbent_observed(gp, maximize=True)) == pytest.approx(11.0)
+    assert float(incumbent_observed(gp, maximize=False)) == pytest.approx(3.0)
+
+
+def test_quantile_fantasies_are_symmetric_normal_quantiles() -> None:
+    from assay.platform.generators.multi_step import QuantileNormalSampler
+
+    X = torch.tensor([[0.1], [0.4], [0.7]], dtype=DTYPE)
+    gp = fit_outcome_models({"y": training_data_like(X, torch.sin(6 * X))}, ["y"]).model.models[0]
+    sampler = QuantileNormalSampler(torch.Size([4]), seed=0)
+    sampler(gp.posterior(torch.tensor([[0.5]], dtype=DTYPE)))
+    z = sampler.base_samples.flatten()
+    expected = torch.distributions.Normal(0.0, 1.0).icdf(
+        torch.tensor([0.125, 0.375, 0.625, 0.875], dtype=DTYPE)
+    )
+    assert torch.allclose(z, expected)
+
+
+def training_data_like(X: Tensor, Y: Tensor) -> Any:
+    from assay.platform.models import MetricData
+
+    return MetricData(X, Y, None)
