@@ -7,7 +7,6 @@ mounts the dashboard, and runs the lease reaper in the background.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -44,6 +43,7 @@ from assay.service.observability import (
     metrics_allowed,
     render_metrics,
 )
+from assay.service.periodic import PeriodicTask
 from assay.service.schemas import ErrorResponse
 from assay.service.security import SecurityMiddleware
 from assay.service.settings import Settings
@@ -89,32 +89,20 @@ def _install_error_handlers(app: FastAPI) -> None:
         return error_response(500, "internal_error", "internal server error; see the server log")
 
 
-class LeaseReaper:
+class LeaseReaper(PeriodicTask):
     """Periodically fails running trials whose heartbeat lease expired."""
 
+    thread_name = "assay-reaper"
+
     def __init__(self, store: Store, interval_s: float) -> None:
-        self.store, self.interval_s = store, interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="assay-reaper", daemon=True)
+        super().__init__(interval_s)
+        self.store = store
 
-    def start(self) -> None:
-        if self.interval_s > 0:
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                reaped = self.store.reap_expired_leases(datetime.now(UTC))
-                LEASE_EXPIRIES.inc(len(reaped))
-                if reaped:
-                    log.info("reaped %d trial(s) with expired leases", len(reaped))
-            except Exception:  # keep reaping after a transient database error
-                log.exception("lease reaper failed")
+    def tick(self) -> None:
+        reaped = self.store.reap_expired_leases(datetime.now(UTC))
+        LEASE_EXPIRIES.inc(len(reaped))
+        if reaped:
+            log.info("reaped %d trial(s) with expired leases", len(reaped))
 
 
 def create_app(

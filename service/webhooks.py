@@ -19,13 +19,13 @@ import hmac
 import json
 import logging
 import secrets
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
+from assay.service.periodic import PeriodicTask
 from assay.storage.base import Store
 from assay.storage.webhooks import MAX_ATTEMPTS, Delivery, Webhook
 
@@ -80,32 +80,24 @@ def emit(store: Store, project: str, event: str, payload: dict[str, Any]) -> Non
         log.exception("could not enqueue webhook event %s", event)
 
 
-class Deliverer:
+class Deliverer(PeriodicTask):
     """Delivers due outbox entries every ``interval_s`` in a background thread."""
+
+    thread_name = "assay-webhooks"
+    join_timeout_s = 10.0
 
     def __init__(self, store: Store, interval_s: float = 1.0, *, backoff_s: float = 2.0,
                  timeout_s: float = 10.0) -> None:  # fmt: skip
-        self.store, self.interval_s, self.backoff_s = store, interval_s, backoff_s
+        super().__init__(interval_s)
+        self.store, self.backoff_s = store, backoff_s
         self._http = httpx.Client(timeout=timeout_s)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="assay-webhooks", daemon=True)
-
-    def start(self) -> None:
-        if self.interval_s > 0:
-            self._thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
+        super().stop()
         self._http.close()
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.deliver_due()
-            except Exception:
-                log.exception("webhook delivery pass failed")
+    def tick(self) -> None:
+        self.deliver_due()
 
     def deliver_due(self, now: datetime | None = None) -> int:
         """One pass over the due deliveries; how many were attempted."""
