@@ -565,3 +565,78 @@ def learning_curves_figure(
         "data": traces,
         "layout": layout(xaxis=axis("step"), yaxis=axis(metric)),
     }
+
+
+def parcoords_figure(exp: Any, colour_by: str) -> dict[str, Any]:
+    """Parallel coordinates (Inselberg 1985) of every completed arm: one axis per tunable
+    parameter, then one per metric (objectives first), each line coloured by ``colour_by``
+    on the Viridis scale, its bright (yellow) end the *better* value of that metric (reversed
+    for a minimized objective). Arms of batch trials are one line each. Arms missing a metric are
+    left out (a parcoords line needs every axis); the caller reports how many.
+
+    Plotly's ``parcoords`` trace: axes can be dragged to reorder and brushed to filter.
+    """
+    from assay.platform.experiment import TrialState
+    from assay.platform.space import ChoiceParameter, FixedParameter
+
+    config = exp.config
+    params = [
+        p
+        for p in exp.search_space.parameters
+        if not isinstance(p, FixedParameter) and getattr(p, "is_tunable", True)
+    ]
+    metrics = list(config.metric_names)
+    rows: list[tuple[dict[str, Any], dict[str, float]]] = []
+    for t in exp.trials:
+        if t.state != TrialState.COMPLETED:
+            continue
+        for arm in t.arms:
+            obs = t.observations.get(arm.name) or {}
+            vals = {m: obs[m].mean for m in metrics if m in obs and obs[m].mean is not None}
+            if all(m in vals and math.isfinite(vals[m]) for m in metrics):
+                rows.append((arm.parameters, vals))
+    dims: list[dict[str, Any]] = []
+    for p in params:
+        xs = [r[0].get(p.name) for r in rows]
+        if isinstance(p, ChoiceParameter):
+            cats = [str(v) for v in p.values]
+            idx = [cats.index(str(v)) if str(v) in cats else None for v in xs]
+            dims.append(
+                {"label": p.name, "values": idx, "tickvals": list(range(len(cats))),
+                 "ticktext": cats, "range": [0, max(1, len(cats) - 1)]}
+            )  # fmt: skip
+        elif getattr(p, "log", False):
+            dims.append(
+                {"label": f"{p.name} (log10)",
+                 "values": [math.log10(float(v)) if v is not None else None for v in xs],
+                 "range": [math.log10(p.lower), math.log10(p.upper)]}  # type: ignore[attr-defined]
+            )  # fmt: skip
+        else:
+            dims.append(
+                {"label": p.name, "values": [float(v) if v is not None else None for v in xs],
+                 "range": [p.lower, p.upper]}  # type: ignore[attr-defined]
+            )  # fmt: skip
+    minimize = {o.name: o.minimize for o in config.objectives}
+    for m in metrics:
+        arrow = " ↓" if minimize.get(m) else (" ↑" if m in minimize else "")
+        dims.append({"label": f"{m}{arrow}", "values": [r[1][m] for r in rows]})
+    colour = [r[1][colour_by] for r in rows]
+    better_low = minimize.get(colour_by, False)
+    return {
+        "data": [
+            {
+                "type": "parcoords",
+                "dimensions": dims,
+                "line": {
+                    "color": colour,
+                    "colorscale": "Viridis",
+                    "reversescale": better_low,
+                    "showscale": True,
+                    "colorbar": {"title": {"text": colour_by, "side": "right"}, "thickness": 12},
+                },
+                "labelfont": {"size": 12, "color": INK},
+                "tickfont": {"size": 10, "color": MUTED},
+            }
+        ],
+        "layout": layout(height=380, margin={"l": 60, "r": 40, "t": 56, "b": 24}),
+    }

@@ -45,7 +45,7 @@ from assay.platform.diagnostics import (
 )
 from assay.platform.early_stopping import rule_line
 from assay.platform.errors import AssayError, NotFoundError, StorageBusyError, ValidationError
-from assay.platform.experiment import Experiment
+from assay.platform.experiment import Experiment, TrialState
 from assay.platform.pareto_report import pareto_report
 from assay.platform.space import ChoiceParameter
 from assay.platform.stopping import experiment_stopping
@@ -327,6 +327,42 @@ def hypervolume_panel(ctx: PanelContext) -> PanelResult:
     return PanelResult(figure=charts.hypervolume_figure(report), notes=report.notes)
 
 
+def _colour_control(exp: Experiment) -> Control:
+    ms = exp.config.metric_names
+    return Control("colour", "Colour by", [(m, m) for m in ms], ms[0])
+
+
+def parcoords_panel(ctx: PanelContext) -> PanelResult:
+    """Parallel coordinates of the completed arms coloured by one metric
+    (:func:`assay.dashboards.charts.parcoords_figure`)."""
+    exp = ctx.experiment
+    colour = ctx.choice(_colour_control(exp))
+    fig = charts.parcoords_figure(exp, colour)
+    drawn = len(fig["data"][0]["line"]["color"])
+    if not drawn:
+        return PanelResult(
+            empty={
+                "title": "Nothing to compare yet",
+                "message": "Each completed arm that reports every metric becomes one line "
+                "across its parameters and metrics.",
+            }
+        )
+    arms = sum(
+        1
+        for t in exp.trials
+        if t.state == TrialState.COMPLETED
+        for a in t.arms
+        if t.observations.get(a.name)
+    )
+    notes = []
+    if arms > drawn:
+        notes.append(
+            f"{arms - drawn} completed arm(s) miss a metric and are not drawn (a line needs "
+            "every axis)."
+        )
+    return PanelResult(figure=fig, facts=[("arms drawn", str(drawn))], notes=notes)
+
+
 PANELS: list[Panel] = [
     Panel(
         "pareto",
@@ -338,6 +374,18 @@ PANELS: list[Panel] = [
         controls=_objective_controls,
         applies=lambda exp: exp.config.is_multi_objective,
         wide=True,
+    ),
+    Panel(
+        "parcoords",
+        "Parallel coordinates",
+        "One line per completed arm across its parameters and metrics (objectives first, "
+        "↑ maximized, ↓ minimized), coloured by the metric you choose: yellow is better. Drag "
+        "along an axis to filter lines, drag its title to reorder.",
+        parcoords_panel,
+        controls=lambda exp: [_colour_control(exp)],
+        applies=lambda exp: exp.config.is_multi_objective,
+        wide=True,
+        model_based=False,
     ),
     Panel(
         "hypervolume",

@@ -35,7 +35,9 @@ def test_every_page_renders(seeded) -> None:
     assert client.get("/trials/1", headers=HTML).status_code == 200
     static = client.get(f"/static/vendor/plotly-assay.min.js?v={PLOTLY_VERSION}")
     assert static.status_code == 200 and "immutable" in static.headers["cache-control"]
-    assert static.text.startswith("/**\n* plotly.js v4.1.1 partial bundle (core + bar, contour)")
+    assert static.text.startswith(
+        "/**\n* plotly.js v4.1.1 partial bundle (core + bar, contour, parcoords)"
+    )
 
 
 def test_plotly_bundle_is_partial_and_sent_compressed(seeded) -> None:
@@ -498,7 +500,56 @@ def test_every_trace_type_the_dashboard_draws_is_in_the_partial_bundle() -> None
         for t in re.findall(r"""["']?type["']?\s*:\s*["'](\w+)["']""", src.read_text())
         if t in PLOTLY_TRACES
     }
-    assert {"scatter", "contour", "bar"} <= used  # the scan finds what the charts draw
+    assert {"scatter", "contour", "bar", "parcoords"} <= used  # the scan finds what the charts draw
     assert used <= bundled, f"not in the Plotly.js bundle: {used - bundled}"
     head = (root / "static" / "vendor" / "plotly-assay.min.js").read_text()[:200]
     assert ", ".join(sorted(bundled - {"scatter"})) in head  # the committed build has them
+
+
+#: An A/B experiment with two objectives (revenue up, bounce rate down) and a guardrail.
+AB_TWO_OBJECTIVES = {
+    "objectives": ["revenue", {"name": "bounce_rate", "minimize": True, "threshold": "<= +3%"}],
+    "outcome_constraints": ["orders >= -1%"],
+    "generator": "noisy_ehvi",
+}
+
+
+def test_parallel_coordinates_coloured_by_any_objective(seeded) -> None:
+    """Several objectives: the parallel-coordinates panel (Plotly ``parcoords``) replaces the
+    single-objective SVG chart, draws one line per completed arm across parameters then
+    metrics, and colours them by the metric chosen, bright = better (reversed when minimized)."""
+    from assay.dashboards.sample import ab_truth, seed_ab_experiment
+
+    client, store, ids = seeded
+    ab = seed_ab_experiment(store, "pricing-mo", rounds=2, spec=AB_TWO_OBJECTIVES)
+    page = client.get(f"/experiments/{ab.id}", headers=HTML).text
+    assert 'data-panel="parcoords"' in page and 'id="chart-parallel"' not in page
+    assert '<option value="bounce_rate"' in page  # the colouring select
+    single = client.get(f"/experiments/{ids['big']}", headers=HTML).text
+    assert 'id="chart-parallel"' in single and 'data-panel="parcoords"' not in single
+    body = client.get(f"/experiments/{ab.id}/panels/parcoords", headers=JSON).json()
+    assert body["error"] is None and body["empty"] is None, body
+    [trace] = body["figure"]["data"]
+    assert trace["type"] == "parcoords"
+    labels = [d["label"] for d in trace["dimensions"]]
+    assert labels == ["price", "discount", "layout", "revenue ↑", "bounce_rate ↓", "orders"]
+    n = 2 * 6  # two batches of six arms, controls included
+    assert all(len(d["values"]) == n for d in trace["dimensions"])
+    assert trace["dimensions"][2]["ticktext"] == ["grid", "list"]
+    # revenue: colour = revenue, the scale not reversed (higher is better)
+    assert trace["line"]["color"] == trace["dimensions"][3]["values"]
+    assert trace["line"]["reversescale"] is False
+    assert {f["label"]: f["value"] for f in body["facts"]}["arms drawn"] == str(n)
+    # colour by the minimized objective: its values, the scale reversed
+    body = client.get(
+        f"/experiments/{ab.id}/panels/parcoords?colour=bounce_rate", headers=JSON
+    ).json()
+    [trace] = body["figure"]["data"]
+    assert trace["line"]["color"] == trace["dimensions"][4]["values"]
+    assert trace["line"]["reversescale"] is True
+    assert trace["line"]["colorbar"]["title"]["text"] == "bounce_rate"
+    # values are the observed levels of the arms (the controls sit at the status quo)
+    sq = ab_truth({"price": 10.0, "discount": 0.1, "layout": "grid"})["revenue"]
+    control_rows = [i for i, v in enumerate(trace["dimensions"][0]["values"]) if v == 10.0]
+    assert len(control_rows) == 2
+    assert all(abs(trace["dimensions"][3]["values"][i] / sq - 1) < 0.2 for i in control_rows)
