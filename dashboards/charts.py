@@ -309,10 +309,21 @@ def importance_figure(imp: Importance) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def arm_effects_figure(report: Any, metric: str) -> dict[str, Any]:
+def arm_effects_figure(
+    report: Any,
+    metric: str,
+    objective: Any = None,
+    p_front: dict[str, float | None] | None = None,
+) -> dict[str, Any]:
     """A forest plot: each arm's % effect on ``metric`` against the control, pooled over its
     batches with the delta-method 95% CI (dots), and the model's estimate (open diamonds),
     coloured by the model's P(feasible): green >= 0.9, amber >= 0.5, red below, grey unknown.
+
+    With several objectives, ``objective`` (the :class:`~assay.platform.experiment.Objective`
+    shown, if ``metric`` is one) puts its direction in the axis title and draws its relative
+    threshold, the hypervolume reference point (Daulton et al. 2021), as an amber dashed
+    line; ``p_front`` (arm -> P(feasible and on the Pareto front), from
+    :func:`assay.platform.pareto_report.pareto_report`) goes into each arm's hover.
     """
     arms = [a for a in report.arms if not a.is_control and metric in a.metrics]
 
@@ -334,6 +345,11 @@ def arm_effects_figure(report: Any, metric: str) -> dict[str, Any]:
     hover = [
         f"P(feasible) {p:.2f}" if p is not None else "P(feasible) not modelled yet" for p in pf
     ]
+    if p_front is not None:
+        hover = [
+            h + (f"<br>P(on the front) {q:.2f}" if (q := p_front.get(n)) is not None else "")
+            for h, n in zip(hover, names, strict=True)
+        ]
     data: list[dict[str, Any]] = [
         {
             "type": "scatter", "mode": "markers", "name": "observed (pooled over batches)",
@@ -373,10 +389,19 @@ def arm_effects_figure(report: Any, metric: str) -> dict[str, Any]:
                 {"type": "line", "yref": "paper", "y0": 0, "y1": 1, "x0": bound, "x1": bound,
                  "line": {"color": BAD, "dash": "dash", "width": 1}}
             )  # fmt: skip
+    title = f"{metric}: % change vs control (95% CI)"
+    if objective is not None:
+        title += " · lower is better" if objective.minimize else " · higher is better"
+        if objective.relative and objective.threshold is not None:
+            shapes.append(
+                {"type": "line", "yref": "paper", "y0": 0, "y1": 1,
+                 "x0": objective.threshold, "x1": objective.threshold,
+                 "line": {"color": MODEL, "dash": "dash", "width": 1.5}}
+            )  # fmt: skip
     return {
         "data": data,
         "layout": layout(
-            xaxis=axis(f"{metric}: % change vs control (95% CI)", zeroline=False),
+            xaxis=axis(title, zeroline=False),
             yaxis=axis("", type="category", automargin=True),
             height=max(260, 28 * len(names) + 110),
             shapes=shapes,

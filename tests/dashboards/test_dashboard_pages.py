@@ -553,3 +553,38 @@ def test_parallel_coordinates_coloured_by_any_objective(seeded) -> None:
     control_rows = [i for i, v in enumerate(trace["dimensions"][0]["values"]) if v == 10.0]
     assert len(control_rows) == 2
     assert all(abs(trace["dimensions"][3]["values"][i] / sq - 1) < 0.2 for i in control_rows)
+
+
+def test_arm_effects_per_objective_for_an_ab_experiment_with_two_objectives(seeded) -> None:
+    """An A/B experiment with two objectives: the arm-effects panel's select lists the
+    objectives (with direction) first, each objective's chart says which way is better and
+    draws its relative threshold (the reference point); "most likely best", a one-objective
+    notion, gives way to P(on the Pareto front), also in each arm's hover."""
+    from assay.dashboards.sample import seed_ab_experiment
+
+    client, store, _ = seeded
+    ab = seed_ab_experiment(store, "pricing-mo-effects", rounds=2, spec=AB_TWO_OBJECTIVES)
+    page = client.get(f"/experiments/{ab.id}", headers=HTML).text
+    assert "revenue (objective ↑)" in page and "bounce_rate (objective ↓)" in page
+    url = f"/experiments/{ab.id}/panels/arm-effects"
+    rev = client.get(url, headers=JSON).json()
+    assert rev["error"] is None and rev["empty"] is None, rev
+    assert rev["figure"]["layout"]["xaxis"]["title"]["text"].startswith("revenue")
+    assert rev["figure"]["layout"]["xaxis"]["title"]["text"].endswith("higher is better")
+    facts = {f["label"]: f["value"] for f in rev["facts"]}
+    assert "most likely best" not in facts
+    observed = rev["figure"]["data"][0]
+    assert facts["most likely on the front"].split()[0] in observed["y"]
+    assert all("P(on the front)" in h for h in observed["text"])
+    on, of = (int(v) for v in facts["on the front (model)"].split(" of "))
+    assert 1 <= on <= of
+    bounce = client.get(f"{url}?metric=bounce_rate", headers=JSON).json()
+    assert bounce["figure"]["layout"]["xaxis"]["title"]["text"].endswith("lower is better")
+    xs = [s["x0"] for s in bounce["figure"]["layout"]["shapes"]]
+    assert xs == [0, 3.0]  # the zero line and the +3 % threshold of bounce_rate
+    # the same arms, other effects: per objective, not one chart reused
+    assert sorted(bounce["figure"]["data"][0]["y"]) == sorted(observed["y"])
+    assert bounce["figure"]["data"][0]["x"] != observed["x"]
+    orders = client.get(f"{url}?metric=orders", headers=JSON).json()
+    assert any("not one of the objectives" in n for n in orders["notes"])
+    assert [s["x0"] for s in orders["figure"]["layout"]["shapes"]] == [0, -1.0]  # guardrail
