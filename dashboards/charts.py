@@ -596,11 +596,14 @@ def parcoords_figure(exp: Any, colour_by: str) -> dict[str, Any]:
     """Parallel coordinates (Inselberg 1985) of every completed arm: one axis per tunable
     parameter, then one per metric (objectives first), each line coloured by ``colour_by``
     on the Viridis scale, its bright (yellow) end the *better* value of that metric (reversed
-    for a minimized objective). Arms of batch trials are one line each. Arms missing a metric are
-    left out (a parcoords line needs every axis); the caller reports how many.
+    for a minimized objective), and a last "constraints met" axis (observed; relative
+    constraints against the batch's control) when there are outcome constraints. Arms of batch
+    trials are one line each. Arms missing a metric are left out (a parcoords line needs every
+    axis); the caller reports how many.
 
     Plotly's ``parcoords`` trace: axes can be dragged to reorder and brushed to filter.
     """
+    from assay.dashboards.data import arm_feasibility
     from assay.platform.experiment import TrialState
     from assay.platform.space import ChoiceParameter, FixedParameter
 
@@ -612,14 +615,17 @@ def parcoords_figure(exp: Any, colour_by: str) -> dict[str, Any]:
     ]
     metrics = list(config.metric_names)
     rows: list[tuple[dict[str, Any], dict[str, float]]] = []
+    feasible: list[bool | None] = []
     for t in exp.trials:
         if t.state != TrialState.COMPLETED:
             continue
+        feas = arm_feasibility(t, config)
         for arm in t.arms:
             obs = t.observations.get(arm.name) or {}
             vals = {m: obs[m].mean for m in metrics if m in obs and obs[m].mean is not None}
             if all(m in vals and math.isfinite(vals[m]) for m in metrics):
                 rows.append((arm.parameters, vals))
+                feasible.append(feas.get(arm.name))
     dims: list[dict[str, Any]] = []
     for p in params:
         xs = [r[0].get(p.name) for r in rows]
@@ -645,6 +651,12 @@ def parcoords_figure(exp: Any, colour_by: str) -> dict[str, Any]:
     for m in metrics:
         arrow = " ↓" if minimize.get(m) else (" ↑" if m in minimize else "")
         dims.append({"label": f"{m}{arrow}", "values": [r[1][m] for r in rows]})
+    if config.outcome_constraints:  # observed feasibility as an axis: brush it to keep "yes"
+        dims.append(
+            {"label": "constraints met",
+             "values": [{True: 1, False: 0}.get(f, 0.5) for f in feasible],  # type: ignore[arg-type]
+             "tickvals": [0, 0.5, 1], "ticktext": ["no", "n/a", "yes"], "range": [0, 1]}
+        )  # fmt: skip
     colour = [r[1][colour_by] for r in rows]
     better_low = minimize.get(colour_by, False)
     return {

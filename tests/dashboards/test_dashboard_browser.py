@@ -327,7 +327,7 @@ def test_multi_objective_parallel_coordinates_draw_and_recolour(
     browser, tmp_path, live_server_factory
 ):
     """Several objectives: the Plotly ``parcoords`` chart (WebGL lines, SVG axes) draws one
-    line per completed trial across 2 parameters + 3 metrics, and the "Colour by" select
+    line per completed trial across 2 parameters, 3 metrics and "constraints met", and the "Colour by" select
     recolours it by the minimized objective (scale reversed) without console errors."""
     import assay
 
@@ -356,10 +356,10 @@ def test_multi_objective_parallel_coordinates_draw_and_recolour(
         assert p.evaluate(f"{plot}.data[0].type") == "parcoords"
         assert p.evaluate(f"{plot}.data[0].line.color.length") == 7
         # drawn: an SVG axis per dimension and the WebGL line layers
-        assert p.locator("#panel-parcoords g.y-axis").count() == 5
+        assert p.locator("#panel-parcoords g.y-axis").count() == 6
         assert p.locator("#panel-parcoords canvas").count() >= 1
         titles = p.locator("#panel-parcoords text.axis-title").all_text_contents()
-        assert titles == ["x0", "x1", "reward ↑", "latency_ms ↓", "cost"], titles
+        assert titles == ["x0", "x1", "reward ↑", "latency_ms ↓", "cost", "constraints met"]
         p.select_option("#panel-parcoords select", "latency_ms")
         p.wait_for_function(f"{plot}.data[0].line.reversescale === true")
         assert "latency_ms" in p.locator("#panel-parcoords").inner_text()

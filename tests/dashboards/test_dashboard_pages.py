@@ -532,7 +532,14 @@ def test_parallel_coordinates_coloured_by_any_objective(seeded) -> None:
     [trace] = body["figure"]["data"]
     assert trace["type"] == "parcoords"
     labels = [d["label"] for d in trace["dimensions"]]
-    assert labels == ["price", "discount", "layout", "revenue ↑", "bounce_rate ↓", "orders"]
+    assert labels == [
+        "price", "discount", "layout", "revenue ↑", "bounce_rate ↓", "orders", "constraints met"
+    ]  # fmt: skip
+    met = trace["dimensions"][-1]
+    assert met["ticktext"] == ["no", "n/a", "yes"] and set(met["values"]) <= {0, 0.5, 1}
+    # the controls meet the relative guardrail by definition (0 % change)
+    control_rows = [i for i, v in enumerate(trace["dimensions"][0]["values"]) if v == 10.0]
+    assert [met["values"][i] for i in control_rows] == [1, 1]
     n = 2 * 6  # two batches of six arms, controls included
     assert all(len(d["values"]) == n for d in trace["dimensions"])
     assert trace["dimensions"][2]["ticktext"] == ["grid", "list"]
