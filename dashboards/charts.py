@@ -309,10 +309,21 @@ def importance_figure(imp: Importance) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def arm_effects_figure(report: Any, metric: str) -> dict[str, Any]:
+def arm_effects_figure(
+    report: Any,
+    metric: str,
+    objective: Any = None,
+    p_front: dict[str, float | None] | None = None,
+) -> dict[str, Any]:
     """A forest plot: each arm's % effect on ``metric`` against the control, pooled over its
     batches with the delta-method 95% CI (dots), and the model's estimate (open diamonds),
     coloured by the model's P(feasible): green >= 0.9, amber >= 0.5, red below, grey unknown.
+
+    With several objectives, ``objective`` (the :class:`~assay.platform.experiment.Objective`
+    shown, if ``metric`` is one) puts its direction in the axis title and draws its relative
+    threshold, the hypervolume reference point (Daulton et al. 2021), as an amber dashed
+    line; ``p_front`` (arm -> P(feasible and on the Pareto front), from
+    :func:`assay.platform.pareto_report.pareto_report`) goes into each arm's hover.
     """
     arms = [a for a in report.arms if not a.is_control and metric in a.metrics]
 
@@ -334,6 +345,11 @@ def arm_effects_figure(report: Any, metric: str) -> dict[str, Any]:
     hover = [
         f"P(feasible) {p:.2f}" if p is not None else "P(feasible) not modelled yet" for p in pf
     ]
+    if p_front is not None:
+        hover = [
+            h + (f"<br>P(on the front) {q:.2f}" if (q := p_front.get(n)) is not None else "")
+            for h, n in zip(hover, names, strict=True)
+        ]
     data: list[dict[str, Any]] = [
         {
             "type": "scatter", "mode": "markers", "name": "observed (pooled over batches)",
@@ -373,10 +389,19 @@ def arm_effects_figure(report: Any, metric: str) -> dict[str, Any]:
                 {"type": "line", "yref": "paper", "y0": 0, "y1": 1, "x0": bound, "x1": bound,
                  "line": {"color": BAD, "dash": "dash", "width": 1}}
             )  # fmt: skip
+    title = f"{metric}: % change vs control (95% CI)"
+    if objective is not None:
+        title += " · lower is better" if objective.minimize else " · higher is better"
+        if objective.relative and objective.threshold is not None:
+            shapes.append(
+                {"type": "line", "yref": "paper", "y0": 0, "y1": 1,
+                 "x0": objective.threshold, "x1": objective.threshold,
+                 "line": {"color": MODEL, "dash": "dash", "width": 1.5}}
+            )  # fmt: skip
     return {
         "data": data,
         "layout": layout(
-            xaxis=axis(f"{metric}: % change vs control (95% CI)", zeroline=False),
+            xaxis=axis(title, zeroline=False),
             yaxis=axis("", type="category", automargin=True),
             height=max(260, 28 * len(names) + 110),
             shapes=shapes,
@@ -564,4 +589,91 @@ def learning_curves_figure(
     return {
         "data": traces,
         "layout": layout(xaxis=axis("step"), yaxis=axis(metric)),
+    }
+
+
+def parcoords_figure(exp: Any, colour_by: str) -> dict[str, Any]:
+    """Parallel coordinates (Inselberg 1985) of every completed arm: one axis per tunable
+    parameter, then one per metric (objectives first), each line coloured by ``colour_by``
+    on the Viridis scale, its bright (yellow) end the *better* value of that metric (reversed
+    for a minimized objective), and a last "constraints met" axis (observed; relative
+    constraints against the batch's control) when there are outcome constraints. Arms of batch
+    trials are one line each. Arms missing a metric are left out (a parcoords line needs every
+    axis); the caller reports how many.
+
+    Plotly's ``parcoords`` trace: axes can be dragged to reorder and brushed to filter.
+    """
+    from assay.dashboards.data import arm_feasibility
+    from assay.platform.experiment import TrialState
+    from assay.platform.space import ChoiceParameter, FixedParameter
+
+    config = exp.config
+    params = [
+        p
+        for p in exp.search_space.parameters
+        if not isinstance(p, FixedParameter) and getattr(p, "is_tunable", True)
+    ]
+    metrics = list(config.metric_names)
+    rows: list[tuple[dict[str, Any], dict[str, float]]] = []
+    feasible: list[bool | None] = []
+    for t in exp.trials:
+        if t.state != TrialState.COMPLETED:
+            continue
+        feas = arm_feasibility(t, config)
+        for arm in t.arms:
+            obs = t.observations.get(arm.name) or {}
+            vals = {m: obs[m].mean for m in metrics if m in obs and obs[m].mean is not None}
+            if all(m in vals and math.isfinite(vals[m]) for m in metrics):
+                rows.append((arm.parameters, vals))
+                feasible.append(feas.get(arm.name))
+    dims: list[dict[str, Any]] = []
+    for p in params:
+        xs = [r[0].get(p.name) for r in rows]
+        if isinstance(p, ChoiceParameter):
+            cats = [str(v) for v in p.values]
+            idx = [cats.index(str(v)) if str(v) in cats else None for v in xs]
+            dims.append(
+                {"label": p.name, "values": idx, "tickvals": list(range(len(cats))),
+                 "ticktext": cats, "range": [0, max(1, len(cats) - 1)]}
+            )  # fmt: skip
+        elif getattr(p, "log", False):
+            dims.append(
+                {"label": f"{p.name} (log10)",
+                 "values": [math.log10(float(v)) if v is not None else None for v in xs],
+                 "range": [math.log10(p.lower), math.log10(p.upper)]}  # type: ignore[attr-defined]
+            )  # fmt: skip
+        else:
+            dims.append(
+                {"label": p.name, "values": [float(v) if v is not None else None for v in xs],
+                 "range": [p.lower, p.upper]}  # type: ignore[attr-defined]
+            )  # fmt: skip
+    minimize = {o.name: o.minimize for o in config.objectives}
+    for m in metrics:
+        arrow = " ↓" if minimize.get(m) else (" ↑" if m in minimize else "")
+        dims.append({"label": f"{m}{arrow}", "values": [r[1][m] for r in rows]})
+    if config.outcome_constraints:  # observed feasibility as an axis: brush it to keep "yes"
+        dims.append(
+            {"label": "constraints met",
+             "values": [{True: 1, False: 0}.get(f, 0.5) for f in feasible],  # type: ignore[arg-type]
+             "tickvals": [0, 0.5, 1], "ticktext": ["no", "n/a", "yes"], "range": [0, 1]}
+        )  # fmt: skip
+    colour = [r[1][colour_by] for r in rows]
+    better_low = minimize.get(colour_by, False)
+    return {
+        "data": [
+            {
+                "type": "parcoords",
+                "dimensions": dims,
+                "line": {
+                    "color": colour,
+                    "colorscale": "Viridis",
+                    "reversescale": better_low,
+                    "showscale": True,
+                    "colorbar": {"title": {"text": colour_by, "side": "right"}, "thickness": 12},
+                },
+                "labelfont": {"size": 12, "color": INK},
+                "tickfont": {"size": 10, "color": MUTED},
+            }
+        ],
+        "layout": layout(height=380, margin={"l": 60, "r": 40, "t": 56, "b": 24}),
     }

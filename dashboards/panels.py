@@ -45,7 +45,7 @@ from assay.platform.diagnostics import (
 )
 from assay.platform.early_stopping import rule_line
 from assay.platform.errors import AssayError, NotFoundError, StorageBusyError, ValidationError
-from assay.platform.experiment import Experiment
+from assay.platform.experiment import Experiment, TrialState
 from assay.platform.pareto_report import pareto_report
 from assay.platform.space import ChoiceParameter
 from assay.platform.stopping import experiment_stopping
@@ -249,8 +249,15 @@ def feasibility_panel(ctx: PanelContext) -> PanelResult:
 
 
 def _effects_metric_control(exp: Experiment) -> Control:
-    ms = exp.config.metric_names
-    return Control("metric", "Metric", [(m, m) for m in ms], ms[0])
+    """Every metric; with several objectives they come first, labelled with their direction,
+    so the panel shows the arm effects objective by objective."""
+    config = exp.config
+    ms = config.metric_names
+    if not config.is_multi_objective:
+        return Control("metric", "Metric", [(m, m) for m in ms], ms[0])
+    direction = {o.name: "↓" if o.minimize else "↑" for o in config.objectives}
+    opts = [(m, f"{m} (objective {direction[m]})" if m in direction else m) for m in ms]
+    return Control("metric", "Objective / metric", opts, ms[0])
 
 
 def arm_effects_panel(ctx: PanelContext) -> PanelResult:
@@ -269,14 +276,37 @@ def arm_effects_panel(ctx: PanelContext) -> PanelResult:
             notes=report.notes,
         )
     facts = [("control", report.control_arm or "—")]
-    ranked = [a for a in report.arms if a.probability_best is not None]
-    if ranked:
-        lead = max(ranked, key=lambda a: a.probability_best or 0.0)
-        facts.append(("most likely best", f"{lead.arm_name} (P = {lead.probability_best:.2f})"))
+    config = exp.config
+    objective = next((o for o in config.objectives if o.name == metric), None)
+    p_front: dict[str, float | None] | None = None
+    notes = list(report.notes)
+    if config.is_multi_objective:
+        # "best" is a single-objective notion: with several, rank arms by P(on the front)
+        front = _pareto(ctx)
+        if front is not None:
+            p_front = {a.arm_name: a.probability_front for a in front.arms}
+            ranked_front = [a for a in front.arms if a.probability_front is not None]
+            facts.append(("on the front (model)", f"{len(front.front)} of {len(front.arms)}"))
+            if ranked_front:
+                lead = max(ranked_front, key=lambda a: a.probability_front or 0.0)
+                facts.append(
+                    (
+                        "most likely on the front",
+                        f"{lead.arm_name} (P = {lead.probability_front:.2f})",
+                    )
+                )
+        if objective is None:
+            notes.append(f"{metric} is not one of the objectives; pick an objective to compare.")
+    else:
+        ranked = [a for a in report.arms if a.probability_best is not None]
+        if ranked:
+            lead = max(ranked, key=lambda a: a.probability_best or 0.0)
+            facts.append(("most likely best", f"{lead.arm_name} (P = {lead.probability_best:.2f})"))
     facts.append(("batches", str(len({t for a in report.arms for t in a.trial_ids}))))
-    return PanelResult(
-        figure=charts.arm_effects_figure(report, metric), facts=facts, notes=report.notes
+    figure = charts.arm_effects_figure(
+        report, metric, objective if config.is_multi_objective else None, p_front
     )
+    return PanelResult(figure=figure, facts=facts, notes=notes)
 
 
 def _objective_controls(exp: Experiment) -> list[Control]:
@@ -327,6 +357,42 @@ def hypervolume_panel(ctx: PanelContext) -> PanelResult:
     return PanelResult(figure=charts.hypervolume_figure(report), notes=report.notes)
 
 
+def _colour_control(exp: Experiment) -> Control:
+    ms = exp.config.metric_names
+    return Control("colour", "Colour by", [(m, m) for m in ms], ms[0])
+
+
+def parcoords_panel(ctx: PanelContext) -> PanelResult:
+    """Parallel coordinates of the completed arms coloured by one metric
+    (:func:`assay.dashboards.charts.parcoords_figure`)."""
+    exp = ctx.experiment
+    colour = ctx.choice(_colour_control(exp))
+    fig = charts.parcoords_figure(exp, colour)
+    drawn = len(fig["data"][0]["line"]["color"])
+    if not drawn:
+        return PanelResult(
+            empty={
+                "title": "Nothing to compare yet",
+                "message": "Each completed arm that reports every metric becomes one line "
+                "across its parameters and metrics.",
+            }
+        )
+    arms = sum(
+        1
+        for t in exp.trials
+        if t.state == TrialState.COMPLETED
+        for a in t.arms
+        if t.observations.get(a.name)
+    )
+    notes = []
+    if arms > drawn:
+        notes.append(
+            f"{arms - drawn} completed arm(s) miss a metric and are not drawn (a line needs "
+            "every axis)."
+        )
+    return PanelResult(figure=fig, facts=[("arms drawn", str(drawn))], notes=notes)
+
+
 PANELS: list[Panel] = [
     Panel(
         "pareto",
@@ -338,6 +404,18 @@ PANELS: list[Panel] = [
         controls=_objective_controls,
         applies=lambda exp: exp.config.is_multi_objective,
         wide=True,
+    ),
+    Panel(
+        "parcoords",
+        "Parallel coordinates",
+        "One line per completed arm across its parameters and metrics (objectives first, "
+        "↑ maximized, ↓ minimized), coloured by the metric you choose: yellow is better. Drag "
+        "along an axis to filter lines, drag its title to reorder.",
+        parcoords_panel,
+        controls=lambda exp: [_colour_control(exp)],
+        applies=lambda exp: exp.config.is_multi_objective,
+        wide=True,
+        model_based=False,
     ),
     Panel(
         "hypervolume",

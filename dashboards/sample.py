@@ -173,10 +173,15 @@ def seed_ab_experiment(
     arms_per_batch: int = 6,
     project: str = "default",
     seed: int = 0,
+    spec: dict[str, Any] | None = None,
 ) -> Experiment:
     """An A/B experiment: ``rounds`` completed batch trials, each the control plus
-    quasi-random arms, every batch's levels shifted by a random factor (a batch effect)."""
-    config = ExperimentConfig.from_dict({**AB_SPEC, "name": name, "seed": seed})
+    quasi-random arms, every batch's levels shifted by a random factor (a batch effect).
+    ``spec`` overrides keys of :data:`AB_SPEC` (e.g. ``objectives`` for several)."""
+    d = {**AB_SPEC, "name": name, "seed": seed, **(spec or {})}
+    if "objectives" in d:
+        d.pop("objective", None)
+    config = ExperimentConfig.from_dict(d)
     exp = store.create_experiment(config, project=project)
     space = config.search_space
     rng = random.Random(seed)

@@ -1,6 +1,6 @@
 // Partial Plotly.js bundle for the Assay dashboard: plotly.js/lib/core (which always holds the
 // scatter trace and the components: axes, legend, error bars, shapes, colorbars, modebar...)
-// plus the only other trace types the dashboard draws, `bar` and `contour` (see
+// plus the only other trace types the dashboard draws, `bar`, `contour` and `parcoords` (see
 // dashboards/charts.py and dashboards/static/app.js). Built with esbuild the way plotly.js
 // builds its own dist bundles (iife, global `Plotly`, `global` -> `window`). Run through
 // build_plotly.sh, which installs the pinned packages first.
@@ -14,7 +14,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const require = createRequire(import.meta.url);
 const vendor = join(here, "..", "static", "vendor");
 const pkg = JSON.parse(readFileSync(require.resolve("plotly.js/package.json"), "utf8"));
-export const TRACES = ["bar", "contour"];
+export const TRACES = ["bar", "contour", "parcoords"];
 
 const entry = [
   "var Plotly = require('plotly.js/lib/core');",

@@ -362,10 +362,10 @@
       if (!rows.length) {
         if (!trials.size) return;
         stateCard(traceEl, "", "No completed trials yet", trials.size + " trial" + (trials.size === 1 ? " is" : "s are") + " pending. Points appear here as soon as a trial is completed with its " + obj + ".");
-        stateCard(parEl, "", "Nothing to compare yet", "Each completed trial becomes one line across its parameters and metrics.");
+        if (parEl) stateCard(parEl, "", "Nothing to compare yet", "Each completed trial becomes one line across its parameters and metrics.");
         return;
       }
-      var drawn = Promise.all([draw(traceEl, traceFigure()), draw(parEl, parallelFigure())]);
+      var drawn = Promise.all([draw(traceEl, traceFigure()), parEl ? draw(parEl, parallelFigure()) : null]);
       var notes = [];
       if (modelTrace && modelTrace.recommended) notes.push("The amber line is the model's hindsight estimate of the best arm among trials up to each point (noise shrinks lucky observations).");
       $("#trace-note").textContent = notes.join(" ");

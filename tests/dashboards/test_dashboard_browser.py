@@ -320,3 +320,51 @@ def test_multi_objective_page_draws_the_pareto_view(browser, tmp_path, live_serv
         tab.close()
     finally:
         srv.stop()
+
+
+@pytest.mark.slow  # a browser and model panels fitting beside it: ~25 s on the shared machine
+def test_multi_objective_parallel_coordinates_draw_and_recolour(
+    browser, tmp_path, live_server_factory
+):
+    """Several objectives: the Plotly ``parcoords`` chart (WebGL lines, SVG axes) draws one
+    line per completed trial across 2 parameters, 3 metrics and "constraints met", and the "Colour by" select
+    recolours it by the minimized objective (scale reversed) without console errors."""
+    import assay
+
+    url = f"sqlite:///{tmp_path / 'mo-par.db'}"
+    c = assay.Client(url)
+    exp = c.create_experiment(
+        "reward-vs-latency",
+        [{"name": "x0", "type": "float", "bounds": [0, 1]},
+         {"name": "x1", "type": "float", "bounds": [0, 1]}],
+        objectives=["reward", {"name": "latency_ms", "minimize": True, "threshold": 80}],
+        outcome_constraints=["cost <= 0.7"], seed=5, generator="sobol",
+    )  # fmt: skip
+    for t in c.ask(exp.id, n=7):
+        x0, x1 = t.parameters["x0"], t.parameters["x1"]
+        c.tell(t.id, {"reward": (x0, 0.01), "latency_ms": (20 + 50 * x0**2 + 20 * x1, 0.5),
+                      "cost": (x0, 0.01)})  # fmt: skip
+    c.close()
+    srv = live_server_factory(url).start()
+    try:
+        tab = Tab(browser, WIDE)
+        p = tab.page
+        tab.open(f"{srv.url}/experiments/{exp.id}")
+        assert p.locator("#chart-parallel").count() == 0  # the panel replaces the SVG chart
+        p.wait_for_function("document.querySelector('#panel-parcoords[data-loaded]') !== null")
+        plot = "document.querySelector('#panel-parcoords .js-plotly-plot')"
+        assert p.evaluate(f"{plot}.data[0].type") == "parcoords"
+        assert p.evaluate(f"{plot}.data[0].line.color.length") == 7
+        # drawn: an SVG axis per dimension and the WebGL line layers
+        assert p.locator("#panel-parcoords g.y-axis").count() == 6
+        assert p.locator("#panel-parcoords canvas").count() >= 1
+        titles = p.locator("#panel-parcoords text.axis-title").all_text_contents()
+        assert titles == ["x0", "x1", "reward ↑", "latency_ms ↓", "cost", "constraints met"]
+        p.select_option("#panel-parcoords select", "latency_ms")
+        p.wait_for_function(f"{plot}.data[0].line.reversescale === true")
+        assert "latency_ms" in p.locator("#panel-parcoords").inner_text()
+        tab.shot("experiment-parcoords-1280x800")
+        assert tab.errors == [], tab.errors
+        tab.close()
+    finally:
+        srv.stop()

@@ -35,7 +35,9 @@ def test_every_page_renders(seeded) -> None:
     assert client.get("/trials/1", headers=HTML).status_code == 200
     static = client.get(f"/static/vendor/plotly-assay.min.js?v={PLOTLY_VERSION}")
     assert static.status_code == 200 and "immutable" in static.headers["cache-control"]
-    assert static.text.startswith("/**\n* plotly.js v4.1.1 partial bundle (core + bar, contour)")
+    assert static.text.startswith(
+        "/**\n* plotly.js v4.1.1 partial bundle (core + bar, contour, parcoords)"
+    )
 
 
 def test_plotly_bundle_is_partial_and_sent_compressed(seeded) -> None:
@@ -498,7 +500,98 @@ def test_every_trace_type_the_dashboard_draws_is_in_the_partial_bundle() -> None
         for t in re.findall(r"""["']?type["']?\s*:\s*["'](\w+)["']""", src.read_text())
         if t in PLOTLY_TRACES
     }
-    assert {"scatter", "contour", "bar"} <= used  # the scan finds what the charts draw
+    assert {"scatter", "contour", "bar", "parcoords"} <= used  # the scan finds what the charts draw
     assert used <= bundled, f"not in the Plotly.js bundle: {used - bundled}"
     head = (root / "static" / "vendor" / "plotly-assay.min.js").read_text()[:200]
     assert ", ".join(sorted(bundled - {"scatter"})) in head  # the committed build has them
+
+
+#: An A/B experiment with two objectives (revenue up, bounce rate down) and a guardrail.
+AB_TWO_OBJECTIVES = {
+    "objectives": ["revenue", {"name": "bounce_rate", "minimize": True, "threshold": "<= +3%"}],
+    "outcome_constraints": ["orders >= -1%"],
+    "generator": "noisy_ehvi",
+}
+
+
+def test_parallel_coordinates_coloured_by_any_objective(seeded) -> None:
+    """Several objectives: the parallel-coordinates panel (Plotly ``parcoords``) replaces the
+    single-objective SVG chart, draws one line per completed arm across parameters then
+    metrics, and colours them by the metric chosen, bright = better (reversed when minimized)."""
+    from assay.dashboards.sample import ab_truth, seed_ab_experiment
+
+    client, store, ids = seeded
+    ab = seed_ab_experiment(store, "pricing-mo", rounds=2, spec=AB_TWO_OBJECTIVES)
+    page = client.get(f"/experiments/{ab.id}", headers=HTML).text
+    assert 'data-panel="parcoords"' in page and 'id="chart-parallel"' not in page
+    assert '<option value="bounce_rate"' in page  # the colouring select
+    single = client.get(f"/experiments/{ids['big']}", headers=HTML).text
+    assert 'id="chart-parallel"' in single and 'data-panel="parcoords"' not in single
+    body = client.get(f"/experiments/{ab.id}/panels/parcoords", headers=JSON).json()
+    assert body["error"] is None and body["empty"] is None, body
+    [trace] = body["figure"]["data"]
+    assert trace["type"] == "parcoords"
+    labels = [d["label"] for d in trace["dimensions"]]
+    assert labels == [
+        "price", "discount", "layout", "revenue ↑", "bounce_rate ↓", "orders", "constraints met"
+    ]  # fmt: skip
+    met = trace["dimensions"][-1]
+    assert met["ticktext"] == ["no", "n/a", "yes"] and set(met["values"]) <= {0, 0.5, 1}
+    # the controls meet the relative guardrail by definition (0 % change)
+    control_rows = [i for i, v in enumerate(trace["dimensions"][0]["values"]) if v == 10.0]
+    assert [met["values"][i] for i in control_rows] == [1, 1]
+    n = 2 * 6  # two batches of six arms, controls included
+    assert all(len(d["values"]) == n for d in trace["dimensions"])
+    assert trace["dimensions"][2]["ticktext"] == ["grid", "list"]
+    # revenue: colour = revenue, the scale not reversed (higher is better)
+    assert trace["line"]["color"] == trace["dimensions"][3]["values"]
+    assert trace["line"]["reversescale"] is False
+    assert {f["label"]: f["value"] for f in body["facts"]}["arms drawn"] == str(n)
+    # colour by the minimized objective: its values, the scale reversed
+    body = client.get(
+        f"/experiments/{ab.id}/panels/parcoords?colour=bounce_rate", headers=JSON
+    ).json()
+    [trace] = body["figure"]["data"]
+    assert trace["line"]["color"] == trace["dimensions"][4]["values"]
+    assert trace["line"]["reversescale"] is True
+    assert trace["line"]["colorbar"]["title"]["text"] == "bounce_rate"
+    # values are the observed levels of the arms (the controls sit at the status quo)
+    sq = ab_truth({"price": 10.0, "discount": 0.1, "layout": "grid"})["revenue"]
+    control_rows = [i for i, v in enumerate(trace["dimensions"][0]["values"]) if v == 10.0]
+    assert len(control_rows) == 2
+    assert all(abs(trace["dimensions"][3]["values"][i] / sq - 1) < 0.2 for i in control_rows)
+
+
+def test_arm_effects_per_objective_for_an_ab_experiment_with_two_objectives(seeded) -> None:
+    """An A/B experiment with two objectives: the arm-effects panel's select lists the
+    objectives (with direction) first, each objective's chart says which way is better and
+    draws its relative threshold (the reference point); "most likely best", a one-objective
+    notion, gives way to P(on the Pareto front), also in each arm's hover."""
+    from assay.dashboards.sample import seed_ab_experiment
+
+    client, store, _ = seeded
+    ab = seed_ab_experiment(store, "pricing-mo-effects", rounds=2, spec=AB_TWO_OBJECTIVES)
+    page = client.get(f"/experiments/{ab.id}", headers=HTML).text
+    assert "revenue (objective ↑)" in page and "bounce_rate (objective ↓)" in page
+    url = f"/experiments/{ab.id}/panels/arm-effects"
+    rev = client.get(url, headers=JSON).json()
+    assert rev["error"] is None and rev["empty"] is None, rev
+    assert rev["figure"]["layout"]["xaxis"]["title"]["text"].startswith("revenue")
+    assert rev["figure"]["layout"]["xaxis"]["title"]["text"].endswith("higher is better")
+    facts = {f["label"]: f["value"] for f in rev["facts"]}
+    assert "most likely best" not in facts
+    observed = rev["figure"]["data"][0]
+    assert facts["most likely on the front"].split()[0] in observed["y"]
+    assert all("P(on the front)" in h for h in observed["text"])
+    on, of = (int(v) for v in facts["on the front (model)"].split(" of "))
+    assert 1 <= on <= of
+    bounce = client.get(f"{url}?metric=bounce_rate", headers=JSON).json()
+    assert bounce["figure"]["layout"]["xaxis"]["title"]["text"].endswith("lower is better")
+    xs = [s["x0"] for s in bounce["figure"]["layout"]["shapes"]]
+    assert xs == [0, 3.0]  # the zero line and the +3 % threshold of bounce_rate
+    # the same arms, other effects: per objective, not one chart reused
+    assert sorted(bounce["figure"]["data"][0]["y"]) == sorted(observed["y"])
+    assert bounce["figure"]["data"][0]["x"] != observed["x"]
+    orders = client.get(f"{url}?metric=orders", headers=JSON).json()
+    assert any("not one of the objectives" in n for n in orders["notes"])
+    assert [s["x0"] for s in orders["figure"]["layout"]["shapes"]] == [0, -1.0]  # guardrail
