@@ -12,6 +12,9 @@ The rules for past trials (they keep the version they were generated under):
   (:attr:`ExperimentConfig.parameter_defaults`) wherever the experiment's data is modelled or
   analysed, i.e. the past trials are taken to have run at the default (the usual situation:
   the knob existed in the code, hard-wired to that value);
+* a removed choice value: arms at it cannot be encoded, so they leave the model's data
+  (:meth:`~assay.platform.experiment.Experiment.observed`), and
+  are never proposed or recommended; they stay in the trial list;
 * a removed outcome constraint: its metric stays reportable (it becomes a tracking metric).
 
 May import: other :mod:`assay.platform` modules only.
@@ -27,8 +30,8 @@ from assay.platform.experiment import ExperimentConfig, OutcomeConstraint
 from assay.platform.parameters import parameter_from_dict
 
 #: The keys of a definition change (``PATCH /experiments/{id}``).
-DEFINITION_CHANGES = ("bounds", "add_values", "add_parameters", "outcome_constraints",
-                      "generator", "generator_settings")  # fmt: skip
+DEFINITION_CHANGES = ("bounds", "add_values", "remove_values", "add_parameters",
+                      "outcome_constraints", "generator", "generator_settings")  # fmt: skip
 
 
 def _add_parameters(d: dict[str, Any], specs: Any, notes: list[str]) -> None:
@@ -75,7 +78,8 @@ def apply_definition_changes(
     """The configuration after ``changes``, validated, and one line per change.
 
     ``changes`` may hold: ``bounds`` ``{param: [lower, upper]}`` (widen or narrow a float/int
-    parameter), ``add_values`` ``{param: [value, ...]}`` (new values of a choice parameter),
+    parameter), ``add_values`` / ``remove_values`` ``{param: [value, ...]}`` (values of a
+    choice parameter),
     ``add_parameters`` ``[{<parameter spec>, "default": value}]`` (new parameters; past arms
     are read with the default), ``outcome_constraints`` (the new full list: add, remove or
     adjust), ``generator`` and ``generator_settings``. ``ValidationError`` names the field of
@@ -110,6 +114,22 @@ def apply_definition_changes(
         if new:
             notes.append(f"{name}: values + {new}")
             p["values"] = list(p["values"]) + new
+    for name, values in (changes.get("remove_values") or {}).items():
+        p = params.get(name)
+        if p is None or p["type"] != "choice":
+            raise ValidationError(f"remove_values: {name!r} is not a choice parameter",
+                                  field=f"remove_values.{name}")  # fmt: skip
+        gone = [v for v in p["values"] if v in list(values or [])]
+        unknown = [v for v in (values or []) if v not in p["values"]]
+        if unknown:
+            raise ValidationError(f"remove_values: {unknown} are not values of {name!r}",
+                                  field=f"remove_values.{name}")  # fmt: skip
+        if gone and len(gone) == len(p["values"]):
+            raise ValidationError(f"remove_values: {name!r} needs at least one value left",
+                                  field=f"remove_values.{name}")  # fmt: skip
+        if gone:
+            notes.append(f"{name}: values - {gone}")
+            p["values"] = [v for v in p["values"] if v not in gone]
     if changes.get("add_parameters"):
         _add_parameters(d, changes["add_parameters"], notes)
     if "outcome_constraints" in changes:

@@ -886,15 +886,20 @@ class Experiment:
 
     def pending_arms(self) -> list[Arm]:
         """Arms of trials asked but not yet finished (``X_pending`` for generation)."""
-        return [self._filled(a) for t in self.trials if t.state.is_pending for a in t.arms]
+        space = self.search_space
+        return [
+            self._filled(a) for t in self.trials if t.state.is_pending for a in t.arms
+            if space.is_encodable(a.parameters)
+        ]  # fmt: skip
 
     def observed(self) -> list[tuple[Trial, Arm, dict[str, Observation]]]:
-        """``(trial, arm, {metric: obs})`` for every completed arm with data."""
+        """``(trial, arm, {metric: obs})`` for every completed arm with data (arms at a
+        choice value since removed are left out: they cannot be encoded)."""
         out = []
         for t in self.trials:
             if t.state is TrialState.COMPLETED:
                 for a in t.arms:
                     obs = t.observations.get(a.name)
-                    if obs:
+                    if obs and self.search_space.is_encodable(a.parameters):
                         out.append((t, self._filled(a), obs))
         return out

@@ -292,6 +292,18 @@ class SearchSpace:
                 x[b.model_start] = p.encode(v)  # type: ignore[attr-defined]
         return x
 
+    def is_encodable(self, params: Mapping[str, Any]) -> bool:
+        """Whether :meth:`encode` can represent ``params``: every choice takes one of its
+        current values (an arm at a value since removed from a running experiment cannot be
+        placed in the one-hot/ordinal encoding, so it is left out of the model's data)."""
+        for b in self._blocks:
+            p = b.parameter
+            if isinstance(p, ChoiceParameter):
+                v = params.get(p.name, self.defaults.get(p.name))
+                if not any((type(c) is bool) == (type(v) is bool) and c == v for c in p.values):
+                    return False
+        return True
+
     def encode_many(self, assignments: Sequence[Mapping[str, Any]]) -> Tensor:
         """``n x d`` model-space tensor of ``n`` raw assignments."""
         if not assignments:

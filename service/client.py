@@ -324,6 +324,7 @@ class Client:
         bounds: Mapping[str, Sequence[float]] | None = None,
         add_values: Mapping[str, Sequence[Any]] | None = None,
         add_parameters: Sequence[Mapping[str, Any]] | None = None,
+        remove_values: Mapping[str, Sequence[Any]] | None = None,
         outcome_constraints: Sequence[str] | None = None,
         generator: str | None = None,
         generator_settings: Mapping[str, Any] | None = None,
@@ -345,6 +346,8 @@ class Client:
             changes["bounds"] = {k: list(v) for k, v in bounds.items()}
         if add_values is not None:
             changes["add_values"] = {k: list(v) for k, v in add_values.items()}
+        if remove_values is not None:
+            changes["remove_values"] = {k: list(v) for k, v in remove_values.items()}
         if add_parameters is not None:
             changes["add_parameters"] = [dict(p) for p in add_parameters]
         if outcome_constraints is not None:

@@ -7,7 +7,14 @@ import torch
 
 from assay.platform.errors import ValidationError
 from assay.platform.evolve import apply_definition_changes
-from assay.platform.experiment import Arm, Experiment, ExperimentConfig, Trial, TrialState
+from assay.platform.experiment import (
+    Arm,
+    Experiment,
+    ExperimentConfig,
+    Observation,
+    Trial,
+    TrialState,
+)
 
 
 def _config() -> ExperimentConfig:
@@ -50,3 +57,22 @@ def test_parameter_defaults_are_validated() -> None:
     with pytest.raises(ValidationError) as e:
         ExperimentConfig.from_dict({**d, "parameter_defaults": {"x": 3.0}})
     assert e.value.field == "parameter_defaults.x"
+
+
+def test_removed_choice_value_leaves_the_model_data() -> None:
+    cfg = ExperimentConfig.from_dict(
+        {"name": "e", "objective": "y",
+         "parameters": [{"name": "k", "type": "choice", "values": ["a", "b", "c"]},
+                        {"name": "x", "type": "float", "bounds": [0, 1]}]}
+    )  # fmt: skip
+    new, notes = apply_definition_changes(cfg, {"remove_values": {"k": ["c"]}})
+    assert notes == ["k: values - ['c']"]
+    assert new.search_space.is_encodable({"k": "a", "x": 0.1})
+    assert not new.search_space.is_encodable({"k": "c", "x": 0.1})
+    trials = []
+    for i, k in enumerate(["a", "c", "b"]):
+        t = Trial(i + 1, 1, i, [Arm(f"{i}_0", {"k": k, "x": 0.5})], state=TrialState.COMPLETED)
+        t.observations = {f"{i}_0": {"y": Observation("y", 0.1 * i)}}
+        trials.append(t)
+    exp = Experiment(1, new, trials=trials)
+    assert [a.name for _, a, _ in exp.observed()] == ["0_0", "2_0"]

@@ -185,3 +185,35 @@ def test_a_bad_added_parameter_stores_nothing(client) -> None:
         assert e.value.field == field, (specs, e.value.field)
     assert [v.version for v in client.experiment_versions(exp.id)] == [1]
     assert client.get_experiment(exp.id).config.search_space.names == ["x"]
+
+
+def test_remove_a_choice_value(client) -> None:
+    exp = client.create_experiment(
+        name=f"evolve-rm-{client.mode}",
+        parameters=[
+            {"name": "x", "type": "float", "bounds": [0, 1]},
+            {"name": "opt", "type": "choice", "values": ["adam", "sgd", "lion"]},
+        ],
+        objective="y",
+        generator_settings={"n_initial": 3},
+        seed=3,
+    )
+    for x, opt in ((0.1, "adam"), (0.5, "sgd"), (0.9, "lion"), (0.3, "sgd"), (0.7, "adam")):
+        t = client.attach_trial(exp.id, {"x": x, "opt": opt})
+        client.tell(t.id, {"y": 10.0 if opt == "lion" else x})
+    for values, field in (({"opt": ["rmsprop"]}, "remove_values.opt"),
+                          ({"x": [0.5]}, "remove_values.x"),
+                          ({"opt": ["adam", "sgd", "lion"]}, "remove_values.opt")):  # fmt: skip
+        with pytest.raises(ValidationError) as e:
+            client.update_experiment(exp.id, remove_values=values)
+        assert e.value.field == field
+    client.update_experiment(exp.id, remove_values={"opt": ["lion"]}, reason="lion diverges")
+    assert "opt: values - ['lion']" in client.experiment_versions(exp.id)[-1].changes
+    cfg = client.get_experiment(exp.id).config
+    assert cfg.search_space["opt"].to_dict()["values"] == ["adam", "sgd"]
+    # the lion trial (the best y) stays in the list but leaves the model and is never best
+    assert len(client.trials(exp.id)) == 5
+    assert client.best(exp.id).parameters["opt"] != "lion"
+    trials = client.ask(exp.id, 2)
+    assert trials[0].generator == "noisy_ei"
+    assert all(t.parameters["opt"] in ("adam", "sgd") for t in trials)
