@@ -22,6 +22,7 @@ May import: other :mod:`assay.platform` modules only.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -54,7 +55,8 @@ def _add_parameters(d: dict[str, Any], specs: Any, notes: list[str]) -> None:
         try:
             param = parameter_from_dict(spec, i)
         except ValidationError as e:
-            field = (e.field or "").replace(f"parameters[{i}]", where, 1) or where
+            field = re.sub(r" \(.*\)", "", e.field or "").replace(f"parameters[{i}]", where, 1)
+            field = field or where
             raise ValidationError(e.message.replace(f"parameters[{i}]", where, 1),
                                   field=field) from None  # fmt: skip
         if param.name in names:

@@ -137,7 +137,13 @@ class ExperimentUpdate(Strict):
     remove_values: dict[str, list[Scalar]] | None = None
     #: New parameters, each a creation spec plus ``default`` (the value past trials are read
     #: with); validated by the domain so errors name ``add_parameters[i].<field>``.
-    add_parameters: Annotated[list[dict[str, Any]], Field(max_length=100)] | None = None
+    add_parameters: (
+        Annotated[
+            list[Annotated[dict[Name, Scalar | list[Scalar]], Field(max_length=10)]],
+            Field(max_length=100),
+        ]
+        | None
+    ) = None
     outcome_constraints: list[str] | None = None
     generator: str | None = None
     generator_settings: dict[str, Any] | None = None
