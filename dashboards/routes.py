@@ -72,7 +72,7 @@ from assay.platform.errors import (
 )
 from assay.platform.experiment import ExperimentStatus, TrialState
 from assay.service.auth import Principal
-from assay.service.deps import ExperimentId, TrialId
+from assay.service.deps import ExperimentId, TrialId, may_administer
 from assay.service.errors import status_for
 
 log = logging.getLogger("assay.dashboards")
@@ -519,6 +519,40 @@ def jobs_page(request: Request) -> Response:
     if request.query_params.get("partial"):
         return d.render(request, "_jobs_body.html", **ctx)
     return d.render(request, "jobs.html", **ctx)
+
+
+# -- webhooks ----------------------------------------------------------------------------------
+def masked_url(url: str) -> str:
+    """A subscription URL without its path's secrets (a Slack incoming-webhook URL is a
+    credential): scheme, host and the path's last 4 characters."""
+    scheme, _, rest = url.partition("://")
+    host, _, path = rest.partition("/")
+    return f"{scheme}://{host}/" + (f"…{path[-4:]}" if len(path) > 4 else path)
+
+
+@router.get("/webhooks")
+def webhooks_page(request: Request) -> Response:
+    """The project's webhook subscriptions and their delivery logs: for admins (and local
+    mode) only; others see that there are some, not where they go. Signing secrets are never
+    shown (they are returned once, at creation)."""
+    who = _who(request)
+    d = _dash(request)
+    admin = may_administer(who)
+    hooks = d.store.webhooks().list(who.project)
+    rows = []
+    if admin:
+        outbox = d.store.webhooks()
+        for h in hooks:
+            log_ = outbox.deliveries(h.id)
+            rows.append({
+                "id": h.id, "project": h.project, "url": masked_url(h.url), "events": h.events,
+                "format": h.format, "active": h.active, "created_at": h.created_at,
+                "deliveries": log_[:20], "total": len(log_),
+                "delivered": sum(x.state == "delivered" for x in log_),
+                "failed": sum(x.state == "failed" for x in log_),
+            })  # fmt: skip
+    return d.render(request, "webhooks.html", admin=admin, rows=rows, count=len(hooks),
+                    nav="webhooks")  # fmt: skip
 
 
 # -- sign in -----------------------------------------------------------------------------------

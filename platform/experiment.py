@@ -463,6 +463,10 @@ class ExperimentConfig:
         early_stopping: Optional trial-level early stopping from learning curves (see
             :mod:`assay.platform.early_stopping`).
         stopping: Optional experiment-level "done?" rule (see :mod:`assay.platform.stopping`).
+        parameter_defaults: ``{parameter: value}`` for parameters added to a running
+            experiment (:func:`assay.platform.evolve.apply_definition_changes`): arms made
+            before the parameter existed are read with this value wherever the experiment's
+            data is modelled or analysed (:meth:`fill_defaults`). Stored with the version.
     """
 
     name: str
@@ -479,6 +483,7 @@ class ExperimentConfig:
     job: JobSpec | None = None
     early_stopping: EarlyStoppingConfig | None = None
     stopping: StoppingRuleConfig | None = None
+    parameter_defaults: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip() or len(self.name) > 200:
@@ -536,6 +541,31 @@ class ExperimentConfig:
             )
         if self.stopping is not None:
             self.stopping = StoppingRuleConfig.parse(self.stopping)
+        if not isinstance(self.parameter_defaults, Mapping):
+            raise ValidationError(
+                "parameter_defaults must be an object", field="parameter_defaults"
+            )
+        defaults: dict[str, Any] = {}
+        for name, value in self.parameter_defaults.items():
+            if name not in self.search_space:
+                raise ValidationError(
+                    f"parameter_defaults: {name!r} is not a parameter",
+                    field=f"parameter_defaults.{name}",
+                )
+            try:
+                defaults[name] = self.search_space[name].validate(value)
+            except ValidationError as e:
+                raise ValidationError(
+                    f"parameter_defaults.{name}: {e.message}", field=f"parameter_defaults.{name}"
+                ) from None
+        self.parameter_defaults = defaults
+        self.search_space.defaults = dict(defaults)
+
+    def fill_defaults(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """``params`` with :attr:`parameter_defaults` for the parameters it lacks (an arm
+        made before those parameters were added)."""
+        missing = {k: v for k, v in self.parameter_defaults.items() if k not in params}
+        return {**params, **missing} if missing else dict(params)
 
     @property
     def objective(self) -> Objective:
@@ -591,7 +621,7 @@ class ExperimentConfig:
             "name", "parameters", "parameter_constraints", "objective", "objectives",
             "outcome_constraints", "tracking_metrics", "generator", "generator_settings",
             "seed", "max_trials", "status_quo", "description", "job", "early_stopping",
-            "stopping",
+            "stopping", "parameter_defaults",
         }  # fmt: skip
         unknown = set(d) - known
         if unknown:
@@ -646,10 +676,11 @@ class ExperimentConfig:
             job=JobSpec.from_dict(d["job"], space.names) if d.get("job") is not None else None,
             early_stopping=d.get("early_stopping"),
             stopping=d.get("stopping"),
+            parameter_defaults=d.get("parameter_defaults") or {},
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name,
             **self.search_space.to_dict(),
             "objectives": [o.to_dict() for o in self.objectives],
@@ -667,6 +698,9 @@ class ExperimentConfig:
             ),
             "stopping": self.stopping.to_dict() if self.stopping is not None else None,
         }
+        if self.parameter_defaults:  # only experiments that gained a parameter carry it
+            out["parameter_defaults"] = dict(self.parameter_defaults)
+        return out
 
     def parse_observations(self, raw: Mapping[str, Any]) -> dict[str, Observation]:
         """Validate ``{metric: value}`` for one arm (see :meth:`Observation.parse`).
@@ -808,8 +842,15 @@ class Experiment:
     def search_space(self) -> SearchSpace:
         return self.config.search_space
 
+    def _filled(self, arm: Arm) -> Arm:
+        """``arm`` read under the current definition (defaults of added parameters)."""
+        if not self.config.parameter_defaults:
+            return arm
+        return Arm(arm.name, self.config.fill_defaults(arm.parameters))
+
     def arms_by_name(self) -> dict[str, Arm]:
-        return {a.name: a for t in self.trials for a in t.arms}
+        """Every arm, with the defaults of parameters added after it was made."""
+        return {a.name: self._filled(a) for t in self.trials for a in t.arms}
 
     def remaining_budget(self) -> int | None:
         """Trials the budget (:attr:`ExperimentConfig.trial_budget`) still allows: failed and
@@ -845,15 +886,20 @@ class Experiment:
 
     def pending_arms(self) -> list[Arm]:
         """Arms of trials asked but not yet finished (``X_pending`` for generation)."""
-        return [a for t in self.trials if t.state.is_pending for a in t.arms]
+        space = self.search_space
+        return [
+            self._filled(a) for t in self.trials if t.state.is_pending for a in t.arms
+            if space.is_encodable(a.parameters)
+        ]  # fmt: skip
 
     def observed(self) -> list[tuple[Trial, Arm, dict[str, Observation]]]:
-        """``(trial, arm, {metric: obs})`` for every completed arm with data."""
+        """``(trial, arm, {metric: obs})`` for every completed arm with data (arms at a
+        choice value since removed are left out: they cannot be encoded)."""
         out = []
         for t in self.trials:
             if t.state is TrialState.COMPLETED:
                 for a in t.arms:
                     obs = t.observations.get(a.name)
-                    if obs:
-                        out.append((t, a, obs))
+                    if obs and self.search_space.is_encodable(a.parameters):
+                        out.append((t, self._filled(a), obs))
         return out

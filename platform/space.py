@@ -150,6 +150,9 @@ class SearchSpace:
                 field="parameters",
             )
         self._by_name = {p.name: p for p in self.parameters}
+        #: Values that arms made before a parameter was added take for it (see
+        #: :attr:`assay.platform.experiment.ExperimentConfig.parameter_defaults`).
+        self.defaults: dict[str, Any] = {}
         self.constraints = []
         for j, c in enumerate(constraints):
             parsed = c if isinstance(c, LinearConstraint) else parse_parameter_constraint(c)
@@ -270,10 +273,15 @@ class SearchSpace:
 
     # -- model space -------------------------------------------------------------------------
     def encode(self, params: Mapping[str, Any]) -> Tensor:
-        """Map one raw assignment to a ``d``-dim model-space tensor."""
+        """Map one raw assignment to a ``d``-dim model-space tensor.
+
+        A parameter the assignment lacks takes its entry in :attr:`defaults` (an arm made
+        before the parameter was added to a running experiment)."""
         x = torch.zeros(self._model_dim, dtype=DTYPE)
         for b in self._blocks:
-            p, v = b.parameter, params[b.parameter.name]
+            name = b.parameter.name
+            p = b.parameter
+            v = params[name] if name in params or name not in self.defaults else self.defaults[name]
             if isinstance(p, ChoiceParameter):
                 i = p.index(v)
                 if p.is_one_hot:
@@ -283,6 +291,18 @@ class SearchSpace:
             else:
                 x[b.model_start] = p.encode(v)  # type: ignore[attr-defined]
         return x
+
+    def is_encodable(self, params: Mapping[str, Any]) -> bool:
+        """Whether :meth:`encode` can represent ``params``: every choice takes one of its
+        current values (an arm at a value since removed from a running experiment cannot be
+        placed in the one-hot/ordinal encoding, so it is left out of the model's data)."""
+        for b in self._blocks:
+            p = b.parameter
+            if isinstance(p, ChoiceParameter):
+                v = params.get(p.name, self.defaults.get(p.name))
+                if not any((type(c) is bool) == (type(v) is bool) and c == v for c in p.values):
+                    return False
+        return True
 
     def encode_many(self, assignments: Sequence[Mapping[str, Any]]) -> Tensor:
         """``n x d`` model-space tensor of ``n`` raw assignments."""

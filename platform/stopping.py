@@ -193,7 +193,8 @@ def model_rule(
     incumbent = best.estimates[obj.name].mean
     space = experiment.search_space
     points, _ = space.sobol(n_points, seed=config.seed or 0, skip=0)
-    observed = [a.parameters for t in experiment.trials for a in t.arms]
+    observed = [a.parameters for t in experiment.trials for a in t.arms
+                if space.is_encodable(a.parameters)]  # fmt: skip
     X = space.encode_many(points + observed).to(DTYPE)
     mean, var = fitted.predict(X)
     i = fitted.output_index(obj.name)

@@ -323,23 +323,33 @@ class Client:
         reason: str | None = None,
         bounds: Mapping[str, Sequence[float]] | None = None,
         add_values: Mapping[str, Sequence[Any]] | None = None,
+        add_parameters: Sequence[Mapping[str, Any]] | None = None,
+        remove_values: Mapping[str, Sequence[Any]] | None = None,
         outcome_constraints: Sequence[str] | None = None,
         generator: str | None = None,
         generator_settings: Mapping[str, Any] | None = None,
     ) -> Experiment:
         """Change a running experiment's definition; each call is a new version recorded
         with who and ``reason``. Past trials keep their version; trials outside a narrowed
-        space still inform the model but are never proposed or recommended.
+        space still inform the model but are never proposed or recommended. ``add_parameters``
+        takes parameter specs as in creation plus ``default``: past trials are read with it.
 
         Example:
             >>> client.update_experiment(exp.id, bounds={"lr": [1e-4, 1.0]},
             ...                          reason="the best lr sat on the bound")  # doctest: +SKIP
+            >>> client.update_experiment(exp.id, add_parameters=[
+            ...     {"name": "dropout", "type": "float", "bounds": [0, 0.5], "default": 0.1}
+            ... ])  # doctest: +SKIP
         """
         changes: dict[str, Any] = {}
         if bounds is not None:
             changes["bounds"] = {k: list(v) for k, v in bounds.items()}
         if add_values is not None:
             changes["add_values"] = {k: list(v) for k, v in add_values.items()}
+        if remove_values is not None:
+            changes["remove_values"] = {k: list(v) for k, v in remove_values.items()}
+        if add_parameters is not None:
+            changes["add_parameters"] = [dict(p) for p in add_parameters]
         if outcome_constraints is not None:
             changes["outcome_constraints"] = list(outcome_constraints)
         if generator is not None:

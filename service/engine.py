@@ -33,11 +33,11 @@ from typing import Any
 
 from assay.platform.analysis import BestArm, EffectsReport, arm_effects, best_arm
 from assay.platform.errors import NotFoundError, ValidationError
+from assay.platform.evolve import DEFINITION_CHANGES, apply_definition_changes
 from assay.platform.experiment import (
     Experiment,
     ExperimentConfig,
     ExperimentStatus,
-    OutcomeConstraint,
     Trial,
     TrialState,
 )
@@ -59,81 +59,10 @@ from assay.storage.base import (
 )
 from assay.storage.webhooks import Delivery, Webhook
 
+__all__ = ["DEFINITION_CHANGES", "PROJECT_NAME_PATTERN", "Engine", "apply_definition_changes"]
+
 #: Project names: URL-safe path segments (``/projects/{name}``), at most 200 characters.
 PROJECT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
-
-
-DEFINITION_CHANGES = ("bounds", "add_values", "outcome_constraints", "generator",
-                      "generator_settings")  # fmt: skip
-
-
-def apply_definition_changes(
-    config: ExperimentConfig, changes: Mapping[str, Any]
-) -> tuple[ExperimentConfig, list[str]]:
-    """The configuration after ``changes``, validated, and one line per change.
-
-    ``changes`` may hold: ``bounds`` ``{param: [lower, upper]}`` (widen or narrow a float/int
-    parameter), ``add_values`` ``{param: [value, ...]}`` (new values of a choice parameter),
-    ``outcome_constraints`` (the new full list: add, remove or adjust), ``generator`` and
-    ``generator_settings``. ``ValidationError`` names the field of a bad change.
-    """
-    if not isinstance(changes, Mapping):
-        raise ValidationError("changes must be an object", field="changes")
-    unknown = sorted(set(changes) - set(DEFINITION_CHANGES))
-    if unknown:
-        raise ValidationError(
-            f"cannot change {unknown}; changeable: {list(DEFINITION_CHANGES)}", field=unknown[0]
-        )
-    d = config.to_dict()
-    params = {p["name"]: p for p in d["parameters"]}
-    notes: list[str] = []
-    for name, bounds in (changes.get("bounds") or {}).items():
-        p = params.get(name)
-        if p is None or p["type"] not in ("float", "int"):
-            raise ValidationError(f"bounds: {name!r} is not a float or int parameter",
-                                  field=f"bounds.{name}")  # fmt: skip
-        if not isinstance(bounds, list | tuple) or len(bounds) != 2:
-            raise ValidationError("bounds must be [lower, upper]", field=f"bounds.{name}")
-        if list(bounds) != list(p["bounds"]):
-            notes.append(f"{name}: bounds {list(p['bounds'])} -> {list(bounds)}")
-            p["bounds"] = list(bounds)
-    for name, values in (changes.get("add_values") or {}).items():
-        p = params.get(name)
-        if p is None or p["type"] != "choice":
-            raise ValidationError(f"add_values: {name!r} is not a choice parameter",
-                                  field=f"add_values.{name}")  # fmt: skip
-        new = [v for v in (values or []) if v not in p["values"]]
-        if new:
-            notes.append(f"{name}: values + {new}")
-            p["values"] = list(p["values"]) + new
-    if "outcome_constraints" in changes:
-        new_oc = changes["outcome_constraints"]
-        if not isinstance(new_oc, list):
-            raise ValidationError("outcome_constraints must be a list",
-                                  field="outcome_constraints")  # fmt: skip
-        old_oc = [str(c) for c in d["outcome_constraints"]]
-        parsed = [
-            OutcomeConstraint.parse(c, f"outcome_constraints[{i}]") for i, c in enumerate(new_oc)
-        ]
-        for c in old_oc:
-            if c not in new_oc:
-                notes.append(f"outcome constraint removed: {c}")
-                metric = OutcomeConstraint.parse(c).metric  # still reportable: now tracked
-                if metric not in d["tracking_metrics"] and all(p.metric != metric for p in parsed):
-                    d["tracking_metrics"].append(metric)
-        for c in new_oc:
-            if c not in old_oc:
-                notes.append(f"outcome constraint added: {c}")
-        d["outcome_constraints"] = list(new_oc)
-    for key in ("generator", "generator_settings"):
-        if key in changes and changes[key] != d[key]:
-            notes.append(f"{key}: {d[key]!r} -> {changes[key]!r}")
-            d[key] = changes[key]
-    if not notes:
-        raise ValidationError("the changes change nothing", field="changes")
-    new_config = ExperimentConfig.from_dict(d)
-    new_config.seed = config.seed
-    return new_config, notes
 
 
 class Engine(Generation, Runs, Stopping, Interchange):
@@ -250,7 +179,7 @@ class Engine(Generation, Runs, Stopping, Interchange):
         reason: str | None = None,
         actor: str | None = None,
     ) -> Experiment:
-        """A new version of the definition (see :func:`apply_definition_changes` for the
+        """A new version of the definition (see :func:`assay.platform.evolve.apply_definition_changes` for the
         changes); who and why are recorded with it. Past trials keep the version they were
         generated under; the next ask uses the new one. Trials outside a narrowed space still
         inform the model (their encoded coordinates lie outside the unit cube) but are never

@@ -45,6 +45,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from assay.platform.experiment import TrialState
+from assay.service.webhooks import emit_privacy
 
 log = logging.getLogger("assay.access")
 
@@ -123,10 +124,12 @@ def observe_generation(verb: str, n: int, info: Mapping[str, Any]) -> None:
 
 
 class CountingLedger:
-    """A privacy ledger that counts what it charges (``assay_privacy_*_spent_total``)."""
+    """A privacy ledger that counts what it charges (``assay_privacy_*_spent_total``) and,
+    given the ``store``, emits ``privacy.budget_nearly_spent`` when a charge brings the spend
+    over :data:`~assay.service.webhooks.PRIVACY_NEARLY_SPENT` of the budget (once)."""
 
-    def __init__(self, ledger: Any, project: str) -> None:
-        self._ledger, self._project = ledger, project
+    def __init__(self, ledger: Any, project: str, store: Any = None) -> None:
+        self._ledger, self._project, self._store = ledger, project, store
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._ledger, name)
@@ -137,6 +140,13 @@ class CountingLedger:
         if getattr(charge, "release_id", None) not in before:  # a retry is not charged twice
             PRIVACY_EPSILON.labels(self._project, dataset).inc(epsilon)
             PRIVACY_DELTA.labels(self._project, dataset).inc(delta)
+        if self._store is not None:
+            try:
+                status = self._ledger.status(dataset)
+            except Exception:  # the charge is stored; an event is best effort
+                log.exception("could not read the privacy budget of %s", dataset)
+            else:
+                emit_privacy(self._store, self._project, dataset, status)
         return charge
 
 

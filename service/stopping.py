@@ -14,7 +14,8 @@ the model down exactly where the stopping rule made mistakes (slow starters). Ex
 region keeps its prior uncertainty, and a re-proposal there is again cut early and cheaply if
 it is really poor.
 
-May import: :mod:`assay.platform` and :mod:`assay.storage.base`.
+May import: :mod:`assay.platform`, :mod:`assay.storage.base` and
+:mod:`assay.service.webhooks` (the ``stopping.recommended`` event).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from assay.platform.early_stopping import Curve, StopDecision, decide, rule_line
 from assay.platform.errors import InvalidTransitionError
 from assay.platform.experiment import Experiment, Trial, TrialState
 from assay.platform.stopping import StoppingDecision, experiment_stopping, feasible_series
+from assay.service.webhooks import emit_stopping
 from assay.storage.base import Store
 
 
@@ -94,8 +96,14 @@ class Stopping:
         return decision
 
     def stopping(self, experiment_id: int, *, project: str | None = None) -> StoppingDecision:
-        """Is the experiment done? (see :func:`assay.platform.stopping.experiment_stopping`)."""
-        return experiment_stopping(self.store.get_experiment(experiment_id, project=project))
+        """Is the experiment done? (see :func:`assay.platform.stopping.experiment_stopping`).
+
+        A ``done`` answer emits the ``stopping.recommended`` webhook event, once per
+        experiment and definition version (this is also the orchestrator's check)."""
+        experiment = self.store.get_experiment(experiment_id, project=project)
+        decision = experiment_stopping(experiment)
+        emit_stopping(self.store, experiment.project, experiment.id, decision)
+        return decision
 
     def curves(self, experiment_id: int, *, project: str | None = None) -> dict[str, Any]:
         """The learning curves of the experiment for charts: ``{"curves": [...],

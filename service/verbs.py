@@ -73,7 +73,8 @@ class ExperimentVerbs(Protocol):
         project: str | None = None,
         reason: str | None = None,
     ) -> Experiment:
-        """A new version of the definition (bounds, choice values, outcome constraints,
+        """A new version of the definition (bounds, choice values, added parameters with
+        their defaults for past trials, outcome constraints,
         generator and its settings), recorded with who and why."""
         ...
 

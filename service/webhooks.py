@@ -55,7 +55,8 @@ def verify(secret: str, headers: Any, body: bytes, *, tolerance_s: float = 300.0
 
 def slack_body(event: str, payload: dict[str, Any]) -> dict[str, Any]:
     """A Slack incoming-webhook body: one line of text."""
-    where = f"experiment {payload.get('experiment_id')}"
+    where = (f"dataset {payload['dataset']}" if "dataset" in payload
+             else f"experiment {payload.get('experiment_id')}")  # fmt: skip
     if "trial_index" in payload:
         where += f", trial #{payload['trial_index']}"
     detail = payload.get("summary") or ""
@@ -71,13 +72,50 @@ def body_for(hook: Webhook, delivery: Delivery) -> bytes:
     return json.dumps(content, sort_keys=True).encode()
 
 
-def emit(store: Store, project: str, event: str, payload: dict[str, Any]) -> None:
+#: ``privacy.budget_nearly_spent`` fires when a charge brings the spent ε to this share of
+#: the dataset's ε budget (once per dataset and budget value).
+PRIVACY_NEARLY_SPENT = 0.8
+
+
+def emit(
+    store: Store, project: str, event: str, payload: dict[str, Any], *, once: str | None = None
+) -> None:
     """Write ``event`` to the outbox of every matching subscription; a failure is logged,
-    never raised (the change that caused the event is already stored)."""
+    never raised (the change that caused the event is already stored). ``once``: a key that
+    makes the event at most once per subscription (see ``WebhookOutbox.enqueue``)."""
     try:
-        store.webhooks().enqueue(project, event, payload)
+        store.webhooks().enqueue(project, event, payload, once=once)
     except Exception:
         log.exception("could not enqueue webhook event %s", event)
+
+
+def emit_stopping(store: Store, project: str, experiment_id: int, decision: Any) -> None:
+    """``stopping.recommended`` for a ``done`` decision, once per experiment and definition
+    version (GET /stopping and the orchestrator's check may find it on every poll)."""
+    if not decision.done:
+        return
+    try:
+        version = len(store.experiment_versions(experiment_id)) or 1
+    except Exception:
+        log.exception("could not read the versions of experiment %s", experiment_id)
+        return
+    emit(store, project, "stopping.recommended",
+         {"experiment_id": experiment_id, "version": version, "rule": decision.rule,
+          "summary": decision.reason, "auto": decision.auto},
+         once=f"stopping:{experiment_id}:v{version}")  # fmt: skip
+
+
+def emit_privacy(store: Store, project: str, dataset: str, status: Any) -> None:
+    """``privacy.budget_nearly_spent`` when spent ε reaches :data:`PRIVACY_NEARLY_SPENT` of
+    the budget: once per dataset and budget (raising the budget re-arms it)."""
+    budget, spent = float(status.epsilon_budget), float(status.epsilon_spent)
+    if budget <= 0 or spent < PRIVACY_NEARLY_SPENT * budget:
+        return
+    emit(store, project, "privacy.budget_nearly_spent",
+         {"dataset": dataset, "epsilon_budget": budget, "epsilon_spent": spent,
+          "epsilon_remaining": max(0.0, budget - spent),
+          "summary": f"dataset {dataset!r}: {spent:g} of epsilon {budget:g} spent"},
+         once=f"privacy:{dataset}:{budget!r}")  # fmt: skip
 
 
 class Deliverer(PeriodicTask):

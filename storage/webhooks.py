@@ -84,8 +84,14 @@ class WebhookOutbox(ABC):
     def get(self, webhook_id: int, project: str | None = None) -> Webhook: ...
 
     @abstractmethod
-    def enqueue(self, project: str, event: str, payload: dict[str, Any]) -> int:
-        """One pending delivery per active subscription of ``project`` to ``event``."""
+    def enqueue(
+        self, project: str, event: str, payload: dict[str, Any], *, once: str | None = None
+    ) -> int:
+        """One pending delivery per active subscription of ``project`` to ``event``.
+
+        ``once``: a key (also put in the payload as ``"once"``); a subscription that already
+        has a delivery of ``event`` with that key gets no second one (events that a poll may
+        find again, e.g. ``stopping.recommended``)."""
 
     @abstractmethod
     def due(self, now: datetime, limit: int = 50) -> list[tuple[Delivery, Webhook]]:
@@ -136,11 +142,20 @@ class MemoryOutbox(WebhookOutbox):
                 raise NotFoundError(f"webhook {webhook_id} not found", field="webhook_id")
             return copy.deepcopy(hook)
 
-    def enqueue(self, project: str, event: str, payload: dict[str, Any]) -> int:
+    def enqueue(
+        self, project: str, event: str, payload: dict[str, Any], *, once: str | None = None
+    ) -> int:
+        if once is not None:
+            payload = {**payload, "once": once}
         with self._lock:
             n = 0
             for h in self._hooks.values():
                 if h.active and h.project == project and event in h.events:
+                    if once is not None and any(
+                        d.webhook_id == h.id and d.event == event and d.payload.get("once") == once
+                        for d in self._deliveries.values()
+                    ):
+                        continue
                     d = Delivery(next(self._dids), h.id, event, copy.deepcopy(payload))
                     self._deliveries[d.id] = d
                     n += 1

@@ -90,8 +90,9 @@ def update_experiment(
     experiment_id: ExperimentId, body: ExperimentUpdate, engine: EngineDep, who: PrincipalDep
 ):
     """Change status (``active``, ``paused``, ``completed``, ``archived``) and/or the
-    definition: ``bounds`` ``{param: [lower, upper]}``, ``add_values`` ``{param: [...]}``,
-    ``outcome_constraints`` (the new list), ``generator``, ``generator_settings``, with a
+    definition: ``bounds`` ``{param: [lower, upper]}``, ``add_values`` / ``remove_values``
+    ``{param: [...]}``, ``add_parameters`` ``[{<parameter spec>, "default": value}]`` (past trials are read with
+    the default), ``outcome_constraints`` (the new list), ``generator``, ``generator_settings``, with a
     ``reason``. Each definition change is a new version (``GET .../versions``); past trials
     keep theirs; trials outside a narrowed space inform the model but are never proposed or
     recommended. Validated in full before anything is stored."""

@@ -111,7 +111,7 @@ def create_release(
     """Release a DP synthetic copy of a table (202 + ``Location``; poll the status URL)."""
     project = who.write_project
     rec, started = start_release(
-        _releases(request, project, name), body, lambda: CountingLedger(engine.store.privacy_ledger(project), project),
+        _releases(request, project, name), body, lambda: CountingLedger(engine.store.privacy_ledger(project), project, engine.store),
         max_queue=request.app.state.settings.max_release_queue,
     )  # fmt: skip
     if not started:

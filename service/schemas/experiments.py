@@ -134,12 +134,23 @@ class ExperimentUpdate(Strict):
     reason: Annotated[str, Field(max_length=10_000)] | None = None
     bounds: dict[str, list[float]] | None = None
     add_values: dict[str, list[Scalar]] | None = None
+    remove_values: dict[str, list[Scalar]] | None = None
+    #: New parameters, each a creation spec plus ``default`` (the value past trials are read
+    #: with); validated by the domain so errors name ``add_parameters[i].<field>``.
+    add_parameters: (
+        Annotated[
+            list[Annotated[dict[Name, Scalar | list[Scalar]], Field(max_length=10)]],
+            Field(max_length=100),
+        ]
+        | None
+    ) = None
     outcome_constraints: list[str] | None = None
     generator: str | None = None
     generator_settings: dict[str, Any] | None = None
 
     def definition_changes(self) -> dict[str, Any]:
-        keys = ("bounds", "add_values", "outcome_constraints", "generator", "generator_settings")
+        keys = ("bounds", "add_values", "remove_values", "add_parameters",
+                "outcome_constraints", "generator", "generator_settings")  # fmt: skip
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 
 

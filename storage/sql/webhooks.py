@@ -69,12 +69,28 @@ class SqlOutbox(WebhookOutbox):
                 return hook
         raise NotFoundError(f"webhook {webhook_id} not found", field="webhook_id")
 
-    def enqueue(self, project: str, event: str, payload: dict[str, Any]) -> int:
+    def enqueue(
+        self, project: str, event: str, payload: dict[str, Any], *, once: str | None = None
+    ) -> int:
+        if once is not None:
+            payload = {**payload, "once": once}
+
+        def seen(s: Session, webhook_id: int) -> bool:
+            # a JSON column: compare in Python (few deliveries per event and subscription)
+            rows = s.scalars(
+                select(WebhookDeliveryRow.payload).where(
+                    WebhookDeliveryRow.webhook_id == webhook_id, WebhookDeliveryRow.event == event
+                )
+            )
+            return any((p or {}).get("once") == once for p in rows)  # fmt: skip
+
         def fn(s: Session) -> int:
             n = 0
             now = utcnow()
             for row, _ in self._rows(s, project):
                 if row.active and event in row.events:
+                    if once is not None and seen(s, row.id):
+                        continue
                     s.add(WebhookDeliveryRow(
                         webhook_id=row.id, event=event, payload=payload, state="pending",
                         attempts=0, next_attempt_at=now, created_at=now,
