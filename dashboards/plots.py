@@ -75,3 +75,26 @@ def feasibility(exp: Experiment) -> Any:
 def arm_effects(exp: Experiment, metric: str | None = None) -> Any:
     """Each arm's % effect against the control with 95% CIs (A/B experiments)."""
     return _figure(exp, "arm-effects", {"metric": metric})
+
+
+def pareto(exp: Experiment, x: str | None = None, y: str | None = None) -> Any:
+    """Two objectives against each other: the model's front, dominated and infeasible arms, the
+    reference point (experiments with several objectives)."""
+    return _figure(exp, "pareto", {"x": x, "y": y})
+
+
+def hypervolume(exp: Experiment) -> Any:
+    """The hypervolume of the observed and the model's front after each completed trial."""
+    return _figure(exp, "hypervolume", {})
+
+
+def parallel_coordinates(exp: Experiment, colour_by: str | None = None) -> Any:
+    """One line per completed arm across parameters and metrics, coloured by ``colour_by``
+    (experiments with several objectives)."""
+    return _figure(exp, "parcoords", {"colour": colour_by})
+
+
+def learning_curves(exp: Experiment, metric: str | None = None) -> Any:
+    """Every trial's reported curve of ``metric``, early-stopped trials marked, and the
+    early-stopping rule's line."""
+    return _figure(exp, "learning-curves", {"metric": metric})

@@ -68,3 +68,35 @@ def test_plots_share_the_dashboard_chart_builders(monkeypatch) -> None:
     surface = plots.response_surface(exp, x="x", y="z")
     sdata = surface.to_dict()["data"] if hasattr(surface, "to_dict") else surface["data"]
     assert any(t.get("type") == "contour" for t in sdata)
+
+
+def _data(fig):
+    return fig.to_dict()["data"] if hasattr(fig, "to_dict") else fig["data"]
+
+
+def test_plots_of_several_objectives_and_their_limits() -> None:
+    """Pareto front, hypervolume and parallel coordinates from Python on a two-objective
+    experiment; on a one-objective experiment they say they do not apply."""
+    from assay.platform.errors import NotFoundError
+
+    with assay.Client() as client:
+        exp = client.create_experiment(
+            name="mo", parameters=[{"name": "x", "type": "float", "bounds": [0, 1]}],
+            objectives=["a", {"name": "b", "minimize": True}], generator="sobol", seed=0,
+        )  # fmt: skip
+        for _ in range(6):
+            [t] = client.ask(exp.id)
+            x = t.parameters["x"]
+            client.tell(t.id, {"a": (x, 0.01), "b": ((1 - x) ** 2, 0.01)})
+        exp = client.get_experiment(exp.id)
+        one = _experiment(client)
+    par = _data(plots.parallel_coordinates(exp, colour_by="b"))
+    assert par and par[0]["type"] == "parcoords"
+    assert any("lines" in t.get("mode", "") for t in _data(plots.hypervolume(exp)))
+    assert _data(plots.pareto(exp, x="a", y="b"))
+    try:
+        plots.pareto(one)
+    except NotFoundError as e:
+        assert "does not apply" in str(e)
+    else:
+        raise AssertionError("a one-objective experiment has no Pareto chart")
