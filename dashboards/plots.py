@@ -34,11 +34,16 @@ def _figure(exp: Experiment, key: str, controls: dict[str, Any]) -> Any:
         raise NotFoundError(
             f"{key}: {problem.get('message') or problem.get('title') or 'no figure'}"
         )
+    return _plotly(result.figure)
+
+
+def _plotly(figure: dict[str, Any]) -> Any:
+    """``figure`` as a ``plotly.graph_objects.Figure`` when Plotly is installed, else as is."""
     try:
         import plotly.graph_objects as go
     except ImportError:
-        return result.figure
-    return go.Figure(result.figure)
+        return figure
+    return go.Figure(figure)
 
 
 def slices(exp: Experiment, metric: str | None = None) -> Any:
@@ -90,8 +95,14 @@ def hypervolume(exp: Experiment) -> Any:
 
 def parallel_coordinates(exp: Experiment, colour_by: str | None = None) -> Any:
     """One line per completed arm across parameters and metrics, coloured by ``colour_by``
-    (experiments with several objectives)."""
-    return _figure(exp, "parcoords", {"colour": colour_by})
+    (default: the first objective). Experiments with several objectives go through the
+    dashboard's panel; for one objective (whose page draws its own live chart) the same chart
+    builder is called directly."""
+    if exp.config.is_multi_objective:
+        return _figure(exp, "parcoords", {"colour": colour_by})
+    from assay.dashboards import charts
+
+    return _plotly(charts.parcoords_figure(exp, colour_by or exp.config.metric_names[0]))
 
 
 def learning_curves(exp: Experiment, metric: str | None = None) -> Any:

@@ -100,3 +100,12 @@ def test_plots_of_several_objectives_and_their_limits() -> None:
         assert "does not apply" in str(e)
     else:
         raise AssertionError("a one-objective experiment has no Pareto chart")
+
+
+def test_parallel_coordinates_of_a_one_objective_experiment() -> None:
+    with assay.Client() as client:
+        exp = _experiment(client)
+    [trace] = _data(plots.parallel_coordinates(exp))
+    assert trace["type"] == "parcoords"
+    assert [d["label"] for d in trace["dimensions"]][:2] == ["x", "z"]
+    assert len(trace["line"]["color"]) == 6
