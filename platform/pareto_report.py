@@ -37,6 +37,7 @@ from assay.platform.analysis import (
     Z95,
     BestArm,
     MetricEstimate,
+    best_arm,
     fit_experiment_model,
 )
 from assay.platform.errors import NotFoundError, ValidationError
@@ -331,6 +332,12 @@ def pareto_report(
         trace,
         notes,
     )
+
+
+def recommend(exp: Experiment) -> BestArm:
+    """What ships: the model's best arm (:func:`~assay.platform.analysis.best_arm`) with one
+    objective, the Pareto front (:func:`best_of_front`) with several."""
+    return best_of_front(exp) if exp.config.is_multi_objective else best_arm(exp)
 
 
 def best_of_front(

@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from assay.platform.analysis import BestArm, EffectsReport, arm_effects, best_arm
+from assay.platform.analysis import BestArm, EffectsReport, arm_effects
 from assay.platform.errors import NotFoundError, ValidationError
 from assay.platform.evolve import DEFINITION_CHANGES, apply_definition_changes
 from assay.platform.experiment import (
@@ -42,7 +42,7 @@ from assay.platform.experiment import (
     TrialState,
 )
 from assay.platform.generators import get_generator
-from assay.platform.pareto_report import ParetoReport, best_of_front, pareto_report
+from assay.platform.pareto_report import ParetoReport, pareto_report, recommend
 from assay.service.generation import MAX_LEASE_S, Generation
 from assay.service.interchange import Interchange
 from assay.service.jobs.checks import check_job_spec
@@ -395,4 +395,4 @@ class Engine(Generation, Runs, Stopping, Interchange):
         """The model-based recommendation (see :func:`assay.platform.analysis.best_arm`); with
         several objectives, the Pareto front (:func:`~assay.platform.pareto_report.best_of_front`)."""
         exp = self.store.get_experiment(experiment_id, project=project)
-        return best_of_front(exp) if exp.config.is_multi_objective else best_arm(exp)
+        return recommend(exp)

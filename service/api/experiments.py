@@ -7,8 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
 
-from assay.platform.analysis import arm_effects, best_arm
+from assay.platform.analysis import arm_effects
 from assay.platform.experiment import ExperimentStatus, TrialState
+from assay.platform.pareto_report import recommend
 from assay.service.deps import (
     EngineDep,
     EventCursor,
@@ -264,8 +265,9 @@ def pareto(experiment_id: ExperimentId, engine: EngineDep, who: PrincipalDep):
 @router.get("/{experiment_id}/best", response_model=BestArmPublic)
 def best(experiment_id: ExperimentId, engine: EngineDep, who: PrincipalDep, request: Request):
     """The model's recommended arm: best posterior mean among arms feasible with high
-    probability, with 95% credible intervals. Cached per data version."""
-    return _analysis(request, engine, who, experiment_id, "best", best_arm,
+    probability, with 95% credible intervals; with several objectives, the Pareto front.
+    Cached per data version."""
+    return _analysis(request, engine, who, experiment_id, "best", recommend,
                      BestArmPublic.from_domain)  # fmt: skip
 
 

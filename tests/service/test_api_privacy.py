@@ -215,8 +215,9 @@ def test_projects_are_isolated_and_server_tables_are_per_project(store, tmp_path
     with TestClient(create_app(settings, store=store)) as c:
         assert c.get("/api/v1/datasets/ab/privacy-budget").status_code == 401
         # budgets are admin-only: a member key cannot raise its own (tests/security)
+        member = {"Authorization": f"Bearer {create_api_key(store, 'growth', role='member')}"}
         _error(c.put("/api/v1/datasets/ab/privacy-budget", json={"epsilon": 2, "delta": 1e-5},
-                     headers=a), 403, "forbidden")  # fmt: skip
+                     headers=member), 403, "forbidden")  # fmt: skip
         store.privacy_ledger("growth").set_budget("ab", 2, 1e-5)
         assert c.get("/api/v1/datasets/ab/privacy-budget", headers=b).status_code == 404
         body = {"schema": AB_LOGS_SCHEMA, "table": "ab.csv", "epsilon": 0.5, "method": "mst",

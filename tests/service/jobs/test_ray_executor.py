@@ -71,7 +71,8 @@ def worker(url: str, address: str, env: dict, tmp_path) -> subprocess.Popen:  # 
         [sys.executable, "-m", "assay.service.cli", "worker", "--executor", "ray",
          "--ray-address", address, "--database-url", url, "--worker-id", "ray-w",
          "--poll-interval", "0.2"],
-        env={**env, "ASSAY_LOG_DIR": str(tmp_path / "logs")},
+        env={**env, "ASSAY_LOG_DIR": str(tmp_path / "logs"),
+             "ASSAY_JOB_ENTRYPOINTS": "rayjobs:*"},  # the worker's allowlist
         stdout=open(tmp_path / "worker.log", "ab"), stderr=subprocess.STDOUT,
     )  # fmt: skip
 

@@ -74,7 +74,8 @@ def test_killed_worker_trials_expire_and_are_retried(tmp_path, jobs_module, driv
         [sys.executable, "-m", "assay.service.cli", "worker", "--executor", "local",
          "--database-url", url, "--worker-id", "doomed", "--poll-interval", "0.1",
          "--lease-seconds", "2"],
-        env={**os.environ, "ASSAY_LOG_DIR": str(tmp_path / "logs")},
+        env={**os.environ, "ASSAY_LOG_DIR": str(tmp_path / "logs"),
+             "ASSAY_JOB_ENTRYPOINTS": f"{jobs_module}:*"},  # the worker's allowlist
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
