@@ -174,6 +174,7 @@ def _box_values() -> list[tuple[dict, dict]]:
     return [({"x0": a, "x1": b}, {"f1": a, "f2": b}) for a in grid for b in grid]
 
 
+@pytest.mark.slow
 def test_ehvi_prefers_a_point_enlarging_the_front_and_pending_lowers_a_near_duplicate() -> None:
     exp = _experiment(_box_values())
     acqf, info = _acqf(exp)

@@ -30,6 +30,7 @@ def _truth(p: dict) -> dict:
     }
 
 
+@pytest.mark.slow
 def test_multi_objective_workflow(client) -> None:
     exp = client.create_experiment(
         "mo", PARAMS, objectives=OBJECTIVES, outcome_constraints=["cost <= 0.9"],
