@@ -148,8 +148,8 @@ def test_model_work_is_bounded_and_best_is_cached_per_data_version(api, monkeypa
         ]
         api.post(f"/api/v1/trials/{t['id']}:complete", json={"observations": {"y": i / 3}})
     fits = []
-    real = routes.best_arm
-    monkeypatch.setattr(routes, "best_arm", lambda e: fits.append(1) or real(e))
+    real = routes.recommend
+    monkeypatch.setattr(routes, "recommend", lambda e: fits.append(1) or real(e))
     first = api.get(f"/api/v1/experiments/{exp['id']}/best")
     assert first.status_code == 200, first.text
     assert api.get(f"/api/v1/experiments/{exp['id']}/best").json() == first.json()
