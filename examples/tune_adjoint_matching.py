@@ -45,6 +45,7 @@ import time
 from typing import Any
 
 from assay.generative.workloads.adjoint_matching import run
+from assay.service.jobs.local_run import job_experiment
 
 ENTRYPOINT = "assay.generative.workloads.adjoint_matching:run"
 
@@ -115,17 +116,6 @@ def experiment_config(
         >>> experiment_config(4, 3.5, objectives=["reward", "diversity"])["objectives"]
         [{'name': 'reward', 'minimize': False}, {'name': 'diversity', 'minimize': False, 'threshold': 3.5}]
     """
-    tuned = TINY_PARAMETERS if tiny else PARAMETERS
-    fixed = [{"name": k, "type": "fixed", "value": v}
-             for k, v in fixed_settings(tiny=tiny, seed=seed, device=device).items()]  # fmt: skip
-    env = {"OMP_NUM_THREADS": "1"}
-    if cache_dir:
-        env["ASSAY_GENERATIVE_CACHE"] = cache_dir
-    gpus = 0
-    if device != "cpu":
-        import torch
-
-        gpus = 1 if torch.cuda.is_available() else 0
     goal: dict[str, Any] = {
         "objective": "reward",
         "outcome_constraints": [f"diversity >= {diversity_bound:.6g}"],
@@ -143,26 +133,25 @@ def experiment_config(
             "outcome_constraints": [] if "diversity" in objectives else goal["outcome_constraints"],
             "tracking_metrics": [m for m in [*TRACKED, "diversity"] if m not in objectives],
         }
-    return {
-        "name": f"tune-adjoint-matching-digits{'-tiny' if tiny else ''}-{int(time.time())}",
-        "description": "Adjoint Matching on digits: maximise log p(3|x), keep diversity.",
-        "parameters": [dict(p) for p in tuned] + fixed,
-        **goal,
-        "seed": seed,
-        "job": {
-            "entrypoint": ENTRYPOINT,
-            "parallelism": parallelism,
-            "max_trials": budget,
-            "timeout_s": timeout_s,
-            "resources": {"cpus": 1, "gpus": gpus},
-            "env": env,
-        },
-    }
+    return job_experiment(
+        name=f"tune-adjoint-matching-digits{'-tiny' if tiny else ''}-{int(time.time())}",
+        description="Adjoint Matching on digits: maximise log p(3|x), keep diversity.",
+        entrypoint=ENTRYPOINT,
+        tuned=TINY_PARAMETERS if tiny else PARAMETERS,
+        fixed=fixed_settings(tiny=tiny, seed=seed, device=device),
+        goal=goal,
+        budget=budget,
+        seed=seed,
+        device=device,
+        parallelism=parallelism,
+        timeout_s=timeout_s,
+        cache_dir=cache_dir,
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Measure the base model, run the tuning jobs with the orchestrator, return a summary."""
-    from assay.service.jobs.local_run import parse_tuning_arguments, run_locally, tuning_arguments
+    from assay.service.jobs.local_run import parse_tuning_arguments, run_tuning, tuning_arguments
 
     ap = tuning_arguments(__doc__, budget=12)
     ap.add_argument(
@@ -198,23 +187,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parallelism=args.parallelism, timeout_s=args.timeout, cache_dir=cache_dir,
         objectives=[m.strip() for m in args.objectives.split(",") if m.strip()] or None,
     )  # fmt: skip
-    result = run_locally(
-        config, database_url=args.database_url, log_dir=args.log_dir,
-        actor="tune-adjoint-matching",
-    )  # fmt: skip
 
     def line(m: dict[str, Any]) -> str:
         ok = "ok " if m["diversity"] >= bound else "div"
         return (f"{ok} reward {m['reward']:7.3f}  diversity {m['diversity']:.3f}  "
                 f"fd(3s) {m['fd']:7.1f}  acc {m['target_accuracy']:.2f}")  # fmt: skip
 
-    tuned = {p["name"] for p in config["parameters"] if p["type"] != "fixed"}
-    summary = result.summary(tuned, line=line, baseline=base, bound=bound)
-    if "objectives" in config:
-        summary["front"] = print_front(result.database_url, result.experiment_id, tuned)
-    if args.json:
-        print(json.dumps(summary, default=float))
-    return summary
+    def front(result: Any, tuned: set[str]) -> dict[str, Any]:
+        if "objectives" not in config:
+            return {}
+        return {"front": print_front(result.database_url, result.experiment_id, tuned)}
+
+    return run_tuning(config, args, actor="tune-adjoint-matching", line=line, baseline=base,
+                      bound=bound, extend=front)  # fmt: skip
 
 
 def print_front(database_url: str, experiment_id: int, tuned: set[str]) -> list[dict[str, Any]]:

@@ -30,13 +30,13 @@ Run (CPU, a few minutes; CUDA is used when available)::
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 import time
 from typing import Any
 
 from assay.generative.workloads.voicebox import run
+from assay.service.jobs.local_run import job_experiment
 
 ENTRYPOINT = "assay.generative.workloads.voicebox:run"
 
@@ -99,39 +99,29 @@ def experiment_config(
         >>> cfg["job"]["entrypoint"], cfg["objective"], cfg["outcome_constraints"]
         ('assay.generative.workloads.voicebox:run', {'name': 'infill_mse', 'minimize': True}, ['speaker_similarity >= 0.4'])
     """
-    tuned = TINY_PARAMETERS if tiny else PARAMETERS
-    fixed = [{"name": k, "type": "fixed", "value": v}
-             for k, v in fixed_settings(tiny=tiny, seed=seed, device=device).items()]  # fmt: skip
-    env = {"OMP_NUM_THREADS": "1"}
-    if cache_dir:
-        env["ASSAY_GENERATIVE_CACHE"] = cache_dir
-    gpus = 0
-    if device != "cpu":
-        import torch
-
-        gpus = 1 if torch.cuda.is_available() else 0
-    return {
-        "name": f"tune-voicebox{'-tiny' if tiny else ''}-{int(time.time())}",
-        "description": "Voicebox infilling: minimise span error, keep the context's voice.",
-        "parameters": [dict(p) for p in tuned] + fixed,
-        "objective": {"name": "infill_mse", "minimize": True},
-        "outcome_constraints": [f"speaker_similarity >= {similarity_bound:.6g}"],
-        "tracking_metrics": TRACKED,
-        "seed": seed,
-        "job": {
-            "entrypoint": ENTRYPOINT,
-            "parallelism": parallelism,
-            "max_trials": budget,
-            "timeout_s": timeout_s,
-            "resources": {"cpus": 1, "gpus": gpus},
-            "env": env,
+    return job_experiment(
+        name=f"tune-voicebox{'-tiny' if tiny else ''}-{int(time.time())}",
+        description="Voicebox infilling: minimise span error, keep the context's voice.",
+        entrypoint=ENTRYPOINT,
+        tuned=TINY_PARAMETERS if tiny else PARAMETERS,
+        fixed=fixed_settings(tiny=tiny, seed=seed, device=device),
+        goal={
+            "objective": {"name": "infill_mse", "minimize": True},
+            "outcome_constraints": [f"speaker_similarity >= {similarity_bound:.6g}"],
+            "tracking_metrics": TRACKED,
         },
-    }
+        budget=budget,
+        seed=seed,
+        device=device,
+        parallelism=parallelism,
+        timeout_s=timeout_s,
+        cache_dir=cache_dir,
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Measure the untuned defaults, run the tuning jobs with the orchestrator, return a summary."""
-    from assay.service.jobs.local_run import parse_tuning_arguments, run_locally, tuning_arguments
+    from assay.service.jobs.local_run import parse_tuning_arguments, run_tuning, tuning_arguments
 
     ap = tuning_arguments(__doc__, budget=10)
     ap.add_argument(
@@ -160,20 +150,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.budget, bound, tiny=args.tiny, seed=args.seed, device=args.device,
         parallelism=args.parallelism, timeout_s=args.timeout, cache_dir=cache_dir,
     )  # fmt: skip
-    result = run_locally(
-        config, database_url=args.database_url, log_dir=args.log_dir, actor="tune-voicebox"
-    )
 
     def line(m: dict[str, Any]) -> str:
         ok = "ok " if m["speaker_similarity"] >= bound else "voice"
         return (f"{ok} infill_mse {m['infill_mse']:.3f}  speaker_similarity "
                 f"{m['speaker_similarity']:.3f}  {m['sample_ms_per_utterance']:.1f} ms/utt")  # fmt: skip
 
-    tuned = {p["name"] for p in config["parameters"] if p["type"] != "fixed"}
-    summary = result.summary(tuned, line=line, baseline=base, bound=bound)
-    if args.json:
-        print(json.dumps(summary, default=float))
-    return summary
+    return run_tuning(config, args, actor="tune-voicebox", line=line, baseline=base, bound=bound)
 
 
 if __name__ == "__main__":

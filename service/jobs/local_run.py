@@ -107,6 +107,107 @@ class LocalRun:
         return out
 
 
+def job_experiment(
+    *,
+    name: str,
+    description: str,
+    entrypoint: str,
+    tuned: list[dict[str, Any]],
+    fixed: Mapping[str, Any],
+    goal: Mapping[str, Any],
+    budget: int,
+    seed: int = 0,
+    device: str = "auto",
+    parallelism: int = 1,
+    timeout_s: float = 3600.0,
+    cache_dir: str = "",
+) -> dict[str, Any]:
+    """The JSON form of an experiment whose trials are jobs of one workload entry point.
+
+    Every tuning example builds the same shape: the tuned parameters, the job's shared
+    settings as ``fixed`` parameters (so the job receives exactly ``run(params)``'s dict), the
+    goal (objective(s), constraints, tracked metrics), and a ``job`` spec with one torch
+    thread, the disk cache the jobs share (``$ASSAY_GENERATIVE_CACHE``) and one GPU when the
+    device may use CUDA and this machine has one.
+
+    Args:
+        name: Experiment name.
+        description: One line for the dashboard.
+        entrypoint: ``module:function`` the jobs run (it must be on the server's allowlist).
+        tuned: The tuned parameters' definitions.
+        fixed: Settings every trial shares (become ``fixed`` parameters).
+        goal: ``objective``/``objectives``, ``outcome_constraints``, ``tracking_metrics``.
+        budget: Number of trials (jobs).
+        seed: Seed of the generator.
+        device: The jobs' device (``cpu`` never asks for a GPU).
+        parallelism: Jobs at once.
+        timeout_s: Per-job wall-clock limit.
+        cache_dir: Disk cache shared by the jobs (empty: none).
+
+    Example:
+        >>> cfg = job_experiment(name="t", description="", entrypoint="m:run",
+        ...     tuned=[{"name": "lr", "type": "float", "bounds": [0.1, 1.0]}],
+        ...     fixed={"steps": 3}, goal={"objective": "loss"}, budget=2, device="cpu")
+        >>> [p["name"] for p in cfg["parameters"]], cfg["job"]["resources"]
+        (['lr', 'steps'], {'cpus': 1, 'gpus': 0})
+    """
+    env = {"OMP_NUM_THREADS": "1"}
+    if cache_dir:
+        env["ASSAY_GENERATIVE_CACHE"] = cache_dir
+    gpus = 0
+    if device != "cpu":
+        import torch
+
+        gpus = 1 if torch.cuda.is_available() else 0
+    return {
+        "name": name,
+        "description": description,
+        "parameters": [dict(p) for p in tuned]
+        + [{"name": k, "type": "fixed", "value": v} for k, v in fixed.items()],
+        **goal,
+        "seed": seed,
+        "job": {
+            "entrypoint": entrypoint,
+            "parallelism": parallelism,
+            "max_trials": budget,
+            "timeout_s": timeout_s,
+            "resources": {"cpus": 1, "gpus": gpus},
+            "env": env,
+        },
+    }
+
+
+def run_tuning(
+    config: Mapping[str, Any],
+    args: Any,
+    *,
+    actor: str,
+    line: Callable[[dict[str, Any]], str],
+    baseline: Mapping[str, Any],
+    bound: float,
+    extend: Callable[[LocalRun, set[str]], Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Run a tuning example's experiment with :func:`run_locally` and return its summary.
+
+    Args:
+        config: The experiment (:func:`job_experiment`).
+        args: The parsed :func:`tuning_arguments` (``database_url``, ``log_dir``, ``json``).
+        actor: Audit-trail actor and worker id.
+        line: Describes one completed trial (see :meth:`LocalRun.summary`).
+        baseline: The untuned run's metrics (kept in the summary).
+        bound: The outcome constraint's bound derived from the baseline.
+        extend: ``extend(run, tuned) -> dict`` adds keys to the summary (e.g. the front).
+    """
+    result = run_locally(config, database_url=args.database_url, log_dir=args.log_dir, actor=actor)
+    tuned = {p["name"] for p in config["parameters"] if p["type"] != "fixed"}
+    summary = result.summary(tuned, line=line, baseline=dict(baseline), bound=bound)
+    if extend is not None:
+        summary.update(extend(result, tuned))
+    if args.json:
+        print(json.dumps(summary, default=float))
+    return summary
+
+
 def tuning_arguments(
     description: str | None, *, budget: int, parallelism: int = 1
 ) -> argparse.ArgumentParser:

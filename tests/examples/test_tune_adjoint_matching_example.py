@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import pytest
 
-from assay.storage.factory import open_store
-
 
 def test_config_dispatches_the_job_with_a_diversity_constraint(example) -> None:
     cfg = example.experiment_config(3, 4.25, tiny=True, cache_dir="/tmp/c")
@@ -39,35 +37,17 @@ def test_two_objective_config_is_a_valid_multi_objective_experiment(example) -> 
 
 
 @pytest.mark.slow
-def test_example_runs_jobs_with_tiny_budget(example, tmp_path, capsys, one_torch_thread) -> None:
-    url = f"sqlite:///{tmp_path / 't.db'}"
-    summary = example.main(["--budget", "2", "--tiny", "--device", "cpu",
-                            "--database-url", url, "--log-dir", str(tmp_path / "logs"),
-                            "--cache-dir", str(tmp_path / "cache")])  # fmt: skip
-    assert summary["run_state"] == "done"
-    trials = summary["trials"]
-    assert [t["state"] for t in trials] == ["completed", "completed"], trials
+def test_example_runs_jobs_with_tiny_budget(example, tiny_run, stored_run, capsys) -> None:
+    summary = tiny_run(example)
     assert summary["bound"] == pytest.approx(0.7 * summary["baseline"]["diversity"])
-    for t in trials:
+    for t in summary["trials"]:
         assert set(t["parameters"]) == {"lr", "lam", "num_steps", "loss_steps"}
         assert {"reward", "diversity", "fd"} <= set(t["metrics"])
     # Each job streamed its learning curve (report_every=2 over 4 iterations, then the final).
     assert all(n >= 2 for n in summary["reports"].values()), summary["reports"]
     assert set(summary["best"]["parameters"]) == {"lr", "lam", "num_steps", "loss_steps"}
-
     # What the orchestrator stored: the constraint declared, reward/diversity observed.
-    store = open_store(url, migrate=False)
-    try:
-        exp = store.get_experiment(summary["experiment_id"])
-        [constraint] = exp.config.outcome_constraints
-        assert constraint.metric == "diversity" and constraint.bound == pytest.approx(
-            summary["bound"], rel=1e-5
-        )
-        assert exp.config.job is not None and exp.config.job.entrypoint == example.ENTRYPOINT
-        for t in exp.trials:
-            assert {"reward", "diversity"} <= set(t.values), t.values
-    finally:
-        store.close()
+    stored_run(example, summary, "diversity", {"reward", "diversity"})
     out = capsys.readouterr().out
     assert "constraint diversity >=" in out and "completed: reward=" in out
     assert "recommended:" in out

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import pytest
 
-from assay.storage.factory import open_store
-
 
 def test_config_dispatches_the_job_with_a_realism_constraint(example) -> None:
     cfg = example.experiment_config(3, 80.0, tiny=True, cache_dir="/tmp/c")
@@ -22,35 +20,17 @@ def test_config_dispatches_the_job_with_a_realism_constraint(example) -> None:
 
 
 @pytest.mark.slow
-def test_example_runs_jobs_with_tiny_budget(example, tmp_path, capsys, one_torch_thread) -> None:
-    url = f"sqlite:///{tmp_path / 't.db'}"
-    summary = example.main(["--budget", "2", "--tiny", "--device", "cpu",
-                            "--database-url", url, "--log-dir", str(tmp_path / "logs"),
-                            "--cache-dir", str(tmp_path / "cache")])  # fmt: skip
-    assert summary["run_state"] == "done"
-    trials = summary["trials"]
-    assert [t["state"] for t in trials] == ["completed", "completed"], trials
+def test_example_runs_jobs_with_tiny_budget(example, tiny_run, stored_run, capsys) -> None:
+    summary = tiny_run(example)
     assert summary["bound"] == pytest.approx(1.5 * summary["baseline"]["frechet_plain"])
     tuned = {"decoding", "cfg_weight", "contrastive_alpha", "lr"}
-    for t in trials:
+    for t in summary["trials"]:
         assert set(t["parameters"]) == tuned
         assert {"classifier_accuracy", "frechet_distance", "caption_accuracy"} <= set(t["metrics"])
     # Each job streamed its losses (report_every=2 over 6 + 4 steps, then the final metrics).
     assert all(n >= 5 for n in summary["reports"].values()), summary["reports"]
     assert set(summary["best"]["parameters"]) == tuned
-
-    store = open_store(url, migrate=False)
-    try:
-        exp = store.get_experiment(summary["experiment_id"])
-        [constraint] = exp.config.outcome_constraints
-        assert constraint.metric == "frechet_distance" and constraint.bound == pytest.approx(
-            summary["bound"], rel=1e-5
-        )
-        assert exp.config.job is not None and exp.config.job.entrypoint == example.ENTRYPOINT
-        for t in exp.trials:
-            assert {"classifier_accuracy", "frechet_distance"} <= set(t.values), t.values
-    finally:
-        store.close()
+    stored_run(example, summary, "frechet_distance", {"classifier_accuracy", "frechet_distance"})
     out = capsys.readouterr().out
     assert "constraint frechet_distance <=" in out and "recommended:" in out
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import pytest
 
-from assay.storage.factory import open_store
-
 
 def test_config_dispatches_the_job_with_a_similarity_constraint(example) -> None:
     cfg = example.experiment_config(3, 0.45, tiny=True, cache_dir="/tmp/c")
@@ -28,17 +26,13 @@ def test_config_dispatches_the_job_with_a_similarity_constraint(example) -> None
 
 
 @pytest.mark.slow
-def test_example_runs_jobs_with_tiny_budget(example, tmp_path, capsys, one_torch_thread) -> None:
-    url = f"sqlite:///{tmp_path / 't.db'}"
-    summary = example.main(["--budget", "2", "--tiny", "--device", "cpu",
-                            "--database-url", url, "--log-dir", str(tmp_path / "logs"),
-                            "--cache-dir", str(tmp_path / "cache")])  # fmt: skip
-    assert summary["run_state"] == "done"
-    trials = summary["trials"]
-    assert [t["state"] for t in trials] == ["completed", "completed"], trials
+def test_example_runs_jobs_with_tiny_budget(
+    example, tiny_run, stored_run, tmp_path, capsys
+) -> None:
+    summary = tiny_run(example)
     assert summary["bound"] == pytest.approx(0.8 * summary["baseline"]["speaker_similarity"])
     tuned = {"lr", "mask_min", "guidance_weight", "ode_steps"}
-    for t in trials:
+    for t in summary["trials"]:
         assert set(t["parameters"]) == tuned
         assert {"infill_mse", "speaker_similarity", "sample_ms_per_utterance"} <= set(t["metrics"])
     # Each job streamed its loss (report_every=3 over 6 iterations, then the final metrics).
@@ -46,20 +40,8 @@ def test_example_runs_jobs_with_tiny_budget(example, tmp_path, capsys, one_torch
     assert set(summary["best"]["parameters"]) == tuned
     # The jobs read the corpus the baseline run synthesised into the shared cache.
     assert len(list((tmp_path / "cache").glob("speech-*.pt"))) == 1
-
-    store = open_store(url, migrate=False)
-    try:
-        exp = store.get_experiment(summary["experiment_id"])
-        assert exp.config.objective.name == "infill_mse" and exp.config.objective.minimize
-        [constraint] = exp.config.outcome_constraints
-        assert constraint.metric == "speaker_similarity" and constraint.bound == pytest.approx(
-            summary["bound"], rel=1e-5
-        )
-        assert exp.config.job is not None and exp.config.job.entrypoint == example.ENTRYPOINT
-        for t in exp.trials:
-            assert {"infill_mse", "speaker_similarity"} <= set(t.values), t.values
-    finally:
-        store.close()
+    exp = stored_run(example, summary, "speaker_similarity", {"infill_mse", "speaker_similarity"})
+    assert exp.config.objective.name == "infill_mse" and exp.config.objective.minimize
     out = capsys.readouterr().out
     assert "constraint speaker_similarity >=" in out and "completed: infill_mse=" in out
     assert "recommended:" in out
