@@ -98,13 +98,15 @@ ALLOWED: dict[str, set[str]] = {
 }
 
 #: What of ``service`` the dashboard may use: its public surface for pages (who is calling,
-#: the request dependencies, the status of an error) — never the engine's internals, the
-#: jobs package or the app.
+#: the request dependencies, the status of an error, the settings, and the safe reader of a
+#: job's log for the trial page) — never the engine's internals, the rest of the jobs package
+#: (orchestrator, executors) or the app.
 DASHBOARD_MAY_USE_OF_SERVICE = {
     "assay.service.auth",
     "assay.service.deps",
     "assay.service.errors",
     "assay.service.settings",
+    "assay.service.jobs.logfiles",
 }
 
 #: The only module of ``service`` that may import ``dashboards`` (to mount it).
@@ -215,6 +217,23 @@ def test_the_checker_sees_function_level_and_relative_imports(tmp_path: Path) ->
     assert {t for t, _ in edges} == {"assay.service.engine", "assay.storage.base"}
     found = violations({"assay.platform.bad": edges})
     assert len(found) == 2 and all("platform may import only []" in f for f in found)
+
+
+def test_platform_does_no_file_io() -> None:
+    """``platform/`` is pure: no module of it opens, reads or writes files (``open``,
+    ``os.open``/``os.fdopen``, ``pathlib`` reads and writes)."""
+    calls = {"open", "fdopen", "read_text", "read_bytes", "write_text", "write_bytes"}
+    found = []
+    for name, path in package_modules().items():
+        if room_of(name) != "platform":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call):
+                f = node.func
+                called = f.id if isinstance(f, ast.Name) else getattr(f, "attr", "")
+                if called in calls:
+                    found.append(f"{name}:{node.lineno} calls {called}()")
+    assert not found, "\n".join(found)
 
 
 def test_a_root_alias_imports_only_what_it_names() -> None:
