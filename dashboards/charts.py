@@ -7,6 +7,7 @@ Plotly.js; nothing here imports plotly.
 
 from __future__ import annotations
 
+import html
 import math
 from typing import Any
 
@@ -27,6 +28,7 @@ MODEL = "#d97706"
 MODEL_BAND = "rgba(217, 119, 6, 0.16)"
 GOOD = "#059669"
 BAD = "#dc2626"
+INFEASIBLE = "#cbd5e1"
 SERIES = ["#4f46e5", "#0891b2", "#db2777", "#65a30d", "#7c3aed", "#ea580c"]
 FONT = '-apple-system, BlinkMacSystemFont, "Segoe UI", Roboto, "Helvetica Neue", "Liberation Sans", Arial, sans-serif'
 
@@ -677,3 +679,146 @@ def parcoords_figure(exp: Any, colour_by: str) -> dict[str, Any]:
         ],
         "layout": layout(height=380, margin={"l": 60, "r": 40, "t": 56, "b": 24}),
     }
+
+
+def _short(v: float | None) -> float | None:
+    """7 significant digits: plenty for a chart, and a third of the JSON of full floats."""
+    return float(f"{v:.7g}") if isinstance(v, float) and math.isfinite(v) else v
+
+
+def trace_rows(exp: Any) -> list[dict[str, Any]]:
+    """One row per completed arm that reports the objective, in trial order: ``trial_id``,
+    ``index``, ``arm``, ``mean``, ``sem`` (``None``: unknown) and ``feasible``, the arm's
+    observed feasibility (:func:`assay.dashboards.data.arm_feasibility`: relative
+    constraints against the same batch's control; ``None`` when it cannot be judged). A batch
+    trial (A/B test) contributes each of its arms."""
+    from assay.dashboards.data import arm_feasibility
+    from assay.platform.experiment import TrialState
+
+    config = exp.config
+    name = config.objective.name
+    rows: list[dict[str, Any]] = []
+    for t in sorted(exp.trials, key=lambda t: t.index):
+        if t.state is not TrialState.COMPLETED or not t.observations:
+            continue
+        feasible = arm_feasibility(t, config)
+        for arm in t.arms:
+            o = (t.observations.get(arm.name) or {}).get(name)
+            if o is None:
+                continue
+            rows.append(
+                {"trial_id": t.id, "index": t.index, "arm": arm.name, "mean": o.mean,
+                 "sem": o.sem, "feasible": feasible.get(arm.name)}
+            )  # fmt: skip
+    return rows
+
+
+def trace_figure(exp: Any, model: Any = None) -> dict[str, Any]:
+    """The optimization trace of the experiment page: each completed arm's observed objective
+    (± SEM) by trial, arms whose observed means violate an outcome constraint drawn hollow and
+    grey, and the best observed value among the others so far (a step line: the running
+    maximum, or minimum when the objective is minimized).
+
+    With ``model`` (a :class:`~assay.platform.diagnostics.ModelTrace`), four more traces in
+    amber: the model's hindsight estimate of the best arm among the trials up to each point
+    (the running best posterior mean among arms likely feasible) with its 95% band
+    (mean ± 1.96 SD), and the arm recommended now with its 95% credible interval.
+
+    Trace order (the page and its tests rely on it): 0 violating, 1 observed, 2 best so far,
+    then the band's lower and upper edge, the model's best, the recommended arm. Each observed
+    point's ``customdata`` starts with its trial id (a click on it opens the trial's page).
+    """
+    from assay.dashboards.data import fmt_value
+
+    config = exp.config
+    obj = config.objective.name
+    sign = -1.0 if config.objective.minimize else 1.0
+    rows = trace_rows(exp)
+    label = html.escape(obj)
+
+    def observed(points: list[dict[str, Any]], name: str, marker: dict, err: str) -> dict:
+        return {
+            "type": "scatter", "mode": "markers", "name": name,
+            "x": [r["index"] for r in points], "y": [_short(r["mean"]) for r in points],
+            "customdata": [
+                [r["trial_id"], r["arm"], "unknown" if r["sem"] is None else fmt_value(r["sem"], 2)]
+                for r in points
+            ],
+            "error_y": {"type": "data", "array": [_short(r["sem"]) or 0 for r in points],
+                        "color": err, "thickness": 1, "width": 0},
+            "marker": marker,
+            "hovertemplate": "trial #%{x} · arm %{customdata[1]}<br>" + label
+            + " %{y:.4g} ± %{customdata[2]}<extra></extra>",
+        }  # fmt: skip
+
+    ok = [r for r in rows if r["feasible"] is not False]
+    bad = [r for r in rows if r["feasible"] is False]
+    best_x: list[int] = []
+    best_y: list[float | None] = []
+    best: float | None = None
+    for r in ok:
+        if best is None or sign * r["mean"] > sign * best:
+            best = r["mean"]
+        best_x.append(r["index"])
+        best_y.append(_short(best))
+    data: list[dict[str, Any]] = [
+        observed(bad, "violates a constraint",
+                 {"color": "white", "size": 6, "line": {"color": INFEASIBLE, "width": 1.5}},
+                 INFEASIBLE),
+        observed(ok, "observed (± SEM)", {"color": ACCENT, "size": 6, "opacity": 0.85},
+                 "#a5b4fc"),
+        {"type": "scatter", "mode": "lines", "name": "best feasible observed", "x": best_x,
+         "y": best_y, "line": {"color": INK, "width": 2, "shape": "hv"}, "hoverinfo": "skip"},
+    ]  # fmt: skip
+    if model is not None:
+        data += _model_trace_layer(model, label)
+    few = bool(rows) and rows[-1]["index"] < 12
+    return {
+        "data": data,
+        "layout": layout(
+            height=380,
+            xaxis=axis("trial", **({"dtick": 1} if few else {})),
+            yaxis=axis(obj + (" (lower is better)" if config.objective.minimize else "")),
+        ),
+    }
+
+
+def _model_trace_layer(m: Any, label: str) -> list[dict[str, Any]]:
+    """The amber traces of :func:`trace_figure` from a ``ModelTrace``."""
+    from assay.dashboards.data import fmt_value
+
+    xs, lo, hi, mid = [], [], [], []
+    for ix, b, s in zip(m.trial_indices, m.best_so_far, m.best_so_far_sd, strict=True):
+        if b is None:
+            continue
+        xs.append(ix)
+        mid.append(_short(b))
+        lo.append(_short(b - Z95 * (s or 0.0)))
+        hi.append(_short(b + Z95 * (s or 0.0)))
+    line = {"width": 0, "shape": "hv", "color": MODEL_BAND}
+    r = m.recommended
+    star: dict[str, Any] = {
+        "type": "scatter", "mode": "markers", "name": "recommended arm",
+        "x": [r["trial_index"]] if r else [], "y": [_short(r["mean"])] if r else [],
+        "marker": {"color": MODEL, "size": 15, "symbol": "star",
+                   "line": {"color": "white", "width": 1}},
+    }  # fmt: skip
+    if r:
+        star["error_y"] = {
+            "type": "data", "symmetric": False, "array": [r["upper"] - r["mean"]],
+            "arrayminus": [r["mean"] - r["lower"]], "color": MODEL, "thickness": 1.5, "width": 5,
+        }  # fmt: skip
+        star["hovertemplate"] = (
+            f"recommended arm {html.escape(str(r['arm_name']))}<br>model {label} %{{y:.4g}} "
+            f"[{fmt_value(r['lower'])}, {fmt_value(r['upper'])}]<extra></extra>"
+        )
+    return [
+        {"type": "scatter", "mode": "lines", "x": xs, "y": lo, "line": line,
+         "hoverinfo": "skip", "showlegend": False},
+        {"type": "scatter", "mode": "lines", "x": xs, "y": hi, "fill": "tonexty",
+         "fillcolor": MODEL_BAND, "line": line, "name": "model: 95% band", "hoverinfo": "skip"},
+        {"type": "scatter", "mode": "lines", "x": xs, "y": mid,
+         "name": "model's estimate of the best", "line": {"color": MODEL, "width": 2, "shape": "hv"},
+         "hovertemplate": f"after trial #%{{x}}<br>model's best {label} %{{y:.4g}}<extra></extra>"},
+        star,
+    ]  # fmt: skip

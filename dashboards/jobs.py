@@ -154,7 +154,7 @@ class StoreJobsView:
     Args:
         store: Any :class:`~assay.storage.base.Store`.
         log_dir: The server's job log root: logs are read only below it, never through a
-            link (:func:`assay.platform.logfiles.open_log`).
+            link (:func:`assay.service.jobs.logfiles.open_log`).
     """
 
     def __init__(self, store: Any, log_dir: str = ".assay/logs") -> None:
@@ -253,7 +253,7 @@ class StoreJobsView:
         return list(curves.values())
 
     def log_tail(self, trial_id: int, *, project: str | None, lines: int = 200) -> str | None:
-        from assay.platform.logfiles import LogUnavailableError, open_log, read_tail
+        from assay.service.jobs.logfiles import LogUnavailableError, open_log, read_tail
 
         job = self.store.job_for_trial(trial_id, project=project)
         if job is None or not job.log_path:

@@ -1,11 +1,12 @@
-"""The dashboard's charts from Python (``from assay.dashboards import plots``): each function
-runs the experiment page's panel — the same data code and the same chart builders of
-:mod:`assay.dashboards.charts` — and returns its figure, as a ``plotly.graph_objects.Figure``
-when Plotly is installed, else the plain figure dict (``fig["data"]``, ``fig["layout"]``).
+"""The dashboard's charts from Python (``from assay import plots``, or
+``from assay.dashboards import plots``): each function runs the experiment page's panel or
+chart builder — the same data code and the same builders of :mod:`assay.dashboards.charts` —
+and returns its figure, as a ``plotly.graph_objects.Figure`` when Plotly is installed, else the
+plain figure dict (``fig["data"]``, ``fig["layout"]``).
 
 Example:
-    >>> from assay.dashboards import plots  # doctest: +SKIP
-    >>> plots.slices(client.get_experiment(exp.id))  # doctest: +SKIP
+    >>> from assay import plots  # doctest: +SKIP
+    >>> plots.trace(client.get_experiment(exp.id))  # doctest: +SKIP
 
 May import: :mod:`assay.dashboards` (panels, data), :mod:`assay.platform`.
 """
@@ -16,6 +17,7 @@ from typing import Any
 
 from assay.dashboards.data import ModelCache
 from assay.dashboards.panels import PanelContext, get_panel, run_panel
+from assay.platform.diagnostics import InsufficientDataError, model_trace
 from assay.platform.errors import NotFoundError
 from assay.platform.experiment import Experiment
 
@@ -44,6 +46,23 @@ def _plotly(figure: dict[str, Any]) -> Any:
     except ImportError:
         return figure
     return go.Figure(figure)
+
+
+def trace(exp: Experiment, model: bool = True) -> Any:
+    """The optimization trace of the experiment page: each completed arm's observed objective
+    (± SEM), the best feasible value observed so far, arms violating a constraint marked, and
+    (``model``, once there is enough data to fit) the model's estimate of the best arm so far
+    with its 95% band and the recommended arm — the page's own builder,
+    :func:`assay.dashboards.charts.trace_figure`."""
+    from assay.dashboards import charts
+
+    layer = None
+    if model:
+        try:
+            layer = model_trace(_MODELS.get(exp))
+        except InsufficientDataError:
+            layer = None
+    return _plotly(charts.trace_figure(exp, layer))
 
 
 def slices(exp: Experiment, metric: str | None = None) -> Any:

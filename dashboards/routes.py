@@ -36,6 +36,7 @@ from starlette.staticfiles import StaticFiles
 
 from assay import __version__
 from assay.dashboards import auth
+from assay.dashboards.charts import trace_figure
 from assay.dashboards.data import (
     STATES,
     BestValueCache,
@@ -107,6 +108,9 @@ class Dashboard:
             else ModelCache()
         )
         self.best_values = BestValueCache(store)
+        #: The latest model trace per experiment: the trace chart keeps its model layer while
+        #: a trial that just completed waits for the next fit.
+        self.model_traces: OrderedDict[int, Any] = OrderedDict()
         #: Panel results per (experiment, completed trials, panel, controls): page visits
         #: and the live refresh reuse them until a trial completes.
         self.results: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
@@ -148,6 +152,18 @@ class Dashboard:
                 while len(self.results) > 128:
                     self.results.popitem(last=False)
         return hit
+
+    def remember_model_trace(self, experiment_id: int, model: Any) -> None:
+        """Keep ``model`` (``None``: the model has nothing to show) as the experiment's latest
+        model trace (at most 128 experiments)."""
+        with self._results_lock:
+            if model is None:
+                self.model_traces.pop(experiment_id, None)
+                return
+            self.model_traces[experiment_id] = model
+            self.model_traces.move_to_end(experiment_id)
+            while len(self.model_traces) > 128:
+                self.model_traces.popitem(last=False)
 
     def static_url(self, path: str) -> str:
         v = PLOTLY_VERSION if path.startswith("vendor/plotly") else self.asset_version
@@ -356,6 +372,7 @@ def experiment_page(request: Request, experiment_id: ExperimentId) -> Response:
         "cursor": snap.head,
         "known": [e.id for e in window],
         "trials": [trial_row(t, exp.config) for t in exp.trials],
+        "trace": trace_chart(exp, d.model_traces.get(exp.id)),
         "plotly": d.static_url(PLOTLY_BUNDLE),
     }
     return d.render(
@@ -410,9 +427,51 @@ def _event_json(e: Any, by_id: dict[int, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
+MODEL_NOTE = (
+    "The amber line is the model's hindsight estimate of the best arm among trials up to each "
+    "point (noise shrinks lucky observations)."
+)
+
+
+def trace_chart(exp: Any, model: Any = None) -> dict[str, Any]:
+    """The optimization trace as the page draws it: ``figure``
+    (:func:`assay.dashboards.charts.trace_figure`, with ``model``'s layer when given), or
+    ``empty`` (a card's title and message) while no trial is completed, or neither when the
+    experiment has no trial at all (the page keeps its own "no trials yet" card); ``note``
+    explains the model's layer."""
+    if not exp.trials:
+        return {"figure": None, "empty": None, "note": ""}
+    figure = trace_figure(exp, model)
+    if not (figure["data"][0]["x"] or figure["data"][1]["x"]):
+        n = len(exp.trials)
+        obj = exp.config.objective.name
+        return {
+            "figure": None,
+            "empty": {
+                "title": "No completed trials yet",
+                "message": f"{n} trial{' is' if n == 1 else 's are'} not completed yet. Points "
+                f"appear here as soon as a trial is completed with its {obj}.",
+            },
+            "note": "",
+        }
+    recommended = model is not None and model.recommended is not None
+    return {"figure": figure, "empty": None, "note": MODEL_NOTE if recommended else ""}
+
+
+@router.get("/experiments/{experiment_id}/trace")
+def experiment_trace(request: Request, experiment_id: ExperimentId) -> JSONResponse:
+    """The trace chart (:func:`trace_chart`) for the page's live updates: the observed data
+    as of now, with the latest model layer the server has (never fits a model)."""
+    who = _who(request)
+    d = _dash(request)
+    exp = d.snapshots.get(experiment_id, project=who.project).experiment
+    return JSONResponse(trace_chart(exp, d.model_traces.get(exp.id)))
+
+
 @router.get("/experiments/{experiment_id}/model-trace")
 def experiment_model_trace(request: Request, experiment_id: ExperimentId) -> JSONResponse:
-    """The model's view of the trace (posterior at each arm, best-so-far, recommendation)."""
+    """The model's view of the trace (posterior at each arm, best-so-far, recommendation),
+    and in ``chart`` the trace chart with that model layer (:func:`trace_chart`)."""
     who = _who(request)
     d = _dash(request)
     exp = d.snapshots.get(experiment_id, project=who.project).experiment
@@ -428,9 +487,15 @@ def experiment_model_trace(request: Request, experiment_id: ExperimentId) -> JSO
         except Exception as e:
             log.warning("model trace failed for experiment %s: %s", experiment_id, e)
             return {"error": {"message": f"{type(e).__name__}: {e}"}}
-        return {"trace": tr.__dict__, "notes": am.notes, "completed": am.n_observations}
+        return {
+            "trace": tr.__dict__, "notes": am.notes, "completed": am.n_observations, "model": tr,
+        }  # fmt: skip
 
-    return JSONResponse(d.cached((exp.id, completed_count(exp), "model-trace"), compute))
+    result = d.cached((exp.id, completed_count(exp), "model-trace"), compute)
+    model = result.get("model")
+    d.remember_model_trace(exp.id, model)
+    body = {k: v for k, v in result.items() if k != "model"}
+    return JSONResponse({**body, "chart": trace_chart(exp, model)})
 
 
 @router.get("/experiments/{experiment_id}/panels/{key}")

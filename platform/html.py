@@ -1,5 +1,5 @@
-"""HTML tables for notebooks: the ``_repr_html_`` of experiments, trials, the best arm and
-arm effects (Jupyter shows them instead of the dataclass repr).
+"""HTML tables for notebooks: the ``_repr_html_`` of experiments, trials, the best arm, arm
+effects and the Pareto front (Jupyter shows them instead of the dataclass repr).
 
 Pure formatting over duck-typed domain objects (no imports of the types, so the domain
 modules can call in here without a cycle); every value is escaped.
@@ -98,3 +98,33 @@ def effects_html(report: Any) -> str:
                          getattr(obs, "upper", None), arm.probability_best))  # fmt: skip
     return table(["arm", "", "metric", "effect %", "lower", "upper", "P(best)"], rows,
                  f"Effects vs. control {report.control_arm}")  # fmt: skip
+
+
+def pareto_html(report: Any) -> str:
+    """The arms of a Pareto report (:class:`~assay.platform.pareto_report.ParetoReport`), those
+    on the model's front first: each objective's estimate with its 95% interval (the posterior,
+    or the observed mean without a model), ``P(on the front)`` and ``P(feasible)``."""
+    names = [o["name"] for o in report.objectives]
+
+    def estimate(arm: Any, m: str) -> str:
+        e = arm.estimates.get(m)
+        if e is None:
+            return "—"
+        if e.lower is None or e.upper is None:
+            return _fmt(e.mean)
+        return f"{_fmt(e.mean)} [{_fmt(e.lower)}, {_fmt(e.upper)}]"
+
+    rows = [
+        (a.arm_name, "yes" if a.on_front else "", a.parameters,
+         *(estimate(a, m) for m in names), a.probability_front, a.probability_feasible)
+        for a in report.arms
+    ]  # fmt: skip
+    heads = [f"{o['name']} ({'min' if o['minimize'] else 'max'})" for o in report.objectives]
+    hv = report.hypervolume if report.hypervolume is not None else report.observed_hypervolume
+    caption = (
+        f"Pareto front of experiment {report.experiment_id}: {len(report.front)} of "
+        f"{len(report.arms)} arms, hypervolume {_fmt(hv)}"
+        f"{'' if report.model_based else ' (observed means, no model yet)'}"
+    )
+    return table(["arm", "on front", "parameters", *heads, "P(on front)", "P(feasible)"], rows,
+                 caption)  # fmt: skip

@@ -156,6 +156,11 @@ class ParetoReport:
             "notes": self.notes,
         }
 
+    def _repr_html_(self) -> str:
+        from assay.platform.html import pareto_html
+
+        return pareto_html(self)
+
 
 def _front_probability(
     fitted: FittedModel, X: torch.Tensor, signs: torch.Tensor, idx: list[int], constraints: list

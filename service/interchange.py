@@ -342,8 +342,10 @@ def from_optuna(storage: Any, study_name: str | None = None) -> dict[str, Any]:
     (direction), trials COMPLETE → completed, FAIL → failed, PRUNED → early_stopped
     (running then stopped), RUNNING → running, WAITING → candidate; ``user_attrs`` as trial
     metadata. Not carried, and listed in ``not_carried``: stepped distributions' steps,
-    further objectives of a multi-objective study (kept as tracking metrics), intermediate
-    values, system attributes, the sampler.
+    distributions of other kinds, further objectives of a multi-objective study (kept as
+    tracking metrics), trials in other states or missing a parameter, non-finite values (the
+    trial is imported failed), intermediate values, trials' system attributes, the study's
+    user attributes, the sampler.
     """
     import optuna
 
@@ -402,7 +404,7 @@ def from_optuna(storage: Any, study_name: str | None = None) -> dict[str, Any]:
         "RUNNING": "running", "WAITING": "candidate",
     }  # fmt: skip
     trials = []
-    intermediate = 0
+    intermediate = system = 0
     for t in study.get_trials(deepcopy=False):
         params = {k: v for k, v in t.params.items() if k in {p["name"] for p in parameters}}
         state = states.get(t.state.name)
@@ -411,6 +413,8 @@ def from_optuna(storage: Any, study_name: str | None = None) -> dict[str, Any]:
             continue
         if t.intermediate_values:
             intermediate += 1
+        if t.system_attrs:
+            system += 1
         obs = {}
         if state == "completed":
             values = t.values or []
@@ -438,6 +442,10 @@ def from_optuna(storage: Any, study_name: str | None = None) -> dict[str, Any]:
             t["observations"] = {f"{t['index']}_0": t["observations"]["0"]}
     if intermediate:
         not_carried.append(f"intermediate values of {intermediate} trial(s) (learning curves)")
+    if system:
+        not_carried.append(f"system attributes of {system} trial(s) (the sampler's bookkeeping)")
+    if study.user_attrs:
+        not_carried.append(f"the study's user attributes {sorted(study.user_attrs)}")
     not_carried.append("the sampler (Optuna does not store it; Assay uses its own generator)")
     return _document(spec, trials, "optuna", not_carried)
 

@@ -27,8 +27,12 @@ def _module_name(path: Path) -> str:
 
 
 def package_modules(root: Path = ROOT) -> dict[str, Path]:
-    """Every module of the ``assay`` package: the root ``__init__`` and the rooms' files."""
+    """Every module of the ``assay`` package: the root's (``__init__``, ``plots``) and the
+    rooms' files."""
     found = {"assay": root / "__init__.py"}
+    for path in sorted(root.glob("*.py")):
+        if path.name != "__init__.py":
+            found[_module_name(path)] = path
     for room in ROOMS:
         for path in sorted((root / room).rglob("*.py")):
             if "migrations" in path.parts:  # Alembic scripts: loaded by Alembic, not imported
@@ -77,8 +81,9 @@ def import_graph() -> dict[str, set[tuple[str, int]]]:
 
 
 def room_of(module: str) -> str:
+    """The room a module lives in; the package root's own modules are the room ``assay``."""
     parts = module.split(".")
-    return parts[1] if len(parts) > 1 else "assay"
+    return parts[1] if len(parts) > 1 and parts[1] in ROOMS else "assay"
 
 
 #: Which rooms each room may import (besides itself). The package root ``assay`` is the job
@@ -93,17 +98,24 @@ ALLOWED: dict[str, set[str]] = {
 }
 
 #: What of ``service`` the dashboard may use: its public surface for pages (who is calling,
-#: the request dependencies, the status of an error) — never the engine's internals, the
-#: jobs package or the app.
+#: the request dependencies, the status of an error, the settings, and the safe reader of a
+#: job's log for the trial page) — never the engine's internals, the rest of the jobs package
+#: (orchestrator, executors) or the app.
 DASHBOARD_MAY_USE_OF_SERVICE = {
     "assay.service.auth",
     "assay.service.deps",
     "assay.service.errors",
     "assay.service.settings",
+    "assay.service.jobs.logfiles",
 }
 
 #: The only module of ``service`` that may import ``dashboards`` (to mount it).
 MOUNTS_DASHBOARD = {"assay.service.app"}
+
+#: Root modules that only give a room's public module a short name for users, and the one
+#: module each may import: ``from assay import plots`` is :mod:`assay.dashboards.plots`.
+#: (The package root ``assay/__init__`` itself still may not import ``dashboards``.)
+ROOT_ALIASES = {"assay.plots": {"assay.dashboards.plots"}}
 
 
 def violations(graph: dict[str, set[tuple[str, int]]]) -> list[str]:
@@ -113,7 +125,12 @@ def violations(graph: dict[str, set[tuple[str, int]]]) -> list[str]:
         for target, line in sorted(edges):
             dst = room_of(target)
             where = f"{module}:{line} imports {target}"
-            if dst != src and dst not in ALLOWED[src]:
+            if module in ROOT_ALIASES:
+                if target not in ROOT_ALIASES[module]:
+                    found.append(f"{where} ({module} may import only {ROOT_ALIASES[module]})")
+            elif target in ROOT_ALIASES:
+                found.append(f"{where} (a root alias is for users; import {target}'s module)")
+            elif dst != src and dst not in ALLOWED[src]:
                 found.append(f"{where} ({src} may import only {sorted(ALLOWED[src])})")
             elif src == "dashboards" and dst == "service":
                 if target not in DASHBOARD_MAY_USE_OF_SERVICE:
@@ -200,6 +217,40 @@ def test_the_checker_sees_function_level_and_relative_imports(tmp_path: Path) ->
     assert {t for t, _ in edges} == {"assay.service.engine", "assay.storage.base"}
     found = violations({"assay.platform.bad": edges})
     assert len(found) == 2 and all("platform may import only []" in f for f in found)
+
+
+def test_platform_does_no_file_io() -> None:
+    """``platform/`` is pure: no module of it opens, reads or writes files (``open``,
+    ``os.open``/``os.fdopen``, ``pathlib`` reads and writes)."""
+    calls = {"open", "fdopen", "read_text", "read_bytes", "write_text", "write_bytes"}
+    found = []
+    for name, path in package_modules().items():
+        if room_of(name) != "platform":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call):
+                f = node.func
+                called = f.id if isinstance(f, ast.Name) else getattr(f, "attr", "")
+                if called in calls:
+                    found.append(f"{name}:{node.lineno} calls {called}()")
+    assert not found, "\n".join(found)
+
+
+def test_a_root_alias_imports_only_what_it_names() -> None:
+    """``assay.plots`` may import ``assay.dashboards.plots`` and nothing else, no module of
+    the package imports it, and the package root may not import ``dashboards`` at all."""
+    ok = {"assay.plots": {("assay.dashboards.plots", 16)}}
+    assert violations(ok) == []
+    bad = {
+        "assay.plots": {("assay.service.engine", 3)},
+        "assay": {("assay.dashboards.plots", 5)},
+        "assay.generative.x": {("assay.plots", 7)},
+    }
+    found = violations(bad)
+    assert len(found) == 3, found
+    assert any("assay.plots:3" in f for f in found) and any("assay:5" in f for f in found)
+    assert any("a root alias is for users" in f for f in found)
+    assert "assay.plots" in package_modules()  # the real file is checked with the rest
 
 
 def test_the_checker_finds_a_cycle() -> None:

@@ -71,6 +71,7 @@ def test_wheel_builds_and_imports(repo_root: Path, tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "assay/platform/space.py" in names
     assert "assay/__init__.py" in names
+    assert "assay/plots.py" in names  # `from assay import plots`
     for asset in (
         "templates/experiment.html",
         "static/app.js",

@@ -206,7 +206,7 @@
     var trials = new Map();
     page.trials.forEach(function (t) { trials.set(t.id, t); });
     var cursor = page.cursor, known = page.known || [];
-    var modelTrace = null, completedSeen = null;
+    var completedSeen = null;
 
     // One row per observed arm: a batch trial (A/B test) contributes each of its arms
     // (t.a: name, parameters, values, feasibility against the batch's control).
@@ -223,64 +223,36 @@
       return rows;
     }
 
-    // Optimization trace: observed (± SEM), best feasible so far, the model's view.
-    function traceFigure() {
-      var rows = completedRows();
-      var ok = rows.filter(function (t) { return t.f !== false; });
-      var bad = rows.filter(function (t) { return t.f === false; });
-      function obsTrace(list, name, marker, errColor) {
-        return {
-          type: "scatter", mode: "markers", name: name, x: list.map(function (t) { return t.i; }),
-          y: list.map(function (t) { return t.v[obj][0]; }),
-          customdata: list.map(function (t) { return [t.id, t.arm, t.v[obj][1] === null ? "unknown" : fmt(t.v[obj][1], 2)]; }),
-          error_y: { type: "data", array: list.map(function (t) { return t.v[obj][1] || 0; }), color: errColor, thickness: 1, width: 0 },
-          marker: marker,
-          hovertemplate: "trial #%{x} · arm %{customdata[1]}<br>" + esc(obj) + " %{y:.4g} ± %{customdata[2]}<extra></extra>",
-        };
+    // Optimization trace: built on the server (dashboards/charts.py trace_figure, the same
+    // builder as assay.plots.trace); the page draws what /trace and /model-trace send.
+    var clickBound = false;
+    function drawTrace(chart) {
+      if (!traceEl || !chart) return null;
+      $("#trace-note").textContent = chart.note || "";
+      if (chart.figure) {
+        var drawn = draw(traceEl, chart.figure);
+        if (!clickBound && traceEl.on) {  // a point opens its trial (customdata[0]: its id)
+          clickBound = true;
+          traceEl.on("plotly_click", function (ev) {
+            var cd = ev.points && ev.points[0] && ev.points[0].customdata;
+            if (cd && cd[0]) location.href = "/trials/" + cd[0];
+          });
+        }
+        return drawn;
       }
-      var bx = [], by = [], best = null;
-      ok.forEach(function (t) {
-        var v = t.v[obj][0];
-        if (best === null || sign * v > sign * best) best = v;
-        bx.push(t.i); by.push(best);
-      });
-      var data = [
-        obsTrace(bad, "violates a constraint", { color: "white", size: 6, line: { color: C.infeasible, width: 1.5 } }, C.infeasible),
-        obsTrace(ok, "observed (± SEM)", { color: C.accent, size: 6, opacity: 0.85 }, "#a5b4fc"),
-        { type: "scatter", mode: "lines", name: "best feasible observed", x: bx, y: by,
-          line: { color: C.ink, width: 2, shape: "hv" }, hoverinfo: "skip" },
-      ];
-      if (modelTrace) {
-        var m = modelTrace, mx = [], lo = [], hi = [], mb = [];
-        m.trial_indices.forEach(function (ix, k) {
-          if (m.best_so_far[k] === null) return;
-          mx.push(ix); mb.push(m.best_so_far[k]);
-          lo.push(m.best_so_far[k] - 1.96 * m.best_so_far_sd[k]);
-          hi.push(m.best_so_far[k] + 1.96 * m.best_so_far_sd[k]);
-        });
-        data.push(
-          { type: "scatter", mode: "lines", x: mx, y: lo, line: { width: 0, shape: "hv", color: C.modelBand }, hoverinfo: "skip", showlegend: false },
-          { type: "scatter", mode: "lines", x: mx, y: hi, fill: "tonexty", fillcolor: C.modelBand, line: { width: 0, shape: "hv", color: C.modelBand }, name: "model: 95% band", hoverinfo: "skip" },
-          { type: "scatter", mode: "lines", x: mx, y: mb, name: "model's estimate of the best", line: { color: C.model, width: 2, shape: "hv" },
-            hovertemplate: "after trial #%{x}<br>model's best " + esc(obj) + " %{y:.4g}<extra></extra>" }
-        );
-        var r = m.recommended;
-        data.push({
-          type: "scatter", mode: "markers", name: "recommended arm",
-          x: r ? [r.trial_index] : [], y: r ? [r.mean] : [],
-          error_y: r ? { type: "data", symmetric: false, array: [r.upper - r.mean], arrayminus: [r.mean - r.lower], color: C.model, thickness: 1.5, width: 5 } : undefined,
-          marker: { color: C.model, size: 15, symbol: "star", line: { color: "white", width: 1 } },
-          hovertemplate: r ? "recommended arm " + esc(r.arm_name) + "<br>model " + esc(obj) + " %{y:.4g} [" + fmt(r.lower) + ", " + fmt(r.upper) + "]<extra></extra>" : undefined,
-        });
-      }
-      return {
-        data: data,
-        layout: baseLayout({
-          height: 380,
-          xaxis: axis("trial", rows.length && rows[rows.length - 1].i < 12 ? { dtick: 1 } : {}),
-          yaxis: axis(obj + (meta.minimize ? " (lower is better)" : "")),
-        }),
-      };
+      if (chart.empty) stateCard(traceEl, "", chart.empty.title, chart.empty.message);
+      return null;
+    }
+    // Requests may answer out of order: a chart older than the one drawn is dropped.
+    var traceAsked = 0, traceDrawn = 0;
+    function drawLatest(seq, chart) {
+      if (seq < traceDrawn) return null;
+      traceDrawn = seq;
+      return drawTrace(chart);
+    }
+    function loadTrace() {
+      var seq = ++traceAsked;
+      return getJSON("/experiments/" + meta.id + "/trace").then(function (r) { return drawLatest(seq, r); });
     }
 
     // Parallel coordinates in SVG (no WebGL): one polyline per completed trial.
@@ -357,35 +329,25 @@
     }
 
     var traceEl = $("#chart-trace"), parEl = $("#chart-parallel");
-    function renderData() {
-      var rows = completedRows();
-      if (!rows.length) {
-        if (!trials.size) return;
-        stateCard(traceEl, "", "No completed trials yet", trials.size + " trial" + (trials.size === 1 ? " is" : "s are") + " pending. Points appear here as soon as a trial is completed with its " + obj + ".");
-        if (parEl) stateCard(parEl, "", "Nothing to compare yet", "Each completed trial becomes one line across its parameters and metrics.");
-        return;
+    function renderParallel() {
+      if (!parEl) return null;
+      if (!completedRows().length) {
+        if (trials.size) stateCard(parEl, "", "Nothing to compare yet", "Each completed trial becomes one line across its parameters and metrics.");
+        return null;
       }
-      var drawn = Promise.all([draw(traceEl, traceFigure()), parEl ? draw(parEl, parallelFigure()) : null]);
-      var notes = [];
-      if (modelTrace && modelTrace.recommended) notes.push("The amber line is the model's hindsight estimate of the best arm among trials up to each point (noise shrinks lucky observations).");
-      $("#trace-note").textContent = notes.join(" ");
-      return drawn;
+      return draw(parEl, parallelFigure());
     }
     if (traceEl) {
-      // performance marks: benchmarks/dashboard.py reads them
-      Promise.resolve(renderData()).then(function () { performance.mark("assay:charts"); });
-      if (traceEl.on) traceEl.on("plotly_click", function (ev) {  // a point opens its trial
-        var cd = ev.points && ev.points[0] && ev.points[0].customdata;
-        if (cd && cd[0]) location.href = "/trials/" + cd[0];
-      });
+      // The first draw comes with the page (no request); performance marks: benchmarks read them.
+      Promise.all([drawTrace(page.trace), renderParallel()]).then(function () { performance.mark("assay:charts"); });
     }
 
     // The model: recommendation KPI, the trace's model layer, and the analysis panels.
     function loadModelTrace() {
+      var seq = ++traceAsked;
       return getJSON("/experiments/" + meta.id + "/model-trace").then(function (r) {
         var kv = $("#kpi-model"), ks = $("#kpi-model-sub");
         if (r.trace) {
-          modelTrace = r.trace;
           var rec = r.trace.recommended;
           if (rec) {
             kv.innerHTML = esc(fmt(rec.mean)) + ' <span class="unit">[' + esc(fmt(rec.lower)) + ", " + esc(fmt(rec.upper)) + "]</span>";
@@ -393,12 +355,12 @@
               (rec.feasible ? "" : ' · <span class="notok">not confidently feasible</span>');
           }
         } else if (r.empty) {
-          modelTrace = null; kv.textContent = "—";
+          kv.textContent = "—";
           ks.textContent = r.empty.message.charAt(0).toUpperCase() + r.empty.message.slice(1) + ".";
         } else {
-          modelTrace = null; kv.textContent = "—"; ks.textContent = "model unavailable: " + (r.error ? r.error.message : "");
+          kv.textContent = "—"; ks.textContent = "model unavailable: " + (r.error ? r.error.message : "");
         }
-        if (traceEl && completedRows().length) draw(traceEl, traceFigure());
+        drawLatest(seq, r.chart);
       });
     }
     function loadPanel(el) {
@@ -485,7 +447,8 @@
         r.trials.forEach(function (t) { trials.set(t.id, t); });
         updateKpis(r);
         addToFeed(r.events);
-        renderData();
+        renderParallel();
+        loadTrace().catch(function () {});
         refreshTable(r.trials.map(function (t) { return t.id; }));
         if (completedSeen !== null && r.completed !== completedSeen) scheduleModel();
         completedSeen = r.completed;

@@ -10,7 +10,6 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from assay.platform.errors import NotFoundError
 from assay.platform.jobspec import JobState
-from assay.platform.logfiles import LogUnavailableError, open_log, read_tail
 from assay.service.deps import (
     EngineDep,
     EventCursor,
@@ -22,6 +21,7 @@ from assay.service.deps import (
     TrialId,
     check_job_spec_allowed,
 )
+from assay.service.jobs.logfiles import LogUnavailableError, open_log, read_tail
 from assay.service.schemas import (
     JobList,
     JobPublic,
@@ -219,7 +219,7 @@ def log_tail(
     tail_bytes: Annotated[int, Query(ge=1, le=10_000_000)] = 16_384,
 ):
     """The last ``tail_bytes`` of the job's stdout/stderr (plain text; never through a link
-    the job planted, see :mod:`assay.platform.logfiles`)."""
+    the job planted, see :mod:`assay.service.jobs.logfiles`)."""
     path = _log_path(engine, trial_id, who.project)
     try:
         with open_log(request.app.state.settings.log_dir, path) as f:

@@ -456,7 +456,8 @@ class Orchestrator:
             recent = sorted(finished, key=lambda t: t.updated_at)[-FAILING_WINDOW:]
             failed = sum(t.state is TrialState.FAILED for t in recent)
             if len(recent) >= FAILING_MIN_FINISHED and failed * 2 > len(recent):
-                self.store.set_experiment_status(exp_id, ExperimentStatus.FAILING)
+                # through the engine: it sends the ``experiment.failing`` webhook
+                self.engine.set_status(exp_id, ExperimentStatus.FAILING)
                 self.store.set_run_state(exp_id, "stopped")
                 for t in exp.trials:  # queued work would otherwise wait forever
                     if t.state is TrialState.CANDIDATE:
@@ -488,7 +489,7 @@ class Orchestrator:
         if not decision.done:
             return False
         reason = f"experiment done ({decision.rule} rule): {decision.reason}"
-        self.store.set_experiment_status(exp.id, ExperimentStatus.COMPLETED)
+        self.engine.set_status(exp.id, ExperimentStatus.COMPLETED)  # + experiment.completed
         self.store.set_run_state(exp.id, "done")
         for t in exp.trials:
             if t.state is TrialState.CANDIDATE:

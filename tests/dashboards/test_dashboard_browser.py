@@ -165,6 +165,22 @@ def test_a_trial_completed_through_the_api_appears_without_reload(browser, serve
     assert p.evaluate("window.__notReloaded") is True
     tab.shot("experiment-live-update-1280x800")
     assert tab.errors == [], tab.errors
+    # A click on an observed point (the server's figure carries trial ids) opens its trial;
+    # the point chosen is away from the recommended arm's star.
+    x, y, trial_id = p.evaluate(
+        """(() => {
+          const gd = document.querySelector('#chart-trace'), fl = gd._fullLayout;
+          const star = gd.data.find(d => d.name === 'recommended arm');
+          const taken = new Set(star ? star.x : []), obs = gd.data[1];
+          const k = obs.x.findIndex(v => !taken.has(v) && v !== obs.x[obs.x.length - 1]);
+          const box = gd.getBoundingClientRect();
+          return [box.left + fl._size.l + fl.xaxis.l2p(obs.x[k]),
+                  box.top + fl._size.t + fl.yaxis.l2p(obs.y[k]), obs.customdata[k][0]];
+        })()"""
+    )
+    p.mouse.move(x - 3, y)
+    p.mouse.click(x, y)
+    p.wait_for_url(f"{srv.url}/trials/{trial_id}")
     tab.close()
 
 

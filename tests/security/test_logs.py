@@ -9,8 +9,8 @@ import os
 import pytest
 
 from assay.platform.jobspec import Job, JobState
-from assay.platform.logfiles import LogUnavailableError, open_log
 from assay.service.app import create_app
+from assay.service.jobs.logfiles import LogUnavailableError, open_log
 from assay.service.settings import Settings
 
 SECRET = "postgresql://admin:hunter2@db/assay"

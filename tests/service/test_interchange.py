@@ -164,6 +164,41 @@ def test_optuna_study_imports(client, kind) -> None:
     check_optuna_import(result)
 
 
+def test_optuna_import_lists_what_it_leaves_behind() -> None:
+    """Steps, a second objective, system and study attributes, a non-finite value: each is
+    named in the report; the rest is carried."""
+    optuna = pytest.importorskip("optuna")
+    from assay.service.interchange import from_optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(
+        study_name="s", storage=storage, directions=["minimize", "maximize"]
+    )
+    study.set_user_attr("owner", "team-a")
+    dists = {"x": optuna.distributions.FloatDistribution(0, 1, step=0.25)}
+    for k, values in enumerate([[0.5, 1.0], [float("inf"), 2.0]]):
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"x": 0.25 * k}, distributions=dists, values=values,
+                system_attrs={"nsga2:generation": 0},
+            )
+        )  # fmt: skip
+    doc = from_optuna(storage, "s")
+    report = "\n".join(doc["not_carried"])
+    for needed in (
+        "parameter x: step 0.25",
+        "objectives ['value_1']",
+        "trial 1: non-finite",
+        "system attributes of 2 trial(s)",
+        "user attributes ['owner']",
+        "sampler",
+    ):
+        assert needed in report, (needed, report)  # fmt: skip
+    assert [t["state"] for t in doc["trials"]] == ["completed", "failed"]
+    assert doc["trials"][0]["observations"]["0_0"]["value_1"]["mean"] == 1.0
+
+
 def test_cli_export_and_import(tmp_path, capsys) -> None:
     import assay
 

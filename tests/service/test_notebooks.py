@@ -1,5 +1,5 @@
-"""Notebooks: ``_repr_html_`` of experiments, trials, ``best`` and ``effects`` (escaped HTML
-tables), and the dashboard's charts from Python (``assay.dashboards.plots``), built by the
+"""Notebooks: ``_repr_html_`` of experiments, trials, ``best``, ``effects`` and the Pareto
+front (escaped HTML tables), and the dashboard's charts from Python (``assay.dashboards.plots``), built by the
 same panels and chart builders as the experiment page."""
 
 from __future__ import annotations
@@ -89,7 +89,13 @@ def test_plots_of_several_objectives_and_their_limits() -> None:
             x = t.parameters["x"]
             client.tell(t.id, {"a": (x, 0.01), "b": ((1 - x) ** 2, 0.01)})
         exp = client.get_experiment(exp.id)
+        front = client.pareto(exp.id)
+        page = front._repr_html_()
         one = _experiment(client)
+    assert "<table" in page and "Pareto front of experiment" in page
+    assert "a (max)" in page and "b (min)" in page and "P(on front)" in page
+    assert page.count("<tr>") == 1 + len(front.arms)  # header + one row per arm
+    assert page.count(">yes<") == len(front.front)
     par = _data(plots.parallel_coordinates(exp, colour_by="b"))
     assert par and par[0]["type"] == "parcoords"
     assert any("lines" in t.get("mode", "") for t in _data(plots.hypervolume(exp)))

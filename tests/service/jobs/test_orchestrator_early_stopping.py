@@ -99,8 +99,13 @@ def test_auto_stopping_rule_completes_the_run(tmp_path, es_jobs, drive) -> None:
         tmp_path, f"{es_jobs}:flat", job={"max_trials": 20, "parallelism": 1},
         stopping={"rule": "improvement", "window": 2, "min_trials": 3, "auto": True},
     )  # fmt: skip
+    hook = store.webhooks().create(
+        "default", "http://127.0.0.1:9/hook", ["experiment.completed"], "secret"
+    )
     drive(orch, lambda: store.get_experiment(exp_id).status is ExperimentStatus.COMPLETED,
           timeout=90)  # fmt: skip
+    [sent] = store.webhooks().deliveries(hook.id)  # the automatic end sends the webhook
+    assert sent.event == "experiment.completed" and sent.payload["experiment_id"] == exp_id
     exp = store.get_experiment(exp_id)
     assert exp.run_state == "done"
     completed = [t for t in exp.trials if t.state is TrialState.COMPLETED]

@@ -70,7 +70,12 @@ def test_raising_job_fails_with_its_error_and_is_retried_then_stops(
     store, _, exp_id, orch, _ = make_run(
         tmp_path, f"{jobs_module}:boom", max_retries=1, max_trials=1, parallelism=1
     )
+    hook = store.webhooks().create("default", "http://127.0.0.1:9/hook", ["experiment.failing"],
+                                   "secret")  # fmt: skip
     drive(orch, lambda: store.get_experiment(exp_id).status is ExperimentStatus.FAILING)
+    # the orchestrator's own status change sends the webhook (outbox, delivered later)
+    [sent] = store.webhooks().deliveries(hook.id)
+    assert sent.event == "experiment.failing" and sent.payload["experiment_id"] == exp_id
     ts = trials(store, exp_id)
     assert [t.state for t in ts[:4]] == [TrialState.FAILED] * 4
     assert all(t.state is TrialState.ABANDONED for t in ts[4:])  # queued work is dropped

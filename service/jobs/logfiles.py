@@ -7,6 +7,13 @@ walks from the configured log root to the log one component at a time with
 ``openat(..., O_NOFOLLOW)`` (every directory below the root and the file itself must be real,
 not links), refuses a path outside the root, and opens only a regular file (``O_NONBLOCK``,
 so a planted FIFO cannot hang the request).
+
+It lives with the jobs (whose executors write the logs under the log root) because it does
+file I/O, which the pure ``platform/`` may not. Its readers: the jobs API
+(:mod:`assay.service.api.jobs`) and the dashboard's trial page (:mod:`assay.dashboards.jobs`,
+which may import this one module of the jobs package: ``tests/test_layering.py``).
+
+May import: :mod:`assay.platform.errors` and the standard library only.
 """
 
 from __future__ import annotations
