@@ -601,9 +601,16 @@ def parcoords_figure(exp: Any, colour_by: str) -> dict[str, Any]:
     for a minimized objective), and a last "constraints met" axis (observed; relative
     constraints against the batch's control) when there are outcome constraints. Arms of batch
     trials are one line each. Arms missing a metric are left out (a parcoords line needs every
-    axis); the caller reports how many.
+    axis); the caller reports how many (:func:`parcoords_left_out`).
 
-    Plotly's ``parcoords`` trace: axes can be dragged to reorder and brushed to filter.
+    When some arm violates a constraint, the "constraints met" axis starts brushed to "n/a" and
+    "yes", so violating lines are drawn unselected: thin and grey, under the coloured ones
+    (a click on the axis clears the brush and colours them too).
+
+    Plotly's ``parcoords`` trace: axes can be dragged to reorder and brushed to filter. Used by
+    the experiment page (one objective: :func:`assay.dashboards.routes.parallel_chart`; several:
+    the "parcoords" panel, with a "Colour by" control) and by
+    :func:`assay.dashboards.plots.parallel_coordinates`.
     """
     from assay.dashboards.data import arm_feasibility
     from assay.platform.experiment import TrialState
@@ -654,11 +661,14 @@ def parcoords_figure(exp: Any, colour_by: str) -> dict[str, Any]:
         arrow = " ↓" if minimize.get(m) else (" ↑" if m in minimize else "")
         dims.append({"label": f"{m}{arrow}", "values": [r[1][m] for r in rows]})
     if config.outcome_constraints:  # observed feasibility as an axis: brush it to keep "yes"
-        dims.append(
-            {"label": "constraints met",
-             "values": [{True: 1, False: 0}.get(f, 0.5) for f in feasible],  # type: ignore[arg-type]
-             "tickvals": [0, 0.5, 1], "ticktext": ["no", "n/a", "yes"], "range": [0, 1]}
-        )  # fmt: skip
+        met: dict[str, Any] = {
+            "label": "constraints met",
+            "values": [{True: 1, False: 0}.get(f, 0.5) for f in feasible],  # type: ignore[arg-type]
+            "tickvals": [0, 0.5, 1], "ticktext": ["no", "n/a", "yes"], "range": [0, 1],
+        }  # fmt: skip
+        if any(f is False for f in feasible):  # violating lines start out grey (unselected)
+            met["constraintrange"] = [0.25, 1]
+        dims.append(met)
     colour = [r[1][colour_by] for r in rows]
     better_low = minimize.get(colour_by, False)
     return {
@@ -673,12 +683,28 @@ def parcoords_figure(exp: Any, colour_by: str) -> dict[str, Any]:
                     "showscale": True,
                     "colorbar": {"title": {"text": colour_by, "side": "right"}, "thickness": 12},
                 },
+                "unselected": {"line": {"color": INFEASIBLE, "opacity": 0.6}},
                 "labelfont": {"size": 12, "color": INK},
                 "tickfont": {"size": 10, "color": MUTED},
             }
         ],
         "layout": layout(height=380, margin={"l": 60, "r": 40, "t": 56, "b": 24}),
     }
+
+
+def parcoords_left_out(exp: Any, figure: dict[str, Any]) -> int:
+    """How many completed arms with observations :func:`parcoords_figure` left out of
+    ``figure`` (they miss a metric: a parcoords line needs every axis)."""
+    from assay.platform.experiment import TrialState
+
+    arms = sum(
+        1
+        for t in exp.trials
+        if t.state == TrialState.COMPLETED
+        for a in t.arms
+        if t.observations.get(a.name)
+    )
+    return arms - len(figure["data"][0]["line"]["color"])
 
 
 def _short(v: float | None) -> float | None:

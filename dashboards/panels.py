@@ -45,7 +45,7 @@ from assay.platform.diagnostics import (
 )
 from assay.platform.early_stopping import rule_line
 from assay.platform.errors import AssayError, NotFoundError, StorageBusyError, ValidationError
-from assay.platform.experiment import Experiment, TrialState
+from assay.platform.experiment import Experiment
 from assay.platform.pareto_report import pareto_report
 from assay.platform.space import ChoiceParameter
 from assay.platform.stopping import experiment_stopping
@@ -377,17 +377,11 @@ def parcoords_panel(ctx: PanelContext) -> PanelResult:
                 "across its parameters and metrics.",
             }
         )
-    arms = sum(
-        1
-        for t in exp.trials
-        if t.state == TrialState.COMPLETED
-        for a in t.arms
-        if t.observations.get(a.name)
-    )
+    left_out = charts.parcoords_left_out(exp, fig)
     notes = []
-    if arms > drawn:
+    if left_out:
         notes.append(
-            f"{arms - drawn} completed arm(s) miss a metric and are not drawn (a line needs "
+            f"{left_out} completed arm(s) miss a metric and are not drawn (a line needs "
             "every axis)."
         )
     return PanelResult(figure=fig, facts=[("arms drawn", str(drawn))], notes=notes)
@@ -409,8 +403,9 @@ PANELS: list[Panel] = [
         "parcoords",
         "Parallel coordinates",
         "One line per completed arm across its parameters and metrics (objectives first, "
-        "↑ maximized, ↓ minimized), coloured by the metric you choose: yellow is better. Drag "
-        "along an axis to filter lines, drag its title to reorder.",
+        "↑ maximized, ↓ minimized), coloured by the metric you choose: yellow is better; "
+        "grey lines violate a constraint. Drag along an axis to filter lines, drag its title "
+        "to reorder.",
         parcoords_panel,
         controls=lambda exp: [_colour_control(exp)],
         applies=lambda exp: exp.config.is_multi_objective,

@@ -36,7 +36,7 @@ from starlette.staticfiles import StaticFiles
 
 from assay import __version__
 from assay.dashboards import auth
-from assay.dashboards.charts import trace_figure
+from assay.dashboards.charts import parcoords_figure, parcoords_left_out, trace_figure
 from assay.dashboards.data import (
     STATES,
     BestValueCache,
@@ -373,6 +373,8 @@ def experiment_page(request: Request, experiment_id: ExperimentId) -> Response:
         "known": [e.id for e in window],
         "trials": [trial_row(t, exp.config) for t in exp.trials],
         "trace": trace_chart(exp, d.model_traces.get(exp.id)),
+        # several objectives: the "parcoords" panel instead (coloured by any objective)
+        "parallel": None if exp.config.is_multi_objective else parallel_chart(exp),
         "plotly": d.static_url(PLOTLY_BUNDLE),
     }
     return d.render(
@@ -466,6 +468,45 @@ def experiment_trace(request: Request, experiment_id: ExperimentId) -> JSONRespo
     d = _dash(request)
     exp = d.snapshots.get(experiment_id, project=who.project).experiment
     return JSONResponse(trace_chart(exp, d.model_traces.get(exp.id)))
+
+
+def parallel_chart(exp: Any) -> dict[str, Any]:
+    """The parallel-coordinates chart of a one-objective experiment's page, in the shape of
+    :func:`trace_chart`: ``figure`` (:func:`assay.dashboards.charts.parcoords_figure` coloured
+    by the objective, the builder of ``assay.plots.parallel_coordinates`` and of the
+    "parcoords" panel), or ``empty`` while no completed arm reports every metric, or neither
+    without trials; ``note`` says how many completed arms miss a metric (not drawn)."""
+    if not exp.trials:
+        return {"figure": None, "empty": None, "note": ""}
+    figure = parcoords_figure(exp, exp.config.objective.name)
+    if not figure["data"][0]["line"]["color"]:
+        return {
+            "figure": None,
+            "empty": {
+                "title": "Nothing to compare yet",
+                "message": "Each completed arm that reports every metric becomes one line "
+                "across its parameters and metrics.",
+            },
+            "note": "",
+        }
+    left_out = parcoords_left_out(exp, figure)
+    note = (
+        f"{left_out} completed arm{' misses' if left_out == 1 else 's miss'} a metric and "
+        f"{'is' if left_out == 1 else 'are'} not drawn (a line needs every axis)."
+        if left_out
+        else ""
+    )
+    return {"figure": figure, "empty": None, "note": note}
+
+
+@router.get("/experiments/{experiment_id}/parallel")
+def experiment_parallel(request: Request, experiment_id: ExperimentId) -> JSONResponse:
+    """The parallel-coordinates chart (:func:`parallel_chart`) for the page's live updates,
+    as the trace's ``/trace``: the completed arms as of now."""
+    who = _who(request)
+    d = _dash(request)
+    exp = d.snapshots.get(experiment_id, project=who.project).experiment
+    return JSONResponse(parallel_chart(exp))
 
 
 @router.get("/experiments/{experiment_id}/model-trace")

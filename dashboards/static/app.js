@@ -16,7 +16,6 @@
   };
   var FONT = '-apple-system, BlinkMacSystemFont, "Segoe UI", Roboto, "Helvetica Neue", ' +
     '"Liberation Sans", Arial, sans-serif';
-  var BINS = ["#c7d2fe", "#a5b4fc", "#818cf8", "#6366f1", "#3730a3"];
   var PLOT_CONFIG = {
     displaylogo: false, responsive: true, displayModeBar: "hover",
     modeBarButtonsToRemove: ["lasso2d", "select2d", "autoScale2d", "toggleSpikelines"],
@@ -202,149 +201,67 @@
 
   function experimentPage(page) {
     var meta = page.experiment;
-    var obj = meta.objective, sign = meta.minimize ? -1 : 1;
     var trials = new Map();
     page.trials.forEach(function (t) { trials.set(t.id, t); });
     var cursor = page.cursor, known = page.known || [];
     var completedSeen = null;
 
-    // One row per observed arm: a batch trial (A/B test) contributes each of its arms
-    // (t.a: name, parameters, values, feasibility against the batch's control).
-    function completedRows() {
-      var rows = [];
-      trials.forEach(function (t) {
-        if (t.s !== "completed") return;
-        if (!t.a) { if (t.v[obj]) rows.push(t); return; }
-        t.a.forEach(function (a) {
-          if (a.v[obj]) rows.push({ id: t.id, i: t.i, s: t.s, arm: a.arm, p: a.p, v: a.v, f: a.f, c: a.c });
-        });
-      });
-      rows.sort(function (a, b) { return a.i - b.i; });
-      return rows;
-    }
-
-    // Optimization trace: built on the server (dashboards/charts.py trace_figure, the same
-    // builder as assay.plots.trace); the page draws what /trace and /model-trace send.
-    var clickBound = false;
-    function drawTrace(chart) {
-      if (!traceEl || !chart) return null;
-      $("#trace-note").textContent = chart.note || "";
-      if (chart.figure) {
-        var drawn = draw(traceEl, chart.figure);
-        if (!clickBound && traceEl.on) {  // a point opens its trial (customdata[0]: its id)
-          clickBound = true;
-          traceEl.on("plotly_click", function (ev) {
-            var cd = ev.points && ev.points[0] && ev.points[0].customdata;
-            if (cd && cd[0]) location.href = "/trials/" + cd[0];
-          });
+    // Charts built on the server (dashboards/charts.py, the builders assay.plots returns):
+    // the first draw comes with the page data (no request), live updates fetch
+    // /experiments/{id}/{name}; each answer is {figure, empty, note}. Requests may answer out
+    // of order: a chart older than the one drawn is dropped.
+    function serverChart(name, el, noteEl, onDrawn) {
+      var asked = 0, drawn = 0;
+      function show(chart) {
+        if (!el || !chart) return null;
+        if (noteEl) noteEl.textContent = chart.note || "";
+        if (chart.figure) {
+          var done = draw(el, chart.figure);
+          if (onDrawn) onDrawn();
+          return done;
         }
-        return drawn;
-      }
-      if (chart.empty) stateCard(traceEl, "", chart.empty.title, chart.empty.message);
-      return null;
-    }
-    // Requests may answer out of order: a chart older than the one drawn is dropped.
-    var traceAsked = 0, traceDrawn = 0;
-    function drawLatest(seq, chart) {
-      if (seq < traceDrawn) return null;
-      traceDrawn = seq;
-      return drawTrace(chart);
-    }
-    function loadTrace() {
-      var seq = ++traceAsked;
-      return getJSON("/experiments/" + meta.id + "/trace").then(function (r) { return drawLatest(seq, r); });
-    }
-
-    // Parallel coordinates in SVG (no WebGL): one polyline per completed trial.
-    function parallelFigure() {
-      var dims = meta.parameters.map(function (p) { return { name: p.name, p: p }; });
-      meta.metrics.forEach(function (m) { if (m !== obj) dims.push({ name: m, metric: true }); });
-      dims.push({ name: obj, metric: true, objective: true });
-      var rows = completedRows();
-      dims.forEach(function (d) {
-        if (d.p && d.p.values) { d.cat = d.p.values.map(String); return; }
-        var lo, hi;
-        if (d.p) { lo = d.p.bounds[0]; hi = d.p.bounds[1]; d.log = d.p.log; }
-        else {
-          rows.forEach(function (t) {
-            var o = t.v[d.name]; if (!o) return;
-            lo = lo === undefined ? o[0] : Math.min(lo, o[0]); hi = hi === undefined ? o[0] : Math.max(hi, o[0]);
-          });
-        }
-        if (lo === undefined) { lo = 0; hi = 1; }
-        if (hi === lo) { hi = lo + 1; }
-        d.lo = lo; d.hi = hi;
-      });
-      function pos(d, t) {
-        var v = d.metric ? (t.v[d.name] ? t.v[d.name][0] : null) : t.p[d.name];
-        if (v === null || v === undefined) return null;
-        if (d.cat) { var k = d.cat.indexOf(String(v)); return d.cat.length > 1 ? k / (d.cat.length - 1) : 0.5; }
-        if (d.log) return (Math.log(v) - Math.log(d.lo)) / (Math.log(d.hi) - Math.log(d.lo));
-        return (v - d.lo) / (d.hi - d.lo);
-      }
-      var vals = rows.filter(function (t) { return t.f !== false; }).map(function (t) { return sign * t.v[obj][0]; }).sort(function (a, b) { return a - b; });
-      function bin(t) {
-        if (!vals.length) return 0;
-        var v = sign * t.v[obj][0], lo = 0, hi = vals.length;
-        while (lo < hi) { var mid = (lo + hi) >> 1; if (vals[mid] < v) lo = mid + 1; else hi = mid; }
-        return Math.min(BINS.length - 1, Math.floor(BINS.length * lo / vals.length));
-      }
-      var groups = [{ x: [], y: [] }].concat(BINS.map(function () { return { x: [], y: [] }; }));
-      rows.forEach(function (t) {
-        var g = t.f === false ? groups[0] : groups[1 + bin(t)];
-        dims.forEach(function (d, k) { g.x.push(k); g.y.push(pos(d, t)); });
-        g.x.push(null); g.y.push(null);
-      });
-      var data = groups.map(function (g, k) {
-        return {
-          type: "scatter", mode: "lines", x: g.x, y: g.y, hoverinfo: "skip", showlegend: false,
-          line: { color: k === 0 ? C.infeasible : BINS[k - 1], width: k === 0 ? 1 : 1 + 0.25 * k },
-          opacity: k === 0 ? 0.6 : 0.35 + 0.12 * k,
-        };
-      });
-      var shapes = [], ann = [];
-      dims.forEach(function (d, k) {
-        shapes.push({ type: "line", x0: k, x1: k, y0: 0, y1: 1, line: { color: d.objective ? C.ink : "#d1d5db", width: d.objective ? 2 : 1 } });
-        var lab = { bgcolor: "rgba(255,255,255,0.85)", borderpad: 1 };
-        var crowded = parEl && parEl.clientWidth / dims.length < 90;
-        ann.push({ x: k, y: 1.08, text: "<b>" + esc(d.name) + "</b>", showarrow: false, font: { size: crowded ? 10 : 12, color: d.metric ? C.ink : C.muted }, yanchor: "bottom", xanchor: crowded ? "left" : "center", textangle: crowded ? -40 : 0 });
-        if (d.cat) {
-          d.cat.forEach(function (c, i) {
-            ann.push({ x: k, y: d.cat.length > 1 ? i / (d.cat.length - 1) : 0.5, text: esc(c), showarrow: false, xanchor: "left", xshift: 4, font: { size: 10, color: C.ink }, bgcolor: lab.bgcolor, borderpad: 1 });
-          });
-        } else {
-          ann.push({ x: k, y: 1, text: fmt(d.hi), showarrow: false, xanchor: "left", xshift: 4, font: { size: 10, color: C.muted }, bgcolor: lab.bgcolor, borderpad: 1 });
-          ann.push({ x: k, y: 0, text: fmt(d.lo), showarrow: false, xanchor: "left", xshift: 4, font: { size: 10, color: C.muted }, bgcolor: lab.bgcolor, borderpad: 1 });
-        }
-      });
-      return {
-        data: data,
-        layout: baseLayout({
-          height: 360, showlegend: false, hovermode: false, shapes: shapes, annotations: ann,
-          margin: { l: 24, r: 48, t: 10, b: 16 },
-          xaxis: { visible: false, range: [-0.15, dims.length - 0.6], fixedrange: true },
-          yaxis: { visible: false, range: [-0.06, parEl && parEl.clientWidth / dims.length < 90 ? 1.45 : 1.2], fixedrange: true },
-        }),
-      };
-    }
-
-    var traceEl = $("#chart-trace"), parEl = $("#chart-parallel");
-    function renderParallel() {
-      if (!parEl) return null;
-      if (!completedRows().length) {
-        if (trials.size) stateCard(parEl, "", "Nothing to compare yet", "Each completed trial becomes one line across its parameters and metrics.");
+        if (chart.empty) stateCard(el, "", chart.empty.title, chart.empty.message);
         return null;
       }
-      return draw(parEl, parallelFigure());
+      function latest(seq, chart) {
+        if (seq < drawn) return null;
+        drawn = seq;
+        return show(chart);
+      }
+      return {
+        next: function () { return ++asked; },
+        latest: latest,
+        load: function () {
+          if (!el) return Promise.resolve(null);
+          var seq = ++asked;
+          return getJSON("/experiments/" + meta.id + "/" + name).then(function (r) { return latest(seq, r); });
+        },
+      };
     }
+    var traceEl = $("#chart-trace"), clickBound = false;
+    // Optimization trace (charts.trace_figure): /trace, and /model-trace with the model layer.
+    var trace = serverChart("trace", traceEl, $("#trace-note"), function () {
+      if (!clickBound && traceEl.on) {  // a point opens its trial (customdata[0]: its id)
+        clickBound = true;
+        traceEl.on("plotly_click", function (ev) {
+          var cd = ev.points && ev.points[0] && ev.points[0].customdata;
+          if (cd && cd[0]) location.href = "/trials/" + cd[0];
+        });
+      }
+    });
+    // Parallel coordinates of one objective (charts.parcoords_figure); with several
+    // objectives the "parcoords" panel draws them instead, with its "Colour by" control.
+    var parallel = serverChart("parallel", $("#chart-parallel"), $("#parallel-note"));
     if (traceEl) {
-      // The first draw comes with the page (no request); performance marks: benchmarks read them.
-      Promise.all([drawTrace(page.trace), renderParallel()]).then(function () { performance.mark("assay:charts"); });
+      // performance marks: benchmarks read them
+      Promise.all([trace.latest(0, page.trace), parallel.latest(0, page.parallel)]).then(function () {
+        performance.mark("assay:charts");
+      });
     }
 
     // The model: recommendation KPI, the trace's model layer, and the analysis panels.
     function loadModelTrace() {
-      var seq = ++traceAsked;
+      var seq = trace.next();
       return getJSON("/experiments/" + meta.id + "/model-trace").then(function (r) {
         var kv = $("#kpi-model"), ks = $("#kpi-model-sub");
         if (r.trace) {
@@ -360,7 +277,7 @@
         } else {
           kv.textContent = "—"; ks.textContent = "model unavailable: " + (r.error ? r.error.message : "");
         }
-        drawLatest(seq, r.chart);
+        trace.latest(seq, r.chart);
       });
     }
     function loadPanel(el) {
@@ -447,8 +364,8 @@
         r.trials.forEach(function (t) { trials.set(t.id, t); });
         updateKpis(r);
         addToFeed(r.events);
-        renderParallel();
-        loadTrace().catch(function () {});
+        trace.load().catch(function () {});
+        parallel.load().catch(function () {});
         refreshTable(r.trials.map(function (t) { return t.id; }));
         if (completedSeen !== null && r.completed !== completedSeen) scheduleModel();
         completedSeen = r.completed;
