@@ -188,7 +188,13 @@
       layout.height = 230 * rows;
     }
     if (narrow && layout.legend) layout.legend = Object.assign({}, layout.legend, { font: { size: 10, color: C.muted } });
-    return Plotly.react(el, fig.data, layout, PLOT_CONFIG);
+    var data = fig.data;
+    var par = data.length === 1 && data[0].type === "parcoords" ? data[0] : null;
+    if (par && el.clientWidth && el.clientWidth / par.dimensions.length < 90) {
+      // crowded parallel coordinates (a phone, many axes): slanted axis titles
+      data = [Object.assign({}, par, { labelangle: -30, labelside: "top" })];
+    }
+    return Plotly.react(el, data, layout, PLOT_CONFIG);
   }
   function stateCard(el, kind, title, message) {
     if (window.Plotly && el.classList.contains("js-plotly-plot")) Plotly.purge(el);

@@ -96,7 +96,19 @@ def test_pages_load_without_console_errors_and_charts_render(browser, server) ->
         # data charts, then the model: 3 observed traces + 4 model traces on the trace chart
         p.wait_for_function("document.querySelector('#chart-trace').data?.length === 7")
         p.wait_for_function(ALL_PANELS)
-        assert tab.traces("#chart-parallel") == 6  # 5 quality bins + infeasible lines
+        # parallel coordinates: the server's parcoords figure, one line per completed trial
+        # across 4 parameters, 3 metrics and "constraints met" (SVG axes, WebGL lines)
+        par = "document.querySelector('#chart-parallel')"
+        assert p.evaluate(f"{par}.data[0].type") == "parcoords"
+        assert p.evaluate(f"{par}.data[0].line.color.length") == 24
+        assert p.locator("#chart-parallel g.y-axis").count() == 8
+        assert p.locator("#chart-parallel canvas").count() >= 1
+        titles = p.locator("#chart-parallel text.axis-title").all_text_contents()
+        assert titles[-4:] == ["accuracy ↑", "latency_ms", "memory_gb", "constraints met"]
+        # violating trials start out unselected (grey): the brush on "constraints met"
+        lo, hi = p.evaluate(f"{par}._fullData[0].dimensions[7].constraintrange")
+        assert 0 < lo < 0.5 and hi >= 1  # "n/a" (0.5) and "yes" (1) kept, "no" (0) greyed
+        assert p.evaluate(f"{par}._fullData[0].unselected.line.color") == "#cbd5e1"
         for key, n in PANEL_TRACES.items():
             assert tab.traces(f"#panel-{key} .js-plotly-plot") == n, key
         assert p.locator("#trials tbody tr").count() == 20  # a page of 27 trials
@@ -140,6 +152,7 @@ def test_a_trial_completed_through_the_api_appears_without_reload(browser, serve
     p.wait_for_function("document.querySelector('#chart-trace').data?.length === 7")
     p.evaluate("window.__notReloaded = true")
     before = p.evaluate("document.querySelector('#chart-trace').data[1].x.length")
+    par = p.evaluate("document.querySelector('#chart-parallel').data[0].line.color.length")
     api = httpx.Client(base_url=srv.url + "/api/v1")
     t = api.post(
         f"/experiments/{exp}/trials",
@@ -149,10 +162,15 @@ def test_a_trial_completed_through_the_api_appears_without_reload(browser, serve
     assert "running" in p.locator(f'#trials tr[data-trial="{t["id"]}"]').inner_text()
     r = api.post(
         f"/trials/{t['id']}:complete",
-        json={"observations": {"accuracy": [0.97, 0.01], "latency_ms": [19.0, 0.5]}},
-    )
+        json={"observations": {"accuracy": [0.97, 0.01], "latency_ms": [19.0, 0.5],
+                               "memory_gb": [2.0, 0.0]}},  # every metric: a parcoords line
+    )  # fmt: skip
     assert r.status_code == 200
     p.wait_for_function(f"document.querySelector('#chart-trace').data[1].x.includes({t['index']})")
+    # the parallel coordinates refresh with the same update (GET .../parallel): one more line
+    p.wait_for_function(
+        f"document.querySelector('#chart-parallel').data[0].line.color.length === {par + 1}"
+    )
     row = p.locator(f'#trials tr[data-trial="{t["id"]}"]')
     p.wait_for_function(
         f"document.querySelector('#trials tr[data-trial=\"{t['id']}\"]')"
@@ -366,7 +384,7 @@ def test_multi_objective_parallel_coordinates_draw_and_recolour(
         tab = Tab(browser, WIDE)
         p = tab.page
         tab.open(f"{srv.url}/experiments/{exp.id}")
-        assert p.locator("#chart-parallel").count() == 0  # the panel replaces the SVG chart
+        assert p.locator("#chart-parallel").count() == 0  # the panel replaces the page's chart
         p.wait_for_function("document.querySelector('#panel-parcoords[data-loaded]') !== null")
         plot = "document.querySelector('#panel-parcoords .js-plotly-plot')"
         assert p.evaluate(f"{plot}.data[0].type") == "parcoords"

@@ -515,8 +515,8 @@ AB_TWO_OBJECTIVES = {
 
 
 def test_parallel_coordinates_coloured_by_any_objective(seeded) -> None:
-    """Several objectives: the parallel-coordinates panel (Plotly ``parcoords``) replaces the
-    single-objective SVG chart, draws one line per completed arm across parameters then
+    """Several objectives: the parallel-coordinates panel (Plotly ``parcoords``, with a
+    "Colour by" control) replaces the one-objective page's chart (same builder), draws one line per completed arm across parameters then
     metrics, and colours them by the metric chosen, bright = better (reversed when minimized)."""
     from assay.dashboards.sample import ab_truth, seed_ab_experiment
 
