@@ -114,9 +114,10 @@ def hypervolume(exp: Experiment) -> Any:
 
 def parallel_coordinates(exp: Experiment, colour_by: str | None = None) -> Any:
     """One line per completed arm across parameters and metrics, coloured by ``colour_by``
-    (default: the first objective). Experiments with several objectives go through the
-    dashboard's panel; for one objective (whose page draws its own live chart) the same chart
-    builder is called directly."""
+    (default: the first objective), violating arms greyed
+    (:func:`assay.dashboards.charts.parcoords_figure`). Experiments with several objectives
+    go through the dashboard's "parcoords" panel; for one objective the builder is called as
+    the page's own chart calls it (:func:`assay.dashboards.routes.parallel_chart`)."""
     if exp.config.is_multi_objective:
         return _figure(exp, "parcoords", {"colour": colour_by})
     from assay.dashboards import charts

@@ -191,8 +191,12 @@
     var data = fig.data;
     var par = data.length === 1 && data[0].type === "parcoords" ? data[0] : null;
     if (par && el.clientWidth && el.clientWidth / par.dimensions.length < 90) {
-      // crowded parallel coordinates (a phone, many axes): slanted axis titles
-      data = [Object.assign({}, par, { labelangle: -30, labelside: "top" })];
+      // crowded parallel coordinates (a phone, many axes): slanted axis titles with room
+      // above them, and the axes get the colour bar's width (the card says what colour means)
+      data = [Object.assign({}, par, {
+        labelangle: -45, labelside: "top", line: Object.assign({}, par.line, { showscale: false }),
+      })];
+      layout.margin = Object.assign({}, layout.margin, { t: 110, l: 40, r: 28 });
     }
     return Plotly.react(el, data, layout, PLOT_CONFIG);
   }
