@@ -196,7 +196,7 @@
       data = [Object.assign({}, par, {
         labelangle: -45, labelside: "top", line: Object.assign({}, par.line, { showscale: false }),
       })];
-      layout.margin = Object.assign({}, layout.margin, { t: 110, l: 40, r: 28 });
+      layout.margin = Object.assign({}, layout.margin, { t: 104, l: 40, r: 64 });
     }
     return Plotly.react(el, data, layout, PLOT_CONFIG);
   }
