@@ -648,18 +648,18 @@ def parcoords_figure(exp: Any, colour_by: str) -> dict[str, Any]:
         elif getattr(p, "log", False):
             dims.append(
                 {"label": f"{p.name} (log10)",
-                 "values": [math.log10(float(v)) if v is not None else None for v in xs],
+                 "values": [_short(math.log10(float(v))) if v is not None else None for v in xs],
                  "range": [math.log10(p.lower), math.log10(p.upper)]}  # type: ignore[attr-defined]
             )  # fmt: skip
         else:
             dims.append(
-                {"label": p.name, "values": [float(v) if v is not None else None for v in xs],
+                {"label": p.name, "values": [_short(float(v)) if v is not None else None for v in xs],
                  "range": [p.lower, p.upper]}  # type: ignore[attr-defined]
             )  # fmt: skip
     minimize = {o.name: o.minimize for o in config.objectives}
     for m in metrics:
         arrow = " ↓" if minimize.get(m) else (" ↑" if m in minimize else "")
-        dims.append({"label": f"{m}{arrow}", "values": [r[1][m] for r in rows]})
+        dims.append({"label": f"{m}{arrow}", "values": [_short(r[1][m]) for r in rows]})
     if config.outcome_constraints:  # observed feasibility as an axis: brush it to keep "yes"
         met: dict[str, Any] = {
             "label": "constraints met",
@@ -669,7 +669,7 @@ def parcoords_figure(exp: Any, colour_by: str) -> dict[str, Any]:
         if any(f is False for f in feasible):  # violating lines start out grey (unselected)
             met["constraintrange"] = [0.25, 1]
         dims.append(met)
-    colour = [r[1][colour_by] for r in rows]
+    colour = [_short(r[1][colour_by]) for r in rows]  # 7 digits, as the page's other charts
     better_low = minimize.get(colour_by, False)
     return {
         "data": [
