@@ -163,9 +163,10 @@ NARROW_FUNCTIONS = ["twobasin2", "goldsteinprice", "rastrigin2", "michalewicz2",
 #: ``method -> (generator, settings)``; ``None`` generator = uniform random search.
 METHODS: dict[str, tuple[str | None, dict[str, Any]]] = {
     "random": (None, {}),
-    "ei": ("multi_step", {"horizon": 1}),
-    "ms2": ("multi_step", {"horizon": 2}),
-    "ms3": ("multi_step", {"horizon": 3}),
+    # noise-free functions: the GP gets a small fixed noise, as the authors did (issue 19/20)
+    "ei": ("multi_step", {"horizon": 1, "noise": "fixed"}),
+    "ms2": ("multi_step", {"horizon": 2, "noise": "fixed"}),
+    "ms3": ("multi_step", {"horizon": 3, "noise": "fixed"}),
     "noisy_ei": ("noisy_ei", {}),
 }
 
