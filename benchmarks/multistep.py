@@ -8,6 +8,8 @@ warm-started between asks):
 * ``ei``         one-step EI: ``multi_step`` with ``horizon=1`` (analytic log-EI, same maximizer
   as EI, ``best_f`` = best posterior mean), optimized with at least the platform's usual effort;
 * ``ms2``/``ms3`` ``multi_step`` with ``horizon`` 2 / 3 and the default fantasies;
+* ``ei``, ``ms2`` and ``ms3`` model the noise-free functions with a small fixed noise
+  (``noise="fixed"``), as the authors did; ``noisy_ei`` keeps its inferred noise;
 * ``noisy_ei``   Assay's noisy-constrained EI (qLogNEI), default settings.
 
 Protocol (the paper's): an initial design of ``2 d`` uniform random points shared by every

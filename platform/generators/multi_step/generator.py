@@ -32,7 +32,13 @@ The initial design, the GP fit and the fallbacks are
 * **Warm start.** The optimal tree of each ask seeds the next ask's optimization
   (:mod:`~assay.platform.generators.multi_step.warm_start`, mode ``warm_start_mode``).
 * **Time.** ``max_seconds`` bounds the ask: the tree optimizer gets what is left of it once
-  the model is fitted.
+  the model is fitted. With more than :data:`FAST_PATH_MIN_SECONDS` left it runs BoTorch's
+  batched L-BFGS-B (each restart its own problem, no timeout) bounded by ``maxiter`` and
+  :data:`LINE_SEARCH_STEPS` line-search steps per iteration: this halved a warm-started
+  ``k = 2`` ask at the same tree value (issue 19 target 6, ``PROGRESS.md``).
+* **Noise-free objectives** should set ``noise="fixed"`` (a small fixed noise, as the
+  authors do): an inferred noise on noise-free data smoothed the narrow valley of
+  Goldstein-Price away and left horizon 2 stuck (issue 20).
 * **Outcome constraints and unordered choice parameters** are rejected when the experiment is
   created (use ``noisy_ei``). Integer and ordered-choice parameters are optimized by continuous
   relaxation of the whole tree; the proposal is rounded to the nearest allowed value.
