@@ -8,6 +8,8 @@ warm-started between asks):
 * ``ei``         one-step EI: ``multi_step`` with ``horizon=1`` (analytic log-EI, same maximizer
   as EI, ``best_f`` = best posterior mean), optimized with at least the platform's usual effort;
 * ``ms2``/``ms3`` ``multi_step`` with ``horizon`` 2 / 3 and the default fantasies;
+* ``ei``, ``ms2`` and ``ms3`` model the noise-free functions with a small fixed noise
+  (``noise="fixed"``), as the authors did; ``noisy_ei`` keeps its inferred noise;
 * ``noisy_ei``   Assay's noisy-constrained EI (qLogNEI), default settings.
 
 Protocol (the paper's): an initial design of ``2 d`` uniform random points shared by every
@@ -163,9 +165,10 @@ NARROW_FUNCTIONS = ["twobasin2", "goldsteinprice", "rastrigin2", "michalewicz2",
 #: ``method -> (generator, settings)``; ``None`` generator = uniform random search.
 METHODS: dict[str, tuple[str | None, dict[str, Any]]] = {
     "random": (None, {}),
-    "ei": ("multi_step", {"horizon": 1}),
-    "ms2": ("multi_step", {"horizon": 2}),
-    "ms3": ("multi_step", {"horizon": 3}),
+    # noise-free functions: the GP gets a small fixed noise, as the authors did (issue 19/20)
+    "ei": ("multi_step", {"horizon": 1, "noise": "fixed"}),
+    "ms2": ("multi_step", {"horizon": 2, "noise": "fixed"}),
+    "ms3": ("multi_step", {"horizon": 3, "noise": "fixed"}),
     "noisy_ei": ("noisy_ei", {}),
 }
 

@@ -32,7 +32,13 @@ The initial design, the GP fit and the fallbacks are
 * **Warm start.** The optimal tree of each ask seeds the next ask's optimization
   (:mod:`~assay.platform.generators.multi_step.warm_start`, mode ``warm_start_mode``).
 * **Time.** ``max_seconds`` bounds the ask: the tree optimizer gets what is left of it once
-  the model is fitted.
+  the model is fitted. With more than :data:`FAST_PATH_MIN_SECONDS` left it runs BoTorch's
+  batched L-BFGS-B (each restart its own problem, no timeout) bounded by ``maxiter`` and
+  :data:`LINE_SEARCH_STEPS` line-search steps per iteration: this halved a warm-started
+  ``k = 2`` ask at the same tree value (issue 19 target 6, ``PROGRESS.md``).
+* **Noise-free objectives** should set ``noise="fixed"`` (a small fixed noise, as the
+  authors do): an inferred noise on noise-free data smoothed the narrow valley of
+  Goldstein-Price away and left horizon 2 stuck (issue 20).
 * **Outcome constraints and unordered choice parameters** are rejected when the experiment is
   created (use ``noisy_ei``). Integer and ordered-choice parameters are optimized by continuous
   relaxation of the whole tree; the proposal is rounded to the nearest allowed value.
@@ -102,6 +108,13 @@ DEFAULT_FANTASIES: dict[int, tuple[int, ...]] = {1: (), 2: (8,), 3: (4, 4), 4: (
 #: Observation-noise variance of ``noise="fixed"``, relative to the objective's sample variance
 #: (a noise-free objective modelled with a small fixed noise, as the authors do).
 FIXED_NOISE = 1e-4
+#: Line-search steps per L-BFGS-B iteration of the tree optimizer (SciPy's default is 20): near
+#: a warm-started optimum the line search spent most of the evaluations; 5 halved the ask at
+#: the same tree value (PROGRESS.md, issue 19 target 6).
+LINE_SEARCH_STEPS = 5
+#: Below this many seconds left, the tree optimizer runs with a timeout (BoTorch's slower
+#: joint L-BFGS-B); above it, the batched fast path bounded by iterations.
+FAST_PATH_MIN_SECONDS = 5.0
 #: Largest number of leaves ``prod(num_fantasies)`` accepted (cost is linear in it).
 MAX_TREE_LEAVES = 256
 #: Raw trees times leaves scored in one call when choosing restarts (bounds memory).
@@ -373,6 +386,11 @@ class MultiStepGenerator(ModelBasedGenerator):
                         values = torch.cat([acqf(b) for b in pool.split(init_limit)])
                         ics = initialize_q_batch(pool, values, n=s.num_restarts)[0]
             info["warm_started"] = warm and ics is not None
+            # SciPy's batched L-BFGS-B (BoTorch's fast path: every restart its own problem,
+            # all evaluated in one call) runs only without a timeout; the iterations and
+            # line-search steps bound its work, so the timeout is kept for short budgets only
+            remaining = max(timeout - (time.perf_counter() - t0), 0.1)
+            timeout_sec = remaining if remaining < FAST_PATH_MIN_SECONDS else None
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", OptimizationWarning)
                 warnings.simplefilter("always", RuntimeWarning)
@@ -386,11 +404,13 @@ class MultiStepGenerator(ModelBasedGenerator):
                     inequality_constraints=space.inequality_constraints(),
                     options={
                         "maxiter": s.maxiter,
+                        # an L-BFGS-B option (linear constraints switch to SLSQP)
+                        **({} if space.inequality_constraints() else {"maxls": LINE_SEARCH_STEPS}),
                         "batch_limit": s.num_restarts,
                         # score the raw trees in few calls: each call costs a fixed overhead
                         "init_batch_limit": init_limit,
                     },
-                    timeout_sec=max(timeout - (time.perf_counter() - t0), 0.1),
+                    timeout_sec=timeout_sec,
                     return_full_tree=True,
                     retry_on_optimization_warning=False,
                 )
