@@ -291,14 +291,14 @@ def main(argv: list[str] | None = None) -> int:
     seeds = list(range(args.seed_start, args.seed_start + args.seeds))
     results = read_cache(args.cache)
     if not args.table_only:
-        for pname in args.problems:
-            problem = PROBLEMS[pname]()
-            for method in args.methods:
-                for seed in seeds:
+        # seeds outermost: a run stopped early still compares every method on every problem
+        for seed in seeds:
+            for pname in args.problems:
+                for method in args.methods:
                     key = cache_key(pname, method, seed, args.budget)
                     if key in read_cache(args.cache):
                         continue
-                    run = run_one(problem, method, seed, args.budget)
+                    run = run_one(PROBLEMS[pname](), method, seed, args.budget)
                     results[key] = run
                     print(f"{key}: log10 HV gap {run['log_hv_gap']:.3f}, median ask "
                           f"{statistics.median(run['ask_wall_s']):.3f} s", flush=True)  # fmt: skip
