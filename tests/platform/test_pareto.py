@@ -242,3 +242,33 @@ def test_relative_thresholds_are_converted_against_the_control() -> None:
     assert rep.reference_point["conv"]["value"] == pytest.approx(-2.0)
     assert rep.reference_point["latency"]["value"] == pytest.approx(10.0)
     assert "status_quo" in {a.arm_name for a in rep.arms}
+
+
+def test_multi_objective_initial_design_is_d_plus_one_at_least_five() -> None:
+    def space(d: int):  # type: ignore[no-untyped-def]
+        params = [{"name": f"x{i}", "type": "float", "bounds": [0.0, 1.0]} for i in range(d)]
+        spec = {"name": "s", "parameters": params, "objectives": ["f1", "f2"]}
+        return Experiment(id=1, config=ExperimentConfig.from_dict(spec)).search_space
+
+    for name in ("noisy_ehvi", "parego"):
+        gen = get_generator(name)
+        assert [gen.n_initial(space(d)) for d in (2, 4, 6, 10)] == [5, 5, 7, 11]
+        assert get_generator(name, {"n_initial": 3}).n_initial(space(6)) == 3
+    # the single-objective rule is unchanged: max(2 d + 1, 5)
+    assert get_generator("noisy_ei").n_initial(space(6)) == 13
+
+
+def test_ehvi_acquisition_runs_on_the_batched_joint_model() -> None:
+    from botorch.models import ModelListGP, SingleTaskGP
+
+    exp = _experiment(_box_values())
+    acqf, _ = _acqf(exp)
+    assert isinstance(acqf.model, SingleTaskGP) and not isinstance(acqf.model, ModelListGP)
+    assert acqf.model.num_outputs == 2
+    # same posterior as the per-metric models
+    fitted = fit_outcome_models(training_data(exp), ["f1", "f2"])
+    X = torch.tensor([[0.9, 0.1], [0.4, 0.7]], dtype=torch.float64)
+    with torch.no_grad():
+        a, b = fitted.joint.posterior(X), fitted.model.posterior(X)
+    assert torch.allclose(a.mean, b.mean, atol=1e-6)
+    assert torch.allclose(a.variance, b.variance, rtol=1e-4, atol=1e-9)
