@@ -95,6 +95,16 @@ def _kernel(module: Kernel, A: Tensor, B: Tensor) -> Tensor:
     return k if scale is None else scale * k
 
 
+def _kernel_diag(module: Kernel, x: Tensor) -> Tensor:
+    """``k(x_i, x_i)`` for the ``B x d`` points ``x``: the signal variance for the stationary
+    kernels :func:`_kernel` computes directly, else through GPyTorch."""
+    base = module.base_kernel if isinstance(module, ScaleKernel) else module
+    if type(base) in (RBFKernel, MaternKernel) and base.active_dims is None:
+        ones = torch.ones(x.shape[0], dtype=x.dtype)
+        return ones * module.outputscale if isinstance(module, ScaleKernel) else ones
+    return module(x.unsqueeze(-2), x.unsqueeze(-2)).to_dense().reshape(-1)
+
+
 def _cholesky(A: Tensor, jitter: float) -> Tensor:
     eye = torch.eye(A.shape[-1], dtype=A.dtype)
     for k in range(8):
@@ -201,6 +211,7 @@ class AnalyticNEI(AcquisitionFunction):
         base = draw_sobol_normal_samples(d=nj * len(self.outputs), n=S, seed=self.seed)
         base = base.to(Xj).reshape(S, len(self.outputs), nj)
         self._Xj, self._A, self._Lj, self._Z, samples = Xj, [], [], [], []
+        self._XXj = [torch.cat([out.X, Xj]) for out in self.outputs]  # rows of k(x, .)
         with torch.no_grad():
             for j, out in enumerate(self.outputs):
                 mean, cov = out.moments(Xj)
@@ -243,11 +254,10 @@ class AnalyticNEI(AcquisitionFunction):
         x = X.reshape(-1, X.shape[-1])
         cond_mean, cond_sd = [], []
         for j, out in enumerate(self.outputs):
-            k = out.prior(x, torch.cat([out.X, self._Xj]))  # B x (n + nj)
+            k = out.prior(x, self._XXj[j])  # B x (n + nj)
             kX, kJ = k[:, : out.X.shape[0]], k[:, out.X.shape[0] :]
             mean = out.const + kX @ out.alpha  # B
-            var = out.prior(x.unsqueeze(-2), x.unsqueeze(-2)).reshape(-1)
-            var = var - ((kX @ out.Kinv) * kX).sum(-1)
+            var = _kernel_diag(out.gp.covar_module, x) - ((kX @ out.Kinv) * kX).sum(-1)
             cross = kJ - kX @ self._A[j]  # B x nj: posterior Cov(f(x), f(Xj))
             lvec = torch.linalg.solve_triangular(self._Lj[j], cross.T, upper=False)  # nj x B
             m = mean.unsqueeze(-1) + lvec.T @ self._Z[j]  # B x S

@@ -9,7 +9,7 @@ import torch
 from botorch.acquisition.logei import qLogNoisyExpectedImprovement
 from botorch.sampling import SobolQMCNormalSampler
 
-from assay.platform.generators.analytic_nei import _kernel, build_analytic_nei
+from assay.platform.generators.analytic_nei import _kernel, _kernel_diag, build_analytic_nei
 from assay.platform.generators.noisy_ei import NoisyEIGenerator, objective_and_constraints
 from assay.platform.models import fit_outcome_models, training_data
 
@@ -49,6 +49,8 @@ def test_kernel_matches_gpytorch(build_experiment) -> None:
     A, B = torch.rand(5, 2, dtype=torch.double), torch.rand(7, 2, dtype=torch.double)
     for gp in fitted.model.models:
         assert torch.allclose(_kernel(gp.covar_module, A, B), gp.covar_module(A, B).to_dense())
+        diag = gp.covar_module(A, A, diag=True)
+        assert torch.allclose(_kernel_diag(gp.covar_module, A), diag.to_dense().reshape(-1))
 
 
 def _compare(exp, data, fitted, X_pending=None, tol: float = 0.15) -> None:
