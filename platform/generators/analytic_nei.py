@@ -76,13 +76,14 @@ def _kernel(module: Kernel, A: Tensor, B: Tensor) -> Tensor:
     without their lazy-tensor wrapping."""
     scale = None
     if isinstance(module, ScaleKernel):
-        scale, module = module.outputscale, module.base_kernel
+        scale, module = module.outputscale.detach(), module.base_kernel
     if type(module) not in (RBFKernel, MaternKernel) or module.active_dims is not None:
         return module(A, B).to_dense() if scale is None else scale * module(A, B).to_dense()
     if isinstance(module, MaternKernel) and module.nu != 2.5:
         k = module(A, B).to_dense()
         return k if scale is None else scale * k
-    ls = module.lengthscale.reshape(-1)
+    # hyperparameters are constants of the acquisition: no autograd graph through them
+    ls = module.lengthscale.detach().reshape(-1)
     a, b = A / ls, B / ls
     sq = (
         (a * a).sum(-1, keepdim=True) + (b * b).sum(-1).unsqueeze(-2) - 2 * a @ b.transpose(-1, -2)
@@ -101,7 +102,7 @@ def _kernel_diag(module: Kernel, x: Tensor) -> Tensor:
     base = module.base_kernel if isinstance(module, ScaleKernel) else module
     if type(base) in (RBFKernel, MaternKernel) and base.active_dims is None:
         ones = torch.ones(x.shape[0], dtype=x.dtype)
-        return ones * module.outputscale if isinstance(module, ScaleKernel) else ones
+        return ones * module.outputscale.detach() if isinstance(module, ScaleKernel) else ones
     return module(x.unsqueeze(-2), x.unsqueeze(-2)).to_dense().reshape(-1)
 
 
