@@ -88,8 +88,10 @@ def test_inferred_noise_models(build_experiment) -> None:
 
 def test_generator_uses_it_and_batches(build_experiment) -> None:
     exp, _, _ = fitted_experiment(build_experiment)
-    res = NoisyEIGenerator().generate(exp, 3, seed=0)
+    res = NoisyEIGenerator().generate(exp, 1, seed=0)
     assert res.info["acquisition"] == "LogNoisyExpectedImprovement"
+    res = NoisyEIGenerator().generate(exp, 3, seed=0)  # batches keep qLogNEI (for now)
+    assert res.info["acquisition"] == "qLogNoisyExpectedImprovement"
     assert [c.generator for c in res.candidates] == ["noisy_ei"] * 3
     res = NoisyEIGenerator({"analytic": False}).generate(exp, 1, seed=0)
     assert res.info["acquisition"] == "qLogNoisyExpectedImprovement"
