@@ -164,6 +164,20 @@ def _optimize(
             options={"maxiter": options.maxiter, "batch_limit": 32},
         )
         return X.detach(), values.detach().reshape(-1)
+    if q > 1 and getattr(acqf, "single_point", False):
+        # An acquisition of one point at a time (e.g. the analytic NEI): greedy-sequential
+        # here too, each chosen point added to the pending ones (as optimize_acqf does).
+        base = acqf.X_pending
+        Xs, vals = [], []
+        try:
+            for _ in range(q):
+                x, v = _optimize(acqf, space, 1, options)
+                Xs.append(x)
+                vals.append(v)
+                acqf.set_X_pending(torch.cat([p for p in (base, *Xs) if p is not None]))
+        finally:
+            acqf.set_X_pending(base)
+        return torch.cat(Xs), torch.cat(vals)
     wrapped = CompactAcquisition(acqf, space) if space.has_one_hot else acqf
     Xc, values = optimize_acqf_mixed_alternating(
         wrapped,

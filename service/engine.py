@@ -276,8 +276,9 @@ class Engine(Generation, Runs, Stopping, Interchange):
             trial_id,
             TrialState.COMPLETED,
             project=project,
-            observations=lambda trial: self.experiment_config(
-                trial.experiment_id
+            # ``config``: the definition the store read with the trial (SQL), else re-read
+            observations=lambda trial, config: (
+                config or self.experiment_config(trial.experiment_id)
             ).parse_trial_observations(trial, raw, batch=batch),
             actor=actor or self.actor,
         )

@@ -39,11 +39,12 @@ from assay.storage.webhooks import MemoryOutbox, WebhookOutbox
 CURVE_STATES = (TrialState.RUNNING, TrialState.COMPLETED, TrialState.EARLY_STOPPED)
 
 #: What a completion stores: ``{arm: {metric: Observation}}``, or a callable that receives the
-#: trial as loaded inside the transaction and returns them (validation and write in one
+#: trial as loaded inside the transaction and its experiment's current configuration when the
+#: store read it with the trial (else ``None``) and returns them (validation and write in one
 #: transaction), or ``None``.
 ObservationsArg = (
     Mapping[str, Mapping[str, Observation]]
-    | Callable[[Trial], Mapping[str, Mapping[str, Observation]]]
+    | Callable[[Trial, ExperimentConfig | None], Mapping[str, Mapping[str, Observation]]]
     | None
 )
 

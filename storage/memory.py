@@ -323,7 +323,7 @@ class MemoryStore(Store):
             check_expected_state(trial_id, t.state, expected_states)
             check_transition(trial_id, t.state, to_state)
             if callable(observations):
-                observations = observations(copy.deepcopy(t))
+                observations = observations(copy.deepcopy(t), None)
             old = t.state
             if observations:
                 t.observations = {a: dict(obs) for a, obs in observations.items()}

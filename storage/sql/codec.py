@@ -17,7 +17,7 @@ import copy
 import threading
 from typing import Any
 
-from sqlalchemy import and_, bindparam, select, update
+from sqlalchemy import and_, bindparam, exists, select, update
 from sqlalchemy.orm import Session
 
 from assay.platform.errors import NotFoundError
@@ -41,6 +41,7 @@ from assay.storage.orm import (
     TrialArmRow,
     TrialEventRow,
     TrialRow,
+    WebhookRow,
 )
 
 # -- statements built once (SQLAlchemy then reuses their compiled form) ---------------------
@@ -53,6 +54,14 @@ ONE_TRIAL = (
         ArmRow.name.label("arm_name"), ArmRow.parameters, ObservationRow.metric,
         ObservationRow.mean, ObservationRow.sem, ObservationRow.n,
         ProjectRow.name.label("project"),
+        # Read in the same statement, so as current as the trial itself: the experiment's
+        # definition (a tell validates against it; it may have been PATCHed by another
+        # process) and whether the project has an active webhook (a tell without one skips
+        # the outbox transaction).
+        ExperimentRow.config.label("exp_config"),
+        exists()
+        .where(WebhookRow.project_id == ExperimentRow.project_id, WebhookRow.active)
+        .label("has_hooks"),
     )
     .join(TrialArmRow, TrialArmRow.trial_id == TrialRow.id)
     .join(ArmRow, ArmRow.id == TrialArmRow.arm_id)
@@ -194,13 +203,20 @@ def load_trials(s: Session, ids_stmt: Any) -> list[Trial]:
     ]  # fmt: skip
 
 
-def load_one_trial(s: Session, trial_id: int, project: str | None) -> tuple[Trial, dict[str, int]]:
+def load_one_trial(
+    s: Session, trial_id: int, project: str | None, extra: dict[str, Any] | None = None
+) -> tuple[Trial, dict[str, int]]:
     """One trial and its arm ids by name, in a single pre-built query (the hot path of tells).
-    ``NotFoundError`` if absent or (with ``project``) in another project."""
+    ``NotFoundError`` if absent or (with ``project``) in another project. ``extra`` receives
+    the experiment's stored definition (``"config"``, JSON), the project's name
+    (``"project"``) and whether it has an active webhook (``"has_hooks"``), all read by the
+    same statement."""
     rows = s.execute(ONE_TRIAL, {"p_id": trial_id}).all()
     if not rows or (project is not None and rows[0].project != project):
         raise NotFoundError(f"trial {trial_id} not found", details={"trial_id": trial_id})
     r0 = rows[0]
+    if extra is not None:
+        extra.update(config=r0.exp_config, project=r0.project, has_hooks=bool(r0.has_hooks))
     arms: dict[str, tuple[int, int, dict]] = {}
     obs: dict[str, dict[str, Observation]] = {}
     for r in rows:
@@ -328,14 +344,18 @@ class ExperimentCache:
 
     def config(self, row: ExperimentRow) -> ExperimentConfig:
         """A copy of the experiment's parsed configuration."""
+        return self.config_of(row.id, row.config)
+
+    def config_of(self, experiment_id: int, stored: dict[str, Any]) -> ExperimentConfig:
+        """A copy of the parsed configuration whose stored JSON is ``stored`` (as just read)."""
         with self._lock:
-            cached = self._configs.get(row.id)
+            cached = self._configs.get(experiment_id)
         # A definition can change (a new version, maybe by another process): the parsed
         # configuration is reused only while the row's JSON is the one it was parsed from.
-        if cached is None or cached[0] != row.config:
-            cached = (copy.deepcopy(row.config), ExperimentConfig.from_dict(row.config))
+        if cached is None or cached[0] != stored:
+            cached = (copy.deepcopy(stored), ExperimentConfig.from_dict(stored))
             with self._lock:
-                self._configs[row.id] = cached
+                self._configs[experiment_id] = cached
         return copy.deepcopy(cached[1])
 
     def trials(self, s: Session, experiment_id: int, *, copy_trials: bool = True) -> list[Trial]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -114,6 +115,9 @@ class SqlDatabase:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        #: Per thread: the project whose last trial transition here found no active webhook
+        #: (read with the trial; consumed by the next enqueue, see ``SqlOutbox.enqueue``).
+        self.hooks_hint = threading.local()  # .value: (project, trial id, monotonic time)
         self.dialect = engine.dialect.name
         read_bind = (
             engine.execution_options(isolation_level="REPEATABLE READ")

@@ -12,6 +12,7 @@ May import: sqlalchemy, :mod:`assay.platform`, :mod:`assay.storage.base`,
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -100,11 +101,17 @@ class SqlTrials(SqlDatabase):
         expected_states: Sequence[TrialState] | None = None,
         details: Mapping[str, Any] | None = None,
     ) -> Trial:
+        extra: dict[str, Any] = {}
+
         def fn(s: Session) -> Trial:
-            trial, arm_ids = load_one_trial(s, trial_id, project)
+            trial, arm_ids = load_one_trial(s, trial_id, project, extra)
             check_expected_state(trial_id, trial.state, expected_states)
             check_transition(trial_id, trial.state, to_state)
-            obs = observations(trial) if callable(observations) else observations
+            if callable(observations):  # the definition as stored now, read with the trial
+                config = self._cache.config_of(trial.experiment_id, extra["config"])  # type: ignore[attr-defined]
+                obs = observations(trial, config)
+            else:
+                obs = observations
             now = utcnow()
             lease = lease_expires_at if to_state is TrialState.RUNNING else None
             result = s.execute(
@@ -141,7 +148,15 @@ class SqlTrials(SqlDatabase):
             trial.lease_expires_at = lease
             return trial
 
-        return self.run_transaction(fn)
+        trial = self.run_transaction(fn)
+        # Whether the project had an active webhook, read by the tell's own first statement:
+        # the outbox skips its transaction for the event this transition emits next in this
+        # thread when there was none (:meth:`SqlOutbox.enqueue`).
+        self.hooks_hint.value = (
+            None if extra.get("has_hooks", True)
+            else (extra["project"], trial.id, time.monotonic())
+        )  # fmt: skip
+        return trial
 
     def heartbeat(
         self, trial_id: int, lease_expires_at: datetime, *, project: str | None = None

@@ -7,6 +7,7 @@ May import: sqlalchemy, :mod:`assay.platform`, :mod:`assay.storage.webhooks`,
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -31,6 +32,11 @@ def _delivery(r: WebhookDeliveryRow) -> Delivery:
     return Delivery(r.id, r.webhook_id, r.event, dict(r.payload), r.state, r.attempts,
                     r.next_attempt_at, r.last_status, r.last_error, r.created_at,
                     r.delivered_at)  # fmt: skip
+
+
+#: How long after a trial transition its "no active webhook" reading may spare the outbox
+#: transaction of that trial's event (the event follows the transition at once).
+HOOKS_HINT_SECONDS = 1.0
 
 
 class SqlOutbox(WebhookOutbox):
@@ -72,6 +78,17 @@ class SqlOutbox(WebhookOutbox):
     def enqueue(
         self, project: str, event: str, payload: dict[str, Any], *, once: str | None = None
     ) -> int:
+        hint = getattr(self.db.hooks_hint, "value", None)
+        self.db.hooks_hint.value = None  # consumed by this event, whatever it is
+        if (
+            hint is not None
+            and hint[0] == project
+            and hint[1] == payload.get("trial_id")
+            and time.monotonic() - hint[2] < HOOKS_HINT_SECONDS
+        ):
+            # The event of the trial transition this thread just made, whose own first
+            # statement read that the project has no active subscription: nothing to enqueue.
+            return 0
         if once is not None:
             payload = {**payload, "once": once}
 

@@ -52,7 +52,7 @@ def test_model_takes_over_and_finds_the_bump(build_experiment) -> None:
     res = NoisyEIGenerator().generate(exp, 1, seed=0)
     [c] = res.candidates
     assert c.generator == "noisy_ei"
-    assert res.info["acquisition"] == "qLogNoisyExpectedImprovement"
+    assert res.info["acquisition"] == "LogNoisyExpectedImprovement"
     assert abs(c.parameters["x"] - 0.3) < 0.12
     assert res.model_state["y"]["d"] == 1
 
@@ -164,7 +164,7 @@ def test_nothing_feasible_searches_for_feasibility(build_experiment) -> None:
     # once a feasible arm exists, NEI with the constraint takes over
     obs.append(({"x": 1.0}, {"y": bump(1.0), "c": (0.0 - 0.05, 0.01)}))
     res = NoisyEIGenerator().generate(build_experiment(spec, obs), 1, seed=0)
-    assert res.info["acquisition"] == "qLogNoisyExpectedImprovement"
+    assert res.info["acquisition"] == "LogNoisyExpectedImprovement"
 
 
 def test_discrete_space_deduplicates_and_reports_exhaustion(build_experiment) -> None:

@@ -87,7 +87,7 @@ def test_ask_with_capped_baseline_is_model_based(build_experiment, monkeypatch) 
     [cand] = res.candidates
     assert cand.generator == "noisy_ei"
     assert res.info["baseline"] == "30 likeliest incumbents of 90"
-    assert res.info["acquisition"] == "qLogNoisyExpectedImprovement"
+    assert res.info["acquisition"] == "LogNoisyExpectedImprovement"
 
 
 def test_asks_solve_exactly_beyond_gpytorch_default(build_experiment, monkeypatch) -> None:

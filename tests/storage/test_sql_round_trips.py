@@ -64,9 +64,10 @@ def test_sobol_ask_and_tell_use_a_fixed_handful_of_statements(sql_store):
     assert len(one) <= 9, one
     # more trials per ask are the same multi-row statements, not more round trips
     assert len(hundred) <= len(one) + 1, hundred
-    # trial with its arms, the definition, compare-and-set, observations, event, and the
-    # project's webhook subscriptions (the outbox enqueue)
-    assert len(tell) <= 6, tell
+    # trial with its arms, the current definition and whether the project has an active
+    # webhook (one statement), compare-and-set, observations, event; no outbox transaction
+    # without a subscription
+    assert len(tell) <= 4, tell
     assert not any(s.startswith("SELECT 1") for s in one + tell)  # no pre-ping on checkout
 
 
@@ -134,3 +135,31 @@ def test_joined_load_of_changed_trials_matches_full_load(sql_store, n):
     full, joined = sql_store.run_transaction(both, write=False)
     assert joined == full
     assert len(full) == n + 1
+
+
+def test_tell_sees_definitions_and_webhooks_changed_by_another_process(sql_store):
+    """The tell's definition and webhook check come from its own first statement, so a PATCH
+    or a new subscription made through another server process (another store, its own
+    caches) applies to the very next tell."""
+    from assay.platform.errors import ObservationError
+    from assay.storage.factory import open_store
+
+    a = Engine(sql_store)
+    other = open_store(sql_store.engine.url.render_as_string(hide_password=False))
+    try:
+        b = Engine(other)
+        exp = a.create_experiment(EXP)
+        a.tell(a.ask(exp.id, 1)[0].id, OBS)  # A's caches hold version 1
+        trial = a.ask(exp.id, 1)[0]
+        with pytest.raises(ObservationError):
+            a.tell(trial.id, {**OBS, "d": [0.3, 0.01]})  # "d" is not a metric yet
+        b.update_experiment(exp.id, {"outcome_constraints": ["c <= 0.8", "d <= 1"]})
+        assert a.tell(trial.id, {**OBS, "d": [0.3, 0.01]}).state.value == "completed"
+
+        hook = b.create_webhook("https://example.com/hook", ["trial.completed"])
+        with counting(sql_store) as tell:
+            a.tell(a.ask(exp.id, 1)[0].id, {**OBS, "d": [0.3, 0.01]})
+        assert len(b.webhook_deliveries(hook.id)) == 1
+        assert len(tell) > 4, tell  # with a subscription the outbox is written
+    finally:
+        other.close()
