@@ -519,6 +519,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="train the seeds' configurations once first and replay the curves",
     )
+    ap.add_argument(
+        "--ray-trials-only",
+        action="store_true",
+        help="Ray Tune runs the trial budget only, not the longer stream (each Ray "
+        "trial costs seconds of actor overhead on a small machine)",
+    )
     ap.add_argument("--json", type=Path, help="also write the raw results here")
     args = ap.parse_args(argv)  # fmt: skip
     logging.getLogger("assay").setLevel(logging.WARNING)
@@ -534,11 +540,14 @@ def main(argv: list[str] | None = None) -> int:
         for seed in seeds:
             t0 = time.perf_counter()
             try:
-                recs = METHODS[method](seed, stream, args.generator)
+                n = args.trials if method == "ray_asha" and args.ray_trials_only else stream
+                recs = METHODS[method](seed, n, args.generator)
             except Exception as e:  # report and keep going (e.g. Ray cannot start here)
                 print(f"{method} seed {seed}: failed: {type(e).__name__}: {e}", file=sys.stderr)
                 break
             raw.setdefault(method, {})[seed] = recs
+            if args.json:  # after every run: a long run interrupted keeps what it measured
+                _dump(raw, args.json)
             r = summarize(recs, trials=args.trials)
             print(f"{method:17s} seed {seed}: test {r['best_test']:.4f} epochs {r['epochs']:4d} "
                   f"stopped {r['stopped']:3d} ({time.perf_counter() - t0:.0f} s)",
@@ -547,10 +556,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.generator == "shared" and "optuna_median" in raw:
         orders = reordered(raw, seeds, stream, args.orders)
     print(report(raw, orders, seeds, args))
-    if args.json:
-        args.json.write_text(json.dumps({m: {str(s): v for s, v in d.items()}
-                                         for m, d in raw.items()}, indent=1))  # fmt: skip
     return 0
+
+
+def _dump(raw: dict[str, dict[int, list[dict]]], path: Path) -> None:
+    path.write_text(json.dumps({m: {str(s): v for s, v in d.items()} for m, d in raw.items()},
+                               indent=1))  # fmt: skip
 
 
 def reordered(
