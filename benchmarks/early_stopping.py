@@ -49,12 +49,18 @@ SPACE = [
     {"name": "dropout", "type": "float", "bounds": [0.0, 0.7]},
 ]
 
+# The model rule's alpha, min_progression and the curve ensemble's window/neighbours were chosen
+# on seeds 100-104 (``--first-seed 100``); min_curves = MedianPruner's n_startup_trials.
 ASSAY_RULES: dict[str, dict[str, Any]] = {
     "percentile": {"strategy": "percentile", "percentile": 50, "min_progression": 3,
                    "min_curves": 4, "top_k": 1},
     "threshold": {"strategy": "threshold", "bound": 0.8, "min_progression": 4, "patience": 2},
-    "model": {"strategy": "model", "alpha": 0.05, "min_progression": 3, "min_curves": 4},
+    "model": {"strategy": "model", "alpha": 0.2, "min_progression": 1, "min_curves": 5},
 }  # fmt: skip
+
+# MedianPruner as Optuna ships it (``n_startup_trials=5, n_warmup_steps=0``).
+OPTUNA_MEDIAN: dict[str, Any] = {"n_startup_trials": 5, "n_warmup_steps": 0}
+RAY_GRACE = 1  # ASHA's grace period (epochs), its rung ladder 1, 3, 9
 
 _DATA: dict[str, Any] = {}
 
@@ -144,8 +150,87 @@ class Training:
         return self._acc(self.d["test"])
 
 
-# -- methods: each returns {"best_test": float, "epochs": int, "stopped": int, ...} ----------
-def run_assay(rule: dict[str, Any] | None, seed: int, trials: int, generator: str) -> dict:
+# -- the curve cache: each configuration is trained once, its curve replayed for every method --
+CACHE = Path(
+    os.environ.get(
+        "ASSAY_ES_CACHE",
+        Path(__file__).resolve().parent.parent / ".bench-cache" / "early_stopping_curves.json",
+    )
+).resolve()
+_CURVES: dict[str, dict[str, Any]] = {}
+
+
+def config_key(params: dict[str, Any]) -> str:
+    """A stable key for a configuration (floats to 10 significant digits)."""
+    return "|".join(
+        f"{p['name']}={int(params[p['name']])}"
+        if p["type"] == "int"
+        else f"{p['name']}={float(params[p['name']]):.10g}"
+        for p in SPACE
+    )
+
+
+def _load_cache() -> dict[str, dict[str, Any]]:
+    if not _CURVES and CACHE.exists():
+        _CURVES.update(json.loads(CACHE.read_text()))
+    return _CURVES
+
+
+def build_cache(configs: list[dict[str, Any]]) -> int:
+    """Train every configuration of ``configs`` not cached yet for :data:`EPOCHS` epochs and
+    store its validation curve and final test accuracy; returns how many were trained."""
+    cache = _load_cache()
+    new = 0
+    for c in configs:
+        k = config_key(c)
+        if k in cache:
+            continue
+        tr = Training(c)
+        curve = [acc for _, acc in tr.epochs()]
+        cache[k] = {"val": curve, "test": tr.test_accuracy()}
+        new += 1
+        if new % 20 == 0:
+            _save_cache()
+    _save_cache()
+    return new
+
+
+def _save_cache() -> None:
+    CACHE.parent.mkdir(parents=True, exist_ok=True)
+    tmp = CACHE.with_suffix(".tmp")
+    tmp.write_text(json.dumps(_CURVES))
+    tmp.replace(CACHE)
+
+
+class Replay:
+    """A cached configuration's training, replayed: the same interface as :class:`Training`
+    (training is deterministic given the parameters, so a replayed curve is the curve a
+    re-training would report; epochs are still counted as they are consumed)."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.params = params
+        self.entry = _load_cache()[config_key(params)]
+        self.epochs_run = 0
+
+    def epochs(self, n: int = EPOCHS) -> Iterator[tuple[int, float]]:
+        for epoch in range(1, n + 1):
+            self.epochs_run = epoch
+            yield epoch, float(self.entry["val"][epoch - 1])
+
+    def test_accuracy(self) -> float:
+        assert self.epochs_run == EPOCHS, "the test accuracy is of a fully trained model"
+        return float(self.entry["test"])
+
+
+def train(params: dict[str, Any]) -> Training | Replay:
+    """The replayed curve when the configuration is cached, else a live training."""
+    if config_key(params) in _load_cache():
+        return Replay(params)
+    return Training(params)
+
+
+# -- methods: each returns its trials in order, ``[{"epochs", "completed", "val", "test"}]`` --
+def run_assay(rule: dict[str, Any] | None, seed: int, trials: int, generator: str) -> list[dict]:
     import assay
 
     client = assay.Client()
@@ -159,14 +244,14 @@ def run_assay(rule: dict[str, Any] | None, seed: int, trials: int, generator: st
     if rule is not None:
         spec["early_stopping"] = rule
     exp = client.create_experiment(**spec)
-    epochs, stopped, best = 0, 0, (-1.0, -1.0)
+    out: list[dict] = []
     shared = shared_configs(seed, trials) if generator == "shared" else None
     for i in range(trials):
         if shared is not None:
             t = client.attach_trial(exp.id, shared[i])
         else:
             [t] = client.ask(exp.id)
-        tr = Training(t.parameters)
+        tr = train(t.parameters)
         acc = 0.0
         was_stopped = False
         for epoch, acc in tr.epochs():
@@ -177,34 +262,36 @@ def run_assay(rule: dict[str, Any] | None, seed: int, trials: int, generator: st
                     client.early_stop(t.id, d.reason)
                     was_stopped = True
                     break
-        epochs += tr.epochs_run
         if was_stopped:
-            stopped += 1
+            out.append({"epochs": tr.epochs_run, "completed": False, "val": acc, "test": None})
             continue
         client.tell(t.id, {"val_acc": acc})
-        if acc > best[0]:
-            best = (acc, tr.test_accuracy())
+        out.append({"epochs": tr.epochs_run, "completed": True, "val": acc,
+                    "test": tr.test_accuracy()})  # fmt: skip
     client.close()
-    return {"best_val": best[0], "best_test": best[1], "epochs": epochs, "stopped": stopped}
+    return out
 
 
-def run_optuna(pruner_name: str, seed: int, trials: int, generator: str) -> dict:
+def run_optuna(
+    pruner_name: str, seed: int, trials: int, generator: str,
+    configs: list[dict[str, Any]] | None = None,
+) -> list[dict]:  # fmt: skip
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pruner = (
-        optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=3)
+        optuna.pruners.MedianPruner(**OPTUNA_MEDIAN)
         if pruner_name == "median"
         else optuna.pruners.HyperbandPruner(min_resource=1, max_resource=EPOCHS, reduction_factor=3)
     )
     study = optuna.create_study(
         direction="maximize", sampler=optuna.samplers.RandomSampler(seed=seed), pruner=pruner
     )
-    if generator == "shared":
-        for c in shared_configs(seed, trials):
-            study.enqueue_trial(c)
-    stats = {"epochs": 0, "stopped": 0}
-    tests: dict[int, float] = {}
+    if configs is None and generator == "shared":
+        configs = shared_configs(seed, trials)
+    for c in configs or []:
+        study.enqueue_trial(c)
+    out: list[dict] = []
 
     def objective(trial: Any) -> float:
         params = {
@@ -214,26 +301,22 @@ def run_optuna(pruner_name: str, seed: int, trials: int, generator: str) -> dict
             "batch_size": trial.suggest_int("batch_size", 16, 256, log=True),
             "dropout": trial.suggest_float("dropout", 0.0, 0.7),
         }
-        tr = Training(params)
+        tr = train(params)
         acc = 0.0
-        try:
-            for epoch, acc in tr.epochs():
-                trial.report(acc, epoch)
-                if epoch < EPOCHS and trial.should_prune():
-                    stats["stopped"] += 1
-                    raise optuna.TrialPruned()
-        finally:
-            stats["epochs"] += tr.epochs_run
-        tests[trial.number] = tr.test_accuracy()
+        for epoch, acc in tr.epochs():
+            trial.report(acc, epoch)
+            if epoch < EPOCHS and trial.should_prune():
+                out.append({"epochs": tr.epochs_run, "completed": False, "val": acc, "test": None})
+                raise optuna.TrialPruned()
+        out.append({"epochs": tr.epochs_run, "completed": True, "val": acc,
+                    "test": tr.test_accuracy()})  # fmt: skip
         return acc
 
     study.optimize(objective, n_trials=trials)
-    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    best = max(done, key=lambda t: t.value)
-    return {"best_val": best.value, "best_test": tests[best.number], **stats}
+    return out
 
 
-def run_ray_asha(seed: int, trials: int, generator: str) -> dict:
+def run_ray_asha(seed: int, trials: int, generator: str) -> list[dict]:
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -241,23 +324,34 @@ def run_ray_asha(seed: int, trials: int, generator: str) -> dict:
     if not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
                  logging_level=logging.ERROR)  # fmt: skip
+    _load_cache()
+    cache = dict(_CURVES)  # shipped to the workers with the trainable
 
     def trainable(config: dict[str, Any]) -> None:
-        tr = Training(config.get("cfg", config))
+        params = config.get("cfg", config)
+        entry = cache.get(config_key(params))
+        if entry is not None:
+            for epoch in range(1, EPOCHS + 1):
+                test = entry["test"] if epoch == EPOCHS else None
+                tune.report({"val_acc": entry["val"][epoch - 1], "epoch": epoch, "test_acc": test})
+            return
+        tr = Training(params)
         for epoch, acc in tr.epochs():
             test = tr.test_accuracy() if epoch == EPOCHS else None
             tune.report({"val_acc": acc, "epoch": epoch, "test_acc": test})
 
-    space = {
+    space: dict[str, Any] = {
         "lr": tune.loguniform(1e-3, 1.0),
         "hidden": tune.lograndint(4, 257),
         "weight_decay": tune.loguniform(1e-6, 1e-1),
         "batch_size": tune.lograndint(16, 257),
         "dropout": tune.uniform(0.0, 0.7),
     }
-    if generator == "shared":
-        space = {"cfg": tune.grid_search(shared_configs(seed, trials))}
-    sched = ASHAScheduler(time_attr="epoch", max_t=EPOCHS, grace_period=3, reduction_factor=3)
+    configs = shared_configs(seed, trials) if generator == "shared" else None
+    if configs is not None:
+        space = {"cfg": tune.grid_search(configs)}
+    sched = ASHAScheduler(time_attr="epoch", max_t=EPOCHS, grace_period=RAY_GRACE,
+                          reduction_factor=3)  # fmt: skip
     tuner = tune.Tuner(
         trainable,
         param_space=space,
@@ -270,23 +364,73 @@ def run_ray_asha(seed: int, trials: int, generator: str) -> dict:
         run_config=tune.RunConfig(verbose=0, storage_path=str(Path(".bench-cache").resolve())),
     )  # fmt: skip
     results = tuner.fit()
-    epochs, stopped, best = 0, 0, (-1.0, -1.0)
+    rows = []
     for r in results:
         df = r.metrics_dataframe
         if df is None or df.empty:
             continue
+        params = r.config.get("cfg", r.config)
+        order = configs.index(params) if configs is not None and params in configs else len(rows)
         last = int(df["epoch"].max())
-        epochs += last
-        if last < EPOCHS:
-            stopped += 1
-            continue
-        row = df[df["epoch"] == EPOCHS].iloc[-1]
-        if row["val_acc"] > best[0]:
-            best = (float(row["val_acc"]), float(row["test_acc"]))
-    return {"best_val": best[0], "best_test": best[1], "epochs": epochs, "stopped": stopped}
+        row = df[df["epoch"] == last].iloc[-1]
+        done = last >= EPOCHS
+        rows.append((order, {"epochs": last, "completed": done, "val": float(row["val_acc"]),
+                             "test": float(row["test_acc"]) if done else None}))  # fmt: skip
+    return [r for _, r in sorted(rows, key=lambda x: x[0])]
 
 
-METHODS: dict[str, Callable[[int, int, str], dict]] = {
+def replay_assay(rule: dict[str, Any] | None, configs: list[dict[str, Any]]) -> list[dict]:
+    """What :func:`run_assay` does, on cached curves, calling the platform's rule directly
+    (:func:`assay.platform.early_stopping.decide`, the function the service's
+    ``should_stop`` calls, with the curves built as the store builds them: completed trials
+    finished with their final observation, stopped ones partial). Used for the many
+    orderings of the epoch-matched comparison; ``main`` checks that on the original order it
+    reproduces the service run trial for trial."""
+    from assay.platform.early_stopping import Curve, EarlyStoppingConfig, decide
+    from assay.platform.experiment import Objective
+
+    cfg = EarlyStoppingConfig.parse(rule) if rule is not None else None
+    objective = Objective("val_acc")
+    curves: list[Any] = []
+    out: list[dict] = []
+    for i, c in enumerate(configs):
+        entry = _load_cache()[config_key(c)]
+        finals = [cv.final["val_acc"] for cv in curves if cv.finished]
+        best = max(finals) if finals else None
+        pts: list[tuple[int, float]] = []
+        stopped = False
+        for epoch in range(1, EPOCHS + 1):
+            pts.append((epoch, float(entry["val"][epoch - 1])))
+            if cfg is not None and epoch < EPOCHS:
+                mine = Curve(i, {"val_acc": list(pts)})
+                if decide(cfg, objective, mine, curves, best_feasible=best).should_stop:
+                    stopped = True
+                    break
+        acc = pts[-1][1]
+        if stopped:
+            curves.append(Curve(i, {"val_acc": pts}, False, {}, "early_stopped"))
+            out.append({"epochs": len(pts), "completed": False, "val": acc, "test": None})
+        else:
+            curves.append(Curve(i, {"val_acc": pts}, True, {"val_acc": acc}, "completed"))
+            out.append({"epochs": EPOCHS, "completed": True, "val": acc,
+                        "test": float(entry["test"])})  # fmt: skip
+    return out
+
+
+def ordered_runs(method: str, configs: list[dict[str, Any]], seed: int) -> list[dict] | None:
+    """One method on one ordering of the configurations (``None``: not re-orderable here)."""
+    if method == "none":
+        return replay_assay(None, configs)
+    if method in ASSAY_RULES:
+        return replay_assay(ASSAY_RULES[method], configs)
+    if method == "optuna_median":
+        return run_optuna("median", seed, len(configs), "shared", configs)
+    if method == "optuna_hyperband":
+        return run_optuna("hyperband", seed, len(configs), "shared", configs)
+    return None
+
+
+METHODS: dict[str, Callable[[int, int, str], list[dict]]] = {
     "none": lambda s, n, g: run_assay(None, s, n, g),
     "percentile": lambda s, n, g: run_assay(ASSAY_RULES["percentile"], s, n, g),
     "threshold": lambda s, n, g: run_assay(ASSAY_RULES["threshold"], s, n, g),
@@ -297,53 +441,230 @@ METHODS: dict[str, Callable[[int, int, str], dict]] = {
 }
 
 
+def summarize(
+    records: list[dict], *, trials: int | None = None, budget: int | None = None
+) -> dict[str, Any]:
+    """The method's outcome after its first ``trials`` trials, or within ``budget`` epochs
+    (trials in order; one that could not finish within the budget does not count and its
+    epochs are the budget's remainder). Quality: the test accuracy of the completed trial
+    with the best final validation accuracy (0 when none completed)."""  # fmt: skip
+    epochs, best, stopped, n, truncated = 0, (-1.0, 0.0), 0, 0, True
+    for i, r in enumerate(records):
+        if trials is not None and i >= trials:
+            truncated = False
+            break
+        if budget is not None and epochs + r["epochs"] > budget:
+            epochs = budget
+            truncated = False
+            break
+        epochs += r["epochs"]
+        n += 1
+        if not r["completed"]:
+            stopped += 1
+        elif r["val"] > best[0]:
+            best = (r["val"], r["test"])
+    else:
+        truncated = budget is not None  # the stream ran out before the budget did
+    return {"best_val": best[0], "best_test": best[1], "epochs": epochs, "stopped": stopped,
+            "trials": n, "stream_exhausted": truncated and budget is not None}  # fmt: skip
+
+
 def _se(xs: list[float]) -> float:
     return statistics.stdev(xs) / math.sqrt(len(xs)) if len(xs) > 1 else float("nan")
+
+
+def _mean_se(xs: list[float]) -> str:
+    return f"{statistics.fmean(xs):.4f} ± {_se(xs):.4f}"
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="seeds first-seed .. first-seed+seeds-1 (tune on 100+, report on 0)",
+    )
     ap.add_argument("--trials", type=int, default=40)
+    ap.add_argument(
+        "--stream",
+        type=float,
+        default=1.6,
+        help="configurations per seed, as a multiple of --trials: the epoch-matched "
+        "comparison lets a thriftier method run more of them",
+    )
+    ap.add_argument(
+        "--orders",
+        type=int,
+        default=8,
+        help="orderings of each seed's configurations for the epoch-matched "
+        "comparison (the first is the original order)",
+    )
+    ap.add_argument(
+        "--fractions",
+        type=float,
+        nargs="+",
+        default=[0.5, 0.75, 1.0],
+        help="epoch budgets, as fractions of MedianPruner's epochs",
+    )
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     ap.add_argument(
-        "--generator", default="shared",
+        "--generator",
+        default="shared",
         help="shared (the same configurations for every method) | sobol | noisy_ei",
-    )  # fmt: skip
+    )
+    ap.add_argument(
+        "--cache",
+        action="store_true",
+        help="train the seeds' configurations once first and replay the curves",
+    )
+    ap.add_argument(
+        "--ray-trials-only",
+        action="store_true",
+        help="Ray Tune runs the trial budget only, not the longer stream (each Ray "
+        "trial costs seconds of actor overhead on a small machine)",
+    )
     ap.add_argument("--json", type=Path, help="also write the raw results here")
-    args = ap.parse_args(argv)
+    args = ap.parse_args(argv)  # fmt: skip
     logging.getLogger("assay").setLevel(logging.WARNING)
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    raw: dict[str, list[dict]] = {}
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    stream = max(args.trials, round(args.trials * args.stream))
+    if args.cache:
+        for seed in seeds:
+            print(f"cache seed {seed}: trained {build_cache(shared_configs(seed, stream))} "
+                  f"new configuration(s)", file=sys.stderr)  # fmt: skip
+    raw: dict[str, dict[int, list[dict]]] = {}
     for method in args.methods:
-        for seed in range(args.seeds):
+        for seed in seeds:
             t0 = time.perf_counter()
             try:
-                r = METHODS[method](seed, args.trials, args.generator)
+                n = args.trials if method == "ray_asha" and args.ray_trials_only else stream
+                recs = METHODS[method](seed, n, args.generator)
             except Exception as e:  # report and keep going (e.g. Ray cannot start here)
                 print(f"{method} seed {seed}: failed: {type(e).__name__}: {e}", file=sys.stderr)
                 break
-            r["seconds"] = time.perf_counter() - t0
-            raw.setdefault(method, []).append(r)
+            raw.setdefault(method, {})[seed] = recs
+            if args.json:  # after every run: a long run interrupted keeps what it measured
+                _dump(raw, args.json)
+            r = summarize(recs, trials=args.trials)
             print(f"{method:17s} seed {seed}: test {r['best_test']:.4f} epochs {r['epochs']:4d} "
-                  f"stopped {r['stopped']:3d} ({r['seconds']:.0f} s)", file=sys.stderr)  # fmt: skip
-    base = statistics.fmean(r["epochs"] for r in raw.get("none", [{"epochs": float("nan")}]))
-    print(f"\n{args.seeds} seeds x {args.trials} trials x {EPOCHS} epochs, generator "
-          f"{args.generator}\n")  # fmt: skip
-    print(
-        "| method | best test acc (mean ± SE) | epochs (mean) | % of no-stopping epochs "
-        "| trials stopped |"
-    )
-    print("|---|---|---|---|---|")
-    for method, rs in raw.items():
-        acc = [r["best_test"] for r in rs]
-        ep = statistics.fmean(r["epochs"] for r in rs)
-        st = statistics.fmean(r["stopped"] for r in rs)
-        print(f"| {method} | {statistics.fmean(acc):.4f} ± {_se(acc):.4f} | {ep:.0f} | "
-              f"{100 * ep / base:.0f}% | {st:.1f} |")  # fmt: skip
-    if args.json:
-        args.json.write_text(json.dumps(raw, indent=1))
+                  f"stopped {r['stopped']:3d} ({time.perf_counter() - t0:.0f} s)",
+                  file=sys.stderr)  # fmt: skip
+    orders: dict[str, dict[int, list[list[dict]]]] = {}
+    if args.generator == "shared" and "optuna_median" in raw:
+        orders = reordered(raw, seeds, stream, args.orders)
+    print(report(raw, orders, seeds, args))
     return 0
+
+
+def _dump(raw: dict[str, dict[int, list[dict]]], path: Path) -> None:
+    path.write_text(json.dumps({m: {str(s): v for s, v in d.items()} for m, d in raw.items()},
+                               indent=1))  # fmt: skip
+
+
+def reordered(
+    raw: dict[str, dict[int, list[dict]]], seeds: list[int], stream: int, n_orders: int
+) -> dict[str, dict[int, list[list[dict]]]]:
+    """Each re-orderable method on ``n_orders`` orderings of each seed's configurations (the
+    first the original: the service run itself). Checks first that the direct replay of
+    Assay's rules reproduces the service run trial for trial on the original order."""  # fmt: skip
+    import random
+
+    out: dict[str, dict[int, list[list[dict]]]] = {}
+    for method, d in raw.items():
+        for seed in seeds:
+            if seed not in d:
+                continue
+            configs = shared_configs(seed, stream)
+            if method == "none" or method in ASSAY_RULES:
+                again = ordered_runs(method, configs, seed)
+                same = [(r["epochs"], r["completed"]) for r in again] == [
+                    (r["epochs"], r["completed"]) for r in d[seed]
+                ]
+                if not same:
+                    raise RuntimeError(f"replay of {method} differs from the service run")
+            runs = [d[seed]]
+            for k in range(1, n_orders):
+                perm = list(configs)
+                random.Random(10_000 * seed + k).shuffle(perm)
+                recs = ordered_runs(method, perm, seed)
+                if recs is None:
+                    break
+                runs.append(recs)
+            out.setdefault(method, {})[seed] = runs
+    return out
+
+
+def report(
+    raw: dict[str, dict[int, list[dict]]],
+    orders: dict[str, dict[int, list[list[dict]]]],
+    seeds: list[int],
+    args: Any,
+) -> str:
+    """The two tables: at the same trial budget, and at MedianPruner's epochs (paired)."""  # fmt: skip
+    n = args.trials
+    lines = [f"\nseeds {seeds[0]}..{seeds[-1]} ({len(seeds)}) x {n} trials x {EPOCHS} epochs, "
+             f"generator {args.generator}, stream of {max(n, round(n * args.stream))} "
+             f"configurations per seed\n"]  # fmt: skip
+    at_n = {m: {s: summarize(r, trials=n) for s, r in d.items()} for m, d in raw.items()}
+    base = at_n.get("none")
+    lines.append("Same trial budget (original order, every method through its own API):\n")
+    lines.append(
+        "| method | best test acc (mean ± SE) | epochs (mean) | % of no-stopping epochs "
+        "| trials stopped | Δ acc vs no stopping (paired) |"
+    )
+    lines.append("|---|---|---|---|---|---|")
+    for m, d in at_n.items():
+        ss = [s for s in seeds if s in d]
+        acc = [d[s]["best_test"] for s in ss]
+        ep = statistics.fmean(d[s]["epochs"] for s in ss)
+        frac, delta = "—", "—"
+        if base is not None and all(s in base for s in ss):
+            frac = f"{100 * ep / statistics.fmean(base[s]['epochs'] for s in ss):.0f}%"
+            delta = _mean_se([d[s]["best_test"] - base[s]["best_test"] for s in ss])
+        st = statistics.fmean(d[s]["stopped"] for s in ss)
+        lines.append(f"| {m} | {_mean_se(acc)} | {ep:.0f} | {frac} | {st:.1f} | {delta} |")
+    med = orders.get("optuna_median")
+    if not med:
+        return "\n".join(lines)
+    lines.append(
+        f"\nAt equal epochs: per seed and ordering of its configurations, the budget is a "
+        f"fraction of the epochs MedianPruner spent on its first {n} trials in that order; each "
+        f"method runs the ordering until the budget is spent (a trial cut by the budget does "
+        f"not count). Quality = mean over orderings; Δ = paired difference to MedianPruner per "
+        f"seed, mean ± SE over seeds (wins/ties/losses over seeds).\n"
+    )
+    head = "| method | orderings | " + " | ".join(
+        f"acc at {f:g}× / Δ vs Median" for f in args.fractions) + " |"  # fmt: skip
+    lines.append(head)
+    lines.append("|---|---|" + "---|" * len(args.fractions))
+    budgets = {s: [summarize(run, trials=n)["epochs"] for run in med[s]] for s in med}
+    for m in raw:
+        runs = orders.get(m, {})
+        ss = [s for s in seeds if s in runs and s in med]
+        if not ss:
+            continue
+        cells = []
+        for f in args.fractions:
+            q, dq = [], []
+            for s in ss:
+                k = min(len(runs[s]), len(med[s]))
+                mine = [summarize(runs[s][i], budget=round(f * budgets[s][i]))["best_test"]
+                        for i in range(k)]  # fmt: skip
+                theirs = [summarize(med[s][i], budget=round(f * budgets[s][i]))["best_test"]
+                          for i in range(k)]  # fmt: skip
+                q.append(statistics.fmean(mine))
+                dq.append(statistics.fmean(mine) - statistics.fmean(theirs))
+            w = sum(x > 1e-9 for x in dq)
+            lo = sum(x < -1e-9 for x in dq)
+            cells.append(
+                f"{statistics.fmean(q):.4f} / {_mean_se(dq)} ({w}/{len(ss) - w - lo}/{lo})"
+            )
+        k = min(len(runs[ss[0]]), len(med[ss[0]]))
+        lines.append(f"| {m} | {k} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -18,12 +18,16 @@ def test_early_stopping_benchmark_tiny(repo_root: Path, tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run(
         [sys.executable, str(repo_root / "benchmarks" / "early_stopping.py"), "--seeds", "1",
-         "--trials", "6", "--methods", "none", "threshold", "optuna_median", "--json", str(out)],
+         "--trials", "6", "--stream", "1.5", "--orders", "2", "--methods", "none", "threshold",
+         "model", "optuna_median", "--json", str(out)],
         capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
     )  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
     res = json.loads(out.read_text())
-    assert res["none"][0]["epochs"] == 6 * 20 and res["none"][0]["stopped"] == 0
-    assert res["threshold"][0]["epochs"] < res["none"][0]["epochs"]
-    assert 0.5 < res["none"][0]["best_test"] <= 1.0
-    assert "| threshold |" in r.stdout
+    none = res["none"]["0"]  # the trials of seed 0 in order, 9 = 1.5 * 6 (the stream)
+    assert len(none) == 9 and all(t["completed"] and t["epochs"] == 20 for t in none)
+    first6 = sum(t["epochs"] for t in res["threshold"]["0"][:6])
+    assert first6 < 6 * 20
+    assert all(0.0 < t["test"] <= 1.0 for t in none)
+    assert "| threshold |" in r.stdout and "At equal epochs" in r.stdout
+    assert "| model | 2 |" in r.stdout  # two orderings of the configurations

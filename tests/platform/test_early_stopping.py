@@ -157,6 +157,50 @@ def test_model_predicts_the_final_value_of_an_affine_copy() -> None:
     assert pred.members == 5 and pred.horizon == 10
 
 
+def test_model_trusts_curves_that_are_close_not_just_of_the_same_shape() -> None:
+    # A fast learner that saturates at 0.9 and a slow one rising 0.05 per step (0.5 at step
+    # 10). The partial curve has the slow one's slope but the fast one's level: a transfer
+    # of the slow shape would predict 0.8 + 0.5 = 1.3, past anything ever seen. The kernel
+    # on the raw distance puts (almost) all the weight on the fast curve, so the prediction
+    # is the fast curve's final plus the mean offset over the window.
+    fast = [0.9 - 0.1 * 0.5**t for t in range(1, 11)]
+    slow = [0.05 * t for t in range(1, 11)]
+    done = [curve(10, fast, finished=True), curve(11, slow, finished=True)]
+    partial = [0.8 + 0.05 * t for t in range(1, 4)]
+    pred = predict_final(curve(1, partial), done, "acc", neighbours=1)
+    assert pred is not None and pred.members == 2
+    offset = sum(p - f for p, f in zip(partial, fast[:3], strict=False)) / 3
+    assert pred.mean == pytest.approx(fast[-1] + offset, abs=1e-3)
+    assert pred.mean < 1.0
+
+
+def test_model_fits_the_transfer_on_the_recent_window_only() -> None:
+    # An early glitch outside the last ``window`` steps changes nothing.
+    target = [0.5 * v + 0.1 for v in saturating(0.9)][:8]
+    glitched = [0.0, *target[1:]]
+    a = predict_final(curve(1, target), FINISHED, "acc", window=5)
+    b = predict_final(curve(1, glitched), FINISHED, "acc", window=5)
+    assert a is not None and b is not None
+    assert a.mean == pytest.approx(b.mean, abs=1e-12) and a.sd == pytest.approx(b.sd, abs=1e-12)
+    c = predict_final(curve(1, glitched), FINISHED, "acc", window=8)
+    assert c is not None and c.mean != pytest.approx(a.mean, abs=1e-6)
+
+
+def test_model_interval_includes_the_noise_of_a_final_value() -> None:
+    # Three finished copies of one curve with alternating noise of +-0.01 around it: the
+    # partial curve is the clean curve, so every member predicts about the same final value,
+    # and the standard deviation is at least the copies' own noise (curve_noise ~ 0.014).
+    base = saturating(0.9)
+    noisy = [[v + (0.01 if t % 2 else -0.01) for t, v in enumerate(base)] for _ in range(3)]
+    done = [curve(10 + i, n, finished=True) for i, n in enumerate(noisy)]
+    pred = predict_final(curve(1, base[:6]), done, "acc")
+    assert pred is not None
+    sigma = curve_noise(noisy[0])
+    assert sigma is not None and pred.sd >= sigma * 0.99
+    lo, hi = pred.interval
+    assert lo < base[-1] < hi
+
+
 def test_model_stops_a_hopeless_trial_and_keeps_a_promising_one() -> None:
     c = cfg(strategy="model", alpha=0.05, min_curves=3, top_k=1)
     best = FINISHED[-1].final_value("acc")
