@@ -14,12 +14,20 @@ import pytest
 
 @pytest.mark.slow
 def test_early_stopping_benchmark_tiny(repo_root: Path, tmp_path: Path) -> None:
+    # Optuna comes with the `bench` extra; without it the Assay rules still run and are checked,
+    # only the equal-epochs comparison (budgets set by MedianPruner's epochs) needs it.
+    try:
+        import optuna  # noqa: F401
+
+        peers = ["optuna_median"]
+    except ImportError:
+        peers = []
     out = tmp_path / "es.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run(
         [sys.executable, str(repo_root / "benchmarks" / "early_stopping.py"), "--seeds", "1",
          "--trials", "6", "--stream", "1.5", "--orders", "2", "--methods", "none", "threshold",
-         "model", "optuna_median", "--json", str(out)],
+         "model", *peers, "--json", str(out)],
         capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
     )  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
@@ -29,5 +37,7 @@ def test_early_stopping_benchmark_tiny(repo_root: Path, tmp_path: Path) -> None:
     first6 = sum(t["epochs"] for t in res["threshold"]["0"][:6])
     assert first6 < 6 * 20
     assert all(0.0 < t["test"] <= 1.0 for t in none)
-    assert "| threshold |" in r.stdout and "At equal epochs" in r.stdout
-    assert "| model | 2 |" in r.stdout  # two orderings of the configurations
+    assert "| threshold |" in r.stdout
+    if peers:
+        assert "At equal epochs" in r.stdout
+        assert "| model | 2 |" in r.stdout  # two orderings of the configurations
