@@ -410,8 +410,11 @@ def cap_figures(figures: Mapping[str, Any] | None) -> dict[str, Any]:
     True
     """
     out = {str(k)[:100]: _json_figure(v) for k, v in (figures or {}).items()}
-    while out and len(json.dumps(out)) > STATUS_FIGURES_MAX_CHARS - 20:
+    cut = False
+    while out and len(json.dumps(out)) > STATUS_FIGURES_MAX_CHARS - len(', "truncated": true'):
         out.pop(next(reversed(out)))
+        cut = True
+    if cut:
         out["truncated"] = True
     return out
 
