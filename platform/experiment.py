@@ -10,6 +10,7 @@ the number of units ``n`` it averages.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -370,6 +371,136 @@ class ExperimentStatus(StrEnum):
     COMPLETED = "completed"
     FAILING = "failing"
     ARCHIVED = "archived"
+
+
+#: The longest status reason kept (characters); a longer one is cut, ending in "…".
+STATUS_REASON_MAX_CHARS = 2000
+#: The largest figures kept with a status change (characters of their JSON).
+STATUS_FIGURES_MAX_CHARS = 4000
+_FIGURE_STR_MAX = 200
+
+
+def _json_figure(value: Any, depth: int = 0) -> Any:
+    """``value`` as small JSON: finite numbers, booleans, short strings, and (two levels of)
+    lists and objects of them; non-finite numbers become ``None`` (PostgreSQL's JSONB and
+    strict JSON have no NaN), anything else its short ``str``."""
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return value[:_FIGURE_STR_MAX]
+    if depth < 2 and isinstance(value, Mapping):
+        return {str(k)[:100]: _json_figure(v, depth + 1) for k, v in list(value.items())[:50]}
+    if depth < 2 and isinstance(value, list | tuple):
+        return [_json_figure(v, depth + 1) for v in list(value)[:50]]
+    if hasattr(value, "__float__"):  # numpy / torch scalars
+        return _json_figure(float(value), depth)
+    return str(value)[:_FIGURE_STR_MAX]
+
+
+def cap_figures(figures: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The figures made JSON-safe (:func:`_json_figure`) and at most
+    :data:`STATUS_FIGURES_MAX_CHARS` characters of JSON: entries are dropped from the end
+    until they fit, and ``"truncated": true`` says so.
+
+    >>> cap_figures({"best": 0.5, "noise": float("nan")})
+    {'best': 0.5, 'noise': None}
+    >>> cap_figures({"x": "a" * 300})["x"] == "a" * 200
+    True
+    """
+    out = {str(k)[:100]: _json_figure(v) for k, v in (figures or {}).items()}
+    cut = False
+    while out and len(json.dumps(out)) > STATUS_FIGURES_MAX_CHARS - len(', "truncated": true'):
+        out.pop(next(reversed(out)))
+        cut = True
+    if cut:
+        out["truncated"] = True
+    return out
+
+
+@dataclass(frozen=True)
+class StatusReason:
+    """Why the experiment has its status: the last status change, who made it, when and why.
+
+    Written with every status change (a manual one with its optional reason, the
+    orchestrator's ``failing`` verdict, an automatic stop). Kept small: the reason is cut at
+    :data:`STATUS_REASON_MAX_CHARS`, the figures at :data:`STATUS_FIGURES_MAX_CHARS` (see
+    :func:`cap_figures`).
+
+    Args:
+        status: The status it changed to.
+        at: When (UTC).
+        reason: One sentence, or ``None`` when none was given.
+        actor: Who: an API key's actor, a worker id, ``None``.
+        rule: What decided it: a stopping rule (``improvement``, ``model``), ``failing_trials``
+            (the orchestrator's failure check), ``None`` for a person.
+        figures: The decision's numbers (e.g. the stopping rule's best values and noise).
+    """
+
+    status: ExperimentStatus
+    at: datetime = field(default_factory=utcnow)
+    reason: str | None = None
+    actor: str | None = None
+    rule: str | None = None
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", ExperimentStatus(self.status))
+        reason = self.reason
+        if reason is not None and len(reason) > STATUS_REASON_MAX_CHARS:
+            reason = reason[: STATUS_REASON_MAX_CHARS - 1] + "…"
+        object.__setattr__(self, "reason", reason or None)
+        if self.actor is not None:
+            object.__setattr__(self, "actor", str(self.actor)[:200])
+        if self.rule is not None:
+            object.__setattr__(self, "rule", str(self.rule)[:100])
+        object.__setattr__(self, "figures", cap_figures(self.figures))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status.value,
+            "reason": self.reason,
+            "rule": self.rule,
+            "figures": dict(self.figures),
+            "actor": self.actor,
+            "at": self.at.isoformat(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> StatusReason:
+        """Read a stored or exported record (``at`` an ISO time; missing keys are ``None``).
+
+        Raises:
+            ValidationError: not an object, an unknown status or a bad time.
+        """
+        if not isinstance(d, Mapping):
+            raise ValidationError("status_reason must be an object", field="status_reason")
+        try:
+            status = ExperimentStatus(d.get("status"))
+        except ValueError:
+            raise ValidationError(
+                f"status_reason.status: unknown status {d.get('status')!r}",
+                field="status_reason.status",
+            ) from None
+        at = d.get("at")
+        try:
+            when = datetime.fromisoformat(at) if isinstance(at, str) else utcnow()
+        except ValueError:
+            raise ValidationError(
+                f"status_reason.at: not an ISO time: {at!r}", field="status_reason.at"
+            ) from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        reason, figures = d.get("reason"), d.get("figures") or {}
+        if reason is not None and not isinstance(reason, str):
+            raise ValidationError("status_reason.reason must be a string", field="status_reason")
+        if not isinstance(figures, Mapping):
+            raise ValidationError("status_reason.figures must be an object", field="status_reason")
+        return cls(
+            status=status, at=when, reason=reason, actor=d.get("actor"), rule=d.get("rule"),
+            figures=dict(figures),
+        )  # fmt: skip
 
 
 @dataclass
@@ -828,6 +959,9 @@ class Experiment:
     run_state: str | None = None
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
+    #: Why it has its status (the last change: reason, rule, figures, actor, time); ``None``
+    #: for an experiment whose status never changed (or one stored before reasons were kept).
+    status_reason: StatusReason | None = None
 
     @property
     def name(self) -> str:

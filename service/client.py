@@ -156,8 +156,14 @@ class Client:
             project=self.project, status=ExperimentStatus(status) if status else None
         )
 
-    def set_status(self, experiment_id: int, status: ExperimentStatus | str) -> Experiment:
-        return self._engine.set_status(experiment_id, status, project=self.project)
+    def set_status(
+        self, experiment_id: int, status: ExperimentStatus | str, reason: str | None = None
+    ) -> Experiment:
+        """Change the status (``active``, ``paused``, ``completed``, ``archived``) with an
+        optional ``reason``; the experiment's ``status_reason`` then holds it, with who and
+        when (an automatic stop or the orchestrator's ``failing`` verdict fill in the rule and
+        its figures)."""
+        return self._engine.set_status(experiment_id, status, project=self.project, reason=reason)
 
     # -- trials ------------------------------------------------------------------------------
     def ask(

@@ -38,6 +38,7 @@ from assay.platform.experiment import (
     Experiment,
     ExperimentConfig,
     ExperimentStatus,
+    StatusReason,
     Trial,
     TrialState,
 )
@@ -110,18 +111,37 @@ class Engine(Generation, Runs, Stopping, Interchange):
         return self.store.list_experiments(project=project, status=status)
 
     def set_status(
-        self, experiment_id: int, status: ExperimentStatus | str, *, project: str | None = None
+        self,
+        experiment_id: int,
+        status: ExperimentStatus | str,
+        *,
+        project: str | None = None,
+        reason: str | None = None,
+        actor: str | None = None,
+        rule: str | None = None,
+        figures: Mapping[str, Any] | None = None,
     ) -> Experiment:
+        """Change the status and record why (:class:`~assay.platform.experiment.StatusReason`:
+        ``reason``, who, the deciding ``rule`` and its ``figures``; the reason is cut at
+        :data:`~assay.platform.experiment.STATUS_REASON_MAX_CHARS`). ``completed`` and
+        ``failing`` send the ``experiment.<status>`` webhook event, with the reason."""
         try:
             status = ExperimentStatus(status)
         except ValueError:
             raise ValidationError(
                 f"status must be one of {[s.value for s in ExperimentStatus]}", field="status"
             ) from None
-        exp = self.store.set_experiment_status(experiment_id, status, project=project)
+        if reason is not None and not isinstance(reason, str):
+            raise ValidationError("reason must be a string", field="reason")
+        why = StatusReason(
+            status, reason=reason, actor=actor or self.actor, rule=rule, figures=dict(figures or {})
+        )
+        exp = self.store.set_experiment_status(experiment_id, status, project=project, reason=why)
         if status in (ExperimentStatus.COMPLETED, ExperimentStatus.FAILING):
             emit(self.store, exp.project, f"experiment.{status.value}",
-                 {"experiment_id": exp.id, "name": exp.name, "status": status.value})  # fmt: skip
+                 {"experiment_id": exp.id, "name": exp.name, "status": status.value,
+                  "reason": why.reason, "rule": why.rule, "figures": why.figures,
+                  **({"summary": why.reason} if why.reason else {})})  # fmt: skip
         return exp
 
     # -- webhooks ----------------------------------------------------------------------------

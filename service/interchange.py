@@ -4,7 +4,9 @@ The format (``docs/export-format.md``) is one JSON object::
 
     {"format": "assay.experiment", "version": 1, "assay_version": "...", "exported_at": "...",
      "experiment": {<ExperimentConfig.to_dict()>, "status", "run_state",
-                    "generator_state", "model_state"},
+                    "generator_state", "model_state",
+                    "status_reason": {"status", "reason", "rule", "figures", "actor", "at"}
+                                     (optional: why it has its status)},
      "trials": [{"index", "state", "generator", "reason", "metadata",
                  "arms": [{"name", "parameters"}],
                  "observations": {arm: {metric: {"mean", "sem", "n"}}},
@@ -12,7 +14,8 @@ The format (``docs/export-format.md``) is one JSON object::
 
 Round trip: importing an export and exporting again gives the same document except ids
 and times (``exported_at``, ``history[].at``), which the store assigns: definition, status,
-generator and model state, every trial's arms, observations with SEMs, metadata, reason and
+generator and model state, the status reason (kept verbatim, its time included), every
+trial's arms, observations with SEMs, metadata, reason and
 its state history (replayed transition by transition, with the original actors).
 
 Importers turn another tool's study into this document plus an :class:`ImportReport` naming
@@ -39,6 +42,7 @@ from assay.platform.experiment import (
     ExperimentConfig,
     ExperimentStatus,
     Observation,
+    StatusReason,
     TrialState,
 )
 from assay.storage.base import NewTrial, Store, TrialEvent
@@ -124,6 +128,7 @@ def export_document(exp: Experiment, events: list[TrialEvent]) -> dict[str, Any]
             "run_state": exp.run_state,
             "generator_state": exp.generator_state,
             "model_state": exp.model_state,
+            **({"status_reason": exp.status_reason.to_dict()} if exp.status_reason else {}),
         },
         "trials": trials,
     }
@@ -170,7 +175,7 @@ def _plan(document: Mapping[str, Any], name: str | None) -> tuple[ExperimentConf
     raw = document.get("experiment")
     if not isinstance(raw, Mapping):
         raise _field("document.experiment", "must be an object")
-    extra_keys = ("status", "run_state", "generator_state", "model_state")
+    extra_keys = ("status", "run_state", "generator_state", "model_state", "status_reason")
     spec = {k: v for k, v in raw.items() if k not in extra_keys}
     if name is not None:
         spec["name"] = name
@@ -181,8 +186,17 @@ def _plan(document: Mapping[str, Any], name: str | None) -> tuple[ExperimentConf
         raise _field(
             "document.experiment.status", f"unknown status {raw.get('status')!r}"
         ) from None
+    why = raw.get("status_reason")
+    if why is not None:
+        why = StatusReason.from_dict(why)
+        if why.status is not status:
+            raise _field(
+                "document.experiment.status_reason.status",
+                f"is {why.status.value!r} but the experiment is {status.value!r}",
+            )
     extra = {
         "status": status,
+        "status_reason": why,
         "run_state": raw.get("run_state"),
         "generator_state": dict(raw.get("generator_state") or {}),
         "model_state": dict(raw.get("model_state") or {}),
@@ -305,8 +319,8 @@ class Interchange:
                     )
         if extra["run_state"] is not None:
             self.store.set_run_state(exp.id, extra["run_state"])
-        if extra["status"] is not ExperimentStatus.ACTIVE:
-            self.store.set_experiment_status(exp.id, extra["status"])
+        if extra["status"] is not ExperimentStatus.ACTIVE or extra["status_reason"] is not None:
+            self.store.set_experiment_status(exp.id, extra["status"], reason=extra["status_reason"])
         report.trials = len(planned)
         return ImportResult(self.store.get_experiment(exp.id, project=project), report)
 

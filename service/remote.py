@@ -198,13 +198,17 @@ class RemoteEngine:
         return [ExperimentSummaryPublic.model_validate(x).to_domain() for x in rows]
 
     def set_status(
-        self, experiment_id: int, status: ExperimentStatus | str, *, project: str | None = None
+        self,
+        experiment_id: int,
+        status: ExperimentStatus | str,
+        *,
+        project: str | None = None,
+        reason: str | None = None,
     ) -> Experiment:
-        data, _ = self._request(
-            "PATCH",
-            f"/experiments/{experiment_id}",
-            json={"status": ExperimentStatus(status).value},
-        )
+        body: dict[str, Any] = {"status": ExperimentStatus(status).value}
+        if reason is not None:
+            body["reason"] = reason
+        data, _ = self._request("PATCH", f"/experiments/{experiment_id}", json=body)
         return ExperimentPublic.model_validate(data).to_domain()
 
     # -- trials ------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from assay.platform.errors import ConflictError, InvalidTransitionError, ValidationError
-from assay.platform.experiment import ExperimentStatus, TrialState
+from assay.platform.experiment import ExperimentStatus, StatusReason, TrialState
 from assay.platform.jobspec import Job, TrialReport, clean_metrics
 from assay.storage.base import Store
 
@@ -45,7 +45,11 @@ class Runs:
         if action in ("start", "resume"):
             exp = self.store.get_experiment(experiment_id, project=project)
             if exp.status is ExperimentStatus.FAILING:
-                self.store.set_experiment_status(experiment_id, ExperimentStatus.ACTIVE)
+                self.store.set_experiment_status(
+                    experiment_id, ExperimentStatus.ACTIVE,
+                    reason=StatusReason(ExperimentStatus.ACTIVE, actor=self.actor,
+                                        reason=f"{action} after failing"),
+                )  # fmt: skip
             elif exp.status is not ExperimentStatus.ACTIVE:
                 raise ConflictError(
                     f"experiment {experiment_id} is {exp.status.value}; make it active first",

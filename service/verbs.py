@@ -60,9 +60,15 @@ class ExperimentVerbs(Protocol):
         ...
 
     def set_status(
-        self, experiment_id: int, status: ExperimentStatus | str, *, project: str | None = None
+        self,
+        experiment_id: int,
+        status: ExperimentStatus | str,
+        *,
+        project: str | None = None,
+        reason: str | None = None,
     ) -> Experiment:
-        """Change the experiment's status (``active``, ``paused``, ...)."""
+        """Change the experiment's status (``active``, ``paused``, ...), with an optional
+        ``reason`` kept as the experiment's ``status_reason`` (with who and when)."""
         ...
 
     def update_experiment(

@@ -22,12 +22,18 @@ from datetime import datetime
 from typing import Any
 
 from assay.platform.early_stopping import Curve
-from assay.platform.errors import InvalidTransitionError, NotFoundError, UnsupportedError
+from assay.platform.errors import (
+    InvalidTransitionError,
+    NotFoundError,
+    UnsupportedError,
+    ValidationError,
+)
 from assay.platform.experiment import (
     Experiment,
     ExperimentConfig,
     ExperimentStatus,
     Observation,
+    StatusReason,
     Trial,
     TrialState,
 )
@@ -47,6 +53,28 @@ ObservationsArg = (
     | Callable[[Trial, ExperimentConfig | None], Mapping[str, Mapping[str, Observation]]]
     | None
 )
+
+
+def status_reason_for(status: ExperimentStatus, reason: StatusReason | None) -> StatusReason:
+    """The record a status change stores: ``reason`` (which must be about ``status``), or a
+    bare one with the status and the time."""
+    if reason is None:
+        return StatusReason(status)
+    if reason.status is not status:
+        raise ValueError(f"a status reason for {reason.status.value!r} given for {status.value!r}")
+    return reason
+
+
+def read_status_reason(raw: Mapping[str, Any] | None) -> StatusReason | None:
+    """A stored status reason, or ``None`` (never recorded: experiments stored before
+    reasons were kept, or whose status never changed; or an unreadable record, which must not
+    make the experiment unloadable)."""
+    if not raw:
+        return None
+    try:
+        return StatusReason.from_dict(raw)
+    except (ValidationError, TypeError, ValueError):
+        return None
 
 
 def check_expected_state(
@@ -233,9 +261,16 @@ class Store(ABC):
 
     @abstractmethod
     def set_experiment_status(
-        self, experiment_id: int, status: ExperimentStatus, *, project: str | None = None
+        self,
+        experiment_id: int,
+        status: ExperimentStatus,
+        *,
+        project: str | None = None,
+        reason: StatusReason | None = None,
     ) -> Experiment:
-        """Change the experiment's status."""
+        """Change the experiment's status and record why (``reason``; without one, a bare
+        :class:`~assay.platform.experiment.StatusReason` with the status and the time, so the
+        record always describes the current status)."""
 
     @abstractmethod
     def update_experiment_config(

@@ -26,6 +26,7 @@ from assay.platform.experiment import (
     Experiment,
     ExperimentConfig,
     ExperimentStatus,
+    StatusReason,
     Trial,
     TrialState,
     check_transition,
@@ -45,6 +46,7 @@ from assay.storage.base import (
     TrialEvent,
     check_expected_state,
     not_running_error,
+    status_reason_for,
 )
 from assay.storage.ledger import InMemoryPrivacyLedger, PrivacyLedger
 
@@ -220,11 +222,17 @@ class MemoryStore(Store):
             return out
 
     def set_experiment_status(
-        self, experiment_id: int, status: ExperimentStatus, *, project: str | None = None
+        self,
+        experiment_id: int,
+        status: ExperimentStatus,
+        *,
+        project: str | None = None,
+        reason: StatusReason | None = None,
     ) -> Experiment:
         with self._lock:
             exp = self._get(experiment_id, project)
             exp.status = ExperimentStatus(status)
+            exp.status_reason = status_reason_for(exp.status, reason)
             exp.updated_at = utcnow()
             return copy.deepcopy(exp)
 

@@ -124,6 +124,9 @@ class ExperimentRow(Base):
     run_state: Mapped[str | None] = mapped_column(String(20), nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: The last status change (:class:`assay.platform.experiment.StatusReason` as JSON:
+    #: status, reason, rule, figures, actor, at; capped in size); NULL when never changed.
+    status_reason: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
 
 
 class ArmRow(Base):

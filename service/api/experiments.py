@@ -90,7 +90,8 @@ def get_experiment(experiment_id: ExperimentId, engine: EngineDep, who: Principa
 def update_experiment(
     experiment_id: ExperimentId, body: ExperimentUpdate, engine: EngineDep, who: PrincipalDep
 ):
-    """Change status (``active``, ``paused``, ``completed``, ``archived``) and/or the
+    """Change status (``active``, ``paused``, ``completed``, ``archived``; ``reason`` says why,
+    kept with the status as ``status_reason``, cut at 2000 characters) and/or the
     definition: ``bounds`` ``{param: [lower, upper]}``, ``add_values`` / ``remove_values``
     ``{param: [...]}``, ``add_parameters`` ``[{<parameter spec>, "default": value}]`` (past trials are read with
     the default), ``outcome_constraints`` (the new list), ``generator``, ``generator_settings``, with a
@@ -103,7 +104,9 @@ def update_experiment(
             experiment_id, changes, project=who.project, reason=body.reason, actor=who.actor
         )
     if body.status is not None:
-        exp = engine.set_status(experiment_id, body.status, project=who.project)
+        exp = engine.set_status(
+            experiment_id, body.status, project=who.project, reason=body.reason, actor=who.actor
+        )
     else:
         exp = engine.get_experiment(experiment_id, project=who.project)
     return ExperimentPublic.from_domain(exp)

@@ -456,15 +456,23 @@ class Orchestrator:
             recent = sorted(finished, key=lambda t: t.updated_at)[-FAILING_WINDOW:]
             failed = sum(t.state is TrialState.FAILED for t in recent)
             if len(recent) >= FAILING_MIN_FINISHED and failed * 2 > len(recent):
-                # through the engine: it sends the ``experiment.failing`` webhook
-                self.engine.set_status(exp_id, ExperimentStatus.FAILING)
+                why = f"{failed} of its last {len(recent)} finished trials failed"
+                # through the engine: it records why and sends the ``experiment.failing`` webhook
+                self.engine.set_status(
+                    exp_id, ExperimentStatus.FAILING, reason=f"run stopped: {why}",
+                    actor=self.worker_id, rule="failing_trials",
+                    figures={"failed": failed, "finished": len(recent),
+                             "window": FAILING_WINDOW, "min_finished": FAILING_MIN_FINISHED,
+                             "last_failed_trial": next((t.index for t in reversed(recent)
+                                                        if t.state is TrialState.FAILED), None)},
+                )  # fmt: skip
                 self.store.set_run_state(exp_id, "stopped")
                 for t in exp.trials:  # queued work would otherwise wait forever
                     if t.state is TrialState.CANDIDATE:
                         self._end_trial(t, TrialState.ABANDONED, "run stopped: experiment failing")
                 self._say(
-                    f"experiment {exp_id} stopped: {failed} of its last {len(recent)} trials "
-                    "failed (status 'failing'; fix the job and resume the run)"
+                    f"experiment {exp_id} stopped: {why} "
+                    "(status 'failing'; fix the job and resume the run)"
                 )
                 continue
             if self._auto_stop(exp):
@@ -489,7 +497,10 @@ class Orchestrator:
         if not decision.done:
             return False
         reason = f"experiment done ({decision.rule} rule): {decision.reason}"
-        self.engine.set_status(exp.id, ExperimentStatus.COMPLETED)  # + experiment.completed
+        self.engine.set_status(  # records the rule and its figures; + experiment.completed
+            exp.id, ExperimentStatus.COMPLETED, reason=reason, actor=self.worker_id,
+            rule=decision.rule, figures=decision.details,
+        )  # fmt: skip
         self.store.set_run_state(exp.id, "done")
         for t in exp.trials:
             if t.state is TrialState.CANDIDATE:

@@ -60,6 +60,7 @@ from assay.service.schemas.experiments import (
     IntParameterIn,
     ObjectiveIn,
     ParameterIn,
+    StatusReasonPublic,
 )
 from assay.service.schemas.jobs import (
     JobList,
@@ -176,6 +177,7 @@ __all__ = [
     "RunPublic",
     "Scalar",
     "StartRequest",
+    "StatusReasonPublic",
     "StopDecisionPublic",
     "StoppingPublic",
     "Strict",

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from assay.platform.experiment import Experiment, ExperimentConfig, ExperimentStatus
+from assay.platform.experiment import Experiment, ExperimentConfig, ExperimentStatus, StatusReason
 from assay.service.schemas.common import Name, Scalar, Strict
 from assay.service.schemas.jobs import JobSpecIn
 from assay.storage.base import ExperimentSummary
@@ -168,6 +168,37 @@ class ExperimentVersionList(BaseModel):
     versions: list[ExperimentVersionPublic]
 
 
+class StatusReasonPublic(BaseModel):
+    """Why the experiment has its status: the last status change."""
+
+    status: ExperimentStatus = Field(description="The status it changed to.")
+    reason: str | None = Field(None, description="Why (at most 2000 characters).")
+    rule: str | None = Field(
+        None,
+        description="What decided it: a stopping rule (improvement, model), failing_trials "
+        "(the orchestrator's failure check), or null for a person.",
+    )
+    figures: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The decision's numbers (at most 4000 characters of JSON).",
+    )
+    actor: str | None = Field(None, description="Who changed it (actor or worker id).")
+    at: datetime = Field(description="When (UTC).")
+
+    @classmethod
+    def from_domain(cls, r: StatusReason) -> StatusReasonPublic:
+        return cls(
+            status=r.status, reason=r.reason, rule=r.rule, figures=r.figures, actor=r.actor,
+            at=r.at,
+        )  # fmt: skip
+
+    def to_domain(self) -> StatusReason:
+        return StatusReason(
+            self.status, at=self.at, reason=self.reason, actor=self.actor, rule=self.rule,
+            figures=self.figures,
+        )  # fmt: skip
+
+
 class ExperimentPublic(BaseModel):
     id: int
     project: str
@@ -177,6 +208,8 @@ class ExperimentPublic(BaseModel):
     trial_counts: dict[str, int]
     created_at: datetime
     updated_at: datetime
+    #: ``None`` until the status first changes (and for experiments stored before reasons).
+    status_reason: StatusReasonPublic | None = None
 
     @classmethod
     def from_domain(cls, exp: Experiment) -> ExperimentPublic:
@@ -187,6 +220,8 @@ class ExperimentPublic(BaseModel):
             id=exp.id, project=exp.project, name=exp.name, status=exp.status,
             config=exp.config.to_dict(), trial_counts=counts, created_at=exp.created_at,
             updated_at=exp.updated_at,
+            status_reason=(StatusReasonPublic.from_domain(exp.status_reason)
+                           if exp.status_reason is not None else None),
         )  # fmt: skip
 
     def to_domain(self) -> Experiment:
@@ -194,6 +229,7 @@ class ExperimentPublic(BaseModel):
         return Experiment(
             id=self.id, config=ExperimentConfig.from_dict(self.config), status=self.status,
             project=self.project, created_at=self.created_at, updated_at=self.updated_at,
+            status_reason=self.status_reason.to_domain() if self.status_reason else None,
         )  # fmt: skip
 
 

@@ -31,7 +31,7 @@ from assay.platform.experiment import (
     TrialState,
 )
 from assay.platform.jobspec import Job, JobState
-from assay.storage.base import TrialEvent
+from assay.storage.base import TrialEvent, read_status_reason
 from assay.storage.orm import (
     ArmRow,
     ExperimentRow,
@@ -340,6 +340,7 @@ class ExperimentCache:
             run_state=row.run_state,
             created_at=row.created_at,
             updated_at=row.updated_at,
+            status_reason=read_status_reason(row.status_reason),
         )
 
     def config(self, row: ExperimentRow) -> ExperimentConfig:

@@ -22,8 +22,19 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from assay.platform.errors import ConflictError
-from assay.platform.experiment import Experiment, ExperimentConfig, ExperimentStatus, utcnow
-from assay.storage.base import ExperimentLock, ExperimentSummary, ExperimentVersion
+from assay.platform.experiment import (
+    Experiment,
+    ExperimentConfig,
+    ExperimentStatus,
+    StatusReason,
+    utcnow,
+)
+from assay.storage.base import (
+    ExperimentLock,
+    ExperimentSummary,
+    ExperimentVersion,
+    status_reason_for,
+)
 from assay.storage.orm import ExperimentRow, ExperimentVersionRow, ProjectRow, TrialRow
 from assay.storage.sql.codec import ExperimentCache, experiment_row
 from assay.storage.sql.locking import (
@@ -146,11 +157,19 @@ class SqlExperiments(SqlDatabase):
         return self.run_transaction(fn, write=False)
 
     def set_experiment_status(
-        self, experiment_id: int, status: ExperimentStatus, *, project: str | None = None
+        self,
+        experiment_id: int,
+        status: ExperimentStatus,
+        *,
+        project: str | None = None,
+        reason: StatusReason | None = None,
     ) -> Experiment:
+        record = status_reason_for(ExperimentStatus(status), reason).to_dict()
+
         def fn(s: Session) -> Experiment:
             row, pname = experiment_row(s, experiment_id, project, for_update=True)
             row.status = ExperimentStatus(status).value
+            row.status_reason = record
             row.updated_at = utcnow()
             s.flush()
             return self._cache.experiment(s, row, pname)

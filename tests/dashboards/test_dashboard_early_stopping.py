@@ -60,3 +60,32 @@ def test_learning_curves_panel_and_stopped_trial_page() -> None:
         assert all(t["name"] != "percentile rule" for t in loss["figure"]["data"])
         trial_page = client.get(f"/trials/{bad.id}", headers=HTML).text
         assert "Early stopped:" in trial_page and "percentile" in trial_page
+
+
+def test_experiment_page_shows_why_it_has_its_status() -> None:
+    """The status badge comes with the reason, the deciding rule and its figures."""
+    store = MemoryStore()
+    engine = Engine(store)
+    spec = {"parameters": [{"name": "x", "type": "float", "bounds": [0, 1]}], "objective": "acc"}
+    done = engine.create_experiment({"name": "done", **spec})
+    plain = engine.create_experiment({"name": "plain", **spec})
+    engine.set_status(
+        done.id, "completed", actor="w1", rule="improvement",
+        reason="experiment done (improvement rule): the best feasible value has not improved",
+        figures={"best_now": 0.91234, "noise": 0.004, "noise_source": "median SEM",
+                 "checks": [1, 2]},
+    )  # fmt: skip
+    app = create_app(Settings(reaper_interval_s=0), store)
+    with TestClient(app, base_url="http://127.0.0.1:8000", client=("127.0.0.1", 50000)) as client:
+        page = client.get(f"/experiments/{done.id}", headers=HTML)
+        assert page.status_code == 200
+        html = page.text
+        assert 'id="status-reason"' in html and "x-completed" in html
+        assert (
+            "experiment done (improvement rule): the best feasible value has not improved" in html
+        )
+        assert "improvement</span>" in html and "by w1" in html
+        assert "best now <b>0.9123</b>" in html and "noise source <b>median SEM</b>" in html
+        assert "checks" not in html.split('id="status-reason"')[1].split("</div>")[0]
+        page = client.get(f"/experiments/{plain.id}", headers=HTML)
+        assert page.status_code == 200 and 'id="status-reason"' not in page.text

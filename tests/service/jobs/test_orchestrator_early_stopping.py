@@ -111,6 +111,12 @@ def test_auto_stopping_rule_completes_the_run(tmp_path, es_jobs, drive) -> None:
     completed = [t for t in exp.trials if t.state is TrialState.COMPLETED]
     assert 3 <= len(completed) < 20
     assert any("completed: experiment done (improvement rule)" in e for e in events)
+    why = exp.status_reason  # kept on the experiment, not only in the log and the webhook
+    assert why.status is ExperimentStatus.COMPLETED and why.rule == "improvement"
+    assert why.reason.startswith("experiment done (improvement rule): ") and why.actor == "w1"
+    assert why.figures["window"] == 2 and why.figures["trials"] >= 3
+    assert why.figures["improvement"] <= why.figures["noise"]
+    assert sent.payload["rule"] == "improvement" and sent.payload["reason"] == why.reason
 
 
 def _zombie(pid: int) -> bool:
