@@ -215,60 +215,64 @@ class SqlExperimentLock(ExperimentLock):
 
         def fn(s: Session) -> list[Trial]:
             now = utcnow()
-            trial_rows = [
-                {"experiment_id": exp_id, "index": next_index + k, "state": spec.state.value,
-                 "generator": spec.generator, "reason": None, "trial_metadata": meta,
-                 "lease_expires_at": spec.lease_expires_at, "created_at": now, "updated_at": now}
-                for k, (spec, meta, _) in enumerate(specs)
-            ]  # fmt: skip
-            # RETURNING the natural key with the id: any row order will do, so every backend
-            # batches the rows into one statement (``sort_by_parameter_order`` would make
-            # SQLite send one INSERT per row).
-            by_index = dict(
-                s.execute(insert(TrialRow).returning(TrialRow.index, TrialRow.id), trial_rows).all()
-            )
-            ids = [by_index[next_index + k] for k in range(len(specs))]
-            reused = sorted({n for _, _, arms in specs for n, _ in arms if n in known})
-            arm_ids: dict[str, int] = {}
-            if reused:
-                arm_ids.update(
+            ids: list[int] = []
+            if specs:  # an import of an experiment without trials adds none
+                trial_rows = [
+                    {"experiment_id": exp_id, "index": next_index + k, "state": spec.state.value,
+                     "generator": spec.generator, "reason": None, "trial_metadata": meta,
+                     "lease_expires_at": spec.lease_expires_at, "created_at": now, "updated_at": now}
+                    for k, (spec, meta, _) in enumerate(specs)
+                ]  # fmt: skip
+                # RETURNING the natural key with the id: any row order will do, so every backend
+                # batches the rows into one statement (``sort_by_parameter_order`` would make
+                # SQLite send one INSERT per row).
+                by_index = dict(
                     s.execute(
-                        select(ArmRow.name, ArmRow.id).where(
-                            ArmRow.experiment_id == exp_id, ArmRow.name.in_(reused)
-                        )
+                        insert(TrialRow).returning(TrialRow.index, TrialRow.id), trial_rows
                     ).all()
                 )
-            fresh: dict[str, dict[str, Any]] = {}
-            for _, _, arms in specs:
-                for name, params in arms:
-                    if name not in arm_ids:
-                        fresh.setdefault(name, params)
-            if fresh:
-                rows = s.execute(
-                    insert(ArmRow).returning(ArmRow.name, ArmRow.id),
+                ids = [by_index[next_index + k] for k in range(len(specs))]
+                reused = sorted({n for _, _, arms in specs for n, _ in arms if n in known})
+                arm_ids: dict[str, int] = {}
+                if reused:
+                    arm_ids.update(
+                        s.execute(
+                            select(ArmRow.name, ArmRow.id).where(
+                                ArmRow.experiment_id == exp_id, ArmRow.name.in_(reused)
+                            )
+                        ).all()
+                    )
+                fresh: dict[str, dict[str, Any]] = {}
+                for _, _, arms in specs:
+                    for name, params in arms:
+                        if name not in arm_ids:
+                            fresh.setdefault(name, params)
+                if fresh:
+                    rows = s.execute(
+                        insert(ArmRow).returning(ArmRow.name, ArmRow.id),
+                        [
+                            {"experiment_id": exp_id, "name": n, "parameters": p}
+                            for n, p in fresh.items()
+                        ],
+                    ).all()
+                    arm_ids.update((name, arm_id) for name, arm_id in rows)
+                s.execute(
+                    insert(TrialArmRow),
                     [
-                        {"experiment_id": exp_id, "name": n, "parameters": p}
-                        for n, p in fresh.items()
+                        {"trial_id": tid, "arm_id": arm_ids[name], "position": position}
+                        for tid, (_, _, arms) in zip(ids, specs, strict=True)
+                        for position, (name, _) in enumerate(arms)
                     ],
-                ).all()
-                arm_ids.update((name, arm_id) for name, arm_id in rows)
-            s.execute(
-                insert(TrialArmRow),
-                [
-                    {"trial_id": tid, "arm_id": arm_ids[name], "position": position}
-                    for tid, (_, _, arms) in zip(ids, specs, strict=True)
-                    for position, (name, _) in enumerate(arms)
-                ],
-            )
-            s.execute(
-                insert(TrialEventRow),
-                [
-                    {"experiment_id": exp_id, "trial_id": tid, "from_state": None,
-                     "to_state": spec.state.value, "at": now, "actor": actor,
-                     "reason": "created", "details": {}}
-                    for tid, (spec, _, _) in zip(ids, specs, strict=True)
-                ],
-            )  # fmt: skip
+                )
+                s.execute(
+                    insert(TrialEventRow),
+                    [
+                        {"experiment_id": exp_id, "trial_id": tid, "from_state": None,
+                         "to_state": spec.state.value, "at": now, "actor": actor,
+                         "reason": "created", "details": {}}
+                        for tid, (spec, _, _) in zip(ids, specs, strict=True)
+                    ],
+                )  # fmt: skip
             if idempotency_key is not None:
                 s.execute(
                     insert(IdempotencyKeyRow).values(

@@ -81,6 +81,20 @@ def test_round_trip_is_lossless_and_the_import_keeps_optimizing(client) -> None:
         client.import_experiment(doc)
 
 
+def test_an_experiment_without_trials_round_trips(client) -> None:
+    exp = client.create_experiment(
+        name=f"empty-{client.mode}",
+        parameters=[{"name": "x", "type": "float", "bounds": [0.0, 1.0]}],
+        objective="y",
+    )
+    doc = client.export_experiment(exp.id)
+    assert doc["trials"] == []
+    result = client.import_experiment(doc, name=f"empty-{client.mode}-copy")
+    assert result.report.trials == 0 and result.experiment.trials == []
+    [t] = client.ask(result.experiment.id)  # and it starts optimizing
+    assert t.index == 0
+
+
 def test_a_bad_document_stores_nothing(client) -> None:
     exp = make_experiment(client, f"bad-{client.mode}")
     doc = client.export_experiment(exp.id)
