@@ -207,17 +207,18 @@ def run_assay(
         generator_settings=settings or {},
         seed=seed,
     )
-    xs, lat, model = [], [], []
+    xs, lat, model, cpu = [], [], [], []
     for _ in range(budget):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         [trial] = client.ask(exp.id)
         lat.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
         model.append(trial.generator != "sobol")
         x = [trial.parameters[n] for n in problem.names]
         xs.append(x)
         client.tell(trial.id, observe(problem, x, rng))
     best = client.best(exp.id)
-    return xs, (lat, model), [best.parameters[n] for n in problem.names]
+    return xs, (lat, model, cpu), [best.parameters[n] for n in problem.names]
 
 
 def run_ax(problem: Problem, budget: int, seed: int) -> tuple[list, list, list | None]:
@@ -323,12 +324,19 @@ def run_assay_kg(problem: Problem, budget: int, seed: int) -> tuple[list, list, 
     return run_assay(problem, budget, seed, "knowledge_gradient", {"max_seconds": 600.0})
 
 
+def run_assay_qlognei(problem: Problem, budget: int, seed: int) -> tuple[list, list, list | None]:
+    # noisy_ei with BoTorch's qLogNoisyExpectedImprovement (the default before the
+    # analytic-candidate form, ``analytic: true``); same seeds and noise streams as ``assay``.
+    return run_assay(problem, budget, seed, "noisy_ei", {"analytic": False})
+
+
 #: Ax generator keys of its quasi-random initial design (every other ask is model-based).
 AX_QUASI_RANDOM = {"Sobol", "Uniform", "CenterOfSearchSpace", "Center", None}
 
 METHODS = {
     "assay": run_assay,
     "knowledge_gradient": run_assay_kg,
+    "assay_qlognei": run_assay_qlognei,
     "ax": run_ax,
     "optuna": run_optuna,
     "random": run_random,
@@ -350,8 +358,10 @@ def run_one(problem: Problem, method: str, seed: int, budget: int, fresh: bool) 
         return json.loads(path.read_text())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        xs, (lat, model), rec = METHODS[method](problem, budget, seed)
+        xs, (lat, model, *cpu), rec = METHODS[method](problem, budget, seed)
     result = {**score(problem, xs, rec), "latency": lat, "model_based": model, "xs": xs, "rec": rec}
+    if cpu:  # ask CPU seconds (Assay methods)
+        result["cpu"] = cpu[0]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result))
     return result
@@ -384,6 +394,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="*", default=list(METHODS))
     parser.add_argument("--quick", action="store_true", help="2 seeds, 15 evaluations")
     parser.add_argument("--fresh", action="store_true", help="ignore cached runs")
+    parser.add_argument(
+        "--pair",
+        nargs=2,
+        metavar=("A", "B"),
+        help="paired per-problem differences A - B (same seeds and noise) and ask seconds",
+    )
     parser.add_argument(
         "--kg-summary",
         action="store_true",
@@ -465,7 +481,50 @@ def main(argv: list[str] | None = None) -> int:
             print(line)
     if args.kg_summary and "knowledge_gradient" in args.methods:
         kg_summary(results, args.problems, [m for m in ("assay", "ax") if m in args.methods])
+    if args.pair:
+        pair_summary(results, args.problems, *args.pair)
     return 0
+
+
+def _median_asks(rs: list[dict], key: str) -> float:
+    """Median of per-ask ``key`` (``latency`` or ``cpu``) over the model-based asks."""
+    vals = [
+        v
+        for r in rs
+        if key in r
+        for v, m in zip(r[key], r.get("model_based") or [True] * len(r[key]), strict=True)
+        if m
+    ]
+    return statistics.median(vals) if vals else math.nan
+
+
+def pair_summary(results: dict, problems: list[str], a: str, b: str) -> None:
+    """Method ``a`` against ``b`` per problem: paired differences (same seeds, same noise
+    streams) of both quality numbers as mean ± SE, seeds where ``a`` is better, and the median
+    model-based ask wall and CPU seconds of each."""
+    print(f"\nPaired differences {a} - {b} (true objective, lower is better).\n")
+    print(
+        f"| problem | {a} in-sample | {b} in-sample | diff in-sample | {a} better | "
+        f"{a} rec | {b} rec | diff rec | {a} ask wall/CPU s | {b} ask wall/CPU s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for pname in problems:
+        ra, rb = results[(pname, a)], results[(pname, b)]
+        cells = []
+        for key in ("in_sample", "recommended"):
+            xa, xb = [r[key] for r in ra], [r[key] for r in rb]
+            d = mean_se([u - v for u, v in zip(xa, xb, strict=True)])
+            cells.append(
+                f"{statistics.fmean(xa):.4f} | {statistics.fmean(xb):.4f} | "
+                f"{d[0]:+.4f} ± {d[1]:.4f}"
+            )
+            if key == "in_sample":
+                wins = sum(u < v for u, v in zip(xa, xb, strict=True))
+                cells[-1] += f" | {wins}/{len(xa)}"
+        ask = [
+            f"{_median_asks(rs, 'latency'):.3f}/{_median_asks(rs, 'cpu'):.3f}" for rs in (ra, rb)
+        ]
+        print(f"| {pname} | {cells[0]} | {cells[1]} | {ask[0]} | {ask[1]} |")
 
 
 def kg_summary(results: dict, problems: list[str], peers: list[str]) -> None:

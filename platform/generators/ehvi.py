@@ -186,8 +186,12 @@ class NoisyEHVIGenerator(NoisyEIGenerator):
         seed: int,
         info: dict[str, Any],
         outcome_constraints: Sequence[OutcomeConstraint] | None = None,
+        q: int = 1,
     ) -> AcquisitionFunction:
-        """qLogNEHVI with constraints, or qLogPF when no observed arm is likely feasible."""
+        """qLogNEHVI with constraints, or qLogPF when no observed arm is likely feasible.
+
+        ``q`` (points wanted, passed by :meth:`NoisyEIGenerator.optimize_candidates`) does not
+        change the acquisition here."""
         config = experiment.config
         _, constraints, notes = objective_and_constraints(config, fitted, outcome_constraints)
         if notes:
@@ -232,8 +236,10 @@ class ParEGOGenerator(NoisyEHVIGenerator):
         seed: int,
         info: dict[str, Any],
         outcome_constraints: Sequence[OutcomeConstraint] | None = None,
+        q: int = 1,
     ) -> AcquisitionFunction:
-        """qLogNParEGO with weights drawn from the simplex by ``seed``, or qLogPF."""
+        """qLogNParEGO with weights drawn from the simplex by ``seed``, or qLogPF (``q``: as
+        for :meth:`NoisyEHVIGenerator.build_acquisition`)."""
         config = experiment.config
         _, constraints, notes = objective_and_constraints(config, fitted, outcome_constraints)
         if notes:
