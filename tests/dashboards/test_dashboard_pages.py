@@ -236,6 +236,9 @@ def test_keys_mode_login_cookie_and_project_isolation(keys_app) -> None:
     r = client.get(f"/experiments/{theirs}", headers=HTML)
     assert r.status_code == 404 and "another project" in r.text
     assert client.get(f"/experiments/{theirs}/panels/slices", headers=JSON).status_code == 404
+    for chart in ("trace", "parallel", "model-trace"):  # the page's server-built charts
+        assert client.get(f"/experiments/{theirs}/{chart}", headers=JSON).status_code == 404
+        assert client.get(f"/experiments/{mine['big']}/{chart}", headers=JSON).status_code == 200
     assert client.get(f"/experiments/{mine['big']}", headers=HTML).status_code == 200
     # the cookie does not authenticate the REST API, which still wants the key
     assert client.get("/api/v1/experiments").status_code == 401
