@@ -26,8 +26,8 @@ over seeds, the stuck runs, the *paired* GAP differences of ``ms2``/``ms3`` agai
 ratio to ``noisy_ei``'s.
 
 Results are cached per (function, method, seed) as JSON under
-``.bench-cache/multistep/init2d+<mult>d/`` (``.bench-cache/multistep-quick/...`` for
-``--quick``), so an interrupted run resumes where it stopped and a run can be done in parts
+``benchmarks/results/multistep/init2d+<mult>d/`` (committed, so the table grows across
+sessions; ``.bench-cache/multistep-quick/...`` for ``--quick``), so an interrupted run resumes where it stopped and a run can be done in parts
 (``--functions``, ``--methods``, ``--seeds``); ``--table`` only prints the table of what is
 cached. The full protocol (10 functions x 4 methods x 10 seeds, 40 asks each in 2-D) takes
 hours on one core: run it in parts with ``--workers``.
@@ -86,7 +86,8 @@ from assay.platform.generators import get_generator
 from assay.platform.space import DTYPE, Float, SearchSpace
 
 ROOT = Path(__file__).resolve().parents[1]
-CACHE = ROOT / ".bench-cache" / "multistep"
+#: Full-protocol runs are committed (benchmarks/results/), so the table is built over sessions.
+CACHE = ROOT / "benchmarks" / "results" / "multistep"
 CACHE_QUICK = ROOT / ".bench-cache" / "multistep-quick"
 
 
