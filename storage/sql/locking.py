@@ -29,7 +29,22 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    String,
+    and_,
+    cast,
+    column,
+    func,
+    insert,
+    literal,
+    null,
+    select,
+    update,
+    values,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
@@ -43,6 +58,7 @@ from assay.storage.orm import (
     TrialArmRow,
     TrialEventRow,
     TrialRow,
+    UTCDateTime,
 )
 from assay.storage.sql.codec import load_trial
 from assay.storage.sql.session import SqlDatabase, first_line
@@ -216,7 +232,16 @@ class SqlExperimentLock(ExperimentLock):
         def fn(s: Session) -> list[Trial]:
             now = utcnow()
             ids: list[int] = []
-            if specs:  # an import of an experiment without trials adds none
+            values: dict[str, Any] = {"updated_at": now}
+            if generator_state is not None:
+                values["generator_state"] = dict(generator_state)
+            if model_state:
+                values["model_state"] = dict(model_state)
+            if specs and self._db.dialect == "postgresql":
+                # One round trip for every row of the ask while the experiment stays locked
+                # (was five: trials, arms, links, events, experiment update).
+                ids = pg_insert_trials(s, exp_id, next_index, specs, known, now, actor, values)
+            elif specs:  # an import of an experiment without trials adds none
                 trial_rows = [
                     {"experiment_id": exp_id, "index": next_index + k, "state": spec.state.value,
                      "generator": spec.generator, "reason": None, "trial_metadata": meta,
@@ -279,12 +304,8 @@ class SqlExperimentLock(ExperimentLock):
                         experiment_id=exp_id, key=idempotency_key, trial_ids=ids, created_at=now
                     )
                 )
-            values: dict[str, Any] = {"updated_at": now}
-            if generator_state is not None:
-                values["generator_state"] = dict(generator_state)
-            if model_state:
-                values["model_state"] = dict(model_state)
-            s.execute(update(ExperimentRow).where(ExperimentRow.id == exp_id).values(**values))
+            if not (specs and self._db.dialect == "postgresql"):  # else done with the rows
+                s.execute(update(ExperimentRow).where(ExperimentRow.id == exp_id).values(**values))
             return [
                 Trial(
                     id=tid, experiment_id=exp_id, index=next_index + k, state=spec.state,
@@ -296,6 +317,116 @@ class SqlExperimentLock(ExperimentLock):
             ]  # fmt: skip
 
         return self._write(fn)
+
+
+def pg_insert_trials(
+    s: Session,
+    exp_id: int,
+    next_index: int,
+    specs: Sequence[tuple[NewTrial, Any, list[tuple[str, Any]]]],
+    known: Mapping[str, Any],
+    now: Any,
+    actor: str | None,
+    experiment_values: Mapping[str, Any],
+) -> list[int]:
+    """PostgreSQL: write an ask's trials, their new arms, the trial-arm links, the "created"
+    events and the experiment's update (generator/model state, ``updated_at``) in **one**
+    statement of data-modifying CTEs, and return the new trial ids in index order.
+
+    Every sub-statement of one ``WITH`` sees the same snapshot and runs once; the rows
+    inserted by the ``new_trials`` and ``new_arms`` CTEs reach the links and events through
+    their ``RETURNING`` lists, and the foreign keys are checked at the end of the statement,
+    when those rows exist (PostgreSQL manual, "Data-Modifying Statements in WITH"). Arms
+    reused by name (the control, carried-over arms) are found by ``(experiment_id, name)`` in
+    the stored ``arms``. A unique clash raises ``IntegrityError`` as the separate inserts did
+    (the ask is retried, :func:`ask_clash`).
+    """
+    trials_t, arms_t = TrialRow.__table__, ArmRow.__table__
+    links_t, events_t = TrialArmRow.__table__, TrialEventRow.__table__
+    tv = values(
+        column("idx", Integer), column("state", String), column("gen", String),
+        column("meta", JSONB), column("lease", UTCDateTime()), name="tv",
+    ).data([
+        (next_index + k, spec.state.value, spec.generator, meta, spec.lease_expires_at)
+        for k, (spec, meta, _) in enumerate(specs)
+    ])  # fmt: skip
+    new_trials = (
+        insert(trials_t)
+        .from_select(
+            ["experiment_id", "index", "state", "generator", "reason", "metadata",
+             "lease_expires_at", "created_at", "updated_at"],
+            select(literal(exp_id, BigInteger), tv.c.idx, tv.c.state, tv.c.gen,
+                   null(), tv.c.meta, cast(tv.c.lease, UTCDateTime()), literal(now, UTCDateTime()),
+                   literal(now, UTCDateTime())),
+        )
+        .returning(trials_t.c.id, trials_t.c.index)
+        .cte("new_trials")
+    )  # fmt: skip
+    fresh: dict[str, Any] = {}
+    for _, _, arms in specs:
+        for name, params in arms:
+            if name not in known:
+                fresh.setdefault(name, params)
+    ctes = []
+    new_arms = None
+    if fresh:
+        av = values(column("name", String), column("params", JSONB), name="av").data(
+            list(fresh.items())
+        )
+        new_arms = (
+            insert(arms_t)
+            .from_select(
+                ["experiment_id", "name", "parameters"],
+                select(literal(exp_id, BigInteger), av.c.name, av.c.params),
+            )
+            .returning(arms_t.c.id, arms_t.c.name)
+            .cte("new_arms")
+        )
+    lv = values(column("idx", Integer), column("name", String), column("pos", Integer), name="lv")
+    lv = lv.data(
+        [(next_index + k, name, pos) for k, (_, _, arms) in enumerate(specs)
+         for pos, (name, _) in enumerate(arms)]
+    )  # fmt: skip
+    old = arms_t.alias("old_arms")
+    src = lv.join(new_trials, new_trials.c.index == lv.c.idx).outerjoin(
+        old, and_(old.c.experiment_id == exp_id, old.c.name == lv.c.name)
+    )
+    arm_id = old.c.id
+    if new_arms is not None:
+        src = src.outerjoin(new_arms, new_arms.c.name == lv.c.name)
+        arm_id = func.coalesce(new_arms.c.id, old.c.id)
+    ctes.append(
+        insert(links_t)
+        .from_select(
+            ["trial_id", "arm_id", "position"],
+            select(new_trials.c.id, arm_id, lv.c.pos).select_from(src),
+        )
+        .returning(links_t.c.trial_id)
+        .cte("new_links")
+    )
+    ctes.append(
+        insert(events_t)
+        .from_select(
+            ["experiment_id", "trial_id", "from_state", "to_state", "at", "actor", "reason",
+             "details"],
+            select(literal(exp_id, BigInteger), new_trials.c.id, null(), tv.c.state,
+                   literal(now, UTCDateTime()), literal(actor, String), literal("created"),
+                   literal({}, JSONB)).select_from(
+                new_trials.join(tv, tv.c.idx == new_trials.c.index)),
+        )
+        .returning(events_t.c.id)
+        .cte("new_events")
+    )  # fmt: skip
+    ctes.append(
+        update(ExperimentRow.__table__)
+        .where(ExperimentRow.__table__.c.id == exp_id)
+        .values(**experiment_values)
+        .returning(ExperimentRow.__table__.c.id)
+        .cte("experiment_update")
+    )
+    stmt = select(new_trials.c.index, new_trials.c.id).add_cte(*ctes)
+    by_index = dict(s.execute(stmt).all())
+    return [by_index[next_index + k] for k in range(len(specs))]
 
 
 def stored_json(value: Any) -> Any:

@@ -17,7 +17,22 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    Integer,
+    String,
+    cast,
+    column,
+    func,
+    insert,
+    literal,
+    select,
+    true,
+    update,
+    values,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from assay.platform.errors import InvalidTransitionError
@@ -29,7 +44,7 @@ from assay.storage.base import (
     check_expected_state,
     not_running_error,
 )
-from assay.storage.orm import ArmRow, ObservationRow, TrialEventRow, TrialRow
+from assay.storage.orm import ArmRow, ObservationRow, TrialEventRow, TrialRow, UTCDateTime
 from assay.storage.sql.codec import (
     CAS_STATE,
     event_from_row,
@@ -47,6 +62,56 @@ def trial_ids(experiment_id: int, states: Sequence[TrialState] | None) -> Any:
     if states:
         stmt = stmt.where(TrialRow.state.in_([TrialState(x).value for x in states]))
     return stmt
+
+
+def pg_transition(cas: Mapping[str, Any], rows: Sequence[tuple], event: Mapping[str, Any]) -> Any:
+    """PostgreSQL: a trial's compare-and-set state change (:data:`CAS_STATE`'s parameters
+    ``cas``), its observation ``rows`` ``(arm_id, metric, mean, sem, n)`` and its audit
+    ``event`` as **one** statement of data-modifying CTEs (was three round trips). The
+    inserts select from the ``UPDATE ... RETURNING`` CTE, so when the compare-and-set misses
+    (a concurrent change) nothing at all is written; the statement yields how many trials
+    changed (1, or 0 for a lost race)."""
+    t, o, e = TrialRow.__table__, ObservationRow.__table__, TrialEventRow.__table__
+    changed = (
+        update(t)
+        .where(t.c.id == cas["p_id"], t.c.state == cas["p_old"])
+        .values(state=cas["p_new"], reason=cas["p_reason"], updated_at=cas["p_now"],
+                lease_expires_at=cas["p_lease"])
+        .returning(t.c.id)
+        .cte("changed")
+    )  # fmt: skip
+    now = literal(cas["p_now"], UTCDateTime())
+    ctes = [
+        insert(e)
+        .from_select(
+            list(event),
+            select(*(
+                changed.c.id if k == "trial_id"
+                else now if k == "at"
+                else literal(v, JSONB) if k == "details"
+                else literal(v, e.c[k].type)
+                for k, v in event.items()
+            )),
+        )
+        .returning(e.c.id)
+        .cte("new_event")
+    ]  # fmt: skip
+    if rows:
+        ov = values(
+            column("arm_id", BigInteger), column("metric", String), column("mean", Float),
+            column("sem", Float), column("n", Integer), name="ov",
+        ).data(list(rows))  # fmt: skip
+        ctes.append(
+            insert(o)
+            .from_select(
+                ["trial_id", "arm_id", "metric", "mean", "sem", "n", "created_at"],
+                select(changed.c.id, ov.c.arm_id, ov.c.metric, cast(ov.c.mean, Float), cast(ov.c.sem, Float),
+                       cast(ov.c.n, Integer), now).select_from(changed.join(ov, true())),
+            )
+            .returning(o.c.id)
+            .cte("new_observations")
+        )  # fmt: skip
+    return select(func.count()).select_from(changed).add_cte(*ctes)
 
 
 class SqlTrials(SqlDatabase):
@@ -114,34 +179,40 @@ class SqlTrials(SqlDatabase):
                 obs = observations
             now = utcnow()
             lease = lease_expires_at if to_state is TrialState.RUNNING else None
-            result = s.execute(
-                CAS_STATE,
-                {"p_id": trial_id, "p_old": trial.state.value, "p_new": to_state.value,
-                 "p_reason": reason, "p_now": now, "p_lease": lease},
-            )  # fmt: skip
-            if result.rowcount != 1:  # lost a race: someone changed it first
+            cas = {"p_id": trial_id, "p_old": trial.state.value, "p_new": to_state.value,
+                   "p_reason": reason, "p_now": now, "p_lease": lease}  # fmt: skip
+            rows = [
+                (arm_ids[arm], o.metric, o.mean, o.sem, o.n)
+                for arm, by_metric in (obs or {}).items()
+                for o in by_metric.values()
+            ]
+            event = {"experiment_id": trial.experiment_id, "trial_id": trial_id,
+                     "from_state": trial.state.value, "to_state": to_state.value, "at": now,
+                     "actor": actor, "reason": reason, "details": dict(details or {})}  # fmt: skip
+            if self.dialect == "postgresql":
+                if s.execute(pg_transition(cas, rows, event)).scalar_one() != 1:
+                    stored, _ = load_one_trial(s, trial_id, None)  # lost a race
+                    check_transition(trial_id, stored.state, to_state)
+                    raise InvalidTransitionError(
+                        f"trial {trial_id} changed concurrently; retry",
+                        details={"trial_id": trial_id},
+                    )
+                rows = []  # written with the state change
+            elif s.execute(CAS_STATE, cas).rowcount != 1:  # lost a race: someone changed it first
                 stored, _ = load_one_trial(s, trial_id, None)
                 check_transition(trial_id, stored.state, to_state)
                 raise InvalidTransitionError(
                     f"trial {trial_id} changed concurrently; retry",
                     details={"trial_id": trial_id},
                 )
-            if obs:
-                s.execute(
-                    insert(ObservationRow),
-                    [
-                        {"trial_id": trial_id, "arm_id": arm_ids[arm], "metric": o.metric,
-                         "mean": o.mean, "sem": o.sem, "n": o.n, "created_at": now}
-                        for arm, by_metric in obs.items()
-                        for o in by_metric.values()
-                    ],
-                )  # fmt: skip
-            s.execute(
-                insert(TrialEventRow),
-                [{"experiment_id": trial.experiment_id, "trial_id": trial_id,
-                  "from_state": trial.state.value, "to_state": to_state.value, "at": now,
-                  "actor": actor, "reason": reason, "details": dict(details or {})}],
-            )  # fmt: skip
+            if self.dialect != "postgresql":
+                if rows:
+                    s.execute(
+                        insert(ObservationRow),
+                        [{"trial_id": trial_id, "arm_id": a, "metric": m, "mean": mu, "sem": se,
+                          "n": n, "created_at": now} for a, m, mu, se, n in rows],
+                    )  # fmt: skip
+                s.execute(insert(TrialEventRow), [event])
             if obs:
                 trial.observations = {a: dict(o) for a, o in obs.items()}
             trial.state, trial.reason, trial.updated_at = to_state, reason, now
