@@ -300,7 +300,9 @@ def main(argv: list[str] | None = None) -> int:
                         c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     print(
         f"\nassay serve --workers {args.workers}; {args.seconds:.0f} s per cell; client "
-        f"processes (fork); machine: {os.cpu_count()} cores\n"
+        f"processes (fork); machine: {os.cpu_count()} cores, load average "
+        f"{os.getloadavg()[0]:.1f} at the end (shared cores inflate absolute figures; the "
+        "ratio compares Assay and Optuna under the same load)\n"
     )
     print("| backend | 1 process: sobol ask p50 ms | tell p50 ms | ask+tell cycles/s |")
     print("|---|---|---|---|")
