@@ -12,27 +12,13 @@ May import: sqlalchemy, :mod:`assay.platform`, :mod:`assay.storage.base`,
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    Float,
-    Integer,
-    String,
-    cast,
-    column,
-    func,
-    insert,
-    literal,
-    select,
-    true,
-    update,
-    values,
-)
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from assay.platform.errors import InvalidTransitionError
@@ -44,7 +30,7 @@ from assay.storage.base import (
     check_expected_state,
     not_running_error,
 )
-from assay.storage.orm import ArmRow, ObservationRow, TrialEventRow, TrialRow, UTCDateTime
+from assay.storage.orm import ArmRow, ObservationRow, TrialEventRow, TrialRow
 from assay.storage.sql.codec import (
     CAS_STATE,
     event_from_row,
@@ -64,54 +50,47 @@ def trial_ids(experiment_id: int, states: Sequence[TrialState] | None) -> Any:
     return stmt
 
 
+#: PostgreSQL: a trial's compare-and-set state change, its observations and its audit event
+#: in one statement (see :func:`pg_transition`); a fixed text with the observations as one
+#: JSON parameter, so it is compiled once and prepared by the driver.
+PG_TRANSITION = text("""
+WITH changed AS (
+    UPDATE trials SET state = :p_new, reason = :p_reason, updated_at = :p_now,
+        lease_expires_at = :p_lease
+    WHERE id = :p_id AND state = :p_old
+    RETURNING id, experiment_id
+), new_observations AS (
+    INSERT INTO observations (trial_id, arm_id, metric, mean, sem, n, created_at)
+    SELECT c.id, o.arm_id, o.metric, o.mean, o.sem, o.n, :p_now
+    FROM changed c CROSS JOIN jsonb_to_recordset(CAST(:observations AS jsonb))
+        AS o(arm_id bigint, metric varchar, mean double precision, sem double precision,
+             n integer)
+    RETURNING id
+), new_event AS (
+    INSERT INTO trial_events (experiment_id, trial_id, from_state, to_state, at, actor, reason,
+                              details)
+    SELECT c.experiment_id, c.id, :p_old, :p_new, :p_now, CAST(:actor AS varchar),
+        CAST(:p_reason AS text), CAST(:details AS jsonb)
+    FROM changed c
+    RETURNING id
+)
+SELECT count(*) FROM changed
+""")
+
+
 def pg_transition(cas: Mapping[str, Any], rows: Sequence[tuple], event: Mapping[str, Any]) -> Any:
     """PostgreSQL: a trial's compare-and-set state change (:data:`CAS_STATE`'s parameters
     ``cas``), its observation ``rows`` ``(arm_id, metric, mean, sem, n)`` and its audit
-    ``event`` as **one** statement of data-modifying CTEs (was three round trips). The
-    inserts select from the ``UPDATE ... RETURNING`` CTE, so when the compare-and-set misses
-    (a concurrent change) nothing at all is written; the statement yields how many trials
-    changed (1, or 0 for a lost race)."""
-    t, o, e = TrialRow.__table__, ObservationRow.__table__, TrialEventRow.__table__
-    changed = (
-        update(t)
-        .where(t.c.id == cas["p_id"], t.c.state == cas["p_old"])
-        .values(state=cas["p_new"], reason=cas["p_reason"], updated_at=cas["p_now"],
-                lease_expires_at=cas["p_lease"])
-        .returning(t.c.id)
-        .cte("changed")
-    )  # fmt: skip
-    now = literal(cas["p_now"], UTCDateTime())
-    ctes = [
-        insert(e)
-        .from_select(
-            list(event),
-            select(*(
-                changed.c.id if k == "trial_id"
-                else now if k == "at"
-                else literal(v, JSONB) if k == "details"
-                else literal(v, e.c[k].type)
-                for k, v in event.items()
-            )),
-        )
-        .returning(e.c.id)
-        .cte("new_event")
-    ]  # fmt: skip
-    if rows:
-        ov = values(
-            column("arm_id", BigInteger), column("metric", String), column("mean", Float),
-            column("sem", Float), column("n", Integer), name="ov",
-        ).data(list(rows))  # fmt: skip
-        ctes.append(
-            insert(o)
-            .from_select(
-                ["trial_id", "arm_id", "metric", "mean", "sem", "n", "created_at"],
-                select(changed.c.id, ov.c.arm_id, ov.c.metric, cast(ov.c.mean, Float), cast(ov.c.sem, Float),
-                       cast(ov.c.n, Integer), now).select_from(changed.join(ov, true())),
-            )
-            .returning(o.c.id)
-            .cte("new_observations")
-        )  # fmt: skip
-    return select(func.count()).select_from(changed).add_cte(*ctes)
+    ``event`` as **one** statement of data-modifying CTEs (:data:`PG_TRANSITION`; was three
+    round trips). The inserts select from the ``UPDATE ... RETURNING`` CTE, so when the
+    compare-and-set misses (a concurrent change) nothing at all is written; the statement
+    yields how many trials changed (1, or 0 for a lost race). Returns ``(statement,
+    parameters)``."""
+    obs = [{"arm_id": a, "metric": m, "mean": mu, "sem": se, "n": n} for a, m, mu, se, n in rows]
+    return PG_TRANSITION, {
+        **cas, "observations": json.dumps(obs), "actor": event["actor"],
+        "details": json.dumps(event["details"]),
+    }  # fmt: skip
 
 
 class SqlTrials(SqlDatabase):
@@ -190,7 +169,7 @@ class SqlTrials(SqlDatabase):
                      "from_state": trial.state.value, "to_state": to_state.value, "at": now,
                      "actor": actor, "reason": reason, "details": dict(details or {})}  # fmt: skip
             if self.dialect == "postgresql":
-                if s.execute(pg_transition(cas, rows, event)).scalar_one() != 1:
+                if s.execute(*pg_transition(cas, rows, event)).scalar_one() != 1:
                     stored, _ = load_one_trial(s, trial_id, None)  # lost a race
                     check_transition(trial_id, stored.state, to_state)
                     raise InvalidTransitionError(
