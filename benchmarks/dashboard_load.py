@@ -58,7 +58,8 @@ def run(url: str, exp_id: int, repeat: int, throttle: tuple[float, float] | None
                         {"offline": False, "latency": latency,
                          "downloadThroughput": mbps * 1e6 / 8, "uploadThroughput": mbps * 1e6 / 8},
                     )  # fmt: skip
-                page.goto(f"{url}/experiments/{exp_id}")
+                # "commit": the marks are read below; a loaded machine can take over 30 s to "load"
+                page.goto(f"{url}/experiments/{exp_id}", wait_until="commit", timeout=120_000)
                 page.wait_for_function(MARK.format("assay:charts"), timeout=120_000)
                 out["charts"].append(page.evaluate(MARK.format("assay:charts")) / 1000)
                 page.wait_for_function(MARK.format("assay:model"), timeout=300_000)
