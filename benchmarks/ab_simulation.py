@@ -240,13 +240,43 @@ def run_one(method: str, seed: int, rounds: int) -> dict:
     return {"method": method, "seed": seed, "history": history, "ask_seconds": ask_seconds}
 
 
-def batch_ask_latency(seed: int, batches: int = 10) -> dict:
+def batch_value(client, exp_id: int, trial_id: int, seed: int) -> float:
+    """How good a batch is, the same yardstick for every effort setting: the joint
+    (q = 7) log-NEI of its new arms with 1,024 QMC samples, under a model fitted to the data
+    before the batch (Letham et al. 2019's batch noisy EI, every constraint included)."""
+    import torch
+    from botorch.acquisition.logei import qLogNoisyExpectedImprovement
+    from botorch.sampling import SobolQMCNormalSampler
+
+    from assay.platform.generators.noisy_ei import objective_and_constraints
+    from assay.platform.models import fit_outcome_models
+    from assay.platform.relative import modelled_outcomes
+
+    exp = client.get_experiment(exp_id)
+    batch = next(t for t in exp.trials if t.id == trial_id)
+    exp.trials = [t for t in exp.trials if t.id != trial_id]
+    out = modelled_outcomes(exp)
+    fitted = fit_outcome_models(out.data, exp.config.modelled_metrics, seed=seed)
+    objective, constraints, _ = objective_and_constraints(exp.config, fitted, out.constraints)
+    X_base = torch.unique(torch.cat([d.X for d in out.data.values()]), dim=0)
+    new = [a.parameters for a in batch.arms if a.name != "status_quo"]
+    with torch.no_grad():
+        acqf = qLogNoisyExpectedImprovement(
+            fitted.joint, X_baseline=X_base, objective=objective,
+            constraints=constraints or None,
+            sampler=SobolQMCNormalSampler(torch.Size([1024]), seed=12345),
+        )  # fmt: skip
+        return float(acqf(exp.search_space.encode_many(new).unsqueeze(0)))
+
+
+def batch_ask_latency(seed: int, batches: int = 10, settings: dict | None = None) -> dict:
     """Issue 19, target 4: wall and CPU seconds of one 8-arm ``noisy_ei`` batch ask at
-    *default* settings after ``batches`` completed batches (control + 7 arms each).
+    *default* settings (or ``settings``) after ``batches`` completed batches (control + 7
+    arms each), and the batch's joint log-NEI (:func:`batch_value`).
 
     The earlier batches are quasi-random arms carried in with ``include=`` (no generation),
     so only the timed ask runs the model; the data are the simulator's (relativized, SEMs,
-    batch effects)."""
+    batch effects); the same seed gives the same data whatever ``settings``."""
     _import_assay()
     import assay
 
@@ -256,7 +286,7 @@ def batch_ask_latency(seed: int, batches: int = 10) -> dict:
         name=f"latency-{seed}",
         parameters=[{"name": n, "type": "float", "bounds": [0.0, 1.0]} for n in CONTROL],
         objective="conversion", outcome_constraints=CONSTRAINTS, status_quo=CONTROL,
-        generator="noisy_ei", seed=seed,
+        generator="noisy_ei", seed=seed, generator_settings=settings or {},
     )  # fmt: skip
     for _ in range(batches):
         arms = [{n: float(v) for n, v in zip(CONTROL, rng.random(D), strict=True)}
@@ -266,8 +296,9 @@ def batch_ask_latency(seed: int, batches: int = 10) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     trial = client.ask_batch(exp.id, N_ARMS)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    value = batch_value(client, exp.id, trial.id, seed)
     client.close()
-    return {"seed": seed, "wall": wall, "cpu": cpu, "arms": len(trial.arms)}
+    return {"seed": seed, "wall": wall, "cpu": cpu, "arms": len(trial.arms), "value": value}
 
 
 def _cached(args: tuple[str, int, int, bool]) -> dict:
@@ -304,14 +335,31 @@ def main(argv: list[str] | None = None) -> int:
         "--batch-latency", type=int, default=0, metavar="BATCHES",
         help="only time one default-settings 8-arm batch ask after BATCHES batches per seed",
     )  # fmt: skip
+    ap.add_argument(
+        "--settings", nargs="*", default=["{}"], metavar="JSON",
+        help="with --batch-latency: noisy_ei generator_settings to compare (one row each)",
+    )  # fmt: skip
     a = ap.parse_args(argv)
     if a.batch_latency:
-        rows = [batch_ask_latency(s, a.batch_latency) for s in range(a.seeds)]
-        for r in rows:
-            print(f"seed {r['seed']}: {r['arms']}-arm batch ask after {a.batch_latency} batches: "
-                  f"{r['wall']:.2f} s wall, {r['cpu']:.2f} s CPU")  # fmt: skip
-        print(f"median: {statistics.median(r['wall'] for r in rows):.2f} s wall, "
-              f"{statistics.median(r['cpu'] for r in rows):.2f} s CPU")  # fmt: skip
+        table = []
+        for js in a.settings:
+            rows = [batch_ask_latency(s, a.batch_latency, json.loads(js)) for s in range(a.seeds)]
+            for r in rows:
+                print(f"{js} seed {r['seed']}: {r['arms']}-arm batch ask after "
+                      f"{a.batch_latency} batches: {r['wall']:.2f} s wall, {r['cpu']:.2f} s CPU, "
+                      f"joint log-NEI {r['value']:.3f}", flush=True)  # fmt: skip
+            table.append((js, rows))
+        print(f"\n{N_ARMS}-arm batch ask after {a.batch_latency} batches, {a.seeds} seeds "
+              f"(medians; joint log-NEI: mean, higher is better)\n")  # fmt: skip
+        print("| settings | wall s | CPU s | batch joint log-NEI |")
+        print("|---|---|---|---|")
+        for js, rows in table:
+            print(f"| `{js}` | {statistics.median(r['wall'] for r in rows):.2f} "
+                  f"| {statistics.median(r['cpu'] for r in rows):.2f} "
+                  f"| {statistics.fmean(r['value'] for r in rows):.3f} |")  # fmt: skip
+        import os
+
+        print(f"\nmachine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
         return 0
     seeds, rounds = (2, 2) if a.quick else (a.seeds, a.rounds)
     jobs = [(m, s, rounds, a.fresh) for s in range(seeds) for m in a.methods]

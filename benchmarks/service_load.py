@@ -31,6 +31,7 @@ Targets (issue 19): ask+tell >= 2x Optuna RDB with 16 processes on PostgreSQL an
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
 import os
 import subprocess
@@ -55,6 +56,27 @@ EXP = {
     "objective": "f",
     "outcome_constraints": ["c <= 0.8"],
 }
+
+
+def tree_cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds of process ``pid`` and its descendants (the uvicorn workers),
+    so far. A load-independent cost: wall-clock figures on shared cores swing with whatever
+    else runs, CPU per request does not (PostgreSQL's own CPU is not counted, for either
+    peer)."""
+    if pid is None:
+        return 0.0
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        total = 0.0
+        for p in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                total += t.user + t.system
+        return total
+    except psutil.Error:
+        return 0.0
 
 
 def pct(values: list[float], q: float) -> float:
@@ -124,6 +146,7 @@ def assay_cycle_client(
     with httpx.Client(base_url=url + "/api/v1", timeout=120) as http:
         http.get("/health")  # connection open before the clock starts
         barrier.wait()
+        cpu0 = time.process_time()
         end = time.perf_counter() + seconds
         i = 0
         while time.perf_counter() < end:
@@ -147,7 +170,7 @@ def assay_cycle_client(
                 continue
             asks.append(t1 - t0)
             tells.append(t2 - t1)
-    queue.put({"asks": asks, "tells": tells, "errors": errors})
+    queue.put({"asks": asks, "tells": tells, "errors": errors, "cpu": time.process_time() - cpu0})
 
 
 def assay_tell_client(
@@ -189,6 +212,7 @@ def optuna_client(
     )
     cycles, errors = 0, 0
     barrier.wait()
+    cpu0 = time.process_time()
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         try:
@@ -199,7 +223,7 @@ def optuna_client(
             cycles += 1
         except Exception:  # count and keep loading
             errors += 1
-    queue.put({"cycles": cycles, "errors": errors})
+    queue.put({"cycles": cycles, "errors": errors, "cpu": time.process_time() - cpu0})
 
 
 # -- cells -----------------------------------------------------------------------------------
@@ -213,15 +237,20 @@ def new_experiment(url: str, name: str, seed: int = 0) -> int:
     return int(r.json()["id"])
 
 
-def assay_cycles(url: str, procs: int, seconds: float) -> dict:
+def assay_cycles(url: str, procs: int, seconds: float, server_pid: int | None = None) -> dict:
     exp_id = new_experiment(url, f"cycles-{procs}")
+    cpu0 = tree_cpu_s(server_pid)
     res = run_processes(assay_cycle_client, procs, (url, exp_id, seconds))
+    server_cpu = tree_cpu_s(server_pid) - cpu0
+    n = max(1, sum(len(r["asks"]) for r in res))
     asks = [a for r in res for a in r["asks"]]
     tells = [t for r in res for t in r["tells"]]
     return {
         "ask_p50_ms": 1000 * pct(asks, 0.5), "ask_p99_ms": 1000 * pct(asks, 0.99),
         "tell_p50_ms": 1000 * pct(tells, 0.5), "tell_p99_ms": 1000 * pct(tells, 0.99),
         "cycles_per_s": len(asks) / seconds, "errors": sum(r["errors"] for r in res),
+        "server_cpu_ms": 1000 * server_cpu / n,
+        "client_cpu_ms": 1000 * sum(r["cpu"] for r in res) / n,
     }  # fmt: skip
 
 
@@ -249,6 +278,7 @@ def optuna_cycles(database_url: str, procs: int, seconds: float) -> dict:
     return {
         "cycles_per_s": sum(r["cycles"] for r in res) / seconds,
         "errors": sum(r["errors"] for r in res),
+        "client_cpu_ms": 1000 * sum(r["cpu"] for r in res) / max(1, sum(r["cycles"] for r in res)),
     }
 
 
@@ -285,10 +315,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             assay_cycles(server.url, 2, 1.0)  # warm-up: imports, pools, caches
             print(f"{backend}: service overhead (1 process) ...", file=sys.stderr, flush=True)
-            overhead[backend] = assay_cycles(server.url, 1, min(args.seconds, 10.0))
+            overhead[backend] = assay_cycles(
+                server.url, 1, min(args.seconds, 10.0), server.proc.pid
+            )
             for procs in args.procs:
                 print(f"{backend}: {procs} processes ...", file=sys.stderr, flush=True)
-                cyc = assay_cycles(server.url, procs, args.seconds)
+                cyc = assay_cycles(server.url, procs, args.seconds, server.proc.pid)
                 tells = assay_tells(server.url, procs, args.tells)
                 opt = None if args.skip_optuna else optuna_cycles(optuna_url, procs, args.seconds)
                 rows.append((backend, procs, cyc, tells, opt))
@@ -300,21 +332,27 @@ def main(argv: list[str] | None = None) -> int:
                         c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     print(
         f"\nassay serve --workers {args.workers}; {args.seconds:.0f} s per cell; client "
-        f"processes (fork); machine: {os.cpu_count()} cores\n"
+        f"processes (fork); machine: {os.cpu_count()} cores, load average "
+        f"{os.getloadavg()[0]:.1f} at the end (shared cores inflate absolute figures; the "
+        "ratio compares Assay and Optuna under the same load)\n"
     )
-    print("| backend | 1 process: sobol ask p50 ms | tell p50 ms | ask+tell cycles/s |")
-    print("|---|---|---|---|")
+    print(
+        "| backend | 1 process: sobol ask p50 ms | tell p50 ms | ask+tell cycles/s "
+        "| server CPU ms per cycle |"
+    )
+    print("|---|---|---|---|---|")
     for backend, o in overhead.items():
         print(
             f"| {backend} | {o['ask_p50_ms']:.1f} | {o['tell_p50_ms']:.1f} "
-            f"| {o['cycles_per_s']:.0f} |"
+            f"| {o['cycles_per_s']:.0f} | {o['server_cpu_ms']:.1f} |"
         )
     print()
     print(
         "| backend | processes | ask+tell cycles/s (Assay) | cycles/s (Optuna RDB) | ratio "
-        "| ask p50 / p99 ms | tell p50 / p99 ms | tell-only obs/s | errors |"
+        "| ask p50 / p99 ms | tell p50 / p99 ms | tell-only obs/s | errors "
+        "| CPU ms per cycle: Assay server + clients / Optuna clients |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for backend, procs, cyc, tells, opt in rows:
         o = f"{opt['cycles_per_s']:.1f}" if opt else "—"
         ratio = f"{cyc['cycles_per_s'] / opt['cycles_per_s']:.2f}x" if opt else "—"
@@ -323,7 +361,9 @@ def main(argv: list[str] | None = None) -> int:
             f"| {backend} | {procs} | {cyc['cycles_per_s']:.1f} | {o} | {ratio} "
             f"| {cyc['ask_p50_ms']:.1f} / {cyc['ask_p99_ms']:.1f} "
             f"| {cyc['tell_p50_ms']:.1f} / {cyc['tell_p99_ms']:.1f} "
-            f"| {tells['obs_per_s']:.0f} | {errs} |"
+            f"| {tells['obs_per_s']:.0f} | {errs} "
+            f"| {cyc['server_cpu_ms']:.1f} + {cyc['client_cpu_ms']:.1f} / "
+            f"{opt['client_cpu_ms'] if opt else float('nan'):.1f} |"
         )
     return 0
 

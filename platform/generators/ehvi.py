@@ -64,6 +64,7 @@ from assay.platform.generators.noisy_ei import (
     probability_feasible,
 )
 from assay.platform.models import FittedModel
+from assay.platform.optimize import OptimizerOptions
 from assay.platform.pareto import infer_reference_point, is_non_dominated
 from assay.platform.relative import model_thresholds
 from assay.platform.space import DTYPE, SearchSpace
@@ -117,6 +118,11 @@ class NoisyEHVISettings(NoisyEISettings):
 
     mc_samples: int = Field(default=128, ge=16, le=4096)
     raw_samples: int = Field(default=256, ge=16, le=65_536)
+
+    def effort(self, q: int) -> tuple[OptimizerOptions, int]:
+        """The same effort for every ``q`` (the batch caps of ``noisy_ei`` were measured on
+        its A/B batch only; EHVI batches keep the effort ``benchmarks/mo_quality.py`` ran)."""
+        return OptimizerOptions(self.num_restarts, self.raw_samples, self.maxiter), self.mc_samples
 
 
 class NoisyEHVIGenerator(NoisyEIGenerator):

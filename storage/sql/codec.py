@@ -76,22 +76,35 @@ ONE_TRIAL = (
 
 #: Several trials with their arms and observations in one round trip (a few changed trials
 #: of a cached experiment): one row per (trial, arm, metric).
+_T, _TA, _A, _O = (
+    TrialRow.__table__.c,
+    TrialArmRow.__table__.c,
+    ArmRow.__table__.c,
+    ObservationRow.__table__.c,
+)
+#: Core (table-column) statements, not ORM attributes: the session runs them without the ORM
+#: compile and row-loading layer, which was most of an ask's own CPU in the snapshot (py-spy,
+#: issue 19 target 3).
 SOME_TRIALS = (
     select(
-        TrialRow.id, TrialRow.experiment_id, TrialRow.index, TrialRow.state, TrialRow.generator,
-        TrialRow.reason, TrialRow.trial_metadata, TrialRow.lease_expires_at, TrialRow.created_at,
-        TrialRow.updated_at, TrialArmRow.position, ArmRow.name.label("arm_name"),
-        ArmRow.parameters, ObservationRow.metric, ObservationRow.mean, ObservationRow.sem,
-        ObservationRow.n,
+        _T.id, _T.experiment_id, _T.index, _T.state, _T.generator, _T.reason,
+        _T["metadata"].label("trial_metadata"), _T.lease_expires_at, _T.created_at, _T.updated_at,
+        _TA.position, _A.name.label("arm_name"), _A.parameters, _O.metric, _O.mean, _O.sem,
+        _O.n,
     )
-    .join(TrialArmRow, TrialArmRow.trial_id == TrialRow.id)
-    .join(ArmRow, ArmRow.id == TrialArmRow.arm_id)
-    .outerjoin(
-        ObservationRow,
-        and_(ObservationRow.trial_id == TrialRow.id, ObservationRow.arm_id == ArmRow.id),
-    )
-    .where(TrialRow.id.in_(bindparam("p_ids", expanding=True)))
+    .select_from(TrialRow.__table__)
+    .join(TrialArmRow.__table__, _TA.trial_id == _T.id)
+    .join(ArmRow.__table__, _A.id == _TA.arm_id)
+    .outerjoin(ObservationRow.__table__, and_(_O.trial_id == _T.id, _O.arm_id == _A.id))
+    .where(_T.id.in_(bindparam("p_ids", expanding=True)))
 )  # fmt: skip
+
+#: Which trials of an experiment exist and when each last changed (the snapshot cache's scan).
+TRIAL_KEYS = (
+    select(_T.id, _T.updated_at, _T.lease_expires_at)
+    .where(_T.experiment_id == bindparam("p_experiment_id"))
+    .order_by(_T.index)
+)
 
 #: At most this many changed trials are read with :data:`SOME_TRIALS` (one round trip);
 #: more go through :func:`load_trials` (three queries, no row multiplication).
@@ -365,11 +378,7 @@ class ExperimentCache:
         Callers get copies (unless ``copy_trials=False``), so nothing they do can touch the
         cache.
         """
-        keys = s.execute(
-            select(TrialRow.id, TrialRow.updated_at, TrialRow.lease_expires_at)
-            .where(TrialRow.experiment_id == experiment_id)
-            .order_by(TrialRow.index)
-        ).all()
+        keys = s.execute(TRIAL_KEYS, {"p_experiment_id": experiment_id}).all()
         with self._lock:
             cache = self._trials.setdefault(experiment_id, {})
             stale = [k.id for k in keys if cache.get(k.id, (None,))[0] != (k[1], k[2])]
@@ -398,6 +407,7 @@ __all__ = [
     "JOINED_LOAD_MAX",
     "ONE_TRIAL",
     "SOME_TRIALS",
+    "TRIAL_KEYS",
     "ExperimentCache",
     "copy_trial",
     "event_from_row",
