@@ -128,8 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         res = gen.generate(exp, 1, seed=1234 + r)
         cpu.append(time.process_time() - c0)
         print(f"ask {r}: {cpu[-1]:.3f} s CPU; info {res.info}", flush=True)
-    print(f"median ask CPU s: {statistics.median(cpu):.3f}")
-    if args.optuna:
+    if cpu:
+        print(f"median ask CPU s: {statistics.median(cpu):.3f}")
+    if args.optuna and cpu:
         ocpu = optuna_ask_cpu(args.problem, exp, args.seed, args.repeat)
         print(
             f"optuna GPSampler median ask CPU s: {statistics.median(ocpu):.3f}; "
@@ -139,9 +140,11 @@ def main(argv: list[str] | None = None) -> int:
         from pyinstrument import Profiler
 
         prof = Profiler(interval=0.002)
+        c0 = time.process_time()
         prof.start()
         gen.generate(exp, 1, seed=999)
         prof.stop()
+        print(f"profiled ask: {time.process_time() - c0:.3f} s CPU")
         print(prof.output_text(unicode=False, color=False, show_all=False))
     return 0
 

@@ -16,7 +16,13 @@ raw parameters (the constraint transforms are applied by the modules' properties
 drops into BoTorch's ``fit_gpytorch_mll`` as its ``closure`` (same optimizer, same retries,
 same optimum). :func:`supports_dense_mll` says whether a model has the supported form.
 
-Owns: :func:`dense_mll`, :func:`dense_mll_closure`, :func:`supports_dense_mll`.
+:func:`cholesky_factor` factorises a fitted GP's ``K + N`` once (memoized per GP and its
+current hyperparameters) for the posteriors computed outside GPyTorch (the fit's usability
+check, :mod:`assay.platform.generators.analytic_nei`), so an ask at thousands of points does
+one ``O(n^3)`` factorisation per output instead of GPyTorch's plus its own.
+
+Owns: :func:`dense_mll`, :func:`dense_mll_closure`, :func:`supports_dense_mll`,
+:func:`cholesky_factor`.
 
 May import: torch, gpytorch, botorch.
 """
@@ -24,6 +30,7 @@ May import: torch, gpytorch, botorch.
 from __future__ import annotations
 
 import math
+import weakref
 
 import gpytorch
 import torch
@@ -137,3 +144,36 @@ def dense_mll_closure(mll: ExactMarginalLogLikelihood) -> ForwardBackwardClosure
     return ForwardBackwardClosure(
         forward=lambda: -dense_mll(gp), parameters=get_parameters(mll, requires_grad=True)
     )
+
+
+#: ``gp -> (fingerprint, L)``: see :func:`cholesky_factor`.
+_FACTORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def fingerprint(gp: SingleTaskGP) -> tuple:
+    """The GP's hyperparameter values (a handful of numbers; GPyTorch's setters write through
+    ``.data``, which no version counter sees) and the identity, shape and in-place version of
+    its buffers and training data: a refit, new hyperparameters or ``set_train_data`` change
+    it."""
+    values = tuple(v for p in gp.parameters() for v in p.detach().reshape(-1).tolist())
+    tensors = [*gp.buffers(), *gp.train_inputs, gp.train_targets]
+    return values, tuple((id(t), t._version, tuple(t.shape)) for t in tensors)
+
+
+def cholesky_factor(gp: SingleTaskGP) -> Tensor:
+    """The lower Cholesky factor of ``K + N`` (standardized units, no autograd) of a GP that
+    :func:`supports_dense_mll`, computed once per GP and hyperparameter values.
+
+    Raises:
+        torch.linalg.LinAlgError: not positive definite even with jitter.
+    """
+    key = fingerprint(gp)
+    hit = _FACTORS.get(gp)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    with torch.no_grad():
+        X = gp.train_inputs[0]
+        K = kernel_matrix(gp.covar_module, X, X)
+        L = robust_cholesky(K + torch.diag_embed(_noise(gp, X.shape[0], K)))
+    _FACTORS[gp] = (key, L)
+    return L

@@ -40,7 +40,7 @@ from gpytorch.constraints import GreaterThan
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from torch import Tensor
 
-from assay.platform.dense_mll import dense_mll_closure, supports_dense_mll
+from assay.platform.dense_mll import cholesky_factor, dense_mll_closure, supports_dense_mll
 from assay.platform.errors import ModelFitError
 from assay.platform.experiment import Experiment
 from assay.platform.space import DTYPE
@@ -291,6 +291,26 @@ def fit_map(gp: SingleTaskGP) -> None:
         fit_gpytorch_mll(mll)
 
 
+def check_usable(gp: SingleTaskGP) -> None:
+    """Raise ``ValueError`` (or ``LinAlgError``) unless ``gp``'s posterior can be evaluated.
+
+    Up to :data:`JOINT_MAX_POINTS` points: GPyTorch's posterior at a training point (its
+    prediction cache is then built for later use). Above, for the GPs
+    :func:`~assay.platform.dense_mll.supports_dense_mll` accepts, the dense Cholesky factor of
+    ``K + N`` (:func:`~assay.platform.dense_mll.cholesky_factor`, memoized, which the analytic
+    NEI reuses) must exist and be finite: one ``O(n^3)`` factorisation per output and ask
+    instead of GPyTorch's plus the acquisition's own."""
+    with torch.no_grad():
+        X = gp.train_inputs[0]
+        if X.shape[-2] > JOINT_MAX_POINTS and supports_dense_mll(gp):
+            if not torch.isfinite(cholesky_factor(gp)).all():
+                raise ValueError("the fitted posterior is not finite")
+            return
+        post = gp.posterior(X[:1])
+        if not torch.isfinite(post.variance).all():
+            raise ValueError("the fitted posterior is not finite")
+
+
 def fit_metric_model(
     data: MetricData,
     warm_start: Mapping[str, Any] | None = None,
@@ -341,10 +361,7 @@ def fit_metric_model(
                     load_hyperparameters(full, hyperparameters(gp))
                     gp = full
                 gp.eval()
-                with torch.no_grad():  # the model must be usable, not just fitted
-                    post = gp.posterior(data.X[:1])
-                    if not torch.isfinite(post.variance).all():
-                        raise ValueError("the fitted posterior is not finite")
+                check_usable(gp)
             if notes:
                 notes.append(f"used attempt {attempt + 1} ({name})")
             return gp, notes

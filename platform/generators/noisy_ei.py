@@ -52,7 +52,7 @@ from pydantic import Field
 from torch import Tensor
 
 from assay.platform.experiment import Experiment, ExperimentConfig, OutcomeConstraint
-from assay.platform.generators.analytic_nei import build_analytic_nei
+from assay.platform.generators.analytic_nei import build_analytic_nei, posterior_means
 from assay.platform.generators.base import (
     Candidate,
     GenerationContext,
@@ -184,8 +184,10 @@ def likely_incumbents(
     if X.shape[0] <= k:
         return X
     obj = config.objective
-    with torch.no_grad(), gpytorch.settings.skip_posterior_variances():
-        mean = fitted.joint.posterior(X).mean
+    mean = posterior_means(fitted, X)  # the analytic NEI's factorisations, reused later
+    if mean is None:
+        with torch.no_grad(), gpytorch.settings.skip_posterior_variances():
+            mean = fitted.joint.posterior(X).mean
     value = mean[:, fitted.output_index(obj.name)] * (-1.0 if obj.minimize else 1.0)
     violation = torch.zeros_like(value)
     for oc in config.outcome_constraints if constraints is None else constraints:
