@@ -34,6 +34,7 @@ the generators and :mod:`assay.platform.generators.base`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -95,6 +96,11 @@ class NoisyEISettings(ModelBasedSettings):
             (:mod:`~assay.platform.generators.analytic_nei`); ``False``: BoTorch's
             ``qLogNoisyExpectedImprovement``, which samples the candidate too. Both are NEI
             (noise-aware); the analytic form needs no lazy-tensor posterior per evaluation.
+        analytic_restarts: ``num_restarts`` when the acquisition is the analytic NEI (one
+            point, nothing pending). 5, not 10: at the 20-evaluation states of
+            ``hartmann6_2c``, ``mixed4`` and ``gramacy`` (4 ask seeds each) the proposals'
+            acquisition values were identical and the ask 9-17 % cheaper (issue 19,
+            PROGRESS.md; ``benchmarks/ask_profile.py``).
     """
 
     mc_samples: int = Field(default=256, ge=16, le=8192)
@@ -105,6 +111,7 @@ class NoisyEISettings(ModelBasedSettings):
     relativize: bool = True
     torch_threads: int | None = Field(default=1, ge=1, le=1024)
     analytic: bool = True
+    analytic_restarts: int = Field(default=5, ge=1, le=256)
 
 
 def objective_and_constraints(
@@ -337,7 +344,10 @@ class NoisyEIGenerator(ModelBasedGenerator):
                     experiment, fitted, X_baseline, X_pending, seed + attempt, info,
                     outcome_constraints, q=n - len(out),
                 )  # fmt: skip
-                X, values = optimize_acquisition(acqf, space, n - len(out), options)
+                effort = options
+                if info["acquisition"] == "LogNoisyExpectedImprovement":
+                    effort = dataclasses.replace(options, num_restarts=s.analytic_restarts)
+                X, values = optimize_acquisition(acqf, space, n - len(out), effort)
             for params, value in zip(space.decode(X), values.tolist(), strict=True):
                 sig = SearchSpace.signature(params)
                 if sig in avoid or not space.is_feasible(params):

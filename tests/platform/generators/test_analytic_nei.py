@@ -135,3 +135,27 @@ def test_likely_incumbents_rank_by_the_models_means(build_experiment) -> None:
     order = torch.where(feasible, -mean[:, 0], -math.inf).argsort(descending=True)
     expected = X[order[: min(5, int(feasible.sum()))]]
     assert torch.equal(top[: expected.shape[0]], expected)
+
+
+def test_analytic_asks_use_analytic_restarts(build_experiment, monkeypatch) -> None:
+    import assay.platform.generators.noisy_ei as noisy_ei
+
+    exp, _, _ = fitted_experiment(build_experiment)
+    seen = []
+    real = noisy_ei.optimize_acquisition
+
+    def spy(acqf, space, q, options):  # type: ignore[no-untyped-def]
+        seen.append(options.num_restarts)
+        return real(acqf, space, q, options)
+
+    monkeypatch.setattr(noisy_ei, "optimize_acquisition", spy)
+    gen = NoisyEIGenerator({"n_initial": 4, "num_restarts": 9, "analytic_restarts": 3})
+    res = gen.generate(exp, 1, seed=0)
+    assert res.info["acquisition"] == "LogNoisyExpectedImprovement"
+    assert seen == [3]
+    seen.clear()
+    res = NoisyEIGenerator({"n_initial": 4, "num_restarts": 9, "analytic": False}).generate(
+        exp, 1, seed=0
+    )
+    assert res.info["acquisition"] == "qLogNoisyExpectedImprovement"
+    assert seen == [9]
