@@ -38,7 +38,8 @@ Supported models: each output a ``SingleTaskGP`` with a constant mean, no input 
 :mod:`assay.platform.models` builds. :func:`build_analytic_nei` returns ``None`` otherwise
 (or when its posterior disagrees with the model's), and the caller uses qLogNEI.
 
-Owns: :class:`AnalyticNEI`, :func:`build_analytic_nei`.
+Owns: :class:`AnalyticNEI`, :class:`AnalyticLogPF`, :func:`build_analytic_nei`,
+:func:`posterior_means`.
 
 May import: torch, gpytorch, botorch and, of ``assay``, :mod:`assay.platform.models` and
 :mod:`assay.platform.experiment`.
@@ -331,6 +332,38 @@ class AnalyticNEI(AcquisitionFunction):
             log_pf = log_pf + torch.special.log_ndtr(z if op == "<=" else -z)
         per_sample = log_ei + log_pf
         value = torch.logsumexp(per_sample, dim=-1) - math.log(self.mc_samples)
+        return value.reshape(batch)
+
+
+class AnalyticLogPF(AcquisitionFunction):
+    """``log P(all constraints hold)`` at one candidate per batch element (``b x 1 x d`` in,
+    ``b`` out), in closed form: the outputs are independent GPs, so the probability is
+    ``prod_j Phi(+-(b_j - mu_j(x)) / sigma_j(x))`` under each constraint's posterior marginal
+    (Gardner et al. 2014; the quantity BoTorch's ``qLogProbabilityOfFeasibility`` estimates
+    by Monte Carlo with sigmoid-smoothed constraints), summed as ``log_ndtr`` terms. Uses the
+    factorisations of an :class:`AnalyticNEI` (no lazy-tensor posterior per evaluation).
+    """
+
+    single_point = True
+
+    def __init__(self, nei: AnalyticNEI) -> None:
+        super().__init__(model=nei.model)
+        self.nei = nei
+
+    def forward(self, X: Tensor) -> Tensor:
+        if X.dim() < 2 or X.shape[-2] != 1:
+            raise ValueError("AnalyticLogPF evaluates one candidate per batch element (q = 1)")
+        batch = X.shape[:-2]
+        x = X.reshape(-1, X.shape[-1])
+        value = torch.zeros(x.shape[0], dtype=x.dtype)
+        for j, op, bound in self.nei.cons:
+            out = self.nei.outputs[j]
+            kX = out.prior(x, out.X)
+            mean = (out.const + kX @ out.alpha) * out.sd + out.mu
+            w = out.whiten(kX.T)
+            var = (_kernel_diag(out.gp.covar_module, x) - (w * w).sum(0)).clamp_min(MIN_VARIANCE)
+            z = (bound - mean) / (var.sqrt() * out.sd)
+            value = value + torch.special.log_ndtr(z if op == "<=" else -z)
         return value.reshape(batch)
 
 

@@ -53,7 +53,11 @@ from pydantic import Field
 from torch import Tensor
 
 from assay.platform.experiment import Experiment, ExperimentConfig, OutcomeConstraint
-from assay.platform.generators.analytic_nei import build_analytic_nei, posterior_means
+from assay.platform.generators.analytic_nei import (
+    AnalyticLogPF,
+    build_analytic_nei,
+    posterior_means,
+)
 from assay.platform.generators.base import (
     Candidate,
     GenerationContext,
@@ -277,6 +281,9 @@ class NoisyEIGenerator(ModelBasedGenerator):
                 p_feas = probability_feasible(config, fitted, X_baseline, outcome_constraints)
             info["max_p_feasible_observed"] = round(float(p_feas.max()), 4)
             if float(p_feas.max()) < FEASIBILITY_SEARCH_THRESHOLD:
+                if analytic is not None:  # the same probability in closed form
+                    info["acquisition"] = "LogProbabilityOfFeasibility"
+                    return AnalyticLogPF(analytic)
                 info["acquisition"] = "qLogProbabilityOfFeasibility"
                 return qLogProbabilityOfFeasibility(
                     fitted.joint, constraints=constraints, sampler=sampler, X_pending=X_pending

@@ -10,6 +10,7 @@ from botorch.acquisition.logei import qLogNoisyExpectedImprovement
 from botorch.sampling import SobolQMCNormalSampler
 
 from assay.platform.generators.analytic_nei import (
+    AnalyticLogPF,
     _kernel,
     _kernel_diag,
     _Output,
@@ -159,3 +160,21 @@ def test_analytic_asks_use_analytic_restarts(build_experiment, monkeypatch) -> N
     )
     assert res.info["acquisition"] == "qLogNoisyExpectedImprovement"
     assert seen == [9]
+
+
+def test_analytic_log_pf_is_the_closed_form_probability(build_experiment) -> None:
+    exp, data, fitted = fitted_experiment(build_experiment)
+    X_b = torch.unique(torch.cat([d.X for d in data.values()]), dim=0)
+    nei = build_analytic_nei(exp.config, fitted, X_b, None, 64, seed=1)
+    pf = AnalyticLogPF(nei)
+    X = torch.rand(50, 2, generator=torch.Generator().manual_seed(6), dtype=torch.double)
+    mean, var = fitted.predict(X)
+    j = fitted.output_index("c")
+    expected = torch.special.log_ndtr((0.2 - mean[:, j]) / var[:, j].sqrt())
+    with torch.no_grad():
+        got = pf(X.unsqueeze(1))
+    assert torch.allclose(got, expected, rtol=1e-6, atol=1e-8)
+    assert torch.allclose(got.exp(), nei.probability_feasible(X), rtol=1e-6, atol=1e-10)
+    Xg = X[:3].unsqueeze(1).clone().requires_grad_(True)
+    pf(Xg).sum().backward()  # differentiable for L-BFGS
+    assert torch.isfinite(Xg.grad).all() and Xg.grad.abs().sum() > 0
