@@ -12,9 +12,10 @@ with ``f*_s`` the best sampled objective among the baseline points feasible in s
 Unlike BoTorch's ``qLogNoisyExpectedImprovement`` (which also samples the candidate's value
 and smooths the constraints with sigmoids) the candidate's part is exact, and nothing in the
 per-candidate work goes through GPyTorch's lazy tensors: per output and candidate batch it is
-one kernel row, one matrix product with a precomputed ``(K + N)^{-1} K(X, X_b)`` for the
-cross-covariance, a triangular solve against the baseline posterior's Cholesky factor ``L_b``,
-and an ``n_b x S`` product. The conditional moments are the low-rank update of the joint
+one kernel row, one triangular solve ``w = L^{-1} k(X, x)`` against the training Cholesky
+factor ``L`` (variance ``k(x, x) - w^T w``), a product with the precomputed
+``L^{-1} K(X, X_b)`` for the cross-covariance, a triangular solve against the baseline
+posterior's Cholesky factor ``L_b``, and an ``n_b x S`` product. The conditional moments are the low-rank update of the joint
 Cholesky factor (the same identity as BoTorch's ``sample_cached_cholesky``)::
 
     l = L_b^{-1} Sigma(X_b, x),   E[f(x) | F_s] = mu(x) + l^T z_s,   Var = Sigma(x, x) - l^T l
@@ -37,7 +38,8 @@ Supported models: each output a ``SingleTaskGP`` with a constant mean, no input 
 :mod:`assay.platform.models` builds. :func:`build_analytic_nei` returns ``None`` otherwise
 (or when its posterior disagrees with the model's), and the caller uses qLogNEI.
 
-Owns: :class:`AnalyticNEI`, :func:`build_analytic_nei`.
+Owns: :class:`AnalyticNEI`, :class:`AnalyticLogPF`, :func:`build_analytic_nei`,
+:func:`posterior_means`.
 
 May import: torch, gpytorch, botorch and, of ``assay``, :mod:`assay.platform.models` and
 :mod:`assay.platform.experiment`.
@@ -46,6 +48,7 @@ May import: torch, gpytorch, botorch and, of ``assay``, :mod:`assay.platform.mod
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -59,12 +62,19 @@ from gpytorch.kernels import Kernel, MaternKernel, RBFKernel, ScaleKernel
 from gpytorch.means import ConstantMean
 from torch import Tensor
 
+from assay.platform.dense_mll import cholesky_factor, fingerprint, supports_dense_mll
 from assay.platform.experiment import ExperimentConfig, OutcomeConstraint
 from assay.platform.models import FittedModel
 
 #: Jitter (standardized units) added to the baseline posterior covariance before its Cholesky
 #: factorisation; raised tenfold until it succeeds.
 BASELINE_JITTER = 1e-8
+#: Up to this many training points :func:`build_analytic_nei` checks its posterior against
+#: GPyTorch's at a few points; above, that check would cost GPyTorch its own ``O(n^3)``
+#: factorisation, and GPs of the form :func:`~assay.platform.dense_mll.supports_dense_mll`
+#: accepts (the form :func:`~assay.platform.models.build_gp` makes) are trusted by structure
+#: (the equality is tested in ``tests/platform/generators/test_analytic_nei.py``).
+CHECK_MAX_POINTS = 1500
 #: Smallest conditional variance of the candidate (standardized units).
 MIN_VARIANCE = 1e-12
 
@@ -117,18 +127,35 @@ def _cholesky(A: Tensor, jitter: float) -> Tensor:
 
 @dataclass
 class _Output:
-    """The exact GP posterior pieces of one output (standardized units, then scaled)."""
+    """The exact GP posterior pieces of one output (standardized units, then scaled).
+
+    Only the Cholesky factor ``L`` of ``K + N`` is kept, never ``(K + N)^{-1}``: every
+    quadratic form is ``||L^{-1} k||^2`` by a triangular solve (half the flops of a product
+    with the explicit inverse, and no ``O(n^3)`` inversion at thousands of points).
+    """
 
     gp: SingleTaskGP
     X: Tensor  # n x d training inputs
     alpha: Tensor  # (K + N)^{-1} (y - c)
-    Kinv: Tensor  # (K + N)^{-1}
+    L: Tensor  # Cholesky factor of K + N
     const: Tensor  # constant mean
     mu: float  # Standardize means / stdvs (original = std * sd + mu)
     sd: float
 
     @classmethod
     def build(cls, gp: SingleTaskGP) -> _Output | None:
+        """The pieces of ``gp``, or ``None`` if it is not of the supported form; memoized per
+        GP (and its current parameter values), so one ask factorises each output once."""
+        key = fingerprint(gp)
+        hit = _OUTPUTS.get(gp)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        out = cls._build(gp)
+        _OUTPUTS[gp] = (key, out)
+        return out
+
+    @classmethod
+    def _build(cls, gp: SingleTaskGP) -> _Output | None:
         if getattr(gp, "input_transform", None) is not None:
             return None
         if not isinstance(gp.mean_module, ConstantMean):
@@ -141,15 +168,16 @@ class _Output:
         if X.dim() != 2 or y.dim() != 1:
             return None
         with torch.no_grad():
-            noise = gp.likelihood.noise.reshape(-1)
-            K = gp.covar_module(X, X).to_dense()
-            K = K + torch.diag_embed(noise.expand(X.shape[0]))
-            L = _cholesky(K, 1e-8)
+            if supports_dense_mll(gp):
+                L = cholesky_factor(gp)  # shared with the fit's usability check
+            else:
+                noise = gp.likelihood.noise.reshape(-1)
+                K = _kernel(gp.covar_module, X, X)
+                L = _cholesky(K + torch.diag_embed(noise.expand(X.shape[0])), 1e-8)
             const = gp.mean_module.constant.reshape(())
             alpha = torch.cholesky_solve((y - const).unsqueeze(-1), L).squeeze(-1)
-            Kinv = torch.cholesky_inverse(L)
         return cls(
-            gp, X, alpha, Kinv, const, float(ot.means.reshape(-1)[0]),
+            gp, X, alpha, L, const, float(ot.means.reshape(-1)[0]),
             float(ot.stdvs.reshape(-1)[0]),
         )  # fmt: skip
 
@@ -158,12 +186,41 @@ class _Output:
         without a ``ScaleKernel``, computed directly, others through GPyTorch)."""
         return _kernel(self.gp.covar_module, A, B)
 
+    def whiten(self, K: Tensor) -> Tensor:
+        """``L^{-1} K`` for an ``n x m`` cross-covariance ``K = k(X, Z)``."""
+        return torch.linalg.solve_triangular(self.L, K, upper=False)
+
+    def mean(self, Z: Tensor) -> Tensor:
+        """Posterior mean at ``Z`` (standardized units), without any ``n x n`` work."""
+        return self.const + self.prior(Z, self.X) @ self.alpha
+
     def moments(self, Z: Tensor) -> tuple[Tensor, Tensor]:
         """Posterior mean (``m``) and covariance (``m x m``) at ``Z``, standardized units."""
         kZ = self.prior(Z, self.X)
         mean = self.const + kZ @ self.alpha
-        cov = self.prior(Z, Z) - kZ @ self.Kinv @ kZ.transpose(-1, -2)
+        W = self.whiten(kZ.transpose(-1, -2))
+        cov = self.prior(Z, Z) - W.transpose(-1, -2) @ W
         return mean, cov
+
+
+#: ``gp -> (parameter fingerprint, _Output)``: the factorisation of each fitted GP, shared by
+#: :func:`posterior_means`, :func:`build_analytic_nei` and the acquisition's evaluations.
+_OUTPUTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def posterior_means(fitted: FittedModel, X: Tensor) -> Tensor | None:
+    """``n x m`` posterior means (original units) of ``fitted``'s outputs at ``X`` from the
+    memoized factorisations (no new Cholesky), or ``None`` if a GP is not supported."""
+    cols = []
+    for gp in fitted.model.models:
+        if not isinstance(gp, SingleTaskGP) or gp.num_outputs != 1:
+            return None
+        out = _Output.build(gp)
+        if out is None:
+            return None
+        with torch.no_grad():
+            cols.append(out.mean(X.to(out.X)) * out.sd + out.mu)
+    return torch.stack(cols, dim=-1)
 
 
 class AnalyticNEI(AcquisitionFunction):
@@ -211,7 +268,7 @@ class AnalyticNEI(AcquisitionFunction):
         nj, S = Xj.shape[0], self.mc_samples
         base = draw_sobol_normal_samples(d=nj * len(self.outputs), n=S, seed=self.seed)
         base = base.to(Xj).reshape(S, len(self.outputs), nj)
-        self._Xj, self._A, self._Lj, self._Z, samples = Xj, [], [], [], []
+        self._Xj, self._W, self._Lj, self._Z, samples = Xj, [], [], [], []
         self._XXj = [torch.cat([out.X, Xj]) for out in self.outputs]  # rows of k(x, .)
         with torch.no_grad():
             for j, out in enumerate(self.outputs):
@@ -219,7 +276,7 @@ class AnalyticNEI(AcquisitionFunction):
                 L = _cholesky(cov, BASELINE_JITTER)
                 z = base[:, j, :]  # S x nj
                 samples.append((mean + z @ L.T) * out.sd + out.mu)  # original units
-                self._A.append(out.Kinv @ out.prior(out.X, Xj))  # (K+N)^{-1} K(X, Xj)
+                self._W.append(out.whiten(out.prior(out.X, Xj)))  # L^{-1} K(X, Xj)
                 self._Lj.append(L)
                 self._Z.append(z.T.contiguous())  # nj x S
             obj = self.sign * samples[self.i_obj]  # S x nj (maximised)
@@ -258,8 +315,9 @@ class AnalyticNEI(AcquisitionFunction):
             k = out.prior(x, self._XXj[j])  # B x (n + nj)
             kX, kJ = k[:, : out.X.shape[0]], k[:, out.X.shape[0] :]
             mean = out.const + kX @ out.alpha  # B
-            var = _kernel_diag(out.gp.covar_module, x) - ((kX @ out.Kinv) * kX).sum(-1)
-            cross = kJ - kX @ self._A[j]  # B x nj: posterior Cov(f(x), f(Xj))
+            w = out.whiten(kX.T)  # n x B
+            var = _kernel_diag(out.gp.covar_module, x) - (w * w).sum(0)
+            cross = kJ - w.T @ self._W[j]  # B x nj: posterior Cov(f(x), f(Xj))
             lvec = torch.linalg.solve_triangular(self._Lj[j], cross.T, upper=False)  # nj x B
             m = mean.unsqueeze(-1) + lvec.T @ self._Z[j]  # B x S
             v = (var - (lvec * lvec).sum(0)).clamp_min(MIN_VARIANCE)
@@ -274,6 +332,38 @@ class AnalyticNEI(AcquisitionFunction):
             log_pf = log_pf + torch.special.log_ndtr(z if op == "<=" else -z)
         per_sample = log_ei + log_pf
         value = torch.logsumexp(per_sample, dim=-1) - math.log(self.mc_samples)
+        return value.reshape(batch)
+
+
+class AnalyticLogPF(AcquisitionFunction):
+    """``log P(all constraints hold)`` at one candidate per batch element (``b x 1 x d`` in,
+    ``b`` out), in closed form: the outputs are independent GPs, so the probability is
+    ``prod_j Phi(+-(b_j - mu_j(x)) / sigma_j(x))`` under each constraint's posterior marginal
+    (Gardner et al. 2014; the quantity BoTorch's ``qLogProbabilityOfFeasibility`` estimates
+    by Monte Carlo with sigmoid-smoothed constraints), summed as ``log_ndtr`` terms. Uses the
+    factorisations of an :class:`AnalyticNEI` (no lazy-tensor posterior per evaluation).
+    """
+
+    single_point = True
+
+    def __init__(self, nei: AnalyticNEI) -> None:
+        super().__init__(model=nei.model)
+        self.nei = nei
+
+    def forward(self, X: Tensor) -> Tensor:
+        if X.dim() < 2 or X.shape[-2] != 1:
+            raise ValueError("AnalyticLogPF evaluates one candidate per batch element (q = 1)")
+        batch = X.shape[:-2]
+        x = X.reshape(-1, X.shape[-1])
+        value = torch.zeros(x.shape[0], dtype=x.dtype)
+        for j, op, bound in self.nei.cons:
+            out = self.nei.outputs[j]
+            kX = out.prior(x, out.X)
+            mean = (out.const + kX @ out.alpha) * out.sd + out.mu
+            w = out.whiten(kX.T)
+            var = (_kernel_diag(out.gp.covar_module, x) - (w * w).sum(0)).clamp_min(MIN_VARIANCE)
+            z = (bound - mean) / (var.sqrt() * out.sd)
+            value = value + torch.special.log_ndtr(z if op == "<=" else -z)
         return value.reshape(batch)
 
 
@@ -300,6 +390,8 @@ def build_analytic_nei(
     probe = torch.cat([X_baseline[:2], torch.full_like(X_baseline[:1], 0.5)])
     with torch.no_grad():
         for out in outputs:
+            if out.X.shape[0] > CHECK_MAX_POINTS and supports_dense_mll(out.gp):
+                continue  # the structural check only: GPyTorch's posterior costs a Cholesky
             post = out.gp.posterior(probe)
             mean, cov = out.moments(probe)
             mean, var = mean * out.sd + out.mu, cov.diagonal() * out.sd**2

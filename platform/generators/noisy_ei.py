@@ -34,6 +34,7 @@ the generators and :mod:`assay.platform.generators.base`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -52,7 +53,11 @@ from pydantic import Field
 from torch import Tensor
 
 from assay.platform.experiment import Experiment, ExperimentConfig, OutcomeConstraint
-from assay.platform.generators.analytic_nei import build_analytic_nei
+from assay.platform.generators.analytic_nei import (
+    AnalyticLogPF,
+    build_analytic_nei,
+    posterior_means,
+)
 from assay.platform.generators.base import (
     Candidate,
     GenerationContext,
@@ -98,6 +103,11 @@ class NoisyEISettings(ModelBasedSettings):
         batch_num_restarts, batch_raw_samples, batch_mc_samples, batch_maxiter: Caps on
             ``num_restarts``, ``raw_samples``, ``mc_samples`` and ``maxiter`` for asks of
             several points (see :meth:`effort`).
+        analytic_restarts: ``num_restarts`` when the acquisition is the analytic NEI (one
+            point, nothing pending). 5, not 10: at the 20-evaluation states of
+            ``hartmann6_2c``, ``mixed4`` and ``gramacy`` (4 ask seeds each) the proposals'
+            acquisition values were identical and the ask 9-17 % cheaper (issue 19,
+            PROGRESS.md; ``benchmarks/ask_profile.py``).
     """
 
     mc_samples: int = Field(default=256, ge=16, le=8192)
@@ -138,6 +148,7 @@ class NoisyEISettings(ModelBasedSettings):
             ),
             min(self.mc_samples, self.batch_mc_samples),
         )
+    analytic_restarts: int = Field(default=5, ge=1, le=256)
 
 
 def objective_and_constraints(
@@ -217,8 +228,10 @@ def likely_incumbents(
     if X.shape[0] <= k:
         return X
     obj = config.objective
-    with torch.no_grad(), gpytorch.settings.skip_posterior_variances():
-        mean = fitted.joint.posterior(X).mean
+    mean = posterior_means(fitted, X)  # the analytic NEI's factorisations, reused later
+    if mean is None:
+        with torch.no_grad(), gpytorch.settings.skip_posterior_variances():
+            mean = fitted.joint.posterior(X).mean
     value = mean[:, fitted.output_index(obj.name)] * (-1.0 if obj.minimize else 1.0)
     violation = torch.zeros_like(value)
     for oc in config.outcome_constraints if constraints is None else constraints:
@@ -302,6 +315,9 @@ class NoisyEIGenerator(ModelBasedGenerator):
                 p_feas = probability_feasible(config, fitted, X_baseline, outcome_constraints)
             info["max_p_feasible_observed"] = round(float(p_feas.max()), 4)
             if float(p_feas.max()) < FEASIBILITY_SEARCH_THRESHOLD:
+                if analytic is not None:  # the same probability in closed form
+                    info["acquisition"] = "LogProbabilityOfFeasibility"
+                    return AnalyticLogPF(analytic)
                 info["acquisition"] = "qLogProbabilityOfFeasibility"
                 return qLogProbabilityOfFeasibility(
                     fitted.joint, constraints=constraints, sampler=sampler, X_pending=X_pending
@@ -368,7 +384,10 @@ class NoisyEIGenerator(ModelBasedGenerator):
                     experiment, fitted, X_baseline, X_pending, seed + attempt, info,
                     outcome_constraints, q=n - len(out),
                 )  # fmt: skip
-                X, values = optimize_acquisition(acqf, space, n - len(out), options)
+                effort = options
+                if info["acquisition"] == "LogNoisyExpectedImprovement":
+                    effort = dataclasses.replace(options, num_restarts=s.analytic_restarts)
+                X, values = optimize_acquisition(acqf, space, n - len(out), effort)
             for params, value in zip(space.decode(X), values.tolist(), strict=True):
                 sig = SearchSpace.signature(params)
                 if sig in avoid or not space.is_feasible(params):

@@ -158,9 +158,14 @@ def test_mixed_space_proposals_are_valid(build_experiment) -> None:
 def test_nothing_feasible_searches_for_feasibility(build_experiment) -> None:
     spec = {**SPEC_1D, "outcome_constraints": ["c <= 0"]}
     obs = [({"x": x}, {"y": bump(x), "c": (1.0 - x, 0.01)}) for x in (0.0, 0.2, 0.4, 0.6, 0.7)]
-    res = NoisyEIGenerator().generate(build_experiment(spec, obs), 1, seed=0)
-    assert res.info["acquisition"] == "qLogProbabilityOfFeasibility"
-    assert res.candidates[0].parameters["x"] > 0.8  # c(x) = 1 - x <= 0 only near x = 1
+    for analytic, name in (
+        (True, "LogProbabilityOfFeasibility"),
+        (False, "qLogProbabilityOfFeasibility"),
+    ):
+        gen = NoisyEIGenerator({"analytic": analytic})
+        res = gen.generate(build_experiment(spec, obs), 1, seed=0)
+        assert res.info["acquisition"] == name
+        assert res.candidates[0].parameters["x"] > 0.8  # c(x) = 1 - x <= 0 only near x = 1
     # once a feasible arm exists, NEI with the constraint takes over
     obs.append(({"x": 1.0}, {"y": bump(1.0), "c": (0.0 - 0.05, 0.01)}))
     res = NoisyEIGenerator().generate(build_experiment(spec, obs), 1, seed=0)

@@ -1,0 +1,179 @@
+"""The exact marginal log likelihood of Assay's GPs on dense tensors, for fast fits.
+
+GPyTorch evaluates ``ExactMarginalLogLikelihood`` through lazy kernel tensors, linear-operator
+wrappers and a ``MultivariateNormal``; at the sizes of an ask (tens to a few hundred points)
+that machinery, not the arithmetic, is most of the fit's time (profiled on the ``mixed4`` and
+``hartmann6_2c`` asks of ``benchmarks/bo_quality.py``, issue 19). For the GPs
+:func:`assay.platform.models.build_gp` builds — ``SingleTaskGP`` with a constant mean, an RBF
+or Matern-5/2 kernel (optionally scaled), Gaussian noise (learned or fixed), no input
+transform — :func:`dense_mll` computes the *same* objective directly (Rasmussen & Williams
+2006, eq. 2.30, plus the log priors, divided by ``n`` as GPyTorch does)::
+
+    (1/n) [ -1/2 r^T (K + N)^{-1} r - sum_i log L_ii - n/2 log 2 pi + sum_p log p(theta_p) ]
+
+with ``r = y - c``, ``L`` the Cholesky factor of ``K + N``. It is differentiable in the GP's
+raw parameters (the constraint transforms are applied by the modules' properties), so it
+drops into BoTorch's ``fit_gpytorch_mll`` as its ``closure`` (same optimizer, same retries,
+same optimum). :func:`supports_dense_mll` says whether a model has the supported form.
+
+:func:`cholesky_factor` factorises a fitted GP's ``K + N`` once (memoized per GP and its
+current hyperparameters) for the posteriors computed outside GPyTorch (the fit's usability
+check, :mod:`assay.platform.generators.analytic_nei`), so an ask at thousands of points does
+one ``O(n^3)`` factorisation per output instead of GPyTorch's plus its own.
+
+Owns: :func:`dense_mll`, :func:`dense_mll_closure`, :func:`supports_dense_mll`,
+:func:`cholesky_factor`.
+
+May import: torch, gpytorch, botorch.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+
+import gpytorch
+import torch
+from botorch.models import SingleTaskGP
+from botorch.optim.closures import ForwardBackwardClosure
+from botorch.optim.utils import get_parameters
+from gpytorch.kernels import Kernel, MaternKernel, RBFKernel, ScaleKernel
+from gpytorch.likelihoods import FixedNoiseGaussianLikelihood, GaussianLikelihood
+from gpytorch.means import ConstantMean
+from gpytorch.mlls import ExactMarginalLogLikelihood
+from torch import Tensor
+
+#: Cholesky attempts with growing jitter before the evaluation fails (as GPyTorch's
+#: ``psd_safe_cholesky``: no jitter first, then ``jitter * 10^k``).
+MAX_CHOLESKY_TRIES = 4
+
+
+def _base_kernel(module: Kernel) -> Kernel:
+    return module.base_kernel if isinstance(module, ScaleKernel) else module
+
+
+def supports_dense_mll(gp: object) -> bool:
+    """Whether :func:`dense_mll` reproduces ``gp``'s exact marginal likelihood: a single-output
+    ``SingleTaskGP`` on ``n x d`` inputs with a ``ConstantMean``, an RBF or Matern-5/2 kernel
+    over all dimensions (optionally in a ``ScaleKernel``), Gaussian or fixed Gaussian noise, and
+    no input transform."""
+    if not isinstance(gp, SingleTaskGP) or gp.num_outputs != 1:
+        return False
+    if getattr(gp, "input_transform", None) is not None:
+        return False
+    if not isinstance(gp.mean_module, ConstantMean):
+        return False
+    if type(gp.likelihood) not in (GaussianLikelihood, FixedNoiseGaussianLikelihood):
+        return False
+    base = _base_kernel(gp.covar_module)
+    if type(base) not in (RBFKernel, MaternKernel) or base.active_dims is not None:
+        return False
+    if isinstance(base, MaternKernel) and base.nu != 2.5:
+        return False
+    X = gp.train_inputs[0]
+    return X.dim() == 2 and gp.train_targets.dim() == 1
+
+
+def kernel_matrix(module: Kernel, A: Tensor, B: Tensor) -> Tensor:
+    """``k(A, B)`` for the kernels :func:`supports_dense_mll` accepts, differentiable in the
+    hyperparameters. RBF ``exp(-r^2/2)``; Matern-5/2 ``(1 + sqrt5 r + 5 r^2/3) exp(-sqrt5 r)``
+    (Rasmussen & Williams 2006, eqs. 4.9, 4.17), ``r`` the lengthscale-scaled distance."""
+    base = _base_kernel(module)
+    ls = base.lengthscale.reshape(-1)
+    a, b = A / ls, B / ls
+    sq = (
+        (a * a).sum(-1, keepdim=True) + (b * b).sum(-1).unsqueeze(-2) - 2 * a @ b.transpose(-1, -2)
+    ).clamp_min(0.0)
+    if isinstance(base, RBFKernel):
+        k = torch.exp(-0.5 * sq)
+    else:
+        r = sq.clamp_min(1e-30).sqrt()
+        k = (1 + math.sqrt(5) * r + (5.0 / 3.0) * sq) * torch.exp(-math.sqrt(5) * r)
+    if isinstance(module, ScaleKernel):
+        k = module.outputscale * k
+    return k
+
+
+def _noise(gp: SingleTaskGP, n: int, like: Tensor) -> Tensor:
+    lik = gp.likelihood
+    if isinstance(lik, FixedNoiseGaussianLikelihood):
+        return lik.noise.reshape(-1).to(like).expand(n)
+    return lik.noise.reshape(-1).expand(n)
+
+
+def robust_cholesky(A: Tensor) -> Tensor:
+    """Cholesky factor of ``A``; on failure retried with jitter ``j * 10^k`` on the diagonal,
+    ``j`` GPyTorch's ``cholesky_jitter`` setting for the dtype (as ``psd_safe_cholesky``).
+
+    Raises:
+        torch.linalg.LinAlgError: still not positive definite (a ``RuntimeError``, which the
+            fit's retry logic catches).
+    """
+    L, info = torch.linalg.cholesky_ex(A)
+    if int(info) == 0:
+        return L
+    jitter = gpytorch.settings.cholesky_jitter.value(A.dtype)
+    eye = torch.eye(A.shape[-1], dtype=A.dtype)
+    for k in range(MAX_CHOLESKY_TRIES - 1):
+        L, info = torch.linalg.cholesky_ex(A + jitter * 10**k * eye)
+        if int(info) == 0:
+            return L
+    raise torch.linalg.LinAlgError("covariance not positive definite after jitter")
+
+
+def dense_mll(gp: SingleTaskGP) -> Tensor:
+    """``ExactMarginalLogLikelihood(gp.likelihood, gp)(gp(X), y)`` for a model that
+    :func:`supports_dense_mll` (see the module docstring), as a differentiable scalar."""
+    X, y = gp.train_inputs[0], gp.train_targets
+    n = y.shape[-1]
+    K = kernel_matrix(gp.covar_module, X, X)
+    K = K + torch.diag_embed(_noise(gp, n, K))
+    L = robust_cholesky(K)
+    r = (y - gp.mean_module.constant.reshape(())).unsqueeze(-1)
+    w = torch.linalg.solve_triangular(L, r, upper=False)
+    value = -0.5 * (w * w).sum() - L.diagonal().log().sum() - 0.5 * n * math.log(2 * math.pi)
+    for _, module, prior, closure, _ in gp.named_priors():
+        value = value + prior.log_prob(closure(module)).sum()
+    return value / n
+
+
+def dense_mll_closure(mll: ExactMarginalLogLikelihood) -> ForwardBackwardClosure:
+    """A ``fit_gpytorch_mll`` closure: the negative :func:`dense_mll` of ``mll.model`` and its
+    gradients in the parameters ``fit_gpytorch_mll_scipy`` optimizes (same names and order)."""
+    gp = mll.model
+    return ForwardBackwardClosure(
+        forward=lambda: -dense_mll(gp), parameters=get_parameters(mll, requires_grad=True)
+    )
+
+
+#: ``gp -> (fingerprint, L)``: see :func:`cholesky_factor`.
+_FACTORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def fingerprint(gp: SingleTaskGP) -> tuple:
+    """The GP's hyperparameter values (a handful of numbers; GPyTorch's setters write through
+    ``.data``, which no version counter sees) and the identity, shape and in-place version of
+    its buffers and training data: a refit, new hyperparameters or ``set_train_data`` change
+    it."""
+    values = tuple(v for p in gp.parameters() for v in p.detach().reshape(-1).tolist())
+    tensors = [*gp.buffers(), *gp.train_inputs, gp.train_targets]
+    return values, tuple((id(t), t._version, tuple(t.shape)) for t in tensors)
+
+
+def cholesky_factor(gp: SingleTaskGP) -> Tensor:
+    """The lower Cholesky factor of ``K + N`` (standardized units, no autograd) of a GP that
+    :func:`supports_dense_mll`, computed once per GP and hyperparameter values.
+
+    Raises:
+        torch.linalg.LinAlgError: not positive definite even with jitter.
+    """
+    key = fingerprint(gp)
+    hit = _FACTORS.get(gp)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    with torch.no_grad():
+        X = gp.train_inputs[0]
+        K = kernel_matrix(gp.covar_module, X, X)
+        L = robust_cholesky(K + torch.diag_embed(_noise(gp, X.shape[0], K)))
+    _FACTORS[gp] = (key, L)
+    return L
