@@ -324,7 +324,9 @@ class NoisyEIGenerator(ModelBasedGenerator):
                 experiment.config, fitted, X_baseline, MAX_BASELINE, outcome_constraints
             )
         s = self.settings
-        options = OptimizerOptions(s.num_restarts, s.raw_samples, s.maxiter)
+        options = OptimizerOptions(
+            s.num_restarts, s.raw_samples, s.maxiter, getattr(s, "init_batch_limit", 32)
+        )
         t0 = time.perf_counter()
         out: list[Candidate] = []
         for attempt in range(2):  # second pass re-optimizes around duplicates
