@@ -24,8 +24,8 @@ import torch
 from torch.quasirandom import SobolEngine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bo_quality  # noqa: E402
-import mo_quality  # noqa: E402
+import bo_quality
+import mo_quality
 
 SCRAMBLES = 200
 
@@ -34,7 +34,7 @@ def designs(dim: int, n: int, centre: bool) -> list[list[list[float]]]:
     out = []
     for s in range(SCRAMBLES):
         pts = SobolEngine(dim, scramble=True, seed=s).draw(n).tolist()
-        out.append(([[0.5] * dim] + pts[: n - 1]) if centre else pts)
+        out.append(([[0.5] * dim, *pts[: n - 1]]) if centre else pts)
     return out
 
 

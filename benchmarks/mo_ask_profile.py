@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mo_quality import PROBLEMS  # noqa: E402
+from mo_quality import PROBLEMS
 
 
 def parse_variant(text: str) -> tuple[str, dict]:

@@ -245,9 +245,9 @@ def acquisition_fallback(
 # ---------------------------------------------------------------------------------------------
 
 
-def centre_candidate(space: SearchSpace, avoid: set[tuple], generator: str) -> Candidate | None:
-    """The centre of the search space as a candidate, or ``None`` when it is not a new
-    feasible arm.
+def centre_candidate(space: SearchSpace, avoid: set[tuple]) -> Candidate | None:
+    """The centre of the search space as a candidate (generator ``"centre"``), or ``None``
+    when it is not a new feasible arm.
 
     The centre is the image of ``(1/2, ..., 1/2)`` under the uniform-design map
     :meth:`SearchSpace.from_unit_row` (the midpoint of each float range in its own scale, so
@@ -258,7 +258,7 @@ def centre_candidate(space: SearchSpace, avoid: set[tuple], generator: str) -> C
     params = space.from_unit_row([0.5] * space.compact_dim)
     if SearchSpace.signature(params) in avoid or not space.is_feasible(params):
         return None
-    return Candidate(params, generator, {"initial_design": "centre"})
+    return Candidate(params, "centre", {"initial_design": "centre"})
 
 
 def initial_design_arms(experiment: Experiment) -> int:
@@ -388,7 +388,7 @@ class ModelBasedGenerator(Generator):
         experiment = ctx.experiment
         if not enabled or experiment.trials or "centre_proposed" in ctx.state:
             return []
-        centre = centre_candidate(experiment.search_space, ctx.avoid, self.name)
+        centre = centre_candidate(experiment.search_space, ctx.avoid)
         if centre is None:
             return []
         ctx.avoid.add(SearchSpace.signature(centre.parameters))
