@@ -99,7 +99,9 @@ PROBLEMS: dict[str, Callable[[], Problem]] = {
 }  # fmt: skip
 
 
-def run_assay(problem: Problem, budget: int, seed: int, generator: str) -> tuple[list, list]:
+def run_assay(
+    problem: Problem, budget: int, seed: int, generator: str, settings: dict | None = None
+) -> tuple[list, list]:
     import assay
 
     rng = random.Random(10_000 + seed)
@@ -111,6 +113,7 @@ def run_assay(problem: Problem, budget: int, seed: int, generator: str) -> tuple
         objectives=[{"name": f"f{k}", "threshold": ref[k]} for k in range(len(ref))],
         outcome_constraints=["slack >= 0"] if problem.constrained else [],
         generator=generator,
+        generator_settings=settings,
         seed=seed,
     )
     xs, lat = [], []
@@ -186,6 +189,9 @@ def run_optuna(problem: Problem, budget: int, seed: int, kind: str) -> tuple[lis
 METHODS = {
     "assay": lambda p, b, s: run_assay(p, b, s, "noisy_ehvi"),
     "assay_parego": lambda p, b, s: run_assay(p, b, s, "parego"),
+    # the initial design without the centre as its first arm (the default before issue 15's
+    # centre-point change): the A/B of that change
+    "assay_nocentre": lambda p, b, s: run_assay(p, b, s, "noisy_ehvi", {"centre_first": False}),
     "ax": run_ax,
     "optuna_gp": lambda p, b, s: run_optuna(p, b, s, "gp"),
     "optuna_nsga2": lambda p, b, s: run_optuna(p, b, s, "nsga2"),

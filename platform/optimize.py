@@ -85,11 +85,16 @@ class OptimizerOptions:
         num_restarts: Starting points refined by the local optimizer.
         raw_samples: Quasi-random points scored to choose the starting points.
         maxiter: Iterations of L-BFGS-B per restart (continuous case).
+        init_batch_limit: Raw samples scored per acquisition call when choosing the
+            restarts (continuous case). The values, hence the restarts and the proposal, do
+            not depend on it; fewer, larger calls spend less time in per-call overhead (the
+            posterior's linear-operator bookkeeping), more memory per call.
     """
 
     num_restarts: int = 10
     raw_samples: int = 512
     maxiter: int = 200
+    init_batch_limit: int = 32
 
 
 class CompactAcquisition(AcquisitionFunction):
@@ -161,7 +166,11 @@ def _optimize(
             raw_samples=options.raw_samples,
             inequality_constraints=space.inequality_constraints(),
             sequential=True,
-            options={"maxiter": options.maxiter, "batch_limit": 32},
+            options={
+                "maxiter": options.maxiter,
+                "batch_limit": 32,
+                "init_batch_limit": options.init_batch_limit,
+            },
         )
         return X.detach(), values.detach().reshape(-1)
     if q > 1 and getattr(acqf, "single_point", False):

@@ -245,6 +245,22 @@ def acquisition_fallback(
 # ---------------------------------------------------------------------------------------------
 
 
+def centre_candidate(space: SearchSpace, avoid: set[tuple]) -> Candidate | None:
+    """The centre of the search space as a candidate (generator ``"centre"``), or ``None``
+    when it is not a new feasible arm.
+
+    The centre is the image of ``(1/2, ..., 1/2)`` under the uniform-design map
+    :meth:`SearchSpace.from_unit_row` (the midpoint of each float range in its own scale, so
+    the geometric mean of a log-scale range; the middle integer; the middle category of a
+    choice, as the Sobol design maps them). It is ``None`` when it violates the linear
+    parameter constraints or is an existing arm (e.g. the control).
+    """
+    params = space.from_unit_row([0.5] * space.compact_dim)
+    if SearchSpace.signature(params) in avoid or not space.is_feasible(params):
+        return None
+    return Candidate(params, "centre", {"initial_design": "centre"})
+
+
 def initial_design_arms(experiment: Experiment) -> int:
     """How many arms count toward the initial design (see :class:`ModelBasedGenerator`):
     every arm with observed data (:meth:`Experiment.observed`) plus every pending arm
@@ -262,10 +278,16 @@ class ModelBasedSettings(GeneratorSettings):
             toward it (see :class:`ModelBasedGenerator`).
         warm_start: Start the GP hyperparameter fit from the previous ask's optimum (and, for
             ``multi_step``, the tree optimization from the previous optimal tree).
+        centre_first: Make the centre of the search space (:func:`centre_candidate`) the
+            first arm of the initial design, as Ax does. ``None``: the generator's default
+            (:attr:`ModelBasedGenerator.centre_first_default`: on for the multi-objective
+            generators, off otherwise; the evidence is in ``benchmarks/centre_point.py``'s
+            docstring).
     """
 
     n_initial: int | None = Field(default=None, ge=1, le=10_000)
     warm_start: bool = True
+    centre_first: bool | None = None
 
 
 @dataclass
@@ -317,7 +339,8 @@ class ModelBasedGenerator(Generator):
        pending arms. Failed, abandoned and early-stopped arms, and completed arms without
        data, do not count; neither do the ``pending`` assignments carried into a batch (they
        are arms the experiment already has). With ``n`` larger than what is left of the
-       initial design, the rest of the batch is model-based.
+       initial design, the rest of the batch is model-based. With ``centre_first`` (see
+       :meth:`initial_centre`) the experiment's very first arm is the centre of the space.
     3. **Fit** one GP per modelled metric with data
        (:func:`~assay.platform.models.fit_outcome_models`, warm-started from the stored
        hyperparameters with ``warm_start``). If every fit attempt fails
@@ -336,6 +359,8 @@ class ModelBasedGenerator(Generator):
     """
 
     Settings: ClassVar[type[GeneratorSettings]] = ModelBasedSettings
+    #: Whether the centre opens the initial design when the ``centre_first`` setting is unset.
+    centre_first_default: ClassVar[bool] = False
 
     def n_initial(self, space: SearchSpace, experiment: Experiment | None = None) -> int:
         """Size of the initial design: the setting, else ``max(2 d + 1, 5)`` — except that in
@@ -351,6 +376,24 @@ class ModelBasedGenerator(Generator):
                 new_arms = sum(1 for a in first_batch.arms if a.name not in controls)
                 return min(default, max(new_arms, 1))
         return default
+
+    def initial_centre(self, ctx: GenerationContext) -> list[Candidate]:
+        """``[centre]`` when this ask opens the experiment's initial design and
+        ``centre_first`` (else the generator's :attr:`centre_first_default`) is on: no trial
+        exists yet and the centre is a new feasible arm (:func:`centre_candidate`); otherwise ``[]``. The centre counts toward
+        the initial design like any other arm."""
+        enabled = self.settings.centre_first
+        if enabled is None:
+            enabled = self.centre_first_default
+        experiment = ctx.experiment
+        if not enabled or experiment.trials or "centre_proposed" in ctx.state:
+            return []
+        centre = centre_candidate(experiment.search_space, ctx.avoid)
+        if centre is None:
+            return []
+        ctx.avoid.add(SearchSpace.signature(centre.parameters))
+        ctx.state["centre_proposed"] = True
+        return [centre]
 
     def n_initial_left(self, ctx: GenerationContext) -> int:
         """Points of this ask that come from the initial design (see the class docstring)."""
@@ -411,7 +454,9 @@ class ModelBasedGenerator(Generator):
         )  # fmt: skip
         self.load_data(ctx)
         state, avoid, info = ctx.state, ctx.avoid, ctx.info
-        candidates = next_sobol(experiment, self.n_initial_left(ctx), state=state, avoid=avoid)
+        n_initial = self.n_initial_left(ctx)
+        candidates = self.initial_centre(ctx) if n_initial else []
+        candidates += next_sobol(experiment, n_initial - len(candidates), state=state, avoid=avoid)
         n_model = n - len(candidates)
         if not n_model:
             return GenerationResult(candidates, state, {}, info)

@@ -373,7 +373,10 @@ class NoisyEIGenerator(ModelBasedGenerator):
             X_baseline = likely_incumbents(
                 experiment.config, fitted, X_baseline, MAX_BASELINE, outcome_constraints
             )
-        options = self.settings.effort(n)[0]
+        s = self.settings
+        options = dataclasses.replace(
+            s.effort(n)[0], init_batch_limit=getattr(s, "init_batch_limit", 32)
+        )
         t0 = time.perf_counter()
         out: list[Candidate] = []
         for attempt in range(2):  # second pass re-optimizes around duplicates

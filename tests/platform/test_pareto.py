@@ -272,3 +272,16 @@ def test_ehvi_acquisition_runs_on_the_batched_joint_model() -> None:
         a, b = fitted.joint.posterior(X), fitted.model.posterior(X)
     assert torch.allclose(a.mean, b.mean, atol=1e-6)
     assert torch.allclose(a.variance, b.variance, rtol=1e-4, atol=1e-9)
+
+
+def test_init_batch_limit_changes_cost_not_the_proposal() -> None:
+    """Scoring the raw samples in fewer, larger calls (``init_batch_limit``) gives the same
+    restarts, hence the same proposal."""
+    exp = _experiment(_box_values())
+    exp.config.generator = "noisy_ehvi"
+    settings = {**FAST, "raw_samples": 64, "num_restarts": 2}
+    a, b = (
+        get_generator("noisy_ehvi", {**settings, "init_batch_limit": k}).generate(exp, 1, seed=3)
+        for k in (8, 64)
+    )
+    assert a.candidates[0].parameters == pytest.approx(b.candidates[0].parameters)

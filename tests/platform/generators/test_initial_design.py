@@ -107,3 +107,69 @@ def test_thirty_attached_trials_on_six_dims_two_constraints() -> None:
         client.tell(t.id, {"f": (s - 3) ** 2, "c1": p["x0"] - 0.8, "c2": 2.0 - s})
     [t] = client.ask(exp.id)
     assert t.generator == "noisy_ei"
+
+
+# --- the centre of the space as the first arm (``centre_first``) ---------------------------
+
+MO_SPEC = {
+    "name": "centre",
+    "parameters": [
+        {"name": "x", "type": "float", "bounds": [0, 4]},
+        {"name": "k", "type": "int", "bounds": [1, 5]},
+        {"name": "lr", "type": "float", "bounds": [1e-4, 1e-2], "log": True},
+    ],
+    "objectives": [{"name": "f"}, {"name": "g"}],
+}
+FAST_EHVI = {"num_restarts": 2, "raw_samples": 32, "mc_samples": 32}
+
+
+def test_centre_candidate_is_the_midpoint_in_each_parameters_scale() -> None:
+    from assay.platform.experiment import ExperimentConfig
+    from assay.platform.generators.base import centre_candidate
+
+    space = ExperimentConfig.from_dict({"seed": 0, **MO_SPEC}).search_space
+    c = centre_candidate(space, set())
+    assert c is not None and c.generator == "centre"
+    assert c.parameters["x"] == pytest.approx(2.0) and c.parameters["k"] == 3
+    assert c.parameters["lr"] == pytest.approx(1e-3)  # geometric mean of a log range
+    assert centre_candidate(space, {space.signature(c.parameters)}) is None  # an existing arm
+
+
+@pytest.mark.parametrize("name", ["noisy_ehvi", "parego"])
+def test_multi_objective_design_opens_with_the_centre_then_sobol(
+    name: str, build_experiment
+) -> None:
+    exp = build_experiment(MO_SPEC)
+    gen = get_generator(name, FAST_EHVI)
+    res = gen.generate(exp, 3, seed=0)
+    assert [c.generator for c in res.candidates] == ["centre", "sobol", "sobol"]
+    assert res.candidates[0].parameters["x"] == pytest.approx(2.0)
+    assert res.generator_state["centre_proposed"] is True
+    # once the experiment has a trial, the centre is not proposed again
+    _add(exp, res.candidates[0].parameters, TrialState.RUNNING, "centre")
+    nxt = gen.generate(exp, 1, seed=0).candidates
+    assert [c.generator for c in nxt] == ["sobol"]
+    # the setting turns it off
+    off = get_generator(name, {**FAST_EHVI, "centre_first": False})
+    assert [c.generator for c in off.generate(build_experiment(MO_SPEC), 2, seed=0).candidates] == [
+        "sobol",
+        "sobol",
+    ]
+
+
+def test_single_objective_design_has_no_centre_unless_asked(build_experiment) -> None:
+    fast = FAST["noisy_ei"]
+    default = get_generator("noisy_ei", fast).generate(build_experiment(SPEC), 2, seed=0)
+    assert [c.generator for c in default.candidates] == ["sobol", "sobol"]
+    on = get_generator("noisy_ei", {**fast, "centre_first": True})
+    res = on.generate(build_experiment(SPEC), 2, seed=0)
+    assert [c.generator for c in res.candidates] == ["centre", "sobol"]
+    assert res.candidates[0].parameters == {"x": 0.5, "y": 0.5}
+
+
+def test_an_infeasible_centre_is_skipped(build_experiment) -> None:
+    spec = {**SPEC, "parameter_constraints": ["x + y <= 0.5"]}
+    on = get_generator("noisy_ei", {**FAST["noisy_ei"], "centre_first": True})
+    res = on.generate(build_experiment(spec), 2, seed=0)
+    assert [c.generator for c in res.candidates] == ["sobol", "sobol"]
+    assert all(c.parameters["x"] + c.parameters["y"] <= 0.5 for c in res.candidates)
