@@ -41,13 +41,36 @@ from typing import Any
 
 EPOCHS = 20
 
-SPACE = [
+MLP_SPACE = [
     {"name": "lr", "type": "float", "bounds": [1e-3, 1.0], "log": True},
     {"name": "hidden", "type": "int", "bounds": [4, 256], "log": True},
     {"name": "weight_decay", "type": "float", "bounds": [1e-6, 1e-1], "log": True},
     {"name": "batch_size", "type": "int", "bounds": [16, 256], "log": True},
     {"name": "dropout", "type": "float", "bounds": [0.0, 0.7]},
 ]
+# The second workload, where curves cross: peak learning rate, linear warm-up length, cosine
+# decay to zero at the last epoch, on training labels of which 30% are replaced at random (a
+# fixed draw). Fast starters (high peak, no warm-up) fit the noisy labels and fall back; long
+# warm-ups and high peaks start slowly and gain most when the rate anneals at the end.
+WARMUP_SPACE = [
+    {"name": "lr", "type": "float", "bounds": [3e-3, 3.0], "log": True},
+    {"name": "warmup", "type": "int", "bounds": [0, 12]},
+    {"name": "hidden", "type": "int", "bounds": [16, 512], "log": True},
+    {"name": "batch_size", "type": "int", "bounds": [16, 256], "log": True},
+    {"name": "weight_decay", "type": "float", "bounds": [1e-6, 1e-2], "log": True},
+]
+WORKLOADS = {"mlp": MLP_SPACE, "warmup": WARMUP_SPACE}
+WORKLOAD = "mlp"
+SPACE = MLP_SPACE
+LABEL_NOISE = 0.3  # the warmup workload's share of randomized training labels
+
+
+def set_workload(name: str) -> None:
+    """Select the workload (its space, its training and its curve cache)."""
+    global WORKLOAD, SPACE
+    WORKLOAD, SPACE = name, WORKLOADS[name]
+    _CURVES.clear()
+
 
 # The model rule's alpha, min_progression and the curve ensemble's window/neighbours were chosen
 # on seeds 100-104 (``--first-seed 100``); min_curves = MedianPruner's n_startup_trials.
@@ -93,8 +116,26 @@ def _data() -> dict[str, Any]:
         X = torch.tensor(X / 16.0, dtype=torch.float32)
         y = torch.tensor(y)
         perm = torch.randperm(len(X), generator=torch.Generator().manual_seed(0))
-        _DATA.update(X=X, y=y, train=perm[:1000], val=perm[1000:1400], test=perm[1400:])
+        noisy = y.clone()
+        g = torch.Generator().manual_seed(1)
+        flip = torch.rand(len(y), generator=g) < LABEL_NOISE
+        noisy[flip] = torch.randint(0, 10, (int(flip.sum()),), generator=g)
+        _DATA.update(X=X, y=y, y_noisy=noisy, train=perm[:1000], val=perm[1000:1400],
+                     test=perm[1400:])  # fmt: skip
     return _DATA
+
+
+def lr_at(params: dict[str, Any], epoch: int) -> float:
+    """The warmup workload's learning rate in ``epoch`` (1-based): linear warm-up to the peak
+    over ``warmup`` epochs, then cosine decay (Loshchilov & Hutter 2017, SGDR) to zero after
+    the last epoch; the mlp workload's rate is constant."""
+    lr = float(params["lr"])
+    if WORKLOAD != "warmup":
+        return lr
+    w = int(params["warmup"])
+    if epoch <= w:
+        return lr * epoch / (w + 1)
+    return lr * 0.5 * (1.0 + math.cos(math.pi * (epoch - w - 1) / (EPOCHS - w)))
 
 
 class Training:
@@ -112,9 +153,10 @@ class Training:
         torch.manual_seed(0)
         h = int(params["hidden"])
         self.model = torch.nn.Sequential(
-            torch.nn.Linear(64, h), torch.nn.ReLU(), torch.nn.Dropout(float(params["dropout"])),
-            torch.nn.Linear(h, 10),
+            torch.nn.Linear(64, h), torch.nn.ReLU(),
+            torch.nn.Dropout(float(params.get("dropout", 0.0))), torch.nn.Linear(h, 10),
         )  # fmt: skip
+        self.labels = self.d["y_noisy"] if WORKLOAD == "warmup" else self.d["y"]
         self.opt = torch.optim.SGD(
             self.model.parameters(), lr=float(params["lr"]), momentum=0.9,
             weight_decay=float(params["weight_decay"]),
@@ -135,10 +177,13 @@ class Training:
         bs = int(self.params["batch_size"])
         for epoch in range(1, n + 1):
             self.model.train()
+            for group in self.opt.param_groups:
+                group["lr"] = lr_at(self.params, epoch)
             train = d["train"][torch.randperm(len(d["train"]), generator=self.g)]
             for idx in train.split(bs):
                 self.opt.zero_grad()
-                loss = torch.nn.functional.cross_entropy(self.model(d["X"][idx]), d["y"][idx])
+                loss = torch.nn.functional.cross_entropy(self.model(d["X"][idx]),
+                                                         self.labels[idx])  # fmt: skip
                 if not torch.isfinite(loss):
                     break
                 loss.backward()
@@ -151,12 +196,20 @@ class Training:
 
 
 # -- the curve cache: each configuration is trained once, its curve replayed for every method --
-CACHE = Path(
-    os.environ.get(
-        "ASSAY_ES_CACHE",
-        Path(__file__).resolve().parent.parent / ".bench-cache" / "early_stopping_curves.json",
-    )
-).resolve()
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def cache_path() -> Path:
+    """The current workload's curve cache (``ASSAY_ES_CACHE`` overrides it; committed under
+    ``benchmarks/results/`` so the tables can be re-derived without re-training)."""
+    env = os.environ.get("ASSAY_ES_CACHE")
+    if env:
+        p = Path(env)
+        return (p if WORKLOAD == "mlp" else p.with_name(f"{p.stem}_{WORKLOAD}{p.suffix}")).resolve()
+    suffix = "" if WORKLOAD == "mlp" else f"_{WORKLOAD}"
+    return RESULTS / f"early_stopping_curves{suffix}.json"
+
+
 _CURVES: dict[str, dict[str, Any]] = {}
 
 
@@ -171,8 +224,8 @@ def config_key(params: dict[str, Any]) -> str:
 
 
 def _load_cache() -> dict[str, dict[str, Any]]:
-    if not _CURVES and CACHE.exists():
-        _CURVES.update(json.loads(CACHE.read_text()))
+    if not _CURVES and cache_path().exists():
+        _CURVES.update(json.loads(cache_path().read_text()))
     return _CURVES
 
 
@@ -196,10 +249,11 @@ def build_cache(configs: list[dict[str, Any]]) -> int:
 
 
 def _save_cache() -> None:
-    CACHE.parent.mkdir(parents=True, exist_ok=True)
-    tmp = CACHE.with_suffix(".tmp")
+    path = cache_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(_CURVES))
-    tmp.replace(CACHE)
+    tmp.replace(path)
 
 
 class Replay:
@@ -295,12 +349,10 @@ def run_optuna(
 
     def objective(trial: Any) -> float:
         params = {
-            "lr": trial.suggest_float("lr", 1e-3, 1.0, log=True),
-            "hidden": trial.suggest_int("hidden", 4, 256, log=True),
-            "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-1, log=True),
-            "batch_size": trial.suggest_int("batch_size", 16, 256, log=True),
-            "dropout": trial.suggest_float("dropout", 0.0, 0.7),
-        }
+            p["name"]: (trial.suggest_int if p["type"] == "int" else trial.suggest_float)(
+                p["name"], *p["bounds"], log=bool(p.get("log", False)))
+            for p in SPACE
+        }  # fmt: skip
         tr = train(params)
         acc = 0.0
         for epoch, acc in tr.epochs():
@@ -327,7 +379,10 @@ def run_ray_asha(seed: int, trials: int, generator: str) -> list[dict]:
     _load_cache()
     cache = dict(_CURVES)  # shipped to the workers with the trainable
 
+    workload = WORKLOAD
+
     def trainable(config: dict[str, Any]) -> None:
+        set_workload(workload)
         params = config.get("cfg", config)
         entry = cache.get(config_key(params))
         if entry is not None:
@@ -340,13 +395,13 @@ def run_ray_asha(seed: int, trials: int, generator: str) -> list[dict]:
             test = tr.test_accuracy() if epoch == EPOCHS else None
             tune.report({"val_acc": acc, "epoch": epoch, "test_acc": test})
 
-    space: dict[str, Any] = {
-        "lr": tune.loguniform(1e-3, 1.0),
-        "hidden": tune.lograndint(4, 257),
-        "weight_decay": tune.loguniform(1e-6, 1e-1),
-        "batch_size": tune.lograndint(16, 257),
-        "dropout": tune.uniform(0.0, 0.7),
-    }
+    def dist(p: dict[str, Any]) -> Any:
+        lo, hi = p["bounds"]
+        if p["type"] == "int":
+            return tune.lograndint(lo, hi + 1) if p.get("log") else tune.randint(lo, hi + 1)
+        return tune.loguniform(lo, hi) if p.get("log") else tune.uniform(lo, hi)
+
+    space: dict[str, Any] = {p["name"]: dist(p) for p in SPACE}
     configs = shared_configs(seed, trials) if generator == "shared" else None
     if configs is not None:
         space = {"cfg": tune.grid_search(configs)}
@@ -525,8 +580,12 @@ def main(argv: list[str] | None = None) -> int:
         help="Ray Tune runs the trial budget only, not the longer stream (each Ray "
         "trial costs seconds of actor overhead on a small machine)",
     )
+    ap.add_argument("--workload", default="mlp", choices=list(WORKLOADS),
+                    help="mlp (constant rate) | warmup (warm-up + cosine, noisy labels: "
+                    "curves cross)")  # fmt: skip
     ap.add_argument("--json", type=Path, help="also write the raw results here")
     args = ap.parse_args(argv)  # fmt: skip
+    set_workload(args.workload)
     logging.getLogger("assay").setLevel(logging.WARNING)
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
@@ -605,7 +664,8 @@ def report(
 ) -> str:
     """The two tables: at the same trial budget, and at MedianPruner's epochs (paired)."""  # fmt: skip
     n = args.trials
-    lines = [f"\nseeds {seeds[0]}..{seeds[-1]} ({len(seeds)}) x {n} trials x {EPOCHS} epochs, "
+    lines = [f"\nworkload {WORKLOAD}, seeds {seeds[0]}..{seeds[-1]} ({len(seeds)}) x {n} trials x "
+             f"{EPOCHS} epochs, "
              f"generator {args.generator}, stream of {max(n, round(n * args.stream))} "
              f"configurations per seed\n"]  # fmt: skip
     at_n = {m: {s: summarize(r, trials=n) for s, r in d.items()} for m, d in raw.items()}
