@@ -16,7 +16,7 @@ compares stopping rules, not sampler luck. ``--generator sobol`` or ``noisy_ei``
 propose its own trials instead (Optuna then samples with ``RandomSampler``, Ray at random).
 Epochs consumed are summed over all trials (a stopped trial costs the epochs it ran).
 
-Methods: ``none`` (Assay, no stopping), ``percentile``, ``threshold``, ``model`` (Assay,
+Methods: ``none`` (Assay, no stopping), ``percentile``, ``threshold``, ``model``, ``rate`` (Assay,
 through ``client.should_stop`` after every reported epoch, then ``client.early_stop``),
 ``optuna_median``, ``optuna_hyperband``, ``ray_asha``.
 
@@ -79,10 +79,16 @@ ASSAY_RULES: dict[str, dict[str, Any]] = {
                    "min_curves": 4, "top_k": 1},
     "threshold": {"strategy": "threshold", "bound": 0.8, "min_progression": 4, "patience": 2},
     "model": {"strategy": "model", "alpha": 0.2, "min_progression": 1, "min_curves": 5},
+    # The cost-aware criterion has no level to tune: the model rule's progression and curves.
+    "rate": {"strategy": "model", "criterion": "rate", "min_progression": 1, "min_curves": 5},
 }  # fmt: skip
 
 # MedianPruner as Optuna ships it (``n_startup_trials=5, n_warmup_steps=0``).
 OPTUNA_MEDIAN: dict[str, Any] = {"n_startup_trials": 5, "n_warmup_steps": 0}
+# Optuna's sampler when methods propose their own trials (``--generator`` not shared):
+# ``random`` (as Assay's ``sobol``) or ``tpe`` (Optuna's default: the whole-system comparison
+# against Assay's ``noisy_ei``).
+OPTUNA_SAMPLER = "random"
 RAY_GRACE = 1  # ASHA's grace period (epochs), its rung ladder 1, 3, 9
 
 _DATA: dict[str, Any] = {}
@@ -338,9 +344,12 @@ def run_optuna(
         if pruner_name == "median"
         else optuna.pruners.HyperbandPruner(min_resource=1, max_resource=EPOCHS, reduction_factor=3)
     )
-    study = optuna.create_study(
-        direction="maximize", sampler=optuna.samplers.RandomSampler(seed=seed), pruner=pruner
+    sampler = (
+        optuna.samplers.TPESampler(seed=seed)
+        if OPTUNA_SAMPLER == "tpe" and generator != "shared"
+        else optuna.samplers.RandomSampler(seed=seed)
     )
+    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
     if configs is None and generator == "shared":
         configs = shared_configs(seed, trials)
     for c in configs or []:
@@ -490,6 +499,7 @@ METHODS: dict[str, Callable[[int, int, str], list[dict]]] = {
     "percentile": lambda s, n, g: run_assay(ASSAY_RULES["percentile"], s, n, g),
     "threshold": lambda s, n, g: run_assay(ASSAY_RULES["threshold"], s, n, g),
     "model": lambda s, n, g: run_assay(ASSAY_RULES["model"], s, n, g),
+    "rate": lambda s, n, g: run_assay(ASSAY_RULES["rate"], s, n, g),
     "optuna_median": lambda s, n, g: run_optuna("median", s, n, g),
     "optuna_hyperband": lambda s, n, g: run_optuna("hyperband", s, n, g),
     "ray_asha": lambda s, n, g: run_ray_asha(s, n, g),
@@ -580,12 +590,19 @@ def main(argv: list[str] | None = None) -> int:
         help="Ray Tune runs the trial budget only, not the longer stream (each Ray "
         "trial costs seconds of actor overhead on a small machine)",
     )
+    ap.add_argument("--optuna-sampler", default="random", choices=["random", "tpe"],
+                    help="Optuna's sampler when --generator is not shared")  # fmt: skip
     ap.add_argument("--workload", default="mlp", choices=list(WORKLOADS),
                     help="mlp (constant rate) | warmup (warm-up + cosine, noisy labels: "
                     "curves cross)")  # fmt: skip
     ap.add_argument("--json", type=Path, help="also write the raw results here")
+    ap.add_argument("--resume", action="store_true",
+                    help="read --json first and only run the (method, seed) pairs it lacks; "
+                    "the tables cover all of --methods")  # fmt: skip
     args = ap.parse_args(argv)  # fmt: skip
     set_workload(args.workload)
+    global OPTUNA_SAMPLER
+    OPTUNA_SAMPLER = args.optuna_sampler
     logging.getLogger("assay").setLevel(logging.WARNING)
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
@@ -595,8 +612,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"cache seed {seed}: trained {build_cache(shared_configs(seed, stream))} "
                   f"new configuration(s)", file=sys.stderr)  # fmt: skip
     raw: dict[str, dict[int, list[dict]]] = {}
+    if args.resume and args.json and args.json.exists():
+        raw = {m: {int(s): v for s, v in d.items()}
+               for m, d in json.loads(args.json.read_text()).items()}  # fmt: skip
     for method in args.methods:
         for seed in seeds:
+            if seed in raw.get(method, {}):
+                continue
             t0 = time.perf_counter()
             try:
                 n = args.trials if method == "ray_asha" and args.ray_trials_only else stream
@@ -611,9 +633,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{method:17s} seed {seed}: test {r['best_test']:.4f} epochs {r['epochs']:4d} "
                   f"stopped {r['stopped']:3d} ({time.perf_counter() - t0:.0f} s)",
                   file=sys.stderr)  # fmt: skip
+    raw = {m: {s: raw[m][s] for s in seeds if s in raw[m]} for m in args.methods if m in raw}
     orders: dict[str, dict[int, list[list[dict]]]] = {}
     if args.generator == "shared" and "optuna_median" in raw:
         orders = reordered(raw, seeds, stream, args.orders)
+    elif "optuna_median" in raw:  # each method's own sequence, the run itself
+        orders = {m: {s: [recs] for s, recs in d.items()} for m, d in raw.items()}
     print(report(raw, orders, seeds, args))
     return 0
 
