@@ -705,7 +705,7 @@ def report(
     base = at_n.get("none")
     lines.append("Same trial budget (original order, every method through its own API):\n")
     lines.append(
-        "| method | best test acc (mean ± SE) | epochs (mean) | % of no-stopping epochs "
+        "| method | best acc (mean ± SE) | epochs (mean) | % of no-stopping epochs "
         "| trials stopped | Δ acc vs no stopping (paired) |"
     )
     lines.append("|---|---|---|---|---|---|")
