@@ -144,6 +144,11 @@ class EarlyStoppingConfig:
             trial's expected improvement over the best feasible per epoch it still needs is
             below the rate at which the experiment's past trials have produced improvement
             per epoch spent (see :func:`improvement_rate`); ``alpha`` is then unused.
+        reference: ``percentile``: the curves the line is taken over: ``"all"`` that reached
+            the step, or ``"completed"`` ones only (Optuna's median rule: stopped trials leave
+            the reference, so the line rises as the experiment goes on).
+        compare: ``percentile``: the trial's ``"last"`` value at the step, or its ``"best"``
+            so far (Optuna's median rule: one noisy dip does not stop a good trial).
 
     Example:
         >>> EarlyStoppingConfig.parse({"strategy": "percentile", "percentile": 25}).percentile
@@ -163,10 +168,13 @@ class EarlyStoppingConfig:
     z: float = 3.0
     alpha: float = 0.05
     criterion: str = "probability"
+    reference: str = "all"
+    compare: str = "last"
 
     KEYS = frozenset(
         {"strategy", "metric", "percentile", "min_progression", "min_curves", "top_k",
-         "patience", "stop_when", "bound", "constraints", "z", "alpha", "criterion"}
+         "patience", "stop_when", "bound", "constraints", "z", "alpha", "criterion",
+         "reference", "compare"}
     )  # fmt: skip
 
     @classmethod
@@ -217,6 +225,12 @@ class EarlyStoppingConfig:
                 f"{where}.criterion must be one of {list(CRITERIA)}, got {criterion!r}",
                 field=f"{where}.criterion",
             )
+        for key, allowed in (("reference", ("all", "completed")), ("compare", ("last", "best"))):
+            if spec.get(key, allowed[0]) not in allowed:
+                raise ValidationError(
+                    f"{where}.{key} must be one of {list(allowed)}, got {spec.get(key)!r}",
+                    field=f"{where}.{key}",
+                )
         if strategy == "threshold":
             if bound is None:
                 raise ValidationError(
@@ -250,6 +264,8 @@ class EarlyStoppingConfig:
             z=_num(spec, "z", where, 3.0, lo=0, hi=100, open_lo=True),
             alpha=_num(spec, "alpha", where, 0.05, lo=0, hi=1, open_lo=True, open_hi=True),
             criterion=criterion,
+            reference=spec.get("reference", "all"),
+            compare=spec.get("compare", "last"),
         )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
@@ -632,10 +648,13 @@ def _decide_percentile(
     sign = -1.0 if objective.minimize else 1.0
     value = curve.value_at(metric, step)
     assert value is not None
+    if config.compare == "best":  # the best value reported up to the step
+        value = sign * max(sign * v for s, v in curve.points[metric] if s <= step)
     peers = [
         v
         for c in others
-        if (ls := c.last_step(metric)) is not None
+        if (config.reference == "all" or c.finished)
+        and (ls := c.last_step(metric)) is not None
         and ls >= step
         and (v := c.value_at(metric, step)) is not None
     ]
@@ -652,9 +671,13 @@ def _decide_percentile(
     word = "worse" if stop else "not worse"
     return StopDecision(
         curve.trial_id, stop, "percentile",
-        f"{metric} = {value:.4g} at step {step} is {word} than the {config.percentile:g}th "
-        f"percentile {line:.4g} of {len(peers)} other trials at that step",
-        step, metric, value, line, {"curves": len(peers), "percentile": config.percentile},
+        f"{metric}{' (best so far)' if config.compare == 'best' else ''} = {value:.4g} at step "
+        f"{step} is {word} than the {config.percentile:g}th percentile {line:.4g} of "
+        f"{len(peers)} other {'completed ' if config.reference == 'completed' else ''}trials "
+        f"at that step",
+        step, metric, value, line,
+        {"curves": len(peers), "percentile": config.percentile, "reference": config.reference,
+         "compare": config.compare},
     )  # fmt: skip
 
 
@@ -913,7 +936,8 @@ def rule_line(
     config: EarlyStoppingConfig, objective: Objective, curves: Sequence[Curve]
 ) -> list[tuple[int, float]]:
     """The rule's line per step, for charts: the percentile of all curves at each step that
-    at least ``min_curves + 1`` curves reached (``percentile``), or the bound at and after
+    at least ``min_curves + 1`` curves reached (``percentile``; completed ones only with
+    ``reference="completed"``), or the bound at and after
     ``min_progression`` (``threshold``); empty for ``model`` (its line is per trial)."""
     metric = config.metric or objective.name
     all_steps = sorted({s for c in curves for s in c.steps(metric)})
@@ -930,7 +954,8 @@ def rule_line(
         vals = [
             v
             for c in curves
-            if (ls := c.last_step(metric)) is not None
+            if (config.reference == "all" or c.finished)
+            and (ls := c.last_step(metric)) is not None
             and ls >= s
             and (v := c.value_at(metric, s)) is not None
         ]

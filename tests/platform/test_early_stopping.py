@@ -108,6 +108,41 @@ def test_patience_needs_consecutive_bad_checks() -> None:
 
 
 # -- threshold --------------------------------------------------------------------------------
+def test_percentile_reference_completed_ignores_stopped_and_running_curves() -> None:
+    # Step 2 values: three stopped curves at 0.1 and two completed at 0.8/0.9. Against all
+    # curves the median is 0.1 and 0.5 is not worse; against the completed ones (Optuna's
+    # median rule) the median is 0.85 and 0.5 is stopped.
+    stopped = [Curve(20 + i, {"acc": [(1, 0.05), (2, 0.1)]}, False, {}, "early_stopped")
+               for i in range(3)]  # fmt: skip
+    done = [curve(10, [0.7, 0.8, 0.85], finished=True), curve(11, [0.8, 0.9, 0.95], finished=True)]
+    mine = curve(1, [0.3, 0.5])
+    c = cfg(strategy="percentile", min_curves=2, top_k=0)
+    assert not decide(c, ACC, mine, [*stopped, *done]).should_stop
+    r = cfg(strategy="percentile", min_curves=2, top_k=0, reference="completed")
+    d = decide(r, ACC, mine, [*stopped, *done])
+    assert d.should_stop and d.details["curves"] == 2
+    assert d.threshold == pytest.approx(0.85) and "completed" in d.reason
+    # Fewer completed curves than min_curves: no decision.
+    assert not decide(r, ACC, mine, [*stopped, done[0]]).should_stop
+
+
+def test_percentile_compare_best_so_far_survives_one_dip() -> None:
+    # A good trial dips at step 3 below the median of the others there; by its last value it
+    # is stopped, by its best value so far (Optuna's median rule) it is kept. Minimized too.
+    others = [curve(10 + i, [0.5, 0.6, lv], finished=True) for i, lv in enumerate([0.6, 0.7, 0.8])]
+    dip = curve(1, [0.6, 0.85, 0.65])
+    c = cfg(strategy="percentile", min_curves=3, top_k=0)
+    assert decide(c, ACC, dip, others).should_stop
+    b = cfg(strategy="percentile", min_curves=3, top_k=0, compare="best")
+    d = decide(b, ACC, dip, others)
+    assert not d.should_stop and d.value == pytest.approx(0.85) and "best so far" in d.reason
+    losses = [curve(10 + i, [0.5, 0.4, lv], metric="loss", finished=True)
+              for i, lv in enumerate([0.4, 0.3, 0.2])]  # fmt: skip
+    bump = curve(1, [0.4, 0.1, 0.35], metric="loss")
+    assert decide(cfg(strategy="percentile", min_curves=3, top_k=0), LOSS, bump, losses).should_stop
+    assert not decide(b, LOSS, bump, losses).should_stop
+
+
 def test_threshold_on_the_objective_and_on_another_metric() -> None:
     c = cfg(strategy="threshold", bound=0.3, min_progression=3)
     assert not decide(c, ACC, curve(1, [0.1, 0.2]), []).should_stop  # before min_progression
@@ -294,6 +329,8 @@ def test_rule_line_is_the_percentile_per_step() -> None:
         ({"strategy": "percentile", "top_k": 1.5}, "early_stopping.top_k"),
         ({"strategy": "model", "alpha": 1.0}, "early_stopping.alpha"),
         ({"strategy": "model", "criterion": "cost"}, "early_stopping.criterion"),
+        ({"strategy": "percentile", "reference": "stopped"}, "early_stopping.reference"),
+        ({"strategy": "percentile", "compare": "mean"}, "early_stopping.compare"),
         ({"strategy": "threshold"}, "early_stopping.bound"),
         ({"strategy": "threshold", "metric": "latency", "bound": 1}, "early_stopping.stop_when"),
         ({"strategy": "percentile", "metric": "nope"}, "early_stopping.metric"),
