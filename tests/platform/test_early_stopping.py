@@ -315,6 +315,11 @@ def test_rule_line_is_the_percentile_per_step() -> None:
     line = dict(rule_line(c, ACC, FINISHED))
     assert sorted(line) == list(range(1, 11))
     assert line[4] == pytest.approx(saturating(0.7)[3])
+    # With reference="completed" a stopped curve does not move the line.
+    low = Curve(30, {"acc": [(s, 0.0) for s in range(1, 11)]}, False, {}, "early_stopped")
+    r = cfg(strategy="percentile", min_curves=3, reference="completed")
+    assert dict(rule_line(r, ACC, [*FINISHED, low])) == line
+    assert dict(rule_line(c, ACC, [*FINISHED, low]))[4] < line[4]
     assert rule_line(cfg(strategy="threshold", bound=0.2, min_progression=8), ACC, FINISHED) == [
         (8, 0.2), (9, 0.2), (10, 0.2)]  # fmt: skip
 
