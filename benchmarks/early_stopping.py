@@ -81,6 +81,10 @@ ASSAY_RULES: dict[str, dict[str, Any]] = {
     "model": {"strategy": "model", "alpha": 0.2, "min_progression": 1, "min_curves": 5},
     # The cost-aware criterion has no level to tune: the model rule's progression and curves.
     "rate": {"strategy": "model", "criterion": "rate", "min_progression": 1, "min_curves": 5},
+    # Optuna's median rule in Assay's percentile strategy: the line over completed trials only,
+    # the trial's best value so far; min_curves = n_startup_trials.
+    "percentile_median": {"strategy": "percentile", "percentile": 50, "reference": "completed",
+                          "compare": "best", "min_progression": 1, "min_curves": 5, "top_k": 1},
 }  # fmt: skip
 
 # MedianPruner as Optuna ships it (``n_startup_trials=5, n_warmup_steps=0``).
@@ -500,6 +504,7 @@ METHODS: dict[str, Callable[[int, int, str], list[dict]]] = {
     "threshold": lambda s, n, g: run_assay(ASSAY_RULES["threshold"], s, n, g),
     "model": lambda s, n, g: run_assay(ASSAY_RULES["model"], s, n, g),
     "rate": lambda s, n, g: run_assay(ASSAY_RULES["rate"], s, n, g),
+    "percentile_median": lambda s, n, g: run_assay(ASSAY_RULES["percentile_median"], s, n, g),
     "optuna_median": lambda s, n, g: run_optuna("median", s, n, g),
     "optuna_hyperband": lambda s, n, g: run_optuna("hyperband", s, n, g),
     "ray_asha": lambda s, n, g: run_ray_asha(s, n, g),
