@@ -7,7 +7,9 @@ hidden width (log int), weight decay (log), batch size (log int) and dropout. Th
 each method sees is the validation accuracy after each epoch (400 held-out images); the
 *quality* reported is the **test** accuracy (397 other images) after full training of the best
 arm among the method's fully trained trials (early-stopped trials never count: only a full
-curve is a true final value). Training is deterministic given the parameters.
+curve is a true final value; ``--quality val`` reports its final validation accuracy instead).
+Training is deterministic given the parameters. ``--workload warmup`` is the second workload,
+where curves cross (see :data:`WARMUP_SPACE`).
 
 By default every method evaluates **the same configurations in the same order** (per seed, a
 seeded random sample of the space: Assay through ``client.attach_trial``, Optuna through
@@ -16,7 +18,8 @@ compares stopping rules, not sampler luck. ``--generator sobol`` or ``noisy_ei``
 propose its own trials instead (Optuna then samples with ``RandomSampler``, Ray at random).
 Epochs consumed are summed over all trials (a stopped trial costs the epochs it ran).
 
-Methods: ``none`` (Assay, no stopping), ``percentile``, ``threshold``, ``model``, ``rate`` (Assay,
+Methods: ``none`` (Assay, no stopping), ``percentile``, ``threshold``, ``model``, ``rate``,
+``percentile_median`` (Assay,
 through ``client.should_stop`` after every reported epoch, then ``client.early_stop``),
 ``optuna_median``, ``optuna_hyperband``, ``ray_asha``.
 
