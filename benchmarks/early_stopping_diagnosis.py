@@ -26,6 +26,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import early_stopping as es
 
 
+def crossing(workload: str) -> str:
+    """How much a workload's cached curves cross: Spearman's rank correlation of the value at
+    epoch s with the final value, and how many of the top-10% finals sit below the median at s."""
+
+    def ranks(x: list[float]) -> list[int]:
+        out = [0] * len(x)
+        for k, i in enumerate(sorted(range(len(x)), key=lambda i: x[i])):
+            out[i] = k
+        return out
+
+    es.set_workload(workload)
+    curves = [e["val"] for e in es._load_cache().values()]
+    finals = [c[-1] for c in curves]
+    top = sorted(range(len(finals)), key=lambda i: -finals[i])[: max(1, len(finals) // 10)]
+    parts = []
+    for s in (1, 3, 5, 10):
+        early = [c[s - 1] for c in curves]
+        rho = st.correlation(ranks(early), ranks(finals))
+        below = sum(early[i] < st.median(early) for i in top)
+        parts.append(f"epoch {s}: rho {rho:.2f}, top-10% below median {below}/{len(top)}")
+    return f"{workload} ({len(curves)} curves): " + "; ".join(parts)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workload", default="mlp", choices=list(es.WORKLOADS))
@@ -36,7 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rules", nargs="+", default=["model"])
     ap.add_argument("--extra", default="{}", help="JSON {name: early_stopping settings}")
     ap.add_argument("-v", action="store_true", help="list the best configurations' stops")
+    ap.add_argument("--crossing", action="store_true", help="only print how much curves cross")
     args = ap.parse_args(argv)
+    if args.crossing:
+        print(crossing(args.workload))
+        return 0
     es.set_workload(args.workload)
     es.ASSAY_RULES.update(json.loads(args.extra))
     rules, n, stream, fr = args.rules, args.trials, args.stream, [0.5, 0.75, 1.0]
