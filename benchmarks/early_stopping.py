@@ -7,7 +7,9 @@ hidden width (log int), weight decay (log), batch size (log int) and dropout. Th
 each method sees is the validation accuracy after each epoch (400 held-out images); the
 *quality* reported is the **test** accuracy (397 other images) after full training of the best
 arm among the method's fully trained trials (early-stopped trials never count: only a full
-curve is a true final value). Training is deterministic given the parameters.
+curve is a true final value; ``--quality val`` reports its final validation accuracy instead).
+Training is deterministic given the parameters. ``--workload warmup`` is the second workload,
+where curves cross (see :data:`WARMUP_SPACE`).
 
 By default every method evaluates **the same configurations in the same order** (per seed, a
 seeded random sample of the space: Assay through ``client.attach_trial``, Optuna through
@@ -16,7 +18,8 @@ compares stopping rules, not sampler luck. ``--generator sobol`` or ``noisy_ei``
 propose its own trials instead (Optuna then samples with ``RandomSampler``, Ray at random).
 Epochs consumed are summed over all trials (a stopped trial costs the epochs it ran).
 
-Methods: ``none`` (Assay, no stopping), ``percentile``, ``threshold``, ``model`` (Assay,
+Methods: ``none`` (Assay, no stopping), ``percentile``, ``threshold``, ``model``, ``rate``,
+``percentile_median`` (Assay,
 through ``client.should_stop`` after every reported epoch, then ``client.early_stop``),
 ``optuna_median``, ``optuna_hyperband``, ``ray_asha``.
 
@@ -41,13 +44,36 @@ from typing import Any
 
 EPOCHS = 20
 
-SPACE = [
+MLP_SPACE = [
     {"name": "lr", "type": "float", "bounds": [1e-3, 1.0], "log": True},
     {"name": "hidden", "type": "int", "bounds": [4, 256], "log": True},
     {"name": "weight_decay", "type": "float", "bounds": [1e-6, 1e-1], "log": True},
     {"name": "batch_size", "type": "int", "bounds": [16, 256], "log": True},
     {"name": "dropout", "type": "float", "bounds": [0.0, 0.7]},
 ]
+# The second workload, where curves cross: peak learning rate, linear warm-up length, cosine
+# decay to zero at the last epoch, on training labels of which 30% are replaced at random (a
+# fixed draw). Fast starters (high peak, no warm-up) fit the noisy labels and fall back; long
+# warm-ups and high peaks start slowly and gain most when the rate anneals at the end.
+WARMUP_SPACE = [
+    {"name": "lr", "type": "float", "bounds": [3e-3, 3.0], "log": True},
+    {"name": "warmup", "type": "int", "bounds": [0, 12]},
+    {"name": "hidden", "type": "int", "bounds": [16, 512], "log": True},
+    {"name": "batch_size", "type": "int", "bounds": [16, 256], "log": True},
+    {"name": "weight_decay", "type": "float", "bounds": [1e-6, 1e-2], "log": True},
+]
+WORKLOADS = {"mlp": MLP_SPACE, "warmup": WARMUP_SPACE}
+WORKLOAD = "mlp"
+SPACE = MLP_SPACE
+LABEL_NOISE = 0.3  # the warmup workload's share of randomized training labels
+
+
+def set_workload(name: str) -> None:
+    """Select the workload (its space, its training and its curve cache)."""
+    global WORKLOAD, SPACE
+    WORKLOAD, SPACE = name, WORKLOADS[name]
+    _CURVES.clear()
+
 
 # The model rule's alpha, min_progression and the curve ensemble's window/neighbours were chosen
 # on seeds 100-104 (``--first-seed 100``); min_curves = MedianPruner's n_startup_trials.
@@ -56,10 +82,20 @@ ASSAY_RULES: dict[str, dict[str, Any]] = {
                    "min_curves": 4, "top_k": 1},
     "threshold": {"strategy": "threshold", "bound": 0.8, "min_progression": 4, "patience": 2},
     "model": {"strategy": "model", "alpha": 0.2, "min_progression": 1, "min_curves": 5},
+    # The cost-aware criterion has no level to tune: the model rule's progression and curves.
+    "rate": {"strategy": "model", "criterion": "rate", "min_progression": 1, "min_curves": 5},
+    # Optuna's median rule in Assay's percentile strategy: the line over completed trials only,
+    # the trial's best value so far; min_curves = n_startup_trials.
+    "percentile_median": {"strategy": "percentile", "percentile": 50, "reference": "completed",
+                          "compare": "best", "min_progression": 1, "min_curves": 5, "top_k": 1},
 }  # fmt: skip
 
 # MedianPruner as Optuna ships it (``n_startup_trials=5, n_warmup_steps=0``).
 OPTUNA_MEDIAN: dict[str, Any] = {"n_startup_trials": 5, "n_warmup_steps": 0}
+# Optuna's sampler when methods propose their own trials (``--generator`` not shared):
+# ``random`` (as Assay's ``sobol``) or ``tpe`` (Optuna's default: the whole-system comparison
+# against Assay's ``noisy_ei``).
+OPTUNA_SAMPLER = "random"
 RAY_GRACE = 1  # ASHA's grace period (epochs), its rung ladder 1, 3, 9
 
 _DATA: dict[str, Any] = {}
@@ -93,8 +129,26 @@ def _data() -> dict[str, Any]:
         X = torch.tensor(X / 16.0, dtype=torch.float32)
         y = torch.tensor(y)
         perm = torch.randperm(len(X), generator=torch.Generator().manual_seed(0))
-        _DATA.update(X=X, y=y, train=perm[:1000], val=perm[1000:1400], test=perm[1400:])
+        noisy = y.clone()
+        g = torch.Generator().manual_seed(1)
+        flip = torch.rand(len(y), generator=g) < LABEL_NOISE
+        noisy[flip] = torch.randint(0, 10, (int(flip.sum()),), generator=g)
+        _DATA.update(X=X, y=y, y_noisy=noisy, train=perm[:1000], val=perm[1000:1400],
+                     test=perm[1400:])  # fmt: skip
     return _DATA
+
+
+def lr_at(params: dict[str, Any], epoch: int) -> float:
+    """The warmup workload's learning rate in ``epoch`` (1-based): linear warm-up to the peak
+    over ``warmup`` epochs, then cosine decay (Loshchilov & Hutter 2017, SGDR) to zero after
+    the last epoch; the mlp workload's rate is constant."""
+    lr = float(params["lr"])
+    if WORKLOAD != "warmup":
+        return lr
+    w = int(params["warmup"])
+    if epoch <= w:
+        return lr * epoch / (w + 1)
+    return lr * 0.5 * (1.0 + math.cos(math.pi * (epoch - w - 1) / (EPOCHS - w)))
 
 
 class Training:
@@ -112,9 +166,10 @@ class Training:
         torch.manual_seed(0)
         h = int(params["hidden"])
         self.model = torch.nn.Sequential(
-            torch.nn.Linear(64, h), torch.nn.ReLU(), torch.nn.Dropout(float(params["dropout"])),
-            torch.nn.Linear(h, 10),
+            torch.nn.Linear(64, h), torch.nn.ReLU(),
+            torch.nn.Dropout(float(params.get("dropout", 0.0))), torch.nn.Linear(h, 10),
         )  # fmt: skip
+        self.labels = self.d["y_noisy"] if WORKLOAD == "warmup" else self.d["y"]
         self.opt = torch.optim.SGD(
             self.model.parameters(), lr=float(params["lr"]), momentum=0.9,
             weight_decay=float(params["weight_decay"]),
@@ -135,10 +190,13 @@ class Training:
         bs = int(self.params["batch_size"])
         for epoch in range(1, n + 1):
             self.model.train()
+            for group in self.opt.param_groups:
+                group["lr"] = lr_at(self.params, epoch)
             train = d["train"][torch.randperm(len(d["train"]), generator=self.g)]
             for idx in train.split(bs):
                 self.opt.zero_grad()
-                loss = torch.nn.functional.cross_entropy(self.model(d["X"][idx]), d["y"][idx])
+                loss = torch.nn.functional.cross_entropy(self.model(d["X"][idx]),
+                                                         self.labels[idx])  # fmt: skip
                 if not torch.isfinite(loss):
                     break
                 loss.backward()
@@ -151,12 +209,20 @@ class Training:
 
 
 # -- the curve cache: each configuration is trained once, its curve replayed for every method --
-CACHE = Path(
-    os.environ.get(
-        "ASSAY_ES_CACHE",
-        Path(__file__).resolve().parent.parent / ".bench-cache" / "early_stopping_curves.json",
-    )
-).resolve()
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def cache_path() -> Path:
+    """The current workload's curve cache (``ASSAY_ES_CACHE`` overrides it; committed under
+    ``benchmarks/results/`` so the tables can be re-derived without re-training)."""
+    env = os.environ.get("ASSAY_ES_CACHE")
+    if env:
+        p = Path(env)
+        return (p if WORKLOAD == "mlp" else p.with_name(f"{p.stem}_{WORKLOAD}{p.suffix}")).resolve()
+    suffix = "" if WORKLOAD == "mlp" else f"_{WORKLOAD}"
+    return RESULTS / f"early_stopping_curves{suffix}.json"
+
+
 _CURVES: dict[str, dict[str, Any]] = {}
 
 
@@ -171,8 +237,8 @@ def config_key(params: dict[str, Any]) -> str:
 
 
 def _load_cache() -> dict[str, dict[str, Any]]:
-    if not _CURVES and CACHE.exists():
-        _CURVES.update(json.loads(CACHE.read_text()))
+    if not _CURVES and cache_path().exists():
+        _CURVES.update(json.loads(cache_path().read_text()))
     return _CURVES
 
 
@@ -196,10 +262,11 @@ def build_cache(configs: list[dict[str, Any]]) -> int:
 
 
 def _save_cache() -> None:
-    CACHE.parent.mkdir(parents=True, exist_ok=True)
-    tmp = CACHE.with_suffix(".tmp")
+    path = cache_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(_CURVES))
-    tmp.replace(CACHE)
+    tmp.replace(path)
 
 
 class Replay:
@@ -284,9 +351,12 @@ def run_optuna(
         if pruner_name == "median"
         else optuna.pruners.HyperbandPruner(min_resource=1, max_resource=EPOCHS, reduction_factor=3)
     )
-    study = optuna.create_study(
-        direction="maximize", sampler=optuna.samplers.RandomSampler(seed=seed), pruner=pruner
+    sampler = (
+        optuna.samplers.TPESampler(seed=seed)
+        if OPTUNA_SAMPLER == "tpe" and generator != "shared"
+        else optuna.samplers.RandomSampler(seed=seed)
     )
+    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
     if configs is None and generator == "shared":
         configs = shared_configs(seed, trials)
     for c in configs or []:
@@ -295,12 +365,10 @@ def run_optuna(
 
     def objective(trial: Any) -> float:
         params = {
-            "lr": trial.suggest_float("lr", 1e-3, 1.0, log=True),
-            "hidden": trial.suggest_int("hidden", 4, 256, log=True),
-            "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-1, log=True),
-            "batch_size": trial.suggest_int("batch_size", 16, 256, log=True),
-            "dropout": trial.suggest_float("dropout", 0.0, 0.7),
-        }
+            p["name"]: (trial.suggest_int if p["type"] == "int" else trial.suggest_float)(
+                p["name"], *p["bounds"], log=bool(p.get("log", False)))
+            for p in SPACE
+        }  # fmt: skip
         tr = train(params)
         acc = 0.0
         for epoch, acc in tr.epochs():
@@ -327,7 +395,10 @@ def run_ray_asha(seed: int, trials: int, generator: str) -> list[dict]:
     _load_cache()
     cache = dict(_CURVES)  # shipped to the workers with the trainable
 
+    workload = WORKLOAD
+
     def trainable(config: dict[str, Any]) -> None:
+        set_workload(workload)
         params = config.get("cfg", config)
         entry = cache.get(config_key(params))
         if entry is not None:
@@ -340,13 +411,13 @@ def run_ray_asha(seed: int, trials: int, generator: str) -> list[dict]:
             test = tr.test_accuracy() if epoch == EPOCHS else None
             tune.report({"val_acc": acc, "epoch": epoch, "test_acc": test})
 
-    space: dict[str, Any] = {
-        "lr": tune.loguniform(1e-3, 1.0),
-        "hidden": tune.lograndint(4, 257),
-        "weight_decay": tune.loguniform(1e-6, 1e-1),
-        "batch_size": tune.lograndint(16, 257),
-        "dropout": tune.uniform(0.0, 0.7),
-    }
+    def dist(p: dict[str, Any]) -> Any:
+        lo, hi = p["bounds"]
+        if p["type"] == "int":
+            return tune.lograndint(lo, hi + 1) if p.get("log") else tune.randint(lo, hi + 1)
+        return tune.loguniform(lo, hi) if p.get("log") else tune.uniform(lo, hi)
+
+    space: dict[str, Any] = {p["name"]: dist(p) for p in SPACE}
     configs = shared_configs(seed, trials) if generator == "shared" else None
     if configs is not None:
         space = {"cfg": tune.grid_search(configs)}
@@ -435,6 +506,8 @@ METHODS: dict[str, Callable[[int, int, str], list[dict]]] = {
     "percentile": lambda s, n, g: run_assay(ASSAY_RULES["percentile"], s, n, g),
     "threshold": lambda s, n, g: run_assay(ASSAY_RULES["threshold"], s, n, g),
     "model": lambda s, n, g: run_assay(ASSAY_RULES["model"], s, n, g),
+    "rate": lambda s, n, g: run_assay(ASSAY_RULES["rate"], s, n, g),
+    "percentile_median": lambda s, n, g: run_assay(ASSAY_RULES["percentile_median"], s, n, g),
     "optuna_median": lambda s, n, g: run_optuna("median", s, n, g),
     "optuna_hyperband": lambda s, n, g: run_optuna("hyperband", s, n, g),
     "ray_asha": lambda s, n, g: run_ray_asha(s, n, g),
@@ -525,8 +598,23 @@ def main(argv: list[str] | None = None) -> int:
         help="Ray Tune runs the trial budget only, not the longer stream (each Ray "
         "trial costs seconds of actor overhead on a small machine)",
     )
+    ap.add_argument("--optuna-sampler", default="random", choices=["random", "tpe"],
+                    help="Optuna's sampler when --generator is not shared")  # fmt: skip
+    ap.add_argument("--workload", default="mlp", choices=list(WORKLOADS),
+                    help="mlp (constant rate) | warmup (warm-up + cosine, noisy labels: "
+                    "curves cross)")  # fmt: skip
     ap.add_argument("--json", type=Path, help="also write the raw results here")
+    ap.add_argument("--quality", default="test", choices=["test", "val"],
+                    help="quality of the chosen trial: its test accuracy (default) or its "
+                    "final validation accuracy, the full-curve value every method optimizes "
+                    "(free of the test set's sampling noise in the choice)")  # fmt: skip
+    ap.add_argument("--resume", action="store_true",
+                    help="read --json first and only run the (method, seed) pairs it lacks; "
+                    "the tables cover all of --methods")  # fmt: skip
     args = ap.parse_args(argv)  # fmt: skip
+    set_workload(args.workload)
+    global OPTUNA_SAMPLER
+    OPTUNA_SAMPLER = args.optuna_sampler
     logging.getLogger("assay").setLevel(logging.WARNING)
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
@@ -536,8 +624,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"cache seed {seed}: trained {build_cache(shared_configs(seed, stream))} "
                   f"new configuration(s)", file=sys.stderr)  # fmt: skip
     raw: dict[str, dict[int, list[dict]]] = {}
+    if args.resume and args.json and args.json.exists():
+        raw = {m: {int(s): v for s, v in d.items()}
+               for m, d in json.loads(args.json.read_text()).items()}  # fmt: skip
     for method in args.methods:
         for seed in seeds:
+            if seed in raw.get(method, {}):
+                continue
             t0 = time.perf_counter()
             try:
                 n = args.trials if method == "ray_asha" and args.ray_trials_only else stream
@@ -552,9 +645,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{method:17s} seed {seed}: test {r['best_test']:.4f} epochs {r['epochs']:4d} "
                   f"stopped {r['stopped']:3d} ({time.perf_counter() - t0:.0f} s)",
                   file=sys.stderr)  # fmt: skip
+    raw = {m: {s: raw[m][s] for s in seeds if s in raw[m]} for m in args.methods if m in raw}
     orders: dict[str, dict[int, list[list[dict]]]] = {}
     if args.generator == "shared" and "optuna_median" in raw:
         orders = reordered(raw, seeds, stream, args.orders)
+    elif "optuna_median" in raw:  # each method's own sequence, the run itself
+        orders = {m: {s: [recs] for s, recs in d.items()} for m, d in raw.items()}
     print(report(raw, orders, seeds, args))
     return 0
 
@@ -605,25 +701,30 @@ def report(
 ) -> str:
     """The two tables: at the same trial budget, and at MedianPruner's epochs (paired)."""  # fmt: skip
     n = args.trials
-    lines = [f"\nseeds {seeds[0]}..{seeds[-1]} ({len(seeds)}) x {n} trials x {EPOCHS} epochs, "
+    key = "best_val" if getattr(args, "quality", "test") == "val" else "best_test"
+    what = ("final validation accuracy (the full-curve value the methods optimize)"
+            if key == "best_val" else "test accuracy")  # fmt: skip
+    lines = [f"\nquality: {what} of the completed trial with the best final validation accuracy",
+             f"\nworkload {WORKLOAD}, seeds {seeds[0]}..{seeds[-1]} ({len(seeds)}) x {n} trials x "
+             f"{EPOCHS} epochs, "
              f"generator {args.generator}, stream of {max(n, round(n * args.stream))} "
              f"configurations per seed\n"]  # fmt: skip
     at_n = {m: {s: summarize(r, trials=n) for s, r in d.items()} for m, d in raw.items()}
     base = at_n.get("none")
     lines.append("Same trial budget (original order, every method through its own API):\n")
     lines.append(
-        "| method | best test acc (mean ± SE) | epochs (mean) | % of no-stopping epochs "
+        "| method | best acc (mean ± SE) | epochs (mean) | % of no-stopping epochs "
         "| trials stopped | Δ acc vs no stopping (paired) |"
     )
     lines.append("|---|---|---|---|---|---|")
     for m, d in at_n.items():
         ss = [s for s in seeds if s in d]
-        acc = [d[s]["best_test"] for s in ss]
+        acc = [d[s][key] for s in ss]
         ep = statistics.fmean(d[s]["epochs"] for s in ss)
         frac, delta = "—", "—"
         if base is not None and all(s in base for s in ss):
             frac = f"{100 * ep / statistics.fmean(base[s]['epochs'] for s in ss):.0f}%"
-            delta = _mean_se([d[s]["best_test"] - base[s]["best_test"] for s in ss])
+            delta = _mean_se([d[s][key] - base[s][key] for s in ss])
         st = statistics.fmean(d[s]["stopped"] for s in ss)
         lines.append(f"| {m} | {_mean_se(acc)} | {ep:.0f} | {frac} | {st:.1f} | {delta} |")
     med = orders.get("optuna_median")
@@ -651,9 +752,9 @@ def report(
             q, dq = [], []
             for s in ss:
                 k = min(len(runs[s]), len(med[s]))
-                mine = [summarize(runs[s][i], budget=round(f * budgets[s][i]))["best_test"]
+                mine = [summarize(runs[s][i], budget=round(f * budgets[s][i]))[key]
                         for i in range(k)]  # fmt: skip
-                theirs = [summarize(med[s][i], budget=round(f * budgets[s][i]))["best_test"]
+                theirs = [summarize(med[s][i], budget=round(f * budgets[s][i]))[key]
                           for i in range(k)]  # fmt: skip
                 q.append(statistics.fmean(mine))
                 dq.append(statistics.fmean(mine) - statistics.fmean(theirs))

@@ -60,6 +60,7 @@ class OutcomeConstraint(Protocol):
 
 
 STRATEGIES = ("percentile", "threshold", "model")
+CRITERIA = ("probability", "rate")
 EXPERIMENT_RULES = ("improvement", "model")
 
 
@@ -139,6 +140,15 @@ class EarlyStoppingConfig:
         constraints: Also stop on a clearly violated outcome constraint (see module doc).
         z: How many noise standard deviations past its bound counts as clearly violated.
         alpha: ``model``: stop when P(final better than the best feasible) < alpha.
+        criterion: ``model``: ``"probability"`` (the rule above) or ``"rate"``: stop when the
+            trial's expected improvement over the best feasible per epoch it still needs is
+            below the rate at which the experiment's past trials have produced improvement
+            per epoch spent (see :func:`improvement_rate`); ``alpha`` is then unused.
+        reference: ``percentile``: the curves the line is taken over: ``"all"`` that reached
+            the step, or ``"completed"`` ones only (Optuna's median rule: stopped trials leave
+            the reference, so the line rises as the experiment goes on).
+        compare: ``percentile``: the trial's ``"last"`` value at the step, or its ``"best"``
+            so far (Optuna's median rule: one noisy dip does not stop a good trial).
 
     Example:
         >>> EarlyStoppingConfig.parse({"strategy": "percentile", "percentile": 25}).percentile
@@ -157,10 +167,14 @@ class EarlyStoppingConfig:
     constraints: bool = True
     z: float = 3.0
     alpha: float = 0.05
+    criterion: str = "probability"
+    reference: str = "all"
+    compare: str = "last"
 
     KEYS = frozenset(
         {"strategy", "metric", "percentile", "min_progression", "min_curves", "top_k",
-         "patience", "stop_when", "bound", "constraints", "z", "alpha"}
+         "patience", "stop_when", "bound", "constraints", "z", "alpha", "criterion",
+         "reference", "compare"}
     )  # fmt: skip
 
     @classmethod
@@ -205,6 +219,18 @@ class EarlyStoppingConfig:
                 field=f"{where}.stop_when",
             )
         bound = _num(spec, "bound", where, None)
+        criterion = spec.get("criterion", "probability")
+        if criterion not in CRITERIA:
+            raise ValidationError(
+                f"{where}.criterion must be one of {list(CRITERIA)}, got {criterion!r}",
+                field=f"{where}.criterion",
+            )
+        for key, allowed in (("reference", ("all", "completed")), ("compare", ("last", "best"))):
+            if spec.get(key, allowed[0]) not in allowed:
+                raise ValidationError(
+                    f"{where}.{key} must be one of {list(allowed)}, got {spec.get(key)!r}",
+                    field=f"{where}.{key}",
+                )
         if strategy == "threshold":
             if bound is None:
                 raise ValidationError(
@@ -237,6 +263,9 @@ class EarlyStoppingConfig:
             constraints=_bool(spec, "constraints", where, True),
             z=_num(spec, "z", where, 3.0, lo=0, hi=100, open_lo=True),
             alpha=_num(spec, "alpha", where, 0.05, lo=0, hi=1, open_lo=True, open_hi=True),
+            criterion=criterion,
+            reference=spec.get("reference", "all"),
+            compare=spec.get("compare", "last"),
         )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
@@ -619,10 +648,13 @@ def _decide_percentile(
     sign = -1.0 if objective.minimize else 1.0
     value = curve.value_at(metric, step)
     assert value is not None
+    if config.compare == "best":  # the best value reported up to the step
+        value = sign * max(sign * v for s, v in curve.points[metric] if s <= step)
     peers = [
         v
         for c in others
-        if (ls := c.last_step(metric)) is not None
+        if (config.reference == "all" or c.finished)
+        and (ls := c.last_step(metric)) is not None
         and ls >= step
         and (v := c.value_at(metric, step)) is not None
     ]
@@ -639,9 +671,13 @@ def _decide_percentile(
     word = "worse" if stop else "not worse"
     return StopDecision(
         curve.trial_id, stop, "percentile",
-        f"{metric} = {value:.4g} at step {step} is {word} than the {config.percentile:g}th "
-        f"percentile {line:.4g} of {len(peers)} other trials at that step",
-        step, metric, value, line, {"curves": len(peers), "percentile": config.percentile},
+        f"{metric}{' (best so far)' if config.compare == 'best' else ''} = {value:.4g} at step "
+        f"{step} is {word} than the {config.percentile:g}th percentile {line:.4g} of "
+        f"{len(peers)} other {'completed ' if config.reference == 'completed' else ''}trials "
+        f"at that step",
+        step, metric, value, line,
+        {"curves": len(peers), "percentile": config.percentile, "reference": config.reference,
+         "compare": config.compare},
     )  # fmt: skip
 
 
@@ -760,6 +796,56 @@ def _normal_cdf(x: float) -> float:
     return 0.5 * math.erfc(-x / math.sqrt(2.0))
 
 
+def expected_improvement(mean: float, sd: float, best: float, sign: float = 1.0) -> float:
+    """``E[max(sign (Y - best), 0)]`` for ``Y ~ N(mean, sd²)``: ``sd (φ(z) + z Φ(z))`` with
+    ``z = sign (mean - best) / sd`` (Jones, Schonlau & Welch 1998); the plain excess when
+    ``sd`` is 0.
+
+    Example:
+        >>> round(expected_improvement(0.0, 1.0, 0.0), 4)  # φ(0)
+        0.3989
+    """
+    if sd <= 1e-12:
+        return max(sign * (mean - best), 0.0)
+    z = sign * (mean - best) / sd
+    return sd * (math.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi) + z * _normal_cdf(z))
+
+
+def improvement_rate(
+    others: Sequence[Curve], metric: str, best: float, sign: float = 1.0
+) -> tuple[float, float, int]:
+    """The expected improvement over ``best`` that the experiment's ended trials have yielded
+    per step (epoch) spent on them: ``Σ_j EI_j / Σ_j c_j``.
+
+    Over the trials that ended (finished or stopped; running ones have not yet paid their
+    cost), ``c_j`` is the last step a trial reached (the epochs it consumed) and ``EI_j`` is
+    :func:`expected_improvement` of a finished trial's final value, read as
+    ``N(final_j, σ_j²)`` with ``σ_j`` its :func:`curve_noise` — the chance that its true value
+    is above ``best`` given how noisy the curve is. A stopped trial yields nothing (it was
+    stopped because it would not win) but its epochs count. The ratio estimates what the
+    epochs a running trial still needs would buy if spent on new trials under the same
+    policy instead: the cost-aware comparison of Freeze-Thaw BO (Swersky, Snoek & Adams 2014),
+    in the "improvement per unit cost" form of Snoek, Larochelle & Adams (2012, EI per
+    second), here with the rate of new trials estimated from the experiment's own history.
+
+    Returns:
+        ``(rate, epochs, trials)``; rate 0 when nothing has ended.
+    """
+    gain, cost, n = 0.0, 0.0, 0
+    for c in others:
+        last = c.last_step(metric)
+        if last is None or (not c.finished and c.state == "running"):
+            continue
+        n += 1
+        cost += max(last, 1)
+        if c.finished:
+            fin = c.final_value(metric)
+            if fin is not None:
+                noise = curve_noise([v for _, v in c.points[metric]]) or 0.0
+                gain += expected_improvement(fin, noise, best, sign)
+    return (gain / cost if cost > 0 else 0.0), cost, n
+
+
 def _decide_model(
     config: EarlyStoppingConfig,
     objective: Objective,
@@ -792,8 +878,11 @@ def _decide_model(
             step, metric, value, best_feasible, {"curves": len(finished)},
         )  # fmt: skip
     p_better = 1.0 - _normal_cdf(sign * (best_feasible - pred.mean) / pred.sd)
-    stop = p_better < config.alpha
     lo, hi = pred.interval
+    if config.criterion == "rate":
+        return _decide_rate(config, curve, others, metric, step, value, best_feasible, sign,
+                            pred, p_better)  # fmt: skip
+    stop = p_better < config.alpha
     word = "<" if stop else ">="
     return StopDecision(
         curve.trial_id, stop, "model",
@@ -807,11 +896,48 @@ def _decide_model(
     )  # fmt: skip
 
 
+def _decide_rate(
+    config: EarlyStoppingConfig,
+    curve: Curve,
+    others: Sequence[Curve],
+    metric: str,
+    step: int,
+    value: float | None,
+    best: float,
+    sign: float,
+    pred: FinalPrediction,
+    p_better: float,
+) -> StopDecision:
+    """The ``rate`` criterion: stop when ``EI_i < (T - s) * rate``, the trial's expected
+    improvement over the best feasible (from its predicted final, :func:`predict_final`) is
+    below what its remaining ``T - s`` epochs would yield at the experiment's
+    :func:`improvement_rate`; ``T`` is the finished curves' last step."""
+    ei = expected_improvement(pred.mean, pred.sd, best, sign)
+    rate, spent, ended = improvement_rate(others, metric, best, sign)
+    remaining = pred.horizon - step
+    lo, hi = pred.interval
+    stop = remaining > 0 and ei < remaining * rate
+    word = "<" if stop else ">="
+    return StopDecision(
+        curve.trial_id, stop, "model",
+        f"predicted final {metric} = {pred.mean:.4g} (95% interval {lo:.4g} to {hi:.4g}) at "
+        f"step {step}: expected improvement on the best feasible {best:.4g} = {ei:.3g} "
+        f"{word} {remaining} remaining step(s) x {rate:.3g} per step (what {ended} ended "
+        f"trials yielded over {spent:g} steps)",
+        step, metric, value, best,
+        {"predicted_final": pred.mean, "predicted_sd": pred.sd, "interval": [lo, hi],
+         "p_better": p_better, "expected_improvement": ei, "rate": rate,
+         "remaining": remaining, "criterion": "rate", "curves": pred.members,
+         "horizon": pred.horizon},
+    )  # fmt: skip
+
+
 def rule_line(
     config: EarlyStoppingConfig, objective: Objective, curves: Sequence[Curve]
 ) -> list[tuple[int, float]]:
     """The rule's line per step, for charts: the percentile of all curves at each step that
-    at least ``min_curves + 1`` curves reached (``percentile``), or the bound at and after
+    at least ``min_curves + 1`` curves reached (``percentile``; completed ones only with
+    ``reference="completed"``), or the bound at and after
     ``min_progression`` (``threshold``); empty for ``model`` (its line is per trial)."""
     metric = config.metric or objective.name
     all_steps = sorted({s for c in curves for s in c.steps(metric)})
@@ -828,7 +954,8 @@ def rule_line(
         vals = [
             v
             for c in curves
-            if (ls := c.last_step(metric)) is not None
+            if (config.reference == "all" or c.finished)
+            and (ls := c.last_step(metric)) is not None
             and ls >= s
             and (v := c.value_at(metric, s)) is not None
         ]

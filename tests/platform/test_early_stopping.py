@@ -12,6 +12,8 @@ from assay.platform.early_stopping import (
     StoppingRuleConfig,
     curve_noise,
     decide,
+    expected_improvement,
+    improvement_rate,
     predict_final,
     rule_line,
 )
@@ -106,6 +108,41 @@ def test_patience_needs_consecutive_bad_checks() -> None:
 
 
 # -- threshold --------------------------------------------------------------------------------
+def test_percentile_reference_completed_ignores_stopped_and_running_curves() -> None:
+    # Step 2 values: three stopped curves at 0.1 and two completed at 0.8/0.9. Against all
+    # curves the median is 0.1 and 0.5 is not worse; against the completed ones (Optuna's
+    # median rule) the median is 0.85 and 0.5 is stopped.
+    stopped = [Curve(20 + i, {"acc": [(1, 0.05), (2, 0.1)]}, False, {}, "early_stopped")
+               for i in range(3)]  # fmt: skip
+    done = [curve(10, [0.7, 0.8, 0.85], finished=True), curve(11, [0.8, 0.9, 0.95], finished=True)]
+    mine = curve(1, [0.3, 0.5])
+    c = cfg(strategy="percentile", min_curves=2, top_k=0)
+    assert not decide(c, ACC, mine, [*stopped, *done]).should_stop
+    r = cfg(strategy="percentile", min_curves=2, top_k=0, reference="completed")
+    d = decide(r, ACC, mine, [*stopped, *done])
+    assert d.should_stop and d.details["curves"] == 2
+    assert d.threshold == pytest.approx(0.85) and "completed" in d.reason
+    # Fewer completed curves than min_curves: no decision.
+    assert not decide(r, ACC, mine, [*stopped, done[0]]).should_stop
+
+
+def test_percentile_compare_best_so_far_survives_one_dip() -> None:
+    # A good trial dips at step 3 below the median of the others there; by its last value it
+    # is stopped, by its best value so far (Optuna's median rule) it is kept. Minimized too.
+    others = [curve(10 + i, [0.5, 0.6, lv], finished=True) for i, lv in enumerate([0.6, 0.7, 0.8])]
+    dip = curve(1, [0.6, 0.85, 0.65])
+    c = cfg(strategy="percentile", min_curves=3, top_k=0)
+    assert decide(c, ACC, dip, others).should_stop
+    b = cfg(strategy="percentile", min_curves=3, top_k=0, compare="best")
+    d = decide(b, ACC, dip, others)
+    assert not d.should_stop and d.value == pytest.approx(0.85) and "best so far" in d.reason
+    losses = [curve(10 + i, [0.5, 0.4, lv], metric="loss", finished=True)
+              for i, lv in enumerate([0.4, 0.3, 0.2])]  # fmt: skip
+    bump = curve(1, [0.4, 0.1, 0.35], metric="loss")
+    assert decide(cfg(strategy="percentile", min_curves=3, top_k=0), LOSS, bump, losses).should_stop
+    assert not decide(b, LOSS, bump, losses).should_stop
+
+
 def test_threshold_on_the_objective_and_on_another_metric() -> None:
     c = cfg(strategy="threshold", bound=0.3, min_progression=3)
     assert not decide(c, ACC, curve(1, [0.1, 0.2]), []).should_stop  # before min_progression
@@ -217,12 +254,72 @@ def test_model_stops_a_hopeless_trial_and_keeps_a_promising_one() -> None:
     assert not decide(c, ACC, hopeless, FINISHED[:2], best_feasible=best).should_stop
 
 
+def test_expected_improvement_closed_form() -> None:
+    # sd (phi(z) + z Phi(z)): at z = 0 it is sd * phi(0); far below the best it vanishes; far
+    # above it is the excess; for a minimized metric the sign flips; sd = 0 is the plain excess.
+    assert expected_improvement(0.5, 0.1, 0.5) == pytest.approx(0.1 / math.sqrt(2 * math.pi))
+    assert expected_improvement(0.0, 0.1, 1.0) < 1e-20
+    assert expected_improvement(2.0, 0.1, 1.0) == pytest.approx(1.0, abs=1e-9)
+    assert expected_improvement(0.2, 0.0, 0.5, -1.0) == pytest.approx(0.3)
+    assert expected_improvement(0.8, 0.0, 0.5, -1.0) == 0.0
+
+
+def test_improvement_rate_counts_stopped_epochs_and_finished_gains() -> None:
+    # Two finished noisy curves (10 steps each) and one stopped at step 2: the gain is the
+    # finished finals' EI over the best, the cost 10 + 10 + 2 steps; a running curve counts
+    # for nothing (it has not paid its cost yet).
+    noisy = [[v + (0.01 if t % 2 else -0.01) for t, v in enumerate(saturating(lv))]
+             for lv in (0.8, 0.9)]  # fmt: skip
+    done = [curve(10 + i, n, finished=True) for i, n in enumerate(noisy)]
+    stopped = Curve(20, {"acc": [(1, 0.1), (2, 0.15)]}, False, {}, "early_stopped")
+    running = Curve(21, {"acc": [(1, 0.5), (2, 0.6), (3, 0.7)]}, False, {}, "running")
+    best = max(c.final_value("acc") for c in done)
+    rate, spent, ended = improvement_rate([*done, stopped, running], "acc", best)
+    gain = sum(
+        expected_improvement(c.final_value("acc"), curve_noise(n), best)
+        for c, n in zip(done, noisy, strict=True)
+    )
+    assert (spent, ended) == (22, 3)
+    assert rate == pytest.approx(gain / 22)
+    assert improvement_rate([running], "acc", best) == (0.0, 0.0, 0)
+
+
+def test_rate_criterion_weighs_expected_improvement_against_remaining_epochs() -> None:
+    # The same curves and best; a hopeless trial's EI is far below what its remaining epochs
+    # buy at the experiment's rate, a promising one's (a level above the best) far above.
+    # Many cheap stops before lower the rate per epoch, and so stop less.
+    noisy = [[v + (0.01 if t % 2 else -0.01) for t, v in enumerate(saturating(lv))]
+             for lv in LEVELS]  # fmt: skip
+    done = [curve(10 + i, n, finished=True) for i, n in enumerate(noisy)]
+    best = max(c.final_value("acc") for c in done)
+    c = cfg(strategy="model", criterion="rate", min_curves=3, top_k=0)
+    hopeless = curve(1, saturating(0.55)[:3])
+    d = decide(c, ACC, hopeless, done, best_feasible=best)
+    assert d.should_stop and d.details["criterion"] == "rate"
+    assert d.details["expected_improvement"] < d.details["remaining"] * d.details["rate"]
+    assert d.details["remaining"] == 7
+    promising = curve(2, saturating(0.95)[:3])
+    assert not decide(c, ACC, promising, done, best_feasible=best).should_stop
+    # Near the best: stopped while new trials still pay (few cheap stops) ...
+    near = curve(3, [v - 0.05 for v in saturating(0.9)[:3]])
+    assert decide(c, ACC, near, done, best_feasible=best).should_stop
+    # ... kept once many cheap stops have shown that new trials rarely pay.
+    cheap = [Curve(100 + i, {"acc": [(1, 0.05)]}, False, {}, "early_stopped") for i in range(200)]
+    d = decide(c, ACC, near, [*done, *cheap], best_feasible=best)
+    assert not d.should_stop, d.reason
+
+
 # -- rule line and settings -------------------------------------------------------------------
 def test_rule_line_is_the_percentile_per_step() -> None:
     c = cfg(strategy="percentile", min_curves=3)
     line = dict(rule_line(c, ACC, FINISHED))
     assert sorted(line) == list(range(1, 11))
     assert line[4] == pytest.approx(saturating(0.7)[3])
+    # With reference="completed" a stopped curve does not move the line.
+    low = Curve(30, {"acc": [(s, 0.0) for s in range(1, 11)]}, False, {}, "early_stopped")
+    r = cfg(strategy="percentile", min_curves=3, reference="completed")
+    assert dict(rule_line(r, ACC, [*FINISHED, low])) == line
+    assert dict(rule_line(c, ACC, [*FINISHED, low]))[4] < line[4]
     assert rule_line(cfg(strategy="threshold", bound=0.2, min_progression=8), ACC, FINISHED) == [
         (8, 0.2), (9, 0.2), (10, 0.2)]  # fmt: skip
 
@@ -236,6 +333,9 @@ def test_rule_line_is_the_percentile_per_step() -> None:
         ({"strategy": "percentile", "min_progression": -1}, "early_stopping.min_progression"),
         ({"strategy": "percentile", "top_k": 1.5}, "early_stopping.top_k"),
         ({"strategy": "model", "alpha": 1.0}, "early_stopping.alpha"),
+        ({"strategy": "model", "criterion": "cost"}, "early_stopping.criterion"),
+        ({"strategy": "percentile", "reference": "stopped"}, "early_stopping.reference"),
+        ({"strategy": "percentile", "compare": "mean"}, "early_stopping.compare"),
         ({"strategy": "threshold"}, "early_stopping.bound"),
         ({"strategy": "threshold", "metric": "latency", "bound": 1}, "early_stopping.stop_when"),
         ({"strategy": "percentile", "metric": "nope"}, "early_stopping.metric"),
