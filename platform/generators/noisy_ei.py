@@ -148,6 +148,7 @@ class NoisyEISettings(ModelBasedSettings):
             ),
             min(self.mc_samples, self.batch_mc_samples),
         )
+
     analytic_restarts: int = Field(default=5, ge=1, le=256)
 
 
