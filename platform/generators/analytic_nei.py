@@ -211,16 +211,26 @@ _OUTPUTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def posterior_means(fitted: FittedModel, X: Tensor) -> Tensor | None:
     """``n x m`` posterior means (original units) of ``fitted``'s outputs at ``X`` from the
     memoized factorisations (no new Cholesky), or ``None`` if a GP is not supported."""
-    cols = []
+    outputs = _outputs(fitted)
+    if outputs is None:
+        return None
+    with torch.no_grad():
+        cols = [out.mean(X.to(out.X)) * out.sd + out.mu for out in outputs]
+    return torch.stack(cols, dim=-1)
+
+
+def _outputs(fitted: FittedModel) -> list[_Output] | None:
+    """The memoized factorisation of each of ``fitted``'s per-metric GPs, or ``None`` if one
+    is not a single-output ``SingleTaskGP`` of the supported form."""
+    outputs = []
     for gp in fitted.model.models:
         if not isinstance(gp, SingleTaskGP) or gp.num_outputs != 1:
             return None
         out = _Output.build(gp)
         if out is None:
             return None
-        with torch.no_grad():
-            cols.append(out.mean(X.to(out.X)) * out.sd + out.mu)
-    return torch.stack(cols, dim=-1)
+        outputs.append(out)
+    return outputs
 
 
 class AnalyticNEI(AcquisitionFunction):
@@ -379,14 +389,9 @@ def build_analytic_nei(
     """:class:`AnalyticNEI` for ``fitted``'s per-metric GPs, or ``None`` when a model is not
     of the supported form (see the module docstring) or its posterior pieces do not
     reproduce the model's own posterior at a few points."""
-    outputs = []
-    for gp in fitted.model.models:
-        if not isinstance(gp, SingleTaskGP) or gp.num_outputs != 1:
-            return None
-        out = _Output.build(gp)
-        if out is None:
-            return None
-        outputs.append(out)
+    outputs = _outputs(fitted)
+    if outputs is None:
+        return None
     probe = torch.cat([X_baseline[:2], torch.full_like(X_baseline[:1], 0.5)])
     with torch.no_grad():
         for out in outputs:
