@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from assay.service.schemas.errors import ErrorBody
 
@@ -105,6 +105,21 @@ class SyntheticReleaseCreate(BaseModel):
     rows: int | None = Field(None, ge=1, le=1_000_000, description="synthetic rows")
     seed: int = Field(0, ge=0, le=2**31 - 1)
     release_id: str | None = Field(None, pattern=f"^{SAFE_NAME}$", max_length=200)
+
+    @field_validator("csv", "table")
+    @classmethod
+    def _storable_text(cls, value: str | None) -> str | None:
+        # Lone UTF-16 surrogates cannot be encoded (to bytes, a path or the database) and a NUL
+        # cannot be in a path: refuse them here, as a 422 naming the field, not later as a 500.
+        if value is None:
+            return value
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise ValueError("must be valid Unicode text (it holds a lone surrogate)") from e
+        if "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> SyntheticReleaseCreate:

@@ -193,6 +193,31 @@ def test_malformed_requests_are_422_and_store_nothing(
     assert api.get("/api/v1/datasets/ab/privacy-budget").json()["releases"] == 0
 
 
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"csv": None, "table": "\uda51x.csv"}, "table"),  # a lone surrogate
+        ({"csv": None, "table": "ab\u0000.csv"}, "table"),  # NUL in a path
+        ({"csv": "segment,clicks\n\ud800,1\n"}, "csv"),
+    ],
+)
+def test_text_that_cannot_be_stored_is_422_and_stores_nothing(
+    api, ab_csv, settings, change, field
+) -> None:
+    # found by the OpenAPI fuzzer: a NUL in `table` was a 500 ("embedded null byte")
+    api.put("/api/v1/datasets/ab/privacy-budget", json={"epsilon": 5, "delta": 1e-5})
+    body = {k: v for k, v in {**_body(ab_csv, epsilon=1.0), **change}.items() if v is not None}
+    r = api.post(
+        "/api/v1/datasets/ab/synthetic-releases",
+        content=json.dumps(body),  # ASCII escapes: the client cannot encode a lone surrogate
+        headers={"Content-Type": "application/json"},
+    )
+    assert r.status_code == 422, r.text
+    assert field in r.json()["error"]["details"].get("field", ""), r.json()
+    assert _files(Path(settings.release_dir)) == []
+    assert api.get("/api/v1/datasets/ab/privacy-budget").json()["releases"] == 0
+
+
 def test_bad_numeric_value_names_its_column(api, ab_csv) -> None:
     api.put("/api/v1/datasets/ab/privacy-budget", json={"epsilon": 5, "delta": 1e-5})
     lines = ab_csv.splitlines()
