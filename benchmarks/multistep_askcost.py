@@ -34,6 +34,7 @@ import statistics
 import time
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -43,11 +44,16 @@ from assay.benchmarks.multistep import (
     PROBLEMS,
     _trial,
     evaluate,
+    lookahead_value,
     space_for,
 )
 from assay.platform.experiment import Experiment, ExperimentConfig, Objective
 from assay.platform.generators import get_generator
+from assay.platform.models import exact_solves, fit_outcome_models
 from assay.platform.space import DTYPE
+
+#: High-fidelity fantasies of the decision value (``--value``), as ``--study fantasies``.
+HIGH_FIDELITY = {2: [32], 3: [8, 8]}
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "multistep" / "askcost"
@@ -61,9 +67,16 @@ def paired_run(
     methods: list[str],
     driver: str,
     every: int = 1,
+    value: bool = False,
 ) -> list[dict[str, Any]]:
     """One BO run of ``driver`` on ``problem``; at every ``every``-th state each method asks
-    once on the same experiment. Returns one row per (state, method)."""
+    once on the same experiment. Returns one row per (state, method).
+
+    With ``value``, each lookahead method's decision (the proposal) is also scored by its
+    high-fidelity lookahead value (:data:`HIGH_FIDELITY` fantasies, the rest of the tree
+    re-optimized with the decision fixed: ``benchmarks/multistep.py``'s ``lookahead_value``)
+    under one GP per state (the fixed-noise GP of ``ms2``'s data, fitted cold), so decisions
+    of different methods or settings compare on the same scale."""
     fn = PROBLEMS[problem]()
     d = fn.dim
     n_init = 2 * d
@@ -114,6 +127,8 @@ def paired_run(
                      "warm": info.get("warm_started"), "calls": info.get("acquisition_calls"),
                      "value": info.get("acquisition_value")}
                 )  # fmt: skip
+        if measure and value:
+            _score_decisions(exp, results, rows, methods)
         if measure:
             line = " ".join(
                 f"{r['method']} {r['cpu']:.2f}s" for r in rows if r["n"] == len(exp.trials)
@@ -123,6 +138,48 @@ def paired_run(
         params = results[driver].candidates[0].parameters
         exp.trials.append(_trial(i, params, evaluate(fn, params), driver))
     return rows
+
+
+def _score_decisions(
+    exp: Experiment, results: dict[str, Any], rows: list[dict[str, Any]], methods: list[str]
+) -> None:
+    """Add ``hf_value`` (high-fidelity lookahead value of the decision) to this state's rows."""
+    gen = get_generator("multi_step", METHODS["ms2"][1])
+    ctx = SimpleNamespace(experiment=exp, data=None)
+    gen.load_data(ctx)  # the objective with the small fixed noise, as ms2 models it
+    with exact_solves():
+        gp = fit_outcome_models(ctx.data, ["f"]).model.models[0]
+        for m in methods:
+            info = results[m].info
+            h = info.get("horizon_effective")
+            if m == REFERENCE or not h or h not in HIGH_FIDELITY:
+                continue
+            x0 = exp.search_space.encode(results[m].candidates[0].parameters)
+            v = lookahead_value(gp, x0, h, HIGH_FIDELITY[h], seed=12345)
+            for r in rows:
+                if r["method"] == m and r["n"] == len(exp.trials) and "hf_value" not in r:
+                    r["hf_value"] = v
+
+
+def value_summary(rows: list[dict[str, Any]]) -> str:
+    """Decision values of methods of the same horizon, paired by state (``--value``)."""
+    by_state: dict[tuple, dict[str, float]] = {}
+    for r in rows:
+        if r.get("hf_value") is not None:
+            key = (r["problem"], r["seed"], r["n"], r["horizon"])
+            by_state.setdefault(key, {})[r["method"]] = r["hf_value"]
+    lines = ["| horizon | methods | states | mean relative value | min | value >= best - 1e-6 |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    for h in sorted({k[3] for k in by_state}):
+        groups = [v for k, v in by_state.items() if k[3] == h and len(v) > 1]
+        names = sorted({m for v in groups for m in v})
+        for m in names:
+            rel = [v[m] / max(v.values()) for v in groups if m in v and max(v.values()) > 0]
+            ok = sum(v[m] >= max(v.values()) - 1e-6 for v in groups if m in v)
+            if rel:
+                lines.append(f"| {h} | {m} | {len(rel)} | {statistics.fmean(rel):.4f} | "
+                             f"{min(rel):.4f} | {ok}/{len(rel)} |")  # fmt: skip
+    return "\n".join(lines)
 
 
 def summary(rows: list[dict[str, Any]], methods: list[str]) -> str:
@@ -172,6 +229,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--budget-mult", type=int, default=8, help="asks after the 2 d initial: mult*d")
     ap.add_argument("--every", type=int, default=1, help="measure every k-th state")
+    ap.add_argument("--value", action="store_true", help="score the decisions (see paired_run)")
     ap.add_argument("--tag", default="latest", help="results file name (no extension)")
     ap.add_argument("--table", nargs="*", help="only print the tables of these tags")
     args = ap.parse_args(argv)
@@ -180,6 +238,8 @@ def main(argv: list[str] | None = None) -> None:
             rows = json.loads((OUT / f"{tag}.json").read_text())
             methods = list(dict.fromkeys(r["method"] for r in rows))
             print(f"\n### {tag}\n\n{summary(rows, methods)}")
+            if any("hf_value" in r for r in rows):
+                print(f"\n{value_summary(rows)}")
         return
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
@@ -191,10 +251,13 @@ def main(argv: list[str] | None = None) -> None:
     for seed in range(args.seeds):
         for problem in args.functions:
             rows += paired_run(
-                problem, seed, args.budget_mult, args.methods, args.driver, args.every
-            )
+                problem, seed, args.budget_mult, args.methods, args.driver, args.every,
+                args.value,
+            )  # fmt: skip
             path.write_text(json.dumps(rows, indent=0))
     print(f"\n{summary(rows, args.methods)}\n\n(rows in {path})")
+    if args.value:
+        print(f"\n{value_summary(rows)}")
 
 
 if __name__ == "__main__":
