@@ -172,12 +172,10 @@ class DenseMultiStepLookahead(qMultiStepLookahead):
         c = float(gp.mean_module.constant.detach().reshape(()))
         Kxx = self._kernel(X, X)
         L = robust_cholesky(Kxx + torch.diag_embed(noise))
-        Linv = torch.linalg.solve_triangular(L, torch.eye(n, dtype=dtype), upper=False)
-        w = Linv @ (y - c)  # L^{-1} (y - c)
-        alpha = Linv.T @ w  # K^{-1} (y - c)
-        self._X, self._Linv, self._w, self._c, self._n = X, Linv, w, c, n
-        # C(X, x) = k(X, x) - k(X, X) K^{-1} k(X, x) = diag(N) K^{-1} k(X, x)
-        self._noise_Kinv = noise.unsqueeze(-1) * (Linv.T @ Linv)
+        w = torch.linalg.solve_triangular(L, (y - c).unsqueeze(-1), upper=False)  # L^-1 (y - c)
+        alpha = torch.linalg.solve_triangular(L.T, w, upper=True).squeeze(-1)  # K^-1 (y - c)
+        self._X, self._L, self._w, self._c, self._n = X, L, w.squeeze(-1), c, n
+        self._noise = noise
         self._mean_X = c + Kxx @ alpha  # posterior mean at the training inputs
         tf = getattr(gp, "outcome_transform", None)
         if tf is not None:
@@ -192,9 +190,9 @@ class DenseMultiStepLookahead(qMultiStepLookahead):
         # them for a one-point, one-output posterior (collapsed over the tree's batch dims)
         probe = gp.posterior(X[:1])
         self._z = []
-        for s in self.samplers:
-            s._construct_base_samples(probe)
-            self._z.append(s.base_samples.detach().reshape(-1).to(dtype))
+        for sampler in self.samplers:
+            sampler(probe)  # draws (and keeps) its base samples
+            self._z.append(sampler.base_samples.detach().reshape(-1).to(dtype))
 
     def _kernel(self, A: Tensor, B: Tensor) -> Tensor:
         """``k(A, B)`` (RBF or Matern-5/2 with the fitted lengthscales and outputscale)."""
@@ -227,10 +225,13 @@ class DenseMultiStepLookahead(qMultiStepLookahead):
         n, f = self._n, self.num_fantasies
         # base posterior among training inputs and nodes: A = [X_train; tree nodes]
         kXT = self._kernel(self._X, T)  # b x n x q'
-        U = self._Linv @ kXT  # b x n x q'
+        U = torch.linalg.solve_triangular(self._L, kXT, upper=False)  # L^-1 k(X, T)
         mean_T = self._c + (U * self._w.unsqueeze(-1)).sum(-2)  # b x q'
         C_TT = self._kernel(T, T) - U.transpose(-1, -2) @ U  # b x q' x q'
-        C_XT = self._noise_Kinv @ kXT  # b x n x q'
+        # C(X, T) = k(X, T) - k(X, X) K^-1 k(X, T) = N K^-1 k(X, T)  (K = k(X, X) + N)
+        C_XT = self._noise.unsqueeze(-1) * torch.linalg.solve_triangular(
+            self._L.T, U, upper=True
+        )  # b x n x q'
         mean_A = torch.cat([self._mean_X.expand(b, n), mean_T], dim=-1)  # b x P
         C_AT = torch.cat([C_XT, C_TT], dim=-2).permute(2, 0, 1)  # q' x b x P
         diag_T = C_TT.diagonal(dim1=-2, dim2=-1).transpose(0, 1)  # q' x b
