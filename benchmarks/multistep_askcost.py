@@ -190,7 +190,7 @@ def summary(rows: list[dict[str, Any]], methods: list[str]) -> str:
         "| function | states | "
         + " | ".join(f"{m} median CPU s" for m in methods)
         + " | "
-        + " | ".join(f"{m}/{REFERENCE} median (IQR) of paired ratios" for m in others)
+        + " | ".join(f"{m}/{REFERENCE}: paired ratio, median (IQR; states ≤ 2×)" for m in others)
         + " |"
     )
     lines = [head, "|" + "---|" * (2 + len(methods) + len(others))]
@@ -209,7 +209,8 @@ def summary(rows: list[dict[str, Any]], methods: list[str]) -> str:
                 cells.append("–")
                 continue
             q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
-            cells.append(f"{q[1]:.2f}× ({q[0]:.2f}–{q[2]:.2f})")
+            within = sum(x <= 2.0 for x in ratios) / len(ratios)
+            cells.append(f"{q[1]:.2f}× ({q[0]:.2f}–{q[2]:.2f}; ≤ 2× in {within:.0%})")
         lines.append("| " + " | ".join(cells) + " |")
     comp = []
     for m in methods:
