@@ -48,6 +48,8 @@ Examples:
     nice -n 10 python benchmarks/multistep.py --seeds 4 --budget-mult 10 \\
         --functions branin twobasin2 goldsteinprice --methods ei noisy_ei ms2
     python benchmarks/multistep.py --table
+    nice -n 10 python benchmarks/multistep.py --functions branin --methods ms2 --seeds 3 \\
+        --cache .bench-cache/multistep-check      # rerun without touching the committed cache
     nice -n 10 python benchmarks/multistep.py --study fantasies
     nice -n 10 python benchmarks/multistep.py --study warmstart
 """
@@ -171,6 +173,9 @@ METHODS: dict[str, tuple[str | None, dict[str, Any]]] = {
     "ms2": ("multi_step", {"horizon": 2, "noise": "fixed"}),
     "ms3": ("multi_step", {"horizon": 3, "noise": "fixed"}),
     "noisy_ei": ("noisy_ei", {}),
+    # BoTorch's evaluation of the same trees (before the dense tree of issue 20), for checks
+    "ms2_botorch": ("multi_step", {"horizon": 2, "noise": "fixed", "dense_tree": False}),
+    "ms3_botorch": ("multi_step", {"horizon": 3, "noise": "fixed", "dense_tree": False}),
 }
 
 
@@ -497,7 +502,7 @@ def fantasy_study(args: argparse.Namespace) -> None:
                          "value": v, "rel_value": v / best if best > 0 else 1.0}
                     )  # fmt: skip
                     print(rows[-1], flush=True)
-    out = CACHE / "fantasy_study.json"
+    out = (args.cache or CACHE) / "fantasy_study.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rows, indent=1))
     print("\n| horizon | fantasies | mean relative value | min | median seconds | median calls |")
@@ -603,7 +608,7 @@ def warmstart_study(args: argparse.Namespace) -> None:
                 print(row, flush=True)
                 params = out["warm"].candidates[0].parameters
                 exp.trials.append(_trial(i, params, evaluate(fn, params), "multi_step"))
-    out_path = CACHE / f"warmstart_study_h{horizon}.json"
+    out_path = (args.cache or CACHE) / f"warmstart_study_h{horizon}.json"
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(rows, indent=1))
     summarize_warmstart(rows)
@@ -642,6 +647,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--study", choices=["fantasies", "warmstart", "effort"])
     ap.add_argument("--horizon", type=int, default=None, help="studies: only this horizon")
     ap.add_argument("--reps", type=int, default=2, help="fantasy study: seeds per setting")
+    ap.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="root of the run cache (default benchmarks/results/multistep, the committed one): "
+        "a separate directory to rerun seeds after a change and compare with the committed "
+        "runs without overwriting them",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
@@ -662,7 +675,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         problems = args.functions or PAPER_FUNCTIONS + NARROW_FUNCTIONS
         seeds, budget_mult = args.seeds, args.budget_mult
-    cache = (CACHE_QUICK if args.quick else CACHE) / f"init2d+{budget_mult}d"
+    root = args.cache or (CACHE_QUICK if args.quick else CACHE)
+    cache = root / f"init2d+{budget_mult}d"
     methods = args.methods or ["ei", "noisy_ei", "ms2", "ms3"]
     if not args.table:
         cache.mkdir(parents=True, exist_ok=True)

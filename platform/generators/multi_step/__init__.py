@@ -13,6 +13,8 @@ Where each piece lives:
   its settings: the ask (budget-shortened horizon, tree optimization, batches, time budget);
 * :mod:`~assay.platform.generators.multi_step.acquisition` — the lookahead acquisition
   function (:func:`build_multi_step_acquisition`);
+* :mod:`~assay.platform.generators.multi_step.dense_tree` — the tree's value on dense tensors
+  (:class:`DenseMultiStepLookahead`: rank-one fantasy updates of one Cholesky factor);
 * :mod:`~assay.platform.generators.multi_step.incumbent` — each stage's ``best_f`` from the
   posterior mean (:class:`IncumbentPosteriorMean`), the workaround for two traps of BoTorch
   0.18's ``make_best_f``;
@@ -47,6 +49,10 @@ from assay.platform.generators.multi_step.acquisition import (
     FANTASY_SAMPLERS,
     QuantileNormalSampler,
     build_multi_step_acquisition,
+)
+from assay.platform.generators.multi_step.dense_tree import (
+    DenseMultiStepLookahead,
+    supports_dense_tree,
 )
 from assay.platform.generators.multi_step.generator import (
     DEFAULT_FANTASIES,
@@ -83,6 +89,7 @@ __all__ = [
     "MAX_INIT_BATCH_LEAVES",
     "MAX_TREE_LEAVES",
     "WARM_START_MODES",
+    "DenseMultiStepLookahead",
     "IncumbentFixed",
     "IncumbentObserved",
     "IncumbentPosteriorMean",
@@ -99,6 +106,7 @@ __all__ = [
     "seeded_trees",
     "shifted_trees",
     "stored_tree",
+    "supports_dense_tree",
     "tree_matches",
     "warm_start_trees",
 ]

@@ -14,7 +14,9 @@ of the authors' Gauss-Hermite points), the nested maximizations by one decision 
 of the resulting scenario tree: BoTorch's ``qMultiStepLookahead`` evaluates the whole tree of
 ``q' = 1 + m_1 + m_1 m_2 + ...`` points at once. Every stage's value function is analytic
 ``ExpectedImprovement`` against the stage's incumbent (``incumbent``: see
-:mod:`~assay.platform.generators.multi_step.incumbent`).
+:mod:`~assay.platform.generators.multi_step.incumbent`). For Assay's GPs the tree is evaluated
+on dense tensors (:mod:`~assay.platform.generators.multi_step.dense_tree`: the same value,
+without GPyTorch's fantasy models, with exact gradients).
 
 Horizon ``k`` counts *decisions*, as in the paper ("2-step", "3-step"): ``k = 1`` is plain
 (log) EI, ``k = 2`` adds one lookahead level with ``num_fantasies = [m_1]``, ``k = 3`` two
@@ -24,7 +26,8 @@ levels (``[m_1, m_2]``). BoTorch counts the lookahead levels only (``batch_sizes
 Owns: :func:`build_multi_step_acquisition`, :class:`QuantileNormalSampler` and
 :data:`FANTASY_SAMPLERS`.
 
-May import: torch, botorch and :mod:`assay.platform.generators.multi_step.incumbent`.
+May import: torch, botorch, :mod:`assay.platform.generators.multi_step.incumbent` and
+:mod:`assay.platform.generators.multi_step.dense_tree`.
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ from botorch.models.model import Model
 from botorch.posteriors import Posterior
 from botorch.sampling import SobolQMCNormalSampler
 
+from assay.platform.generators.multi_step.dense_tree import (
+    DenseMultiStepLookahead,
+    supports_dense_tree,
+)
 from assay.platform.generators.multi_step.incumbent import (
     IncumbentFixed,
     IncumbentKind,
@@ -79,6 +86,7 @@ def build_multi_step_acquisition(
     seed: int = 0,
     incumbent: IncumbentKind = "posterior_mean",
     fantasy_sampler: FantasySampler = "sobol",
+    dense: bool = True,
 ) -> AcquisitionFunction:
     """The acquisition function of a ``horizon``-step lookahead policy.
 
@@ -95,6 +103,10 @@ def build_multi_step_acquisition(
         incumbent: Each stage's ``best_f``: ``"posterior_mean"``, ``"observed"`` (fantasies
             included) or ``"root"`` (the root's best observed value at every stage).
         fantasy_sampler: ``"sobol"`` or ``"quantile"`` (see the module docstring).
+        dense: Evaluate the tree on dense tensors
+            (:class:`~assay.platform.generators.multi_step.dense_tree.DenseMultiStepLookahead`:
+            the same value, exact gradients, a fraction of the cost) when the model is a GP it
+            supports; ``False``: BoTorch's ``qMultiStepLookahead`` evaluation.
 
     Example:
         >>> acqf = build_multi_step_acquisition(gp, 2, [8])  # doctest: +SKIP
@@ -107,6 +119,10 @@ def build_multi_step_acquisition(
     ).detach()
     if horizon == 1:
         return LogExpectedImprovement(model, best_f=root_best.squeeze(), maximize=maximize)
+    sampler_cls = QuantileNormalSampler if fantasy_sampler == "quantile" else SobolQMCNormalSampler
+    samplers = [sampler_cls(torch.Size([m]), seed=seed + i) for i, m in enumerate(num_fantasies)]
+    if dense and supports_dense_tree(model):
+        return DenseMultiStepLookahead(model, samplers, incumbent, root_best, maximize)
     factory: IncumbentPosteriorMean
     if incumbent == "posterior_mean":
         factory = IncumbentPosteriorMean(maximize)
@@ -114,11 +130,10 @@ def build_multi_step_acquisition(
         factory = IncumbentObserved(maximize)
     else:
         factory = IncumbentFixed(root_best, maximize)
-    sampler_cls = QuantileNormalSampler if fantasy_sampler == "quantile" else SobolQMCNormalSampler
     return qMultiStepLookahead(
         model=model,
         batch_sizes=[1] * (horizon - 1),
-        samplers=[sampler_cls(torch.Size([m]), seed=seed + i) for i, m in enumerate(num_fantasies)],
+        samplers=samplers,
         valfunc_cls=[ExpectedImprovement] * horizon,
         valfunc_argfacs=[factory] * horizon,
     )

@@ -153,6 +153,11 @@ class MultiStepSettings(ModelBasedSettings):
         tree_init: Starting trees: ``"seeded"`` (uniform roots, later decisions at good next
             decisions: :mod:`~assay.platform.generators.multi_step.initial_trees`) or
             ``"random"`` (BoTorch's uniform raw trees).
+        dense_tree: Evaluate the tree on dense tensors
+            (:mod:`~assay.platform.generators.multi_step.dense_tree`: BoTorch's value with
+            exact gradients, several times cheaper); ``False``: BoTorch's
+            ``qMultiStepLookahead`` evaluation (models the dense path does not support use it
+            anyway).
     """
 
     horizon: int = Field(default=2, ge=1, le=4)
@@ -170,6 +175,7 @@ class MultiStepSettings(ModelBasedSettings):
     fantasy_sampler: FantasySampler = "sobol"
     noise: Literal["inferred", "fixed"] = "inferred"
     tree_init: Literal["seeded", "random"] = "seeded"
+    dense_tree: bool = True
 
     @field_validator("num_fantasies")
     @classmethod
@@ -244,7 +250,11 @@ class MultiStepGenerator(ModelBasedGenerator):
     def acquisition_options(self) -> dict[str, Any]:
         """The keyword arguments of :func:`build_multi_step_acquisition` set by the settings."""
         s = self.settings
-        return {"incumbent": s.incumbent, "fantasy_sampler": s.fantasy_sampler}
+        return {
+            "incumbent": s.incumbent,
+            "fantasy_sampler": s.fantasy_sampler,
+            "dense": s.dense_tree,
+        }
 
     def fantasies_for(self, horizon: int) -> list[int]:
         if self.settings.num_fantasies is not None:
