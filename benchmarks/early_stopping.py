@@ -700,6 +700,39 @@ def reordered(
     return out
 
 
+def _same_trials_over_orderings(
+    orders: dict[str, dict[int, list[list[dict]]]], seeds: list[int], n: int, key: str
+) -> list[str]:
+    """The same-trial-budget table averaged over every ordering of each seed's configurations
+    (the first table reads the original order only: one ordering per seed is noisy)."""
+    base = orders.get("none")
+    if not base or not any(len(r) > 1 for d in orders.values() for r in d.values()):
+        return []
+    out = [
+        f"\nSame trial budget ({n} trials), mean over the orderings of each seed (paired per "
+        "ordering with no stopping, then mean ± SE over seeds):\n",
+        "| method | orderings | best acc (mean ± SE) | % of no-stopping epochs | "
+        "Δ acc vs no stopping (paired) |",
+        "|---|---|---|---|---|",
+    ]
+    for m, d in orders.items():
+        ss = [s for s in seeds if s in d and s in base]
+        if not ss:
+            continue
+        acc, frac, delta = [], [], []
+        for s in ss:
+            k = min(len(d[s]), len(base[s]))
+            mine = [summarize(d[s][i], trials=n) for i in range(k)]
+            none = [summarize(base[s][i], trials=n) for i in range(k)]
+            acc.append(statistics.fmean(r[key] for r in mine))
+            frac.append(sum(r["epochs"] for r in mine) / sum(r["epochs"] for r in none))
+            delta.append(statistics.fmean(a[key] - b[key] for a, b in zip(mine, none, strict=True)))
+        k = min(len(d[ss[0]]), len(base[ss[0]]))
+        out.append(f"| {m} | {k} | {_mean_se(acc)} | {100 * statistics.fmean(frac):.0f}% | "
+                   f"{_mean_se(delta)} |")  # fmt: skip
+    return out
+
+
 def report(
     raw: dict[str, dict[int, list[dict]]],
     orders: dict[str, dict[int, list[list[dict]]]],
@@ -734,6 +767,7 @@ def report(
             delta = _mean_se([d[s][key] - base[s][key] for s in ss])
         st = statistics.fmean(d[s]["stopped"] for s in ss)
         lines.append(f"| {m} | {_mean_se(acc)} | {ep:.0f} | {frac} | {st:.1f} | {delta} |")
+    lines.extend(_same_trials_over_orderings(orders, seeds, n, key))
     med = orders.get("optuna_median")
     if not med:
         return "\n".join(lines)
