@@ -504,7 +504,9 @@ def learning_curves_panel(ctx: PanelContext) -> PanelResult:
     if es is not None:
         if (es.metric or exp.config.objective.name) == metric:
             line = rule_line(es, exp.config.objective, curves)
-        facts.append(("early stopping", es.strategy))
+        ramp = (f", ramped from {es.ramp_from} of {es.min_curves} curves"
+                if es.ramp_from is not None and es.ramp_from < es.min_curves else "")  # fmt: skip
+        facts.append(("early stopping", f"{es.strategy}{ramp}"))
     stopped = sum(1 for c in curves if c.state == "early_stopped")
     facts.append(("stopped early", f"{stopped} of {len(curves)} trials"))
     decision = experiment_stopping(exp)

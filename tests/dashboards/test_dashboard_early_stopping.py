@@ -62,6 +62,32 @@ def test_learning_curves_panel_and_stopped_trial_page() -> None:
         assert "Early stopped:" in trial_page and "percentile" in trial_page
 
 
+def test_learning_curves_panel_draws_the_ramped_rule() -> None:
+    # With ramp_from 3 of min_curves 5 the rule's line exists from three completed curves on
+    # (the plain rule would draw none), at the ramped percentile; the facts name the ramp.
+    store = MemoryStore()
+    engine = Engine(store)
+    exp = engine.create_experiment({
+        "name": "ramp", "parameters": [{"name": "x", "type": "float", "bounds": [0, 1]}],
+        "objective": "acc",
+        "early_stopping": {"strategy": "percentile", "min_curves": 5, "ramp_from": 3,
+                           "reference": "completed", "compare": "best"},
+    })  # fmt: skip
+    for i, level in enumerate((0.6, 0.7, 0.8, 0.9)):
+        t = engine.attach_trial(exp.id, {"x": i / 10})
+        for step in (1, 2, 3):
+            engine.report(t.id, step, {"acc": level + 0.1 * (step - 2)})
+        engine.tell(t.id, {"acc": level + 0.1})
+    app = create_app(Settings(reaper_interval_s=0), store)
+    with TestClient(app, base_url="http://127.0.0.1:8000", client=("127.0.0.1", 50000)) as client:
+        body = client.get(f"/experiments/{exp.id}/panels/learning-curves", headers=JSON).json()
+        [line] = [t for t in body["figure"]["data"] if t["name"] == "percentile rule"]
+        # Four curves, three others per trial: the 16.7th percentile of 0.6..0.9 at step 2.
+        assert line["x"] == [1, 2, 3] and abs(line["y"][1] - 0.65) < 1e-9
+        facts = {f["label"]: f["value"] for f in body["facts"]}
+        assert facts["early stopping"] == "percentile, ramped from 3 of 5 curves"
+
+
 def test_experiment_page_shows_why_it_has_its_status() -> None:
     """The status badge comes with the reason, the deciding rule and its figures."""
     store = MemoryStore()

@@ -15,6 +15,7 @@ from assay.platform.early_stopping import (
     expected_improvement,
     improvement_rate,
     predict_final,
+    ramped_percentile,
     rule_line,
 )
 from assay.platform.errors import ValidationError
@@ -105,6 +106,64 @@ def test_patience_needs_consecutive_bad_checks() -> None:
     assert not d.should_stop and "2 of the last 3" in d.reason
     me = curve(1, [0.1, 0.1, 0.05, 0.05])
     assert decide(c, ACC, me, others).should_stop
+
+
+def test_ramped_percentile_rises_linearly_to_p_at_min_curves() -> None:
+    assert [ramped_percentile(50, n, 5, 3) for n in range(1, 8)] == pytest.approx(
+        [None, None, 50 / 3, 100 / 3, 50, 50, 50]  # type: ignore[list-item]
+    )
+    # Without a ramp: nothing below min_curves; ramp_from = min_curves is the plain rule.
+    assert [ramped_percentile(50, n, 5, None) for n in (4, 5)] == [None, 50]
+    assert [ramped_percentile(25, n, 4, 4) for n in (3, 4)] == [None, 25]
+    assert ramped_percentile(60, 1, 3, 1) == pytest.approx(20.0)
+
+
+# Completed curves at step 2: 0.6, 0.7, 0.8 (then 0.9 with a fourth).
+RAMP_DONE = [curve(10 + i, [lv - 0.1, lv, lv + 0.1], finished=True)
+             for i, lv in enumerate([0.6, 0.7, 0.8, 0.9])]  # fmt: skip
+
+
+def test_percentile_ramp_decides_early_at_a_lower_percentile() -> None:
+    ramp = cfg(strategy="percentile", percentile=50, min_curves=5, ramp_from=3, top_k=0,
+               reference="completed")  # fmt: skip
+    low, mid = curve(1, [0.3, 0.62]), curve(2, [0.3, 0.65])
+    three = RAMP_DONE[:3]
+    # Three curves: the 16.7th percentile of (0.6, 0.7, 0.8), 0.6 + (1/3) 0.1.
+    d = decide(ramp, ACC, low, three)
+    assert d.should_stop and d.threshold == pytest.approx(0.6 + 0.1 / 3)
+    assert d.details["percentile"] == pytest.approx(50 / 3) and "ramped from 50" in d.reason
+    assert not decide(ramp, ACC, mid, three).should_stop
+    # The plain median on the same three curves stops the middling trial too; the plain rule
+    # with min_curves 5 (Optuna's n_startup_trials) decides nothing yet.
+    assert decide(cfg(strategy="percentile", min_curves=3, top_k=0, reference="completed"),
+                  ACC, mid, three).should_stop  # fmt: skip
+    plain = cfg(strategy="percentile", min_curves=5, top_k=0, reference="completed")
+    assert not decide(plain, ACC, low, three).should_stop
+    # Two curves: below ramp_from, no decision. Four: the 33.3th percentile, exactly 0.7.
+    d2 = decide(ramp, ACC, low, three[:2])
+    assert not d2.should_stop and "ramp_from is 3" in d2.reason
+    d4 = decide(ramp, ACC, mid, RAMP_DONE)
+    assert d4.should_stop and d4.threshold == pytest.approx(0.7)
+    # Five: the median itself, the same decision as without the ramp.
+    five = [*RAMP_DONE, curve(14, [0.9, 1.0, 1.1], finished=True)]
+    assert decide(ramp, ACC, mid, five).threshold == pytest.approx(0.8)
+    assert decide(ramp, ACC, mid, five).to_dict()["should_stop"] == decide(
+        plain, ACC, mid, five).should_stop  # fmt: skip
+
+
+def test_percentile_ramp_spares_the_top_k_and_orients_a_minimized_objective() -> None:
+    losses = [curve(10 + i, [lv + 0.1, lv, lv - 0.1], metric="loss", finished=True)
+              for i, lv in enumerate([0.4, 0.5, 0.6])]  # fmt: skip
+    ramp = cfg(strategy="percentile", min_curves=5, ramp_from=3, top_k=0)
+    # Lower is better: the line is the 83.3th percentile of (0.4, 0.5, 0.6) in loss units.
+    bad = curve(1, [0.9, 0.58], metric="loss")
+    d = decide(ramp, LOSS, bad, losses)
+    assert d.should_stop and d.threshold == pytest.approx(0.6 - 0.1 / 3)
+    assert not decide(ramp, LOSS, curve(2, [0.9, 0.55], metric="loss"), losses).should_stop
+    # The best curve at its step is spared with top_k = 1 wherever the line is.
+    lead = cfg(strategy="percentile", min_curves=5, ramp_from=3, top_k=1, percentile=99)
+    d = decide(lead, ACC, curve(3, [0.3, 0.85]), RAMP_DONE[:3])
+    assert not d.should_stop and d.reason.startswith("spared")
 
 
 # -- threshold --------------------------------------------------------------------------------
@@ -320,6 +379,11 @@ def test_rule_line_is_the_percentile_per_step() -> None:
     r = cfg(strategy="percentile", min_curves=3, reference="completed")
     assert dict(rule_line(r, ACC, [*FINISHED, low])) == line
     assert dict(rule_line(c, ACC, [*FINISHED, low]))[4] < line[4]
+    # With a ramp the line starts at four curves (one trial's three others), lower at first:
+    # the 16.7th percentile of (0.6, 0.7, 0.8, 0.9) at step 2.
+    ramp = cfg(strategy="percentile", min_curves=5, ramp_from=3, reference="completed")
+    assert dict(rule_line(ramp, ACC, RAMP_DONE))[2] == pytest.approx(0.65)
+    assert rule_line(cfg(strategy="percentile", min_curves=5), ACC, RAMP_DONE) == []
     assert rule_line(cfg(strategy="threshold", bound=0.2, min_progression=8), ACC, FINISHED) == [
         (8, 0.2), (9, 0.2), (10, 0.2)]  # fmt: skip
 
@@ -344,6 +408,11 @@ def test_rule_line_is_the_percentile_per_step() -> None:
         ({"strategy": "percentile", "constraints": "yes"}, "early_stopping.constraints"),
         ({"strategy": "percentile", "min_curves": 10**400}, "early_stopping.min_curves"),
         ({"strategy": "threshold", "bound": -(10**400)}, "early_stopping.bound"),
+        ({"strategy": "percentile", "ramp_from": 0}, "early_stopping.ramp_from"),
+        ({"strategy": "percentile", "ramp_from": 2.5}, "early_stopping.ramp_from"),
+        ({"strategy": "percentile", "ramp_from": "3"}, "early_stopping.ramp_from"),
+        ({"strategy": "percentile", "min_curves": 3, "ramp_from": 4}, "early_stopping.ramp_from"),
+        ({"strategy": "model", "ramp_from": 2}, "early_stopping.ramp_from"),
     ],
 )
 def test_bad_settings_name_the_field(spec: dict, field: str) -> None:

@@ -50,6 +50,35 @@ def test_should_stop_percentile_then_early_stop(client) -> None:
     assert client.best(exp.id).parameters == {"x": 0.4}
 
 
+def test_should_stop_percentile_ramp_before_min_curves(client) -> None:
+    # Optuna's median rule (completed curves, best so far) with a ramped start: from 3
+    # completed curves on, at the 16.7th percentile while fewer than min_curves = 5 exist.
+    rule = {"strategy": "percentile", "percentile": 50, "min_curves": 5, "ramp_from": 3,
+            "reference": "completed", "compare": "best", "top_k": 0}  # fmt: skip
+    exp = make(client, early_stopping=rule)
+    assert exp.config.early_stopping.ramp_from == 3
+    assert client.get_experiment(exp.id).config.early_stopping.ramp_from == 3
+    done = [client.attach_trial(exp.id, {"x": x}) for x in (0.1, 0.2)]
+    for t, level in zip(done, (0.6, 0.7), strict=True):
+        run_curve(client, t.id, [level - 0.1, level, level + 0.1])
+        client.tell(t.id, {"acc": level + 0.1})
+    low = client.attach_trial(exp.id, {"x": 0.5})
+    run_curve(client, low.id, [0.3, 0.62])
+    d = client.should_stop(low.id)
+    assert not d.should_stop and "ramp_from is 3" in d.reason  # two completed curves
+    third = client.attach_trial(exp.id, {"x": 0.3})
+    run_curve(client, third.id, [0.7, 0.8, 0.9])
+    client.tell(third.id, {"acc": 0.9})
+    mid = client.attach_trial(exp.id, {"x": 0.6})
+    run_curve(client, mid.id, [0.3, 0.65])
+    assert not client.should_stop(mid.id).should_stop  # above 0.6333, below the median 0.7
+    d = client.should_stop(low.id)
+    assert d.should_stop and d.step == 2 and "ramped from 50" in d.reason
+    assert d.threshold == pytest.approx(0.6 + 0.1 / 3)
+    assert d.details["percentile"] == pytest.approx(50 / 3) and d.details["curves"] == 3
+    assert client.early_stop(low.id, d.reason).state is assay.TrialState.EARLY_STOPPED
+
+
 def test_should_stop_without_settings_and_bad_settings(client) -> None:
     exp = make(client)
     [t] = client.ask(exp.id)
@@ -110,6 +139,18 @@ def api(store):
         ({"early_stopping": {"strategy": "bogus"}}, "early_stopping.strategy"),
         ({"early_stopping": ["percentile"]}, "early_stopping"),
         ({"stopping": {"rule": "model", "margin": -1}}, "stopping.margin"),
+        (
+            {"early_stopping": {"strategy": "percentile", "min_curves": 2, "ramp_from": 3}},
+            "early_stopping.ramp_from",
+        ),
+        (
+            {"early_stopping": {"strategy": "threshold", "bound": 0.5, "ramp_from": 1}},
+            "early_stopping.ramp_from",
+        ),
+        (
+            {"early_stopping": {"strategy": "percentile", "ramp_from": True}},
+            "early_stopping.ramp_from",
+        ),
     ],
 )
 def test_rest_bad_settings_are_422_naming_the_field(api, patch, field) -> None:

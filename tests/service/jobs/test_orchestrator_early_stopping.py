@@ -17,6 +17,7 @@ from assay.service.jobs.orchestrator import Orchestrator
 from assay.storage.factory import open_store
 
 JOBS = """
+import os
 import time
 import assay
 
@@ -25,6 +26,22 @@ def bad_curve(params):
     # A hopeless learning curve: accuracy stuck near 0.1 for 60 steps (6 s if not stopped).
     for i in range(60):
         assay.report(step=i, acc=0.1 + 0.001 * i, latency=5.0)
+        time.sleep(0.1)
+    return {"acc": 0.2}
+
+
+def ramp_curves(params):
+    # The first three trials finish good curves at once; the fourth reports a hopeless one
+    # slowly (6 s if not stopped). Which trial this is: a counter file (parallelism 1).
+    path = os.environ["ASSAY_ES_COUNTER"]
+    n = int(open(path).read() or 0) + 1 if os.path.exists(path) else 1
+    open(path, "w").write(str(n))
+    if n <= 3:
+        for i in range(10):
+            assay.report(step=i, acc=0.5 + 0.1 * n + 0.01 * i)
+        return {"acc": 0.6 + 0.1 * n}
+    for i in range(60):
+        assay.report(step=i, acc=0.1 + 0.001 * i)
         time.sleep(0.1)
     return {"acc": 0.2}
 
@@ -91,6 +108,34 @@ def test_orchestrator_stops_a_running_job_with_a_bad_curve(tmp_path, es_jobs, dr
     assert decision["threshold"] == 0.3 and decision["value"] < 0.3
     assert decision["step"] >= 4 and len(decision["details"]["checks"]) == 2
     assert any("early stopped (threshold)" in e for e in events)
+
+
+@pytest.mark.slow
+def test_orchestrator_stops_with_the_ramped_percentile_rule(
+    tmp_path, es_jobs, drive, monkeypatch
+) -> None:
+    # Optuna's median rule waits for 5 completed trials; with ramp_from = 3 the fourth trial
+    # is judged against the three completed ones at the ramped (16.7th) percentile.
+    monkeypatch.setenv("ASSAY_ES_COUNTER", str(tmp_path / "counter"))
+    rule = {"strategy": "percentile", "percentile": 50, "min_curves": 5, "ramp_from": 3,
+            "reference": "completed", "compare": "best", "min_progression": 1}  # fmt: skip
+    store, exp_id, orch, events = make_run(
+        tmp_path, f"{es_jobs}:ramp_curves", job={"max_trials": 4, "parallelism": 1},
+        early_stopping=rule,
+    )  # fmt: skip
+    drive(orch, lambda: store.get_experiment(exp_id).run_state == "done", timeout=90)
+    trials = sorted(store.list_trials(exp_id), key=lambda t: t.id)
+    assert [t.state for t in trials] == [TrialState.COMPLETED] * 3 + [TrialState.EARLY_STOPPED]
+    last = trials[-1]
+    assert last.reason.startswith("early stopped (percentile): acc (best so far) = 0.1")
+    assert "ramped from 50" in last.reason
+    assert max(r.step for r in store.list_reports(last.id)) < 59
+    [ev] = [e for e in store.list_events(trial_id=last.id) if e.to_state is last.state]
+    decision = ev.details["early_stopping"]
+    assert decision["should_stop"] and decision["details"]["curves"] == 3
+    assert decision["details"]["percentile"] == pytest.approx(50 / 3)
+    assert decision["details"]["ramp_from"] == 3
+    assert any("early stopped (percentile)" in e for e in events)
 
 
 @pytest.mark.slow
