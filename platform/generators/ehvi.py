@@ -56,6 +56,7 @@ from torch import Tensor
 
 from assay.platform.experiment import Experiment, ExperimentConfig, OutcomeConstraint
 from assay.platform.generators.base import Candidate, GenerationContext
+from assay.platform.generators.dense_nehvi import DenseLogNEHVI, supports_dense_joint
 from assay.platform.generators.noisy_ei import (
     FEASIBILITY_SEARCH_THRESHOLD,
     NoisyEIGenerator,
@@ -117,11 +118,16 @@ class NoisyEHVISettings(NoisyEISettings):
         init_batch_limit: Raw samples scored per acquisition call when choosing the
             restarts (see :class:`~assay.platform.optimize.OptimizerOptions`; the proposal
             does not depend on it).
+        dense_posterior: Sample the candidates' joint posterior on dense tensors
+            (:class:`~assay.platform.generators.dense_nehvi.DenseLogNEHVI`: the same values
+            and gradients as BoTorch's qLogNEHVI, without GPyTorch's lazy posterior per
+            evaluation) when the joint model allows it; ``False``: BoTorch's class.
     """
 
     mc_samples: int = Field(default=128, ge=16, le=4096)
     raw_samples: int = Field(default=256, ge=16, le=65_536)
     init_batch_limit: int = Field(default=32, ge=1, le=65_536)
+    dense_posterior: bool = True
 
     def effort(self, q: int) -> tuple[OptimizerOptions, int]:
         """The same effort for every ``q`` (the batch caps of ``noisy_ei`` were measured on
@@ -223,7 +229,11 @@ class NoisyEHVIGenerator(NoisyEIGenerator):
             for k, o in enumerate(config.objectives)
         }
         info["acquisition"] = "qLogNoisyExpectedHypervolumeImprovement"
-        return qLogNoisyExpectedHypervolumeImprovement(
+        cls = qLogNoisyExpectedHypervolumeImprovement
+        if getattr(self.settings, "dense_posterior", False) and supports_dense_joint(fitted.joint):
+            cls = DenseLogNEHVI
+            info["posterior"] = "dense"
+        return cls(
             fitted.joint,
             ref_point=ref,
             X_baseline=X_baseline,
