@@ -42,7 +42,7 @@ input transform and a ``Standardize`` outcome transform: what
 
 Owns: :class:`JointPieces`, :class:`DenseLogNEHVI`, :func:`supports_dense_joint`.
 
-May import: torch, gpytorch, botorch.
+May import: torch, gpytorch, botorch, linear_operator.
 """
 
 from __future__ import annotations
