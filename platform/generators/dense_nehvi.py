@@ -217,8 +217,6 @@ class DenseLogNEHVI(qLogNoisyExpectedHypervolumeImprovement):
     """BoTorch's ``qLogNoisyExpectedHypervolumeImprovement`` (same arguments, ``cache_root``
     on) whose candidate samples come from :class:`JointPieces` (see the module docstring).
 
-    Attributes:
-        dense_evaluations: Evaluations that took the dense path (for tests and profiles).
     """
 
     def __init__(self, model: SingleTaskGP, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
@@ -227,7 +225,12 @@ class DenseLogNEHVI(qLogNoisyExpectedHypervolumeImprovement):
         kwargs["cache_root"] = True
         super().__init__(model, *args, **kwargs)
         self.pieces = JointPieces(model)
-        self.dense_evaluations = 0
+        self._dense_count = [0]  # a list: no nn.Module attribute write per evaluation
+
+    @property
+    def dense_evaluations(self) -> int:
+        """Evaluations that took the dense path (for tests and profiles)."""
+        return self._dense_count[0]
 
     def _compute_posterior_samples_and_concat_pending(self, X: Tensor) -> tuple[Tensor, Tensor]:
         """Samples (``sample_shape x batch x q' x m``) of the outputs at ``X`` plus the
@@ -257,7 +260,7 @@ class DenseLogNEHVI(qLogNoisyExpectedHypervolumeImprovement):
             samples = self._sample(mean, cross, cov)
         except (NanError, NotPSDError):  # BoTorch's fallback: the standard path
             return super()._compute_posterior_samples_and_concat_pending(X_in)
-        self.dense_evaluations += 1
+        self._dense_count[0] += 1
         return samples, X
 
     def _compute_log_qehvi(self, samples: Tensor, X: Tensor | None = None) -> Tensor:
@@ -266,7 +269,7 @@ class DenseLogNEHVI(qLogNoisyExpectedHypervolumeImprovement):
         hypervolume improvement of one point is the sum over the cells of its (smoothed)
         dominated area in each, times its (smoothed) feasibility, so the value is
         ``logmeanexp_s logsumexp_cells (log area + log feasibility)`` with BoTorch's own
-        fused log-area kernel and safe reductions (the same value and gradient; the
+        fused log-area kernel and :func:`_logsumexp` (the same value and gradient; the
         ``q``-subset loop's ``logsumexp`` over one subset, ``logplusexp`` with ``-inf`` and
         ``logdiffexp`` from ``-inf`` are exact identities)."""
         obj = self.objective(samples, X=X)  # S x batch x q x m
@@ -280,7 +283,6 @@ class DenseLogNEHVI(qLogNoisyExpectedHypervolumeImprovement):
             return super()._compute_log_qehvi(samples, X)
         from botorch.acquisition.multi_objective.logei import _FusedLogAreas
         from botorch.utils.objective import compute_smoothed_feasibility_indicator
-        from botorch.utils.safe_math import logmeanexp, logsumexp
 
         batch = obj.shape[:-2]  # S x t-batch
         lower, upper = self.cell_lower_bounds, self.cell_upper_bounds  # S x cells x m
@@ -298,7 +300,8 @@ class DenseLogNEHVI(qLogNoisyExpectedHypervolumeImprovement):
                 fat=self.fat,
             )  # fmt: skip
             log_areas = log_areas + log_feas  # S x batch x 1 broadcast over the cells
-        return logmeanexp(logsumexp(log_areas, dim=-1), dim=0)
+        per_sample = _logsumexp(log_areas, dim=-1)
+        return _logsumexp(per_sample, dim=0) - math.log(per_sample.shape[0])
 
     def _sample(self, mean: Tensor, cross: Tensor, cov: Tensor) -> Tensor:
         """The low-rank update of the module docstring with ``self._baseline_L``
@@ -312,11 +315,23 @@ class DenseLogNEHVI(qLogNoisyExpectedHypervolumeImprovement):
         S = self.sampler.sample_shape
         z = self.sampler.base_samples  # S x 1.. x (n_b + q) x m
         z = z.reshape(S.numel(), z.shape[-2], z.shape[-1]).permute(2, 1, 0)  # m x N x S
+        if not (bool(torch.isfinite(Lq).all()) and bool(torch.isfinite(mean).all())):
+            raise NanError("samples contain nans or infs")  # z is finite: res is iff these are
         res = Lq @ z + mean.unsqueeze(-1)  # batch x m x q x S
         res = res.permute(-1, *range(res.dim() - 3), -2, -3)  # S x batch x q x m
-        if not bool(torch.isfinite(res).all()):
-            raise NanError("samples contain nans or infs")
         return res.reshape(*S, *res.shape[1:])
+
+
+def _logsumexp(x: Tensor, dim: int) -> Tensor:
+    """``torch.logsumexp`` where it is finite (padded cells are ``-inf`` terms, which it
+    handles), else BoTorch's infinity-safe version (a slice of ``-inf`` only, whose gradient
+    torch's would make NaN): the same values, fewer autograd nodes per evaluation."""
+    y = torch.logsumexp(x, dim=dim)
+    if bool(torch.isfinite(y).all()):
+        return y
+    from botorch.utils.safe_math import logsumexp
+
+    return logsumexp(x, dim=dim)
 
 
 def _fused_kernel():  # type: ignore[no-untyped-def]
