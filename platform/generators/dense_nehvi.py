@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import math
 
+import gpytorch
 import torch
 from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
 from botorch.models import SingleTaskGP
@@ -202,8 +203,6 @@ def _cholesky(A: Tensor, max_tries: int = MAX_TRIES) -> Tensor:
     L, info = torch.linalg.cholesky_ex(A)
     if not bool((info != 0).any()):
         return L
-    import gpytorch
-
     jitter = gpytorch.settings.cholesky_jitter.value(A.dtype)
     eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
     for k in range(max_tries):
@@ -215,8 +214,12 @@ def _cholesky(A: Tensor, max_tries: int = MAX_TRIES) -> Tensor:
 
 class DenseLogNEHVI(qLogNoisyExpectedHypervolumeImprovement):
     """BoTorch's ``qLogNoisyExpectedHypervolumeImprovement`` (same arguments, ``cache_root``
-    on) whose candidate samples come from :class:`JointPieces` (see the module docstring).
+    on) whose candidate samples come from :class:`JointPieces` and whose one-point value skips
+    the inclusion-exclusion identities (see the module docstring).
 
+    Raises:
+        TypeError: ``model`` is not of the form :func:`supports_dense_joint` accepts.
+        NotPSDError: a training covariance cannot be factorised even with jitter.
     """
 
     def __init__(self, model: SingleTaskGP, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
