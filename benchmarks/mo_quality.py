@@ -192,6 +192,8 @@ METHODS = {
     # the initial design without the centre as its first arm (the default before issue 15's
     # centre-point change): the A/B of that change
     "assay_nocentre": lambda p, b, s: run_assay(p, b, s, "noisy_ehvi", {"centre_first": False}),
+    # half the QMC samples of the default (128): the cost/quality A/B of issue 15's latency
+    "assay_mc64": lambda p, b, s: run_assay(p, b, s, "noisy_ehvi", {"mc_samples": 64}),
     "ax": run_ax,
     "optuna_gp": lambda p, b, s: run_optuna(p, b, s, "gp"),
     "optuna_nsga2": lambda p, b, s: run_optuna(p, b, s, "nsga2"),
