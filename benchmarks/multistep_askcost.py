@@ -230,6 +230,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--budget-mult", type=int, default=8, help="asks after the 2 d initial: mult*d")
     ap.add_argument("--every", type=int, default=1, help="measure every k-th state")
+    ap.add_argument(
+        "--variant",
+        nargs="*",
+        default=[],
+        metavar="NAME=JSON",
+        help="extra methods: multi_step settings over ms2's, e.g. ms2_r8='{\"num_restarts\": 8}'",
+    )
     ap.add_argument("--value", action="store_true", help="score the decisions (see paired_run)")
     ap.add_argument("--tag", default="latest", help="results file name (no extension)")
     ap.add_argument("--table", nargs="*", help="only print the tables of these tags")
@@ -244,6 +251,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
+    for spec in args.variant:
+        name, _, settings = spec.partition("=")
+        METHODS[name] = ("multi_step", {**METHODS["ms2"][1], **json.loads(settings)})
+        args.methods.append(name)
     if REFERENCE not in args.methods:
         raise SystemExit(f"--methods must include {REFERENCE}")
     rows: list[dict[str, Any]] = []

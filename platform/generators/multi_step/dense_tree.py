@@ -31,10 +31,12 @@ paths (Jiang et al. 2020, eqs. 2-4), with the same fantasy base samples as BoTor
 (collapsed across subtrees).
 
 The value equals BoTorch's to rounding; its gradient is the exact derivative of that value.
-(BoTorch's differs slightly: GPyTorch detaches the fantasy model's inverse-root cache, so the
-stage-value variances do not pass their dependence on the parent's point to the gradient;
-with ``gpytorch.settings.detach_test_caches(False)`` BoTorch's gradient equals this one,
-``tests/platform/generators/test_multi_step_dense.py``.)
+(BoTorch's autograd gradient is not the derivative of its own value at the fantasized nodes:
+at the root, and at every fantasized node from horizon 3 on, it differs from central
+differences of BoTorch's value by as much as the gradient itself, signs included (measured
+with and without ``gpytorch.settings.detach_test_caches(False)``); this one equals those
+differences to ~1e-9. ``tests/platform/generators/test_multi_step_dense.py`` checks the
+latter and pins BoTorch's discrepancy at the root.)
 
 Owns: :class:`DenseMultiStepLookahead` and :func:`supports_dense_tree`.
 
