@@ -65,30 +65,42 @@ def supports_dense_mll(gp: object) -> bool:
         return False
     if type(gp.likelihood) not in (GaussianLikelihood, FixedNoiseGaussianLikelihood):
         return False
-    base = _base_kernel(gp.covar_module)
-    if type(base) not in (RBFKernel, MaternKernel) or base.active_dims is not None:
-        return False
-    if isinstance(base, MaternKernel) and base.nu != 2.5:
+    if not supports_dense_kernel(gp.covar_module):
         return False
     X = gp.train_inputs[0]
     return X.dim() == 2 and gp.train_targets.dim() == 1
 
 
-def kernel_matrix(module: Kernel, A: Tensor, B: Tensor) -> Tensor:
-    """``k(A, B)`` for the kernels :func:`supports_dense_mll` accepts, differentiable in the
-    hyperparameters. RBF ``exp(-r^2/2)``; Matern-5/2 ``(1 + sqrt5 r + 5 r^2/3) exp(-sqrt5 r)``
-    (Rasmussen & Williams 2006, eqs. 4.9, 4.17), ``r`` the lengthscale-scaled distance."""
+def supports_dense_kernel(module: Kernel) -> bool:
+    """Whether ``module`` (possibly in a ``ScaleKernel``) is an RBF or Matern-5/2 kernel over
+    all input dimensions: the kernels :func:`stationary_kernel` evaluates."""
     base = _base_kernel(module)
-    ls = base.lengthscale.reshape(-1)
-    a, b = A / ls, B / ls
+    if type(base) not in (RBFKernel, MaternKernel) or base.active_dims is not None:
+        return False
+    return not (isinstance(base, MaternKernel) and base.nu != 2.5)
+
+
+def stationary_kernel(a: Tensor, b: Tensor, rbf: bool) -> Tensor:
+    """The unit-scale kernel between lengthscale-scaled inputs ``a`` (``... x n x d``) and
+    ``b`` (``... x m x d``): RBF ``exp(-r^2/2)`` or Matern-5/2 ``(1 + sqrt5 r + 5 r^2/3)
+    exp(-sqrt5 r)`` (Rasmussen & Williams 2006, eqs. 4.9, 4.17), ``r = |a - b|``, with
+    ``r^2`` expanded as ``|a|^2 + |b|^2 - 2 a.b`` (clamped at 0) so it is one matrix product."""
     sq = (
         (a * a).sum(-1, keepdim=True) + (b * b).sum(-1).unsqueeze(-2) - 2 * a @ b.transpose(-1, -2)
     ).clamp_min(0.0)
-    if isinstance(base, RBFKernel):
-        k = torch.exp(-0.5 * sq)
-    else:
-        r = sq.clamp_min(1e-30).sqrt()
-        k = (1 + math.sqrt(5) * r + (5.0 / 3.0) * sq) * torch.exp(-math.sqrt(5) * r)
+    if rbf:
+        return torch.exp(-0.5 * sq)
+    r = sq.clamp_min(1e-30).sqrt()
+    return (1 + math.sqrt(5) * r + (5.0 / 3.0) * sq) * torch.exp(-math.sqrt(5) * r)
+
+
+def kernel_matrix(module: Kernel, A: Tensor, B: Tensor) -> Tensor:
+    """``k(A, B)`` for the kernels :func:`supports_dense_mll` accepts, differentiable in the
+    hyperparameters (:func:`stationary_kernel` of the lengthscale-scaled inputs, times the
+    output scale)."""
+    base = _base_kernel(module)
+    ls = base.lengthscale.reshape(-1)
+    k = stationary_kernel(A / ls, B / ls, isinstance(base, RBFKernel))
     if isinstance(module, ScaleKernel):
         k = module.outputscale * k
     return k

@@ -42,7 +42,7 @@ input transform and a ``Standardize`` outcome transform: what
 
 Owns: :class:`JointPieces`, :class:`DenseLogNEHVI`, :func:`supports_dense_joint`.
 
-May import: torch, gpytorch, botorch, linear_operator.
+May import: torch, gpytorch, botorch, linear_operator and :mod:`assay.platform.dense_mll`.
 """
 
 from __future__ import annotations
@@ -55,11 +55,13 @@ from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolu
 from botorch.models import SingleTaskGP
 from botorch.models.transforms.outcome import Standardize
 from botorch.utils.transforms import match_batch_shape
-from gpytorch.kernels import Kernel, MaternKernel, RBFKernel, ScaleKernel
+from gpytorch.kernels import Kernel, RBFKernel, ScaleKernel
 from gpytorch.likelihoods import FixedNoiseGaussianLikelihood, GaussianLikelihood
 from gpytorch.means import ConstantMean
 from linear_operator.utils.errors import NanError, NotPSDError
 from torch import Tensor
+
+from assay.platform.dense_mll import stationary_kernel, supports_dense_kernel
 
 #: Cholesky attempts of the candidates' conditional block, with jitter ``10^k`` times
 #: GPyTorch's ``cholesky_jitter`` for the dtype (as ``psd_safe_cholesky``, which BoTorch's
@@ -87,10 +89,7 @@ def supports_dense_joint(model: object) -> bool:
         return False
     if type(model.likelihood) not in (GaussianLikelihood, FixedNoiseGaussianLikelihood):
         return False
-    base = _base(model.covar_module)
-    if type(base) not in (RBFKernel, MaternKernel) or base.active_dims is not None:
-        return False
-    if isinstance(base, MaternKernel) and base.nu != 2.5:
+    if not supports_dense_kernel(model.covar_module):
         return False
     m = model.num_outputs
     X, y = model.train_inputs[0], model.train_targets
@@ -141,17 +140,7 @@ class JointPieces:
         ``r`` the lengthscale-scaled distance, times the output scale."""
         lead = (self.m,) + (1,) * (max(A.dim(), B.dim()) - 2)
         ls = self.lengthscale.reshape(*lead, -1)
-        a, b = A / ls, B / ls
-        sq = (
-            (a * a).sum(-1, keepdim=True)
-            + (b * b).sum(-1).unsqueeze(-2)
-            - 2 * a @ b.transpose(-1, -2)
-        ).clamp_min(0.0)
-        if self.rbf:
-            k = torch.exp(-0.5 * sq)
-        else:
-            r = sq.clamp_min(1e-30).sqrt()
-            k = (1 + math.sqrt(5) * r + (5.0 / 3.0) * sq) * torch.exp(-math.sqrt(5) * r)
+        k = stationary_kernel(A / ls, B / ls, self.rbf)
         return self.scale.reshape(*lead, 1) * k
 
     def whitened_baseline(self, Xb: Tensor) -> Tensor:

@@ -48,10 +48,8 @@ from assay.platform.generators.multi_step.dense_tree import (
     supports_dense_tree,
 )
 from assay.platform.generators.multi_step.incumbent import (
-    IncumbentFixed,
     IncumbentKind,
-    IncumbentObserved,
-    IncumbentPosteriorMean,
+    incumbent_factory,
     incumbent_mean,
     incumbent_observed,
 )
@@ -123,13 +121,7 @@ def build_multi_step_acquisition(
     samplers = [sampler_cls(torch.Size([m]), seed=seed + i) for i, m in enumerate(num_fantasies)]
     if dense and supports_dense_tree(model):
         return DenseMultiStepLookahead(model, samplers, incumbent, root_best, maximize)
-    factory: IncumbentPosteriorMean
-    if incumbent == "posterior_mean":
-        factory = IncumbentPosteriorMean(maximize)
-    elif incumbent == "observed":
-        factory = IncumbentObserved(maximize)
-    else:
-        factory = IncumbentFixed(root_best, maximize)
+    factory = incumbent_factory(incumbent, root_best, maximize)
     return qMultiStepLookahead(
         model=model,
         batch_sizes=[1] * (horizon - 1),

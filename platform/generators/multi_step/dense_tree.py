@@ -61,17 +61,11 @@ from gpytorch.likelihoods import FixedNoiseGaussianLikelihood
 from gpytorch.settings import min_variance
 from torch import Tensor
 
-from assay.platform.dense_mll import robust_cholesky, supports_dense_mll
-from assay.platform.generators.multi_step.incumbent import (
-    IncumbentFixed,
-    IncumbentKind,
-    IncumbentObserved,
-    IncumbentPosteriorMean,
-)
+from assay.platform.dense_mll import robust_cholesky, stationary_kernel, supports_dense_mll
+from assay.platform.generators.multi_step.incumbent import IncumbentKind, incumbent_factory
 
 #: Smallest posterior variance (data units) EI divides by, as BoTorch's analytic EI.
 EI_MIN_VAR = 1e-12
-_SQRT_5 = math.sqrt(5.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
@@ -131,13 +125,7 @@ class DenseMultiStepLookahead(qMultiStepLookahead):
     ) -> None:
         if not supports_dense_tree(model):
             raise ValueError("the model is not a GP the dense lookahead supports")
-        factory: IncumbentPosteriorMean
-        if incumbent == "posterior_mean":
-            factory = IncumbentPosteriorMean(maximize)
-        elif incumbent == "observed":
-            factory = IncumbentObserved(maximize)
-        else:
-            factory = IncumbentFixed(root_best, maximize)
+        factory = incumbent_factory(incumbent, root_best, maximize)
         k = len(samplers) + 1
         super().__init__(
             model=model,
@@ -198,18 +186,7 @@ class DenseMultiStepLookahead(qMultiStepLookahead):
 
     def _kernel(self, A: Tensor, B: Tensor) -> Tensor:
         """``k(A, B)`` (RBF or Matern-5/2 with the fitted lengthscales and outputscale)."""
-        a, b = A / self._ls, B / self._ls
-        sq = (
-            (a * a).sum(-1, keepdim=True)
-            + (b * b).sum(-1).unsqueeze(-2)
-            - 2 * a @ b.transpose(-1, -2)
-        ).clamp_min(0.0)
-        if self._rbf:
-            k = torch.exp(-0.5 * sq)
-        else:
-            r = sq.clamp_min(1e-30).sqrt()
-            k = (1 + _SQRT_5 * r + (5.0 / 3.0) * sq) * torch.exp(-_SQRT_5 * r)
-        return self._scale * k
+        return self._scale * stationary_kernel(A / self._ls, B / self._ls, self._rbf)
 
     # -- evaluation --------------------------------------------------------------------------
     def botorch_forward(self, X: Tensor) -> Tensor:

@@ -122,3 +122,15 @@ class IncumbentFixed(IncumbentPosteriorMean):
 
     def __call__(self, model: Model, X: Tensor) -> dict[str, Any]:
         return {"best_f": self.best_f, "maximize": self.maximize}
+
+
+def incumbent_factory(
+    incumbent: IncumbentKind, root_best: Tensor, maximize: bool
+) -> IncumbentPosteriorMean:
+    """The stage-value argument factory for ``incumbent``: :class:`IncumbentPosteriorMean`,
+    :class:`IncumbentObserved`, or :class:`IncumbentFixed` at ``root_best`` (``"root"``)."""
+    if incumbent == "posterior_mean":
+        return IncumbentPosteriorMean(maximize)
+    if incumbent == "observed":
+        return IncumbentObserved(maximize)
+    return IncumbentFixed(root_best, maximize)
