@@ -176,6 +176,8 @@ METHODS: dict[str, tuple[str | None, dict[str, Any]]] = {
     # BoTorch's evaluation of the same trees (before the dense tree of issue 20), for checks
     "ms2_botorch": ("multi_step", {"horizon": 2, "noise": "fixed", "dense_tree": False}),
     "ms3_botorch": ("multi_step", {"horizon": 3, "noise": "fixed", "dense_tree": False}),
+    # deliberate exploration (opt-in): Boltzmann choice among the restarts' optimized trees
+    "ms2_div": ("multi_step", {"horizon": 2, "noise": "fixed", "root_choice": "boltzmann"}),
 }
 
 

@@ -60,6 +60,7 @@ from assay.platform.generators.multi_step.generator import (
     MAX_TREE_LEAVES,
     MultiStepGenerator,
     MultiStepSettings,
+    boltzmann_choice,
     effective_horizon,
 )
 from assay.platform.generators.multi_step.incumbent import (
@@ -97,6 +98,7 @@ __all__ = [
     "MultiStepSettings",
     "QuantileNormalSampler",
     "WarmStartMode",
+    "boltzmann_choice",
     "build_multi_step_acquisition",
     "condition_on_pending",
     "effective_horizon",

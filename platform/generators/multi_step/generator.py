@@ -36,6 +36,15 @@ The initial design, the GP fit and the fallbacks are
   batched L-BFGS-B (each restart its own problem, no timeout) bounded by ``maxiter`` and
   :data:`LINE_SEARCH_STEPS` line-search steps per iteration: this halved a warm-started
   ``k = 2`` ask at the same tree value (issue 19 target 6, ``PROGRESS.md``).
+* **Root choice** (opt-in, ``root_choice="boltzmann"``; default ``"best"``). The proposal
+  is normally the root of the best optimized tree. BoTorch's own root gradient is not the
+  derivative of its value (issue 20), and that accidental perturbation seemed to help where
+  the GP models poorly; the opt-in replaces it by deliberate exploration: Boltzmann (softmax)
+  selection among the restarts' optimized trees (Sutton & Barto, *Reinforcement Learning: An
+  Introduction*, 2nd ed. 2018, §2.3 & §13.1), restart ``r`` with probability
+  ``p_r ∝ exp((v_r - max v) / τ)``, ``τ = root_temperature · std(v)`` (the spread of the
+  restarts' tree values, so the choice does not depend on the objective's scale), drawn with
+  the ask's seed (:func:`boltzmann_choice`).
 * **Noise-free objectives** should set ``noise="fixed"`` (a small fixed noise, as the
   authors do): an inferred noise on noise-free data smoothed the narrow valley of
   Goldstein-Price away and left horizon 2 stuck (issue 20).
@@ -158,6 +167,11 @@ class MultiStepSettings(ModelBasedSettings):
             exact gradients, several times cheaper); ``False``: BoTorch's
             ``qMultiStepLookahead`` evaluation (models the dense path does not support use it
             anyway).
+        root_choice: ``"best"`` (default): propose the root of the best optimized tree;
+            ``"boltzmann"``: draw the tree among the restarts' optimized trees with
+            probability ``∝ exp((value - best) / τ)`` (:func:`boltzmann_choice`).
+        root_temperature: ``τ / std`` of the restarts' tree values for ``"boltzmann"``
+            (small: nearly always the best tree; large: nearly uniform over restarts).
     """
 
     horizon: int = Field(default=2, ge=1, le=4)
@@ -176,6 +190,8 @@ class MultiStepSettings(ModelBasedSettings):
     noise: Literal["inferred", "fixed"] = "inferred"
     tree_init: Literal["seeded", "random"] = "seeded"
     dense_tree: bool = True
+    root_choice: Literal["best", "boltzmann"] = "best"
+    root_temperature: float = Field(default=1.0, gt=0, le=1_000)
 
     @field_validator("num_fantasies")
     @classmethod
@@ -199,6 +215,36 @@ class MultiStepSettings(ModelBasedSettings):
                 f"lookahead level), got {len(self.num_fantasies)}"
             )
         return self
+
+
+def boltzmann_choice(values: Tensor, temperature: float, seed: int) -> tuple[int, float]:
+    """Draw one index with probability ``p_r ∝ exp((v_r - max v) / τ)``,
+    ``τ = temperature · std(v)`` (Boltzmann / softmax selection: Sutton & Barto 2018, §2.3).
+
+    Non-finite values get probability 0; with no spread (one value, or all equal) the best
+    index is returned.
+
+    Args:
+        values: The candidates' values (higher is better), shape ``(r,)``.
+        temperature: ``τ`` relative to the standard deviation of the finite values.
+        seed: Seeds the draw (a private generator: the global RNG is untouched).
+
+    Returns:
+        The index drawn and its probability.
+    """
+    v = values.detach().reshape(-1).to(torch.float64)
+    finite = torch.isfinite(v)
+    if not bool(finite.any()):
+        return 0, 1.0
+    best = int(torch.where(finite, v, v.new_tensor(-math.inf)).argmax())
+    spread = float(v[finite].std()) if int(finite.sum()) > 1 else 0.0
+    if not math.isfinite(spread) or spread <= 0:
+        return best, 1.0
+    logits = torch.where(finite, (v - v[best]) / (temperature * spread), -math.inf)
+    probs = torch.softmax(logits, dim=0)
+    g = torch.Generator().manual_seed(int(seed) % (2**63))
+    i = int(torch.multinomial(probs, 1, generator=g))
+    return i, float(probs[i])
 
 
 def effective_horizon(horizon: int, remaining_after_ask: int | None) -> int:
@@ -423,7 +469,15 @@ class MultiStepGenerator(ModelBasedGenerator):
                     timeout_sec=timeout_sec,
                     return_full_tree=True,
                     retry_on_optimization_warning=False,
+                    # every restart's tree, to choose among them (``root_choice``)
+                    **({} if s.root_choice == "best" else {"return_best_only": False}),
                 )
+            if s.root_choice == "boltzmann":
+                values = value.detach().reshape(-1)
+                i, p = boltzmann_choice(values, s.root_temperature, seed)
+                rank = int((values > values[i]).sum())
+                info["root_choice"] = {"rank": rank, "probability": round(p, 4)}
+                X_full, value = X_full[i], values[i]
         finally:
             hook.remove()
         info["tree_size"] = q_aug

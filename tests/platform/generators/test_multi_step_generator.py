@@ -419,3 +419,45 @@ def test_outcome_constraints_are_rejected_with_a_pointer_to_noisy_ei() -> None:
 def test_settings_are_validated(settings: dict[str, Any], match: str) -> None:
     with pytest.raises(ValidationError, match=match):
         get_generator("multi_step", settings)
+
+
+# -- opt-in Boltzmann root choice ---------------------------------------------------------------
+def test_boltzmann_choice_is_seeded_and_follows_the_softmax() -> None:
+    from assay.platform.generators.multi_step import boltzmann_choice
+
+    v = torch.tensor([1.0, 0.0, -math.inf, 0.5], dtype=DTYPE)
+    assert boltzmann_choice(v, 1.0, 3) == boltzmann_choice(v, 1.0, 3)
+    draws = [boltzmann_choice(v, 1.0, s)[0] for s in range(400)]
+    assert 2 not in draws  # a non-finite value is never chosen
+    tau = float(v[[0, 1, 3]].std())
+    p_best = 1 / (1 + math.exp(-1 / tau) + math.exp(-0.5 / tau))
+    assert abs(draws.count(0) / 400 - p_best) < 0.08
+    assert boltzmann_choice(v, 1.0, 0)[0] in {0, 1, 3}
+    assert {boltzmann_choice(v, 1e-3, s)[0] for s in range(50)} == {0}  # cold: the best
+    assert boltzmann_choice(torch.tensor([2.0, 2.0]), 1.0, 0) == (0, 1.0)  # no spread
+
+
+def test_root_choice_off_is_unchanged_and_on_is_seeded_and_in_bounds() -> None:
+    def proposals(settings: dict[str, Any], seed: int = 7) -> list[dict[str, Any]]:
+        client = assay.Client()
+        exp = _experiment(client, {"num_restarts": 4, **settings}, seed=seed)
+        return [t.parameters for t in _run(client, exp.id, 6)]
+
+    base = proposals({})
+    assert proposals({"root_choice": "best", "root_temperature": 3.0}) == base
+    hot = {"root_choice": "boltzmann", "root_temperature": 100.0}  # nearly uniform draws
+    on = proposals(hot)
+    assert proposals(hot) == on  # deterministic given the seed
+    for p in on:
+        assert -5.0 <= p["a"] <= 10.0 and 0.0 <= p["b"] <= 15.0
+    runs = [proposals(hot, seed=s)[4:] for s in range(7, 10)]
+    assert any(r != proposals({}, seed=s)[4:] for r, s in zip(runs, range(7, 10)))
+
+
+@pytest.mark.parametrize(
+    "settings, match",
+    [({"root_choice": "softmax"}, "root_choice"), ({"root_temperature": 0}, "root_temperature")],
+)
+def test_root_choice_settings_are_validated(settings: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValidationError, match=match):
+        get_generator("multi_step", settings)
