@@ -178,6 +178,15 @@ METHODS: dict[str, tuple[str | None, dict[str, Any]]] = {
     "ms3_botorch": ("multi_step", {"horizon": 3, "noise": "fixed", "dense_tree": False}),
     # deliberate exploration (opt-in): Boltzmann choice among the restarts' optimized trees
     "ms2_div": ("multi_step", {"horizon": 2, "noise": "fixed", "root_choice": "boltzmann"}),
+    # the same at a colder (0.3) and a hotter (3) temperature, for the study
+    "ms2_div03": (
+        "multi_step",
+        {"horizon": 2, "noise": "fixed", "root_choice": "boltzmann", "root_temperature": 0.3},
+    ),
+    "ms2_div3": (
+        "multi_step",
+        {"horizon": 2, "noise": "fixed", "root_choice": "boltzmann", "root_temperature": 3.0},
+    ),
 }
 
 
@@ -283,7 +292,7 @@ def run_one(
             cand = res.candidates[0]
             params, label = cand.parameters, cand.generator
             keep = ("horizon_effective", "fit_seconds", "optimize_seconds", "warm_started",
-                    "acquisition_calls")  # fmt: skip
+                    "acquisition_calls", "root_choice")  # fmt: skip
             infos.append({k: res.info[k] for k in keep if k in res.info})
         y = evaluate(fn, params)
         ys.append(y)
@@ -346,6 +355,10 @@ def table(cache: Path, problems: list[str], methods: list[str]) -> str:
     look = [m for m in methods if m.startswith("ms")]
     refs = [m for m in ("ei", "noisy_ei") if m in methods]
     pairs = [(m, r) for m in look for r in refs]
+    # an opt-in variant ``X_div...`` of a lookahead method ``X`` is also paired with ``X``
+    pairs += [
+        (m, m.split("_div")[0]) for m in look if "_div" in m and m.split("_div")[0] in methods
+    ]
     paired_rows = [
         "| function | " + " | ".join(f"{m} − {r}" for m, r in pairs) + " |",
         "|" + "---|" * (len(pairs) + 1),

@@ -476,7 +476,14 @@ class MultiStepGenerator(ModelBasedGenerator):
                 values = value.detach().reshape(-1)
                 i, p = boltzmann_choice(values, s.root_temperature, seed)
                 rank = int((values > values[i]).sum())
-                info["root_choice"] = {"rank": rank, "probability": round(p, 4)}
+                best = int(values.argmax())
+                # how far the chosen root moved from the best tree's (unit-cube model space)
+                shift = float((X_full[i, 0] - X_full[best, 0]).abs().max())
+                info["root_choice"] = {
+                    "rank": rank,
+                    "probability": round(p, 4),
+                    "root_shift": round(shift, 4),
+                }
                 X_full, value = X_full[i], values[i]
         finally:
             hook.remove()

@@ -450,8 +450,8 @@ def test_root_choice_off_is_unchanged_and_on_is_seeded_and_in_bounds() -> None:
     assert proposals(hot) == on  # deterministic given the seed
     for p in on:
         assert -5.0 <= p["a"] <= 10.0 and 0.0 <= p["b"] <= 15.0
-    runs = [proposals(hot, seed=s)[4:] for s in range(7, 10)]
-    assert any(r != proposals({}, seed=s)[4:] for r, s in zip(runs, range(7, 10)))
+    # the draw does move the proposal away from the best tree's root for some seed
+    assert any(proposals(hot, seed=s)[4:] != proposals({}, seed=s)[4:] for s in range(7, 10))
 
 
 @pytest.mark.parametrize(
