@@ -355,9 +355,14 @@ def table(cache: Path, problems: list[str], methods: list[str]) -> str:
     look = [m for m in methods if m.startswith("ms")]
     refs = [m for m in ("ei", "noisy_ei") if m in methods]
     pairs = [(m, r) for m in look for r in refs]
-    # an opt-in variant ``X_div...`` of a lookahead method ``X`` is also paired with ``X``
+    # an opt-in variant ``X_div...`` of a lookahead method ``X`` is also paired with ``X`` and
+    # ``X_botorch`` (the root-choice study of issue 20)
     pairs += [
-        (m, m.split("_div")[0]) for m in look if "_div" in m and m.split("_div")[0] in methods
+        (m, b)
+        for m in look
+        if "_div" in m
+        for b in (m.split("_div")[0], m.split("_div")[0] + "_botorch")
+        if b in methods
     ]
     paired_rows = [
         "| function | " + " | ".join(f"{m} − {r}" for m, r in pairs) + " |",
