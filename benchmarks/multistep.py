@@ -177,7 +177,10 @@ METHODS: dict[str, tuple[str | None, dict[str, Any]]] = {
     "ms2_botorch": ("multi_step", {"horizon": 2, "noise": "fixed", "dense_tree": False}),
     "ms3_botorch": ("multi_step", {"horizon": 3, "noise": "fixed", "dense_tree": False}),
     # deliberate exploration (opt-in): Boltzmann choice among the restarts' optimized trees
-    "ms2_div": ("multi_step", {"horizon": 2, "noise": "fixed", "root_choice": "boltzmann"}),
+    "ms2_div": (
+        "multi_step",
+        {"horizon": 2, "noise": "fixed", "root_choice": "boltzmann", "root_temperature": 1.0},
+    ),
     # the same at a colder (0.3) and a hotter (3) temperature, for the study
     "ms2_div03": (
         "multi_step",
