@@ -237,6 +237,15 @@ class RunResult:
         return (f0 - fb) / (f0 - optimum) if f0 > optimum else 1.0
 
 
+def random_design(fn: synthetic.SyntheticTestFunction, seed: int, n: int) -> torch.Tensor:
+    """``n`` uniform random points in ``fn``'s box, the same for every method of a seed (its
+    first ``2 d`` rows are the protocol's shared initial design)."""
+    g = torch.Generator().manual_seed(10_000 + seed)
+    U = torch.rand(n, fn.dim, generator=g, dtype=DTYPE)
+    lo, hi = fn.bounds
+    return lo + (hi - lo) * U
+
+
 def run_one(
     problem: str,
     method: str,
@@ -260,10 +269,7 @@ def run_one(
     budget = budget or n_init + budget_mult * d
     gen_name, settings = spec or METHODS[method]
     settings = {**settings, "n_initial": n_init} if gen_name else {}  # the shared 2·d design
-    g = torch.Generator().manual_seed(10_000 + seed)  # same initial design for every method
-    U = torch.rand(budget, d, generator=g, dtype=DTYPE)  # rows >= n_init: random search
-    lo, hi = fn.bounds
-    raw = lo + (hi - lo) * U
+    raw = random_design(fn, seed, budget)  # rows >= n_init: random search
     config = ExperimentConfig(
         name=f"{problem}-{method}-{seed}",
         search_space=space,

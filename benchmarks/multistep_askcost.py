@@ -45,12 +45,12 @@ from assay.benchmarks.multistep import (
     _trial,
     evaluate,
     lookahead_value,
+    random_design,
     space_for,
 )
 from assay.platform.experiment import Experiment, ExperimentConfig, Objective
 from assay.platform.generators import get_generator
 from assay.platform.models import exact_solves, fit_outcome_models
-from assay.platform.space import DTYPE
 
 #: High-fidelity fantasies of the decision value (``--value``), as ``--study fantasies``.
 HIGH_FIDELITY = {2: [32], 3: [8, 8]}
@@ -80,10 +80,7 @@ def paired_run(
     fn = PROBLEMS[problem]()
     d = fn.dim
     n_init = 2 * d
-    g = torch.Generator().manual_seed(10_000 + seed)  # benchmarks/multistep.py's design
-    U = torch.rand(n_init, d, generator=g, dtype=DTYPE)
-    lo, hi = fn.bounds
-    raw = lo + (hi - lo) * U
+    raw = random_design(fn, seed, n_init)  # benchmarks/multistep.py's shared design
     config = ExperimentConfig(
         name=f"askcost-{problem}-{seed}",
         search_space=space_for(fn),

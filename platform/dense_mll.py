@@ -48,7 +48,8 @@ from torch import Tensor
 MAX_CHOLESKY_TRIES = 4
 
 
-def _base_kernel(module: Kernel) -> Kernel:
+def base_kernel(module: Kernel) -> Kernel:
+    """The kernel inside a ``ScaleKernel`` (``module`` itself otherwise)."""
     return module.base_kernel if isinstance(module, ScaleKernel) else module
 
 
@@ -74,7 +75,7 @@ def supports_dense_mll(gp: object) -> bool:
 def supports_dense_kernel(module: Kernel) -> bool:
     """Whether ``module`` (possibly in a ``ScaleKernel``) is an RBF or Matern-5/2 kernel over
     all input dimensions: the kernels :func:`stationary_kernel` evaluates."""
-    base = _base_kernel(module)
+    base = base_kernel(module)
     if type(base) not in (RBFKernel, MaternKernel) or base.active_dims is not None:
         return False
     return not (isinstance(base, MaternKernel) and base.nu != 2.5)
@@ -98,7 +99,7 @@ def kernel_matrix(module: Kernel, A: Tensor, B: Tensor) -> Tensor:
     """``k(A, B)`` for the kernels :func:`supports_dense_mll` accepts, differentiable in the
     hyperparameters (:func:`stationary_kernel` of the lengthscale-scaled inputs, times the
     output scale)."""
-    base = _base_kernel(module)
+    base = base_kernel(module)
     ls = base.lengthscale.reshape(-1)
     k = stationary_kernel(A / ls, B / ls, isinstance(base, RBFKernel))
     if isinstance(module, ScaleKernel):
@@ -113,22 +114,23 @@ def _noise(gp: SingleTaskGP, n: int, like: Tensor) -> Tensor:
     return lik.noise.reshape(-1).expand(n)
 
 
-def robust_cholesky(A: Tensor) -> Tensor:
-    """Cholesky factor of ``A``; on failure retried with jitter ``j * 10^k`` on the diagonal,
-    ``j`` GPyTorch's ``cholesky_jitter`` setting for the dtype (as ``psd_safe_cholesky``).
+def robust_cholesky(A: Tensor, jitter_tries: int = MAX_CHOLESKY_TRIES - 1) -> Tensor:
+    """Cholesky factor of ``A`` (or of a batch of matrices); on failure retried up to
+    ``jitter_tries`` times with jitter ``j * 10^k`` on the diagonal, ``j`` GPyTorch's
+    ``cholesky_jitter`` setting for the dtype (as ``psd_safe_cholesky``).
 
     Raises:
         torch.linalg.LinAlgError: still not positive definite (a ``RuntimeError``, which the
             fit's retry logic catches).
     """
     L, info = torch.linalg.cholesky_ex(A)
-    if int(info) == 0:
+    if not bool((info != 0).any()):
         return L
     jitter = gpytorch.settings.cholesky_jitter.value(A.dtype)
-    eye = torch.eye(A.shape[-1], dtype=A.dtype)
-    for k in range(MAX_CHOLESKY_TRIES - 1):
+    eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
+    for k in range(jitter_tries):
         L, info = torch.linalg.cholesky_ex(A + jitter * 10**k * eye)
-        if int(info) == 0:
+        if not bool((info != 0).any()):
             return L
     raise torch.linalg.LinAlgError("covariance not positive definite after jitter")
 

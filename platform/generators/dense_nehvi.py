@@ -49,28 +49,27 @@ from __future__ import annotations
 
 import math
 
-import gpytorch
 import torch
 from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
 from botorch.models import SingleTaskGP
 from botorch.models.transforms.outcome import Standardize
 from botorch.utils.transforms import match_batch_shape
-from gpytorch.kernels import Kernel, RBFKernel, ScaleKernel
+from gpytorch.kernels import RBFKernel, ScaleKernel
 from gpytorch.likelihoods import FixedNoiseGaussianLikelihood, GaussianLikelihood
 from gpytorch.means import ConstantMean
-from linear_operator.utils.errors import NanError, NotPSDError
+from linear_operator.utils.errors import NanError
 from torch import Tensor
 
-from assay.platform.dense_mll import stationary_kernel, supports_dense_kernel
+from assay.platform.dense_mll import (
+    base_kernel,
+    robust_cholesky,
+    stationary_kernel,
+    supports_dense_kernel,
+)
 
-#: Cholesky attempts of the candidates' conditional block, with jitter ``10^k`` times
-#: GPyTorch's ``cholesky_jitter`` for the dtype (as ``psd_safe_cholesky``, which BoTorch's
-#: ``sample_cached_cholesky`` uses with ``max_tries=6``).
+#: Jittered Cholesky attempts (:func:`~assay.platform.dense_mll.robust_cholesky`), as
+#: BoTorch's ``sample_cached_cholesky`` (``psd_safe_cholesky`` with ``max_tries=6``).
 MAX_TRIES = 6
-
-
-def _base(module: Kernel) -> Kernel:
-    return module.base_kernel if isinstance(module, ScaleKernel) else module
 
 
 def supports_dense_joint(model: object) -> bool:
@@ -109,7 +108,7 @@ class JointPieces:
             self.X = model.train_inputs[0].detach()  # m x n x d
             m, n = self.X.shape[0], self.X.shape[1]
             covar = model.covar_module
-            base = _base(covar)
+            base = base_kernel(covar)
             self.lengthscale = base.lengthscale.detach().reshape(m, 1, -1)  # m x 1 x d
             self.rbf = isinstance(base, RBFKernel)
             self.scale = (
@@ -120,7 +119,7 @@ class JointPieces:
             noise = model.likelihood.noise.detach().reshape(m, -1).expand(m, n)
             self.const = model.mean_module.constant.detach().reshape(m, 1)
             K = self.kernel(self.X, self.X) + torch.diag_embed(noise)
-            self.L = _cholesky(K)  # m x n x n
+            self.L = robust_cholesky(K, MAX_TRIES)  # m x n x n
             r = (model.train_targets.detach() - self.const).unsqueeze(-1)
             self.alpha = torch.cholesky_solve(r, self.L).squeeze(-1)  # m x n
             ot = model.outcome_transform
@@ -186,21 +185,6 @@ class JointPieces:
         )
 
 
-def _cholesky(A: Tensor, max_tries: int = MAX_TRIES) -> Tensor:
-    """Batched Cholesky factor; on failure retried with growing jitter on the diagonal
-    (``psd_safe_cholesky``'s rule). Raises ``NotPSDError`` if that fails too."""
-    L, info = torch.linalg.cholesky_ex(A)
-    if not bool((info != 0).any()):
-        return L
-    jitter = gpytorch.settings.cholesky_jitter.value(A.dtype)
-    eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
-    for k in range(max_tries):
-        L, info = torch.linalg.cholesky_ex(A + jitter * 10**k * eye)
-        if not bool((info != 0).any()):
-            return L
-    raise NotPSDError("covariance not positive definite after jitter")
-
-
 class DenseLogNEHVI(qLogNoisyExpectedHypervolumeImprovement):
     """BoTorch's ``qLogNoisyExpectedHypervolumeImprovement`` (same arguments, ``cache_root``
     on) whose candidate samples come from :class:`JointPieces` and whose one-point value skips
@@ -208,7 +192,8 @@ class DenseLogNEHVI(qLogNoisyExpectedHypervolumeImprovement):
 
     Raises:
         TypeError: ``model`` is not of the form :func:`supports_dense_joint` accepts.
-        NotPSDError: a training covariance cannot be factorised even with jitter.
+        torch.linalg.LinAlgError: a training covariance cannot be factorised even with
+            jitter.
     """
 
     def __init__(self, model: SingleTaskGP, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
@@ -250,7 +235,7 @@ class DenseLogNEHVI(qLogNoisyExpectedHypervolumeImprovement):
         mean, cross, cov = self.pieces.joint_rows(X, Xb)
         try:
             samples = self._sample(mean, cross, cov)
-        except (NanError, NotPSDError):  # BoTorch's fallback: the standard path
+        except (NanError, torch.linalg.LinAlgError):  # BoTorch's fallback: the standard path
             return super()._compute_posterior_samples_and_concat_pending(X_in)
         self._dense_count[0] += 1
         return samples, X
@@ -302,7 +287,7 @@ class DenseLogNEHVI(qLogNoisyExpectedHypervolumeImprovement):
         Lb = self._baseline_L
         bl = torch.linalg.solve_triangular(Lb, cross.transpose(-1, -2), upper=False)
         bl = bl.transpose(-1, -2)  # batch x m x q x n_b
-        br = _cholesky(cov - bl @ bl.transpose(-1, -2))  # batch x m x q x q
+        br = robust_cholesky(cov - bl @ bl.transpose(-1, -2), MAX_TRIES)  # batch x m x q x q
         Lq = torch.cat([bl, br], dim=-1)  # batch x m x q x (n_b + q)
         S = self.sampler.sample_shape
         z = self.sampler.base_samples  # S x 1.. x (n_b + q) x m

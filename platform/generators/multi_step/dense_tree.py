@@ -61,7 +61,12 @@ from gpytorch.likelihoods import FixedNoiseGaussianLikelihood
 from gpytorch.settings import min_variance
 from torch import Tensor
 
-from assay.platform.dense_mll import robust_cholesky, stationary_kernel, supports_dense_mll
+from assay.platform.dense_mll import (
+    base_kernel,
+    robust_cholesky,
+    stationary_kernel,
+    supports_dense_mll,
+)
 from assay.platform.generators.multi_step.incumbent import IncumbentKind, incumbent_factory
 
 #: Smallest posterior variance (data units) EI divides by, as BoTorch's analytic EI.
@@ -147,7 +152,7 @@ class DenseMultiStepLookahead(qMultiStepLookahead):
         n = X.shape[0]
         dtype = X.dtype
         module = gp.covar_module
-        base = module.base_kernel if isinstance(module, ScaleKernel) else module
+        base = base_kernel(module)
         self._rbf = isinstance(base, RBFKernel)
         self._ls = base.lengthscale.detach().reshape(-1).to(dtype)
         self._scale = float(module.outputscale.detach()) if isinstance(module, ScaleKernel) else 1.0

@@ -192,7 +192,7 @@ class MultiStepSettings(ModelBasedSettings):
     tree_init: Literal["seeded", "random"] = "seeded"
     dense_tree: bool = True
     root_choice: Literal["best", "boltzmann"] = "best"
-    # measured (PROGRESS.md of branch msdiv): 1 changed nothing, 3 helped where the GP models
+    # measured (benchmarks/results/multistep-div/): 1 changed nothing, 3 helped where the GP models
     # poorly (dropwave, twobasin2) and cost a little where it models well (sixhumpcamel)
     root_temperature: float = Field(default=3.0, gt=0, le=1_000)
 
