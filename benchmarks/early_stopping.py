@@ -303,7 +303,12 @@ def train(params: dict[str, Any]) -> Training | Replay:
 
 
 # -- methods: each returns its trials in order, ``[{"epochs", "completed", "val", "test"}]`` --
-def run_assay(rule: dict[str, Any] | None, seed: int, trials: int, generator: str) -> list[dict]:
+def run_assay(
+    rule: dict[str, Any] | None, seed: int, trials: int, generator: str,
+    early_stopped: str = "exclude",
+) -> list[dict]:  # fmt: skip
+    """Assay through its client; ``early_stopped`` is the model-based generator's setting
+    (what its model makes of stopped trials; only with a model-based ``--generator``)."""
     import assay
 
     client = assay.Client()
@@ -316,6 +321,8 @@ def run_assay(rule: dict[str, Any] | None, seed: int, trials: int, generator: st
     )
     if rule is not None:
         spec["early_stopping"] = rule
+    if early_stopped != "exclude" and generator not in ("shared", "sobol"):
+        spec["generator_settings"] = {"early_stopped": early_stopped}
     exp = client.create_experiment(**spec)
     out: list[dict] = []
     shared = shared_configs(seed, trials) if generator == "shared" else None
@@ -515,6 +522,14 @@ METHODS: dict[str, Callable[[int, int, str], list[dict]]] = {
     "rate": lambda s, n, g: run_assay(ASSAY_RULES["rate"], s, n, g),
     "percentile_median": lambda s, n, g: run_assay(ASSAY_RULES["percentile_median"], s, n, g),
     "percentile_ramp": lambda s, n, g: run_assay(ASSAY_RULES["percentile_ramp"], s, n, g),
+    # The ramped rule with the model fed the stopped trials (generator setting
+    # ``early_stopped``; the same as ``percentile_ramp`` with --generator shared or sobol).
+    "percentile_ramp_last": lambda s, n, g: run_assay(
+        ASSAY_RULES["percentile_ramp"], s, n, g, "last_value"
+    ),
+    "percentile_ramp_pred": lambda s, n, g: run_assay(
+        ASSAY_RULES["percentile_ramp"], s, n, g, "predicted"
+    ),
     "optuna_median": lambda s, n, g: run_optuna("median", s, n, g),
     "optuna_hyperband": lambda s, n, g: run_optuna("hyperband", s, n, g),
     "ray_asha": lambda s, n, g: run_ray_asha(s, n, g),

@@ -852,6 +852,72 @@ def predict_final(
     return FinalPrediction(mean, math.sqrt(max(var, 1e-18)), len(members), horizon)
 
 
+#: What a model-based generator does with early-stopped trials (its ``early_stopped``
+#: setting; see :func:`early_stopped_values`).
+EARLY_STOPPED_DATA = ("exclude", "last_value", "predicted")
+
+
+def early_stopped_values(
+    curves: Sequence[Curve], metrics: Sequence[str], mode: str
+) -> dict[int, dict[str, float]]:
+    """The values an early-stopped trial contributes to the model, per metric:
+    ``{trial_id: {metric: value}}`` for the early-stopped curves.
+
+    ``mode`` (a model-based generator's ``early_stopped`` setting):
+
+    - ``"exclude"``: nothing (only completed trials are data);
+    - ``"last_value"``: the last value the trial reported. It is a measurement of the arm at
+      a lower fidelity (fewer epochs), so it understates a curve that was still rising; Ax
+      feeds early-stopped trials to its model the same way;
+    - ``"predicted"``: the final value :func:`predict_final` extrapolates from the partial
+      curve and the finished ones (the ``model`` strategy's curve-transfer ensemble), the
+      last value where it cannot (no finished curve reached the stop step).
+
+    Why stopped trials should be data at all: excluded, they leave the model blind where the
+    rule found poor arms, and, since only arms with data count toward the initial design, an
+    experiment that stops three trials in four stays in its quasi-random design about four
+    times as long (``max(2d + 1, 5)`` *completed* trials), which is the whole budget of a
+    short tuning run. Tree-structured Parzen estimators use stopped (pruned) trials for the
+    same reason, ranked below the completed ones (Optuna's TPE; Bergstra et al. 2011).
+
+    Example:
+        >>> done = Curve(1, {"m": [(1, 0.5), (2, 0.7), (3, 0.8)]}, True, {"m": 0.8})
+        >>> cut = Curve(2, {"m": [(1, 0.4)]}, False, {}, "early_stopped")
+        >>> early_stopped_values([done, cut], ["m"], "last_value")
+        {2: {'m': 0.4}}
+        >>> round(early_stopped_values([done, cut], ["m"], "predicted")[2]["m"], 2)
+        0.7
+    """
+    if mode not in EARLY_STOPPED_DATA:
+        raise ValidationError(
+            f"early_stopped must be one of {list(EARLY_STOPPED_DATA)}, got {mode!r}",
+            field="early_stopped",
+        )
+    if mode == "exclude":
+        return {}
+    finished = [c for c in curves if c.finished]
+    out: dict[int, dict[str, float]] = {}
+    for c in curves:
+        if c.finished or c.state != "early_stopped":
+            continue
+        vals: dict[str, float] = {}
+        for m in metrics:
+            last = c.last_step(m)
+            if last is None:
+                continue
+            value = c.value_at(m, last)
+            if value is None or not math.isfinite(value):
+                continue
+            if mode == "predicted":
+                pred = predict_final(c, [f for f in finished if m in f.points], m)
+                if pred is not None and math.isfinite(pred.mean):
+                    value = pred.mean
+            vals[m] = float(value)
+        if vals:
+            out[c.trial_id] = vals
+    return out
+
+
 def _normal_cdf(x: float) -> float:
     return 0.5 * math.erfc(-x / math.sqrt(2.0))
 

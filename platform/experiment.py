@@ -14,7 +14,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -962,6 +962,9 @@ class Experiment:
     #: Why it has its status (the last change: reason, rule, figures, actor, time); ``None``
     #: for an experiment whose status never changed (or one stored before reasons were kept).
     status_reason: StatusReason | None = None
+    #: A generation view only (:meth:`with_early_stopped_data`): early-stopped trials that
+    #: carry observations count as observed. Never stored.
+    early_stopped_observed: bool = False
 
     @property
     def name(self) -> str:
@@ -1018,6 +1021,22 @@ class Experiment:
             out.append((name, dict(params)))
         return out
 
+    def with_early_stopped_data(self, values: Mapping[int, Mapping[str, float]]) -> Experiment:
+        """A view for one ask in which each early-stopped single-arm trial in ``values``
+        (``{trial_id: {metric: value}}``, e.g. from
+        :func:`~assay.platform.early_stopping.early_stopped_values`) carries those values as
+        its observations and counts as observed (:meth:`observed`): the model sees the
+        stopped trials, and they count toward the initial design. The experiment itself is
+        unchanged; the view is never stored."""
+        trials = []
+        for t in self.trials:
+            vals = values.get(t.id)
+            if vals and t.state is TrialState.EARLY_STOPPED and not t.is_batch:
+                obs = {m: Observation(m, float(v)) for m, v in vals.items()}
+                t = replace(t, observations={t.arms[0].name: obs})
+            trials.append(t)
+        return replace(self, trials=trials, early_stopped_observed=True)
+
     def pending_arms(self) -> list[Arm]:
         """Arms of trials asked but not yet finished (``X_pending`` for generation)."""
         space = self.search_space
@@ -1028,10 +1047,16 @@ class Experiment:
 
     def observed(self) -> list[tuple[Trial, Arm, dict[str, Observation]]]:
         """``(trial, arm, {metric: obs})`` for every completed arm with data (arms at a
-        choice value since removed are left out: they cannot be encoded)."""
+        choice value since removed are left out: they cannot be encoded); in a view made by
+        :meth:`with_early_stopped_data`, early-stopped arms with data too."""
+        states = (
+            (TrialState.COMPLETED, TrialState.EARLY_STOPPED)
+            if self.early_stopped_observed
+            else (TrialState.COMPLETED,)
+        )
         out = []
         for t in self.trials:
-            if t.state is TrialState.COMPLETED:
+            if t.state in states:
                 for a in t.arms:
                     obs = t.observations.get(a.name)
                     if obs and self.search_space.is_encodable(a.parameters):

@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from assay.platform.early_stopping import early_stopped_values
 from assay.platform.errors import (
     AssayError,
     ConflictError,
@@ -108,6 +109,19 @@ def run_locked(
             )  # fmt: skip
             time.sleep(0.01 * 2**attempt * (1 + random.random()))
     raise AssertionError("unreachable")
+
+
+def with_early_stopped(store: Store, exp: Experiment, generator: Any) -> Experiment:
+    """The snapshot a model-based generator should see under its ``early_stopped`` setting:
+    ``exp`` itself for ``"exclude"`` (the default) or when no trial was early-stopped, else a
+    view in which each early-stopped trial carries the values
+    :func:`~assay.platform.early_stopping.early_stopped_values` derives from its reports (one
+    read of the experiment's curves per ask)."""
+    mode = getattr(getattr(generator, "settings", None), "early_stopped", "exclude")
+    if mode == "exclude" or not any(t.state is TrialState.EARLY_STOPPED for t in exp.trials):
+        return exp
+    values = early_stopped_values(store.experiment_curves(exp), exp.config.modelled_metrics, mode)
+    return exp.with_early_stopped_data(values)
 
 
 def with_fixed(exp: Experiment, fixed: Mapping[str, Any] | None) -> Experiment:
@@ -425,7 +439,8 @@ class Generation:
         generator = get_generator(exp.config.generator, exp.config.generator_settings)
         seed = derive_seed(exp.config.seed or 0, len(exp.trials))
         t0 = time.perf_counter()
-        result = generator.generate(with_fixed(exp, fixed), n, seed=seed)
+        view = with_fixed(with_early_stopped(self.store, exp, generator), fixed)
+        result = generator.generate(view, n, seed=seed)
         info = {**result.info, "ask_seconds": round(time.perf_counter() - t0, 4)}
         if fixed:
             info["fixed"] = dict(fixed)
@@ -473,7 +488,8 @@ class Generation:
             # The carried-over arms run in this batch: fantasized with the new ones and never
             # proposed again (the control is already a baseline point and always avoided).
             included = fixed[1:] if exp.config.status_quo is not None else fixed
-            result = generator.generate(exp, n_new, seed=seed, pending=included)
+            view = with_early_stopped(self.store, exp, generator)
+            result = generator.generate(view, n_new, seed=seed, pending=included)
             info = {**result.info, "ask_seconds": round(time.perf_counter() - t0, 4)}
             observe_generation("ask_batch", len(result.candidates), info)
             log.info("experiment %s: generated a batch of %d arm(s) %s", exp.id, n_new, info)

@@ -26,7 +26,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import pydantic
 from pydantic import Field
@@ -283,11 +283,20 @@ class ModelBasedSettings(GeneratorSettings):
             (:attr:`ModelBasedGenerator.centre_first_default`: on for the multi-objective
             generators, off otherwise; the evidence is in ``benchmarks/centre_point.py``'s
             docstring).
+        early_stopped: What the model makes of early-stopped trials
+            (:func:`~assay.platform.early_stopping.early_stopped_values`): ``"exclude"``
+            (only completed trials are data), ``"last_value"`` (the last value each stopped
+            trial reported) or ``"predicted"`` (its final value as the curve-transfer
+            ensemble of the ``model`` early-stopping strategy extrapolates it). With either
+            of the last two, stopped trials also count toward the initial design. The
+            service builds the values from the trials' reports at each ask
+            (:meth:`~assay.platform.experiment.Experiment.with_early_stopped_data`).
     """
 
     n_initial: int | None = Field(default=None, ge=1, le=10_000)
     warm_start: bool = True
     centre_first: bool | None = None
+    early_stopped: Literal["exclude", "last_value", "predicted"] = "exclude"
 
 
 @dataclass

@@ -12,6 +12,7 @@ from assay.platform.early_stopping import (
     StoppingRuleConfig,
     curve_noise,
     decide,
+    early_stopped_values,
     expected_improvement,
     improvement_rate,
     predict_final,
@@ -454,3 +455,42 @@ def test_experiment_config_round_trips_the_settings() -> None:
     with pytest.raises(ValidationError) as e:
         ExperimentConfig.from_dict(bad)
     assert e.value.field == "early_stopping.metric"
+
+
+# -- what the model makes of early-stopped trials (the generators' ``early_stopped``) --------
+def _stopped(tid: int, values: list[float], **extra: list[float]) -> Curve:
+    c = curve(tid, values, **extra)
+    return Curve(c.trial_id, c.points, False, {}, "early_stopped")
+
+
+def _done(tid: int, values: list[float]) -> Curve:
+    c = curve(tid, values, finished=True)
+    return Curve(c.trial_id, c.points, True, {"acc": values[-1]}, "completed")
+
+
+def test_early_stopped_values_per_mode() -> None:
+    done = [_done(1, [0.5, 0.6, 0.7, 0.8]), _done(2, [0.3, 0.4, 0.5, 0.6])]
+    cut = _stopped(3, [0.31, 0.42], latency=[5.0, 7.0])
+    running = curve(4, [0.1])
+    curves = [*done, cut, running]
+    assert early_stopped_values(curves, ["acc"], "exclude") == {}
+    # Only the stopped trial, with its last reported value of each modelled metric.
+    assert early_stopped_values(curves, ["acc", "latency"], "last_value") == {
+        3: {"acc": 0.42, "latency": 7.0}
+    }
+    # Predicted: the curve-transfer ensemble's extrapolation (the close curve 2 shifted by
+    # +0.01..0.02 ends near 0.61), above the last value of a curve still rising.
+    pred = early_stopped_values(curves, ["acc"], "predicted")[3]["acc"]
+    assert pred == pytest.approx(predict_final(cut, done, "acc").mean)
+    assert 0.58 < pred < 0.64
+    # No finished curve reached the stop step: the last value stands in.
+    far = _stopped(5, [0.2, 0.3, 0.4, 0.5, 0.6])
+    assert early_stopped_values([*done, far], ["acc"], "predicted") == {5: {"acc": 0.6}}
+    # A metric the trial never reported is left out; no value at all, no entry.
+    assert early_stopped_values([_stopped(6, [0.2])], ["loss"], "last_value") == {}
+
+
+def test_early_stopped_values_rejects_an_unknown_mode() -> None:
+    with pytest.raises(ValidationError, match="early_stopped must be one of") as e:
+        early_stopped_values([], ["acc"], "impute")
+    assert e.value.field == "early_stopped"

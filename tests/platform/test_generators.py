@@ -271,3 +271,51 @@ def test_non_numerical_errors_in_acquisition_still_raise(build_experiment, monke
     monkeypatch.setattr(noisy_ei, "optimize_acquisition", bug)
     with pytest.raises(KeyError):
         NoisyEIGenerator().generate(build_experiment(SPEC_1D, observed_1d()), 1, seed=0)
+
+
+def _with_stopped(build_experiment, n_done: int, stopped: list[float]):
+    """``n_done`` completed trials on the bump and early-stopped ones at ``stopped``."""
+    from assay.platform.experiment import Arm, Trial, TrialState
+
+    exp = build_experiment(SPEC_1D, observed_1d(n_done))
+    for x in stopped:
+        i = len(exp.trials)
+        arm = Arm(f"{i}_0", {"x": x})
+        exp.trials.append(Trial(i + 1, 1, i, [arm], TrialState.EARLY_STOPPED, "noisy_ei"))
+    return exp
+
+
+def test_early_stopped_view_counts_stopped_trials_as_data(build_experiment) -> None:
+    from assay.platform.experiment import Observation
+    from assay.platform.generators.base import initial_design_arms
+    from assay.platform.models import training_data
+
+    exp = _with_stopped(build_experiment, 3, [0.7, 0.9])
+    stopped_ids = [t.id for t in exp.trials[3:]]
+    view = exp.with_early_stopped_data({stopped_ids[0]: {"y": 0.01}, stopped_ids[1]: {"y": 0.02}})
+    # The stored snapshot is unchanged: completed trials only, stopped ones without data.
+    assert len(exp.observed()) == 3 and not exp.trials[3].observations
+    assert initial_design_arms(exp) == 3
+    # The view: the stopped trials are observed with the given values, in the model's data
+    # and the initial design's count.
+    assert len(view.observed()) == 5 and initial_design_arms(view) == 5
+    assert view.trials[4].observations == {"4_0": {"y": Observation("y", 0.02)}}
+    assert training_data(view)["y"].Y.flatten().tolist()[-2:] == [0.01, 0.02]
+    # Values for a completed or unknown trial change nothing.
+    assert len(exp.with_early_stopped_data({1: {"y": 5.0}, 99: {"y": 1.0}}).observed()) == 3
+
+
+def test_early_stopped_setting_ends_the_initial_design(build_experiment) -> None:
+    # 3 completed + 2 stopped with n_initial 5: excluded, the ask is still Sobol; with the
+    # stopped trials as data, the model takes over.
+    exp = _with_stopped(build_experiment, 3, [0.7, 0.9])
+    values = {t.id: {"y": 0.0} for t in exp.trials[3:]}
+    gen = get_generator("noisy_ei", {"early_stopped": "last_value"})
+    assert gen.settings.early_stopped == "last_value"
+    [c] = gen.generate(exp, 1, seed=0).candidates
+    assert c.generator == "sobol"
+    [c] = gen.generate(exp.with_early_stopped_data(values), 1, seed=0).candidates
+    assert c.generator == "noisy_ei"
+    with pytest.raises(ValidationError, match="generator_settings.early_stopped"):
+        get_generator("noisy_ei", {"early_stopped": "impute"})
+    assert get_generator("noisy_ei").settings.early_stopped == "exclude"

@@ -151,6 +151,10 @@ def api(store):
             {"early_stopping": {"strategy": "percentile", "ramp_from": True}},
             "early_stopping.ramp_from",
         ),
+        (
+            {"generator": "noisy_ei", "generator_settings": {"early_stopped": "impute"}},
+            "generator_settings.early_stopped",
+        ),
     ],
 )
 def test_rest_bad_settings_are_422_naming_the_field(api, patch, field) -> None:
@@ -181,3 +185,26 @@ def test_rest_should_stop_stopping_and_curves(api) -> None:
     assert c["curves"][0]["state"] == "early_stopped"
     assert c["curves"][0]["points"]["acc"] == [[1, 0.2], [2, 0.3]]
     assert api.get("/api/v1/trials/987654/should_stop").status_code == 404
+
+
+@pytest.mark.parametrize("mode", ["exclude", "last_value", "predicted"])
+def test_model_sees_early_stopped_trials_per_setting(client, mode) -> None:
+    # 2 completed + 2 early-stopped trials, n_initial 4: only when the stopped trials are
+    # data (their reports, read by the service at the ask) does the model take over.
+    exp = make(client, generator="noisy_ei",
+               generator_settings={"n_initial": 4, "early_stopped": mode},
+               early_stopping={"strategy": "percentile", "min_curves": 2})  # fmt: skip
+    for x, level in ((0.2, 0.8), (0.8, 0.9)):
+        t = client.attach_trial(exp.id, {"x": x})
+        run_curve(client, t.id, [level * s for s in (0.5, 0.8, 1.0)])
+        client.tell(t.id, {"acc": level})
+    for x in (0.4, 0.6):
+        t = client.attach_trial(exp.id, {"x": x})
+        run_curve(client, t.id, [0.1, 0.15])
+        client.early_stop(t.id, "poor")
+    [t] = client.ask(exp.id)
+    assert t.generator == ("sobol" if mode == "exclude" else "noisy_ei")
+    # Nothing was written to the stopped trials: the values live in the ask's view only.
+    stopped = [s for s in client.trials(exp.id) if s.state is assay.TrialState.EARLY_STOPPED]
+    assert len(stopped) == 2 and all(not s.observations for s in stopped)
+    assert client.get_experiment(exp.id).config.generator_settings["early_stopped"] == mode
