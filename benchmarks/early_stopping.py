@@ -305,10 +305,11 @@ def train(params: dict[str, Any]) -> Training | Replay:
 # -- methods: each returns its trials in order, ``[{"epochs", "completed", "val", "test"}]`` --
 def run_assay(
     rule: dict[str, Any] | None, seed: int, trials: int, generator: str,
-    early_stopped: str = "exclude",
+    early_stopped: str | None = None,
 ) -> list[dict]:  # fmt: skip
     """Assay through its client; ``early_stopped`` is the model-based generator's setting
-    (what its model makes of stopped trials; only with a model-based ``--generator``)."""
+    (what its model makes of stopped trials, ``None``: its default; only with a model-based
+    ``--generator``)."""
     import assay
 
     client = assay.Client()
@@ -321,7 +322,7 @@ def run_assay(
     )
     if rule is not None:
         spec["early_stopping"] = rule
-    if early_stopped != "exclude" and generator not in ("shared", "sobol"):
+    if early_stopped is not None and generator not in ("shared", "sobol"):
         spec["generator_settings"] = {"early_stopped": early_stopped}
     exp = client.create_experiment(**spec)
     out: list[dict] = []
@@ -522,8 +523,11 @@ METHODS: dict[str, Callable[[int, int, str], list[dict]]] = {
     "rate": lambda s, n, g: run_assay(ASSAY_RULES["rate"], s, n, g),
     "percentile_median": lambda s, n, g: run_assay(ASSAY_RULES["percentile_median"], s, n, g),
     "percentile_ramp": lambda s, n, g: run_assay(ASSAY_RULES["percentile_ramp"], s, n, g),
-    # The ramped rule with the model fed the stopped trials (generator setting
-    # ``early_stopped``; the same as ``percentile_ramp`` with --generator shared or sobol).
+    # The ramped rule with the generator's ``early_stopped`` setting pinned (the default,
+    # ``predicted``, is ``percentile_ramp``'s; all the same with --generator shared or sobol).
+    "percentile_ramp_excl": lambda s, n, g: run_assay(
+        ASSAY_RULES["percentile_ramp"], s, n, g, "exclude"
+    ),
     "percentile_ramp_last": lambda s, n, g: run_assay(
         ASSAY_RULES["percentile_ramp"], s, n, g, "last_value"
     ),

@@ -867,8 +867,8 @@ def early_stopped_values(
 
     - ``"exclude"``: nothing (only completed trials are data);
     - ``"last_value"``: the last value the trial reported. It is a measurement of the arm at
-      a lower fidelity (fewer epochs), so it understates a curve that was still rising; Ax
-      feeds early-stopped trials to its model the same way;
+      a lower fidelity (fewer epochs), so it understates a curve that was still rising (Ax,
+      too, fits early-stopped trials' data: their status expects data);
     - ``"predicted"``: the final value :func:`predict_final` extrapolates from the partial
       curve and the finished ones (the ``model`` strategy's curve-transfer ensemble), the
       last value where it cannot (no finished curve reached the stop step).

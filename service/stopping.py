@@ -6,13 +6,18 @@ experiment, its trials' reports as :class:`~assay.platform.early_stopping.Curve`
 answers ``should_stop`` / ``stopping``, and records an early stop (trial state
 ``early_stopped``, the decision's reason and numbers in the trial's event).
 
-What the optimizer does with early-stopped trials: they are **excluded** from the model's
-data (only completed trials are observations, :meth:`~assay.platform.experiment.Experiment.observed`)
-and are not pending. A stopped trial's last values are a truncated, pessimistic view of its
-arm (curves still rising when cut); used as observations, even with inflated noise, they pull
-the model down exactly where the stopping rule made mistakes (slow starters). Excluded, the
-region keeps its prior uncertainty, and a re-proposal there is again cut early and cheaply if
-it is really poor.
+What the optimizer does with early-stopped trials: by default the model sees each one at its
+**predicted final value** (the model-based generators' ``early_stopped`` setting, default
+``"predicted"``; :func:`~assay.platform.early_stopping.early_stopped_values`): the ``model``
+strategy's curve-transfer ensemble extrapolates the stopped curve from the finished ones, so
+a curve cut while still rising is not read at its truncated value, and a slow starter is
+compared with the finished curves that started like it. The values exist only in the ask's
+view (:func:`assay.service.generation.with_early_stopped`); nothing is written to the trials.
+``"last_value"`` uses the last report as is (Ax, too, fits early-stopped trials' data) and
+``"exclude"`` leaves stopped trials out. Excluding them was the first design, and it starved the model: only arms with
+data count toward the initial design, so with three trials in four stopped, ``noisy_ei``
+stayed in its Sobol design for a whole 40-trial run (``benchmarks/early_stopping.py
+--generator noisy_ei``, README "Early stopping").
 
 May import: :mod:`assay.platform`, :mod:`assay.storage.base` and
 :mod:`assay.service.webhooks` (the ``stopping.recommended`` event).

@@ -290,13 +290,16 @@ class ModelBasedSettings(GeneratorSettings):
             ensemble of the ``model`` early-stopping strategy extrapolates it). With either
             of the last two, stopped trials also count toward the initial design. The
             service builds the values from the trials' reports at each ask
-            (:meth:`~assay.platform.experiment.Experiment.with_early_stopped_data`).
+            (:meth:`~assay.platform.experiment.Experiment.with_early_stopped_data`). Default
+            ``"predicted"``: chosen on tuning seeds 100-104 of ``benchmarks/early_stopping.py
+            --generator noisy_ei`` (both workloads), where excluding them kept ``noisy_ei`` in
+            its Sobol design for the whole run.
     """
 
     n_initial: int | None = Field(default=None, ge=1, le=10_000)
     warm_start: bool = True
     centre_first: bool | None = None
-    early_stopped: Literal["exclude", "last_value", "predicted"] = "exclude"
+    early_stopped: Literal["exclude", "last_value", "predicted"] = "predicted"
 
 
 @dataclass

@@ -318,4 +318,4 @@ def test_early_stopped_setting_ends_the_initial_design(build_experiment) -> None
     assert c.generator == "noisy_ei"
     with pytest.raises(ValidationError, match="generator_settings.early_stopped"):
         get_generator("noisy_ei", {"early_stopped": "impute"})
-    assert get_generator("noisy_ei").settings.early_stopped == "exclude"
+    assert get_generator("noisy_ei").settings.early_stopped == "predicted"
