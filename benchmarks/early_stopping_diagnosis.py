@@ -59,12 +59,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rules", nargs="+", default=["model"])
     ap.add_argument("--extra", default="{}", help="JSON {name: early_stopping settings}")
     ap.add_argument("-v", action="store_true", help="list the best configurations' stops")
+    ap.add_argument("--quality", default="test", choices=["test", "val"],
+                    help="the chosen trial's test accuracy or its final validation accuracy")  # fmt: skip
     ap.add_argument("--crossing", action="store_true", help="only print how much curves cross")
     args = ap.parse_args(argv)
     if args.crossing:
         print(crossing(args.workload))
         return 0
     es.set_workload(args.workload)
+    key = f"best_{args.quality}"
     es.ASSAY_RULES.update(json.loads(args.extra))
     rules, n, stream, fr = args.rules, args.trials, args.stream, [0.5, 0.75, 1.0]
     tb: dict[str, list[tuple[float, int]]] = {}
@@ -86,12 +89,12 @@ def main(argv: list[str] | None = None) -> int:
             if k == 0:
                 for r, recs in [*runs.items(), ("median", med)]:
                     x = es.summarize(recs, trials=n)
-                    tb.setdefault(r, []).append((x["best_test"], x["epochs"]))
+                    tb.setdefault(r, []).append((x[key], x["epochs"]))
             for f in fr:
                 m = es.summarize(med, budget=round(f * budget))
                 for r, recs in runs.items():
                     a = es.summarize(recs, budget=round(f * budget))
-                    agg[r][f].append((seed, a["best_test"] - m["best_test"]))
+                    agg[r][f].append((seed, a[key] - m[key]))
             if k == 0 and args.v:
                 print(f"seed {seed}: MedianPruner's epochs on its first {n} trials {budget}")
                 for pos in sorted(range(stream), key=lambda i: -finals[perm[i]])[:8]:
@@ -110,13 +113,13 @@ def main(argv: list[str] | None = None) -> int:
             cells.append(
                 f"{f}x: {st.fmean(ds):+.4f} ± {se:.4f} [{' '.join(f'{x:+.3f}' for x in ds)}]"
             )
-        print(f"{r} vs median at equal epochs (test):", " | ".join(cells))
+        print(f"{r} vs median at equal epochs ({args.quality}):", " | ".join(cells))
     base = tb["none"]
     for r, v in tb.items():
         d = [a[0] - b[0] for a, b in zip(v, base, strict=True)]
         ep = st.fmean(a[1] for a in v) / st.fmean(b[1] for b in base)
         se = st.stdev(d) / len(d) ** 0.5 if len(d) > 1 else 0.0
-        print(f"first {n} trials, {r}: test {st.fmean(a[0] for a in v):.4f}, "
+        print(f"first {n} trials, {r}: {args.quality} {st.fmean(a[0] for a in v):.4f}, "
               f"{100 * ep:.0f}% of no-stopping epochs, Δ vs none {st.fmean(d):+.4f} ± {se:.4f}")  # fmt: skip
     return 0
 
