@@ -38,7 +38,7 @@ import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 from assay.platform.errors import ValidationError
 
@@ -854,7 +854,8 @@ def predict_final(
 
 #: What a model-based generator does with early-stopped trials (its ``early_stopped``
 #: setting; see :func:`early_stopped_values`).
-EARLY_STOPPED_DATA = ("exclude", "last_value", "predicted")
+EarlyStoppedData = Literal["exclude", "last_value", "predicted"]
+EARLY_STOPPED_DATA: tuple[str, ...] = get_args(EarlyStoppedData)
 
 
 def early_stopped_values(
@@ -909,7 +910,7 @@ def early_stopped_values(
             if value is None or not math.isfinite(value):
                 continue
             if mode == "predicted":
-                pred = predict_final(c, [f for f in finished if m in f.points], m)
+                pred = predict_final(c, finished, m)  # skips curves without ``m``
                 if pred is not None and math.isfinite(pred.mean):
                     value = pred.mean
             vals[m] = float(value)

@@ -11,8 +11,9 @@ What the optimizer does with early-stopped trials: by default the model sees eac
 ``"predicted"``; :func:`~assay.platform.early_stopping.early_stopped_values`): the ``model``
 strategy's curve-transfer ensemble extrapolates the stopped curve from the finished ones, so
 a curve cut while still rising is not read at its truncated value (the finished curves
-closest to it over its last steps say how much such curves still gained). The values exist only in the ask's
-view (:func:`assay.service.generation.with_early_stopped`); nothing is written to the trials.
+closest to it over its last steps say how much such curves still gained). The values exist
+only in the ask's view (:func:`assay.service.generation.with_early_stopped`); nothing is
+written to the trials.
 ``"last_value"`` uses the last report as is (Ax, too, fits early-stopped trials' data) and
 ``"exclude"`` leaves stopped trials out. Excluding them was the first design, and it
 starved the model: only arms with data count toward the initial design, so with three trials

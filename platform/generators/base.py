@@ -26,11 +26,12 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import pydantic
 from pydantic import Field
 
+from assay.platform.early_stopping import EarlyStoppedData
 from assay.platform.errors import AssayError, GenerationError, ModelFitError, ValidationError
 from assay.platform.experiment import Experiment, OutcomeConstraint, TrialState
 from assay.platform.models import (
@@ -299,7 +300,7 @@ class ModelBasedSettings(GeneratorSettings):
     n_initial: int | None = Field(default=None, ge=1, le=10_000)
     warm_start: bool = True
     centre_first: bool | None = None
-    early_stopped: Literal["exclude", "last_value", "predicted"] = "predicted"
+    early_stopped: EarlyStoppedData = "predicted"
 
 
 @dataclass
