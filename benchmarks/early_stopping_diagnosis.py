@@ -3,8 +3,8 @@ cached curves of ``benchmarks/early_stopping.py`` (same configurations, same ord
 
 For each seed and ordering (the first the original), the rules and MedianPruner run on the
 identical sequence; prints, per rule, the paired test-accuracy difference to MedianPruner at
-0.5/0.75/1x MedianPruner's epochs (mean ± SE over seeds, then per seed), the same-trial-budget
-summary, and with ``-v`` the epoch at which each method stopped the 8 configurations with the
+0.5/0.75/1x MedianPruner's epochs (mean ± SE over seeds, wins/ties/losses over seeds, then
+per seed), the same-trial-budget summary (each seed's mean over its orderings), and with ``-v`` the epoch at which each method stopped the 8 configurations with the
 best final validation accuracy (20 = ran to the end).
 
     python benchmarks/early_stopping_diagnosis.py --workload mlp --trials 40 --stream 64 \\
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     key = f"best_{args.quality}"
     es.ASSAY_RULES.update(json.loads(args.extra))
     rules, n, stream, fr = args.rules, args.trials, args.stream, [0.5, 0.75, 1.0]
-    tb: dict[str, list[tuple[float, int]]] = {}
+    tb: dict[str, dict[int, list[tuple[float, int]]]] = {}
     agg: dict[str, dict[float, list[tuple[int, float]]]] = {
         r: {f: [] for f in fr} for r in [*rules, "none"]
     }
@@ -86,10 +86,9 @@ def main(argv: list[str] | None = None) -> int:
             med = es.run_optuna("median", seed, stream, "shared", order)
             budget = es.summarize(med, trials=n)["epochs"]
             runs = {r: es.replay_assay(es.ASSAY_RULES.get(r), order) for r in [*rules, "none"]}
-            if k == 0:
-                for r, recs in [*runs.items(), ("median", med)]:
-                    x = es.summarize(recs, trials=n)
-                    tb.setdefault(r, []).append((x[key], x["epochs"]))
+            for r, recs in [*runs.items(), ("median", med)]:
+                x = es.summarize(recs, trials=n)
+                tb.setdefault(r, {}).setdefault(seed, []).append((x[key], x["epochs"]))
             for f in fr:
                 m = es.summarize(med, budget=round(f * budget))
                 for r, recs in runs.items():
@@ -110,17 +109,25 @@ def main(argv: list[str] | None = None) -> int:
                 per_seed.setdefault(s, []).append(d)
             ds = [st.fmean(v) for v in per_seed.values()]
             se = st.stdev(ds) / len(ds) ** 0.5 if len(ds) > 1 else 0.0
-            cells.append(
-                f"{f}x: {st.fmean(ds):+.4f} ± {se:.4f} [{' '.join(f'{x:+.3f}' for x in ds)}]"
-            )
+            wtl = f"{sum(x > 0 for x in ds)}/{sum(x == 0 for x in ds)}/{sum(x < 0 for x in ds)}"
+            cells.append(f"{f}x: {st.fmean(ds):+.4f} ± {se:.4f} ({wtl}) "
+                         f"[{' '.join(f'{x:+.3f}' for x in ds)}]")  # fmt: skip
         print(f"{r} vs median at equal epochs ({args.quality}):", " | ".join(cells))
+    # The same trial budget per seed: the mean over its orderings, paired per ordering with
+    # no stopping; mean ± SE over seeds.
     base = tb["none"]
-    for r, v in tb.items():
-        d = [a[0] - b[0] for a, b in zip(v, base, strict=True)]
-        ep = st.fmean(a[1] for a in v) / st.fmean(b[1] for b in base)
+    for r, per_seed in tb.items():
+        q = [st.fmean(a[0] for a in v) for v in per_seed.values()]
+        d = [st.fmean(a[0] - b[0] for a, b in zip(v, base[s], strict=True))
+             for s, v in per_seed.items()]  # fmt: skip
+        ep = sum(a[1] for v in per_seed.values() for a in v) / sum(
+            b[1] for v in base.values() for b in v
+        )
         se = st.stdev(d) / len(d) ** 0.5 if len(d) > 1 else 0.0
-        print(f"first {n} trials, {r}: {args.quality} {st.fmean(a[0] for a in v):.4f}, "
-              f"{100 * ep:.0f}% of no-stopping epochs, Δ vs none {st.fmean(d):+.4f} ± {se:.4f}")  # fmt: skip
+        qse = st.stdev(q) / len(q) ** 0.5 if len(q) > 1 else 0.0
+        print(f"first {n} trials ({args.orders} orderings), {r}: {args.quality} "
+              f"{st.fmean(q):.4f} ± {qse:.4f}, {100 * ep:.1f}% of no-stopping epochs, "
+              f"Δ vs none (paired) {st.fmean(d):+.4f} ± {se:.4f}")  # fmt: skip
     return 0
 
 
