@@ -2,10 +2,11 @@
 cached curves of ``benchmarks/early_stopping.py`` (same configurations, same orders).
 
 For each seed and ordering (the first the original), the rules and MedianPruner run on the
-identical sequence; prints, per rule, the paired test-accuracy difference to MedianPruner at
-0.5/0.75/1x MedianPruner's epochs (mean ± SE over seeds, wins/ties/losses over seeds, then
-per seed), the same-trial-budget summary (each seed's mean over its orderings), and with ``-v`` the epoch at which each method stopped the 8 configurations with the
-best final validation accuracy (20 = ran to the end).
+identical sequence; prints, per rule, the paired accuracy difference (``--quality``) to
+MedianPruner at 0.5/0.75/1x MedianPruner's epochs (mean ± SE over seeds, wins/ties/losses
+over seeds, then per seed), the same-trial-budget summary (each seed's mean over its
+orderings), and with ``-v`` the epoch at which each method stopped the 8 configurations with
+the best final validation accuracy (20 = ran to the end).
 
     python benchmarks/early_stopping_diagnosis.py --workload mlp --trials 40 --stream 64 \\
         --rules model rate -v
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             for s, d in agg[r][f]:
                 per_seed.setdefault(s, []).append(d)
             ds = [st.fmean(v) for v in per_seed.values()]
-            se = st.stdev(ds) / len(ds) ** 0.5 if len(ds) > 1 else 0.0
+            se = es._se(ds)
             wtl = f"{sum(x > 0 for x in ds)}/{sum(x == 0 for x in ds)}/{sum(x < 0 for x in ds)}"
             cells.append(f"{f}x: {st.fmean(ds):+.4f} ± {se:.4f} ({wtl}) "
                          f"[{' '.join(f'{x:+.3f}' for x in ds)}]")  # fmt: skip
@@ -123,8 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         ep = sum(a[1] for v in per_seed.values() for a in v) / sum(
             b[1] for v in base.values() for b in v
         )
-        se = st.stdev(d) / len(d) ** 0.5 if len(d) > 1 else 0.0
-        qse = st.stdev(q) / len(q) ** 0.5 if len(q) > 1 else 0.0
+        se, qse = es._se(d), es._se(q)
         print(f"first {n} trials ({args.orders} orderings), {r}: {args.quality} "
               f"{st.fmean(q):.4f} ± {qse:.4f}, {100 * ep:.1f}% of no-stopping epochs, "
               f"Δ vs none (paired) {st.fmean(d):+.4f} ± {se:.4f}")  # fmt: skip
